@@ -1,0 +1,175 @@
+"""The cost model: exact dynamic counts, cycles as the max of named bounds, and bytes per memory level.
+
+Counting is by structure, not by stepping: an instruction runs (product of its enclosing trip counts) times.
+Cycles: each straight-line block (a loop's body and latch) costs, per trip, the largest of
+  - ports:   the busiest execution port, each instruction adding its reciprocal throughput to each port it may
+             use (llvm-mca's resource-pressure view makes the same even split);
+  - issue:   micro-ops over the core's issue width;
+  - latency: the loop-carried dependency chain through one trip (a sequential loop's accumulator), found by
+             following each register that a trip reads before it writes it.
+A kernel's compute cycles add its blocks' cycles; memory sets a floor of bytes / bandwidth for every level.
+The kernel's cycles are the largest of these, and the report names the bound that decided (uiCA's
+"facile" bounds; the roofline).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from isasim.isa import cache_model
+from isasim.isa.machine import Uarch
+from isasim.isa.machine_state import place
+from isasim.isa.program import Instr, Item, Loop, Mem, Program, Reg, walk
+from isasim.isa.semantics import RESULT_IS_FP, Prim
+
+LEVELS = ("l1", "l2", "llc", "dram")
+
+
+@dataclass(frozen=True)
+class BlockCost:
+    ports: float
+    issue: float
+    latency: float
+    busiest_port: str
+
+    @property
+    def cycles(self) -> float:
+        return max(self.ports, self.issue, self.latency)
+
+    @property
+    def bound(self) -> str:
+        best = self.cycles
+        if self.latency == best and self.latency > 0:
+            return "latency"
+        if self.ports == best:
+            return f"port {self.busiest_port}"
+        return "issue"
+
+
+@dataclass(frozen=True)
+class KernelCost:
+    name: str
+    instructions: int
+    by_mnemonic: dict[str, int]
+    cycles: float
+    bound: str
+    bounds: dict[str, float]  # cycles each bound alone would take: "compute" and one per memory level
+    compute_split: dict[str, float]  # compute cycles by the bound that decided each block
+    bytes: dict[str, int]
+    flops: int
+    fp_ops: int  # dynamic floating-point arithmetic instructions (scalar: one operation each)
+    inner_loop: BlockCost | None = None  # per trip of the innermost loop that runs most often
+
+
+@dataclass
+class _Acc:
+    compute: Counter = field(default_factory=Counter)  # bound name -> cycles it decided
+    total: float = 0.0
+    hottest: tuple[int, BlockCost] | None = None
+
+
+def reads(ins: Instr) -> list[Reg]:
+    regs = [s.base if isinstance(s, Mem) else s for s in ins.srcs]
+    if isinstance(ins.dst, Mem):
+        regs.append(ins.dst.base)
+    return [r for r in regs if isinstance(r, Reg)]
+
+
+def carried_latency(block: list[Instr], uarch: Uarch) -> float:
+    """The longest dependency chain from a loop-carried register's value at the top of a trip to its next."""
+    written: set[Reg] = set()
+    carried: set[Reg] = set()
+    for ins in block:
+        for r in reads(ins):
+            if r not in written:
+                carried.add(r)
+        if isinstance(ins.dst, Reg):
+            written.add(ins.dst)
+    longest = 0.0
+    for r in carried & written:
+        dist = {r: 0.0}
+        for ins in block:
+            on_chain = [dist[s] for s in reads(ins) if s in dist]
+            if isinstance(ins.dst, Reg):
+                if on_chain:
+                    dist[ins.dst] = max(on_chain) + uarch.timing(ins.mnemonic).latency
+                else:
+                    dist.pop(ins.dst, None)
+        longest = max(longest, dist.get(r, 0.0))
+    return longest
+
+
+def block_cost(block: list[Instr], uarch: Uarch, sequential: bool) -> BlockCost:
+    pressure: Counter = Counter()
+    uops = 0
+    for ins in block:
+        t = uarch.timing(ins.mnemonic)
+        for p in t.ports:
+            pressure[p] += t.rthroughput
+        uops += t.uops
+    port, busiest = max(pressure.items(), key=lambda kv: kv[1]) if pressure else ("-", 0.0)
+    latency = carried_latency(block, uarch) if sequential else 0.0
+    return BlockCost(busiest, uops / uarch.issue_width, latency, port)
+
+
+def _blocks(items: tuple[Item, ...], trips: int, uarch: Uarch, acc: _Acc, own: list[Instr] | None = None,
+            sequential: bool = False) -> None:
+    """Cost the straight-line instructions of `items` (plus `own`, the latch) as one block, recursing."""
+    straight = [it for it in items if isinstance(it, Instr)] + (own or [])
+    if straight:
+        bc = block_cost(straight, uarch, sequential)
+        acc.compute[bc.bound.split()[0]] += trips * bc.cycles
+        acc.total += trips * bc.cycles
+        if own is not None and (acc.hottest is None or trips > acc.hottest[0]):
+            acc.hottest = (trips, bc)
+    for it in items:
+        if isinstance(it, Loop):
+            _blocks(it.body, trips * it.trip, uarch, acc, list(it.latch), not it.parallel)
+
+
+def cache_tree(program: Program) -> tuple:
+    """The program's loads and stores as the cache model's loop tree, at the addresses the executor uses."""
+    base = place(program.buffers)
+
+    def conv(items: tuple[Item, ...]) -> tuple:
+        out = []
+        for it in items:
+            if isinstance(it, Loop):
+                body = conv(it.body) + conv(tuple(it.latch))
+                if body:
+                    out.append(cache_model.Loop(it.trip, body))
+            elif it.access is not None:
+                a = it.access
+                out.append(cache_model.Access(a.buf, base[a.buf] + a.base, a.strides, a.width,
+                                              it.prim is Prim.STORE))
+        return tuple(out)
+
+    return conv(program.body)
+
+
+def cost_program(program: Program, uarch: Uarch, flops: int = 0) -> KernelCost:
+    by_mnemonic: Counter = Counter()
+    fp_ops = 0
+    for ins, n, _ in walk(program.body):
+        by_mnemonic[ins.mnemonic] += n
+        if RESULT_IS_FP.get(ins.prim) and ins.prim not in (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F):
+            fp_ops += n * (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
+    acc = _Acc()
+    _blocks(program.body, 1, uarch, acc)
+    levels = [lv for lv in uarch.levels if lv.name != "dram"]
+    traffic = cache_model.analytic_traffic(
+        cache_model.Loop(1, cache_tree(program)),
+        tuple(cache_model.CacheLevel(lv.name, lv.size, lv.assoc, lv.line) for lv in levels))
+    nbytes = {"l1": traffic.l1, "l2": traffic.l2, "llc": traffic.llc, "dram": traffic.dram}
+    bounds = {"compute": acc.total}
+    for lv in uarch.levels:
+        bounds[lv.name] = nbytes[lv.name] / lv.bytes_per_cycle
+    compute_bound = max(acc.compute.items(), key=lambda kv: kv[1])[0] if acc.compute else "issue"
+    mem_bound = max(LEVELS, key=lambda n: bounds.get(n, 0.0))
+    if bounds.get(mem_bound, 0.0) > acc.total:
+        cycles, bound = bounds[mem_bound], mem_bound
+    else:
+        cycles, bound = acc.total, compute_bound
+    return KernelCost(program.name, sum(by_mnemonic.values()), dict(by_mnemonic), cycles, bound, bounds,
+                      dict(acc.compute), nbytes, flops, fp_ops, acc.hottest[1] if acc.hottest else None)

@@ -1,0 +1,208 @@
+"""Microarchitecture descriptions as data: one TOML file per core in ``isa/uarch/``.
+
+Every number in those files carries its source (DESIGN.md principle 2); this module only parses and
+checks them into frozen dataclasses. Nothing here knows a hardware number.
+
+Conventions the TOML files follow (and the checks below enforce where they can):
+
+* ``InstrTiming.latency``: cycles from operands ready to result usable by a dependent instruction.
+  For loads it is the L1-hit load-to-use latency; for stores it is not consumed by a chain.
+* ``InstrTiming.rthroughput``: reciprocal throughput in cycles per instruction when many independent
+  copies run (the authoritative throughput number; ``ports`` say where the pressure lands).
+* ``InstrTiming.ports``: the execution ports (each named in ``Uarch.ports``) any of the
+  instruction's micro-ops may issue to, as a union over its micro-ops.
+* ``InstrTiming.uops``: the slots the instruction takes in the ``issue_width`` budget: fused-domain
+  micro-ops on Intel, macro-ops on AMD, MOPs on Arm.
+* ``MemLevel.bytes_per_cycle``: sustainable bandwidth from that level to ONE core, in core cycles.
+  DRAM's is a single-core sustainable bandwidth (GB/s) divided by ``clock_ghz``.
+* ``MemLevel.size`` is per core: private L1D/L2 as built; for the shared LLC the per-core share
+  (total LLC / cores sharing it), the capacity a core can count on when all cores are busy.
+  A lone thread can reach more of it; the file's source line says how the share was computed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from isasim.models.errors import UserError
+
+UARCH_DIR = Path(__file__).with_name("uarch")
+ISAS = ("x86-64", "aarch64")
+LEVEL_NAMES = ("l1", "l2", "llc", "dram")
+
+
+@dataclass(frozen=True)
+class InstrTiming:
+    latency: float
+    rthroughput: float
+    ports: tuple[str, ...]
+    uops: int
+    source: str
+
+
+@dataclass(frozen=True)
+class MemLevel:
+    name: str  # one of LEVEL_NAMES
+    size: int | None  # bytes per core (see module docstring); None for DRAM
+    assoc: int | None
+    line: int
+    bytes_per_cycle: float
+    latency: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Uarch:
+    name: str
+    isa: str  # "x86-64" | "aarch64"
+    clock_ghz: float
+    issue_width: int
+    ports: tuple[str, ...]
+    levels: tuple[MemLevel, ...]
+    instructions: Mapping[str, InstrTiming]
+    sources: tuple[str, ...]
+    description: str
+    clock_source: str
+    issue_width_source: str
+
+    def timing(self, mnemonic: str) -> InstrTiming:
+        try:
+            return self.instructions[mnemonic]
+        except KeyError:
+            raise KeyError(
+                f"no timing for {mnemonic!r} on {self.name} ({self.isa}); "
+                f"add it to isa/uarch/{self.name}.toml"
+            ) from None
+
+    def level(self, name: str) -> MemLevel:
+        for lvl in self.levels:
+            if lvl.name == name:
+                return lvl
+        raise KeyError(f"{self.name} has no memory level {name!r}")
+
+
+class UarchFileError(ValueError):
+    """A description file in isa/uarch/ is malformed: a bug in the data, not user input."""
+
+
+def _req(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in table:
+        raise UarchFileError(f"{where}: missing {key!r}")
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise UarchFileError(f"{where}: {key!r} must be {kind}, got {value!r}")
+    return value
+
+
+def _positive(value: float, key: str, where: str) -> float:
+    if value <= 0:
+        raise UarchFileError(f"{where}: {key!r} must be positive, got {value!r}")
+    return float(value)
+
+
+def _source(table: Mapping[str, Any], where: str, key: str = "source") -> str:
+    text = _req(table, key, str, where).strip()
+    if not text:
+        raise UarchFileError(f"{where}: empty {key!r}")
+    return text
+
+
+def _parse_instr(mnemonic: str, t: Mapping[str, Any], ports: tuple[str, ...], where: str) -> InstrTiming:
+    here = f"{where} [instructions.{mnemonic}]"
+    used = tuple(_req(t, "ports", list, here))
+    unknown = [p for p in used if p not in ports]
+    if not used or unknown:
+        raise UarchFileError(f"{here}: ports {used} must be non-empty and among {ports}")
+    uops = _req(t, "uops", int, here)
+    if uops < 1:
+        raise UarchFileError(f"{here}: uops must be >= 1")
+    return InstrTiming(
+        latency=_positive(_req(t, "latency", (int, float), here), "latency", here),
+        rthroughput=_positive(_req(t, "rthroughput", (int, float), here), "rthroughput", here),
+        ports=used,
+        uops=uops,
+        source=_source(t, here),
+    )
+
+
+def _parse_level(t: Mapping[str, Any], where: str) -> MemLevel:
+    name = _req(t, "name", str, where)
+    here = f"{where} [[levels]] {name}"
+    size = t.get("size")
+    assoc = t.get("assoc")
+    if name != "dram":
+        size = int(_positive(_req(t, "size", int, here), "size", here))
+        assoc = int(_positive(_req(t, "assoc", int, here), "assoc", here))
+    return MemLevel(
+        name=name,
+        size=size,
+        assoc=assoc,
+        line=int(_positive(_req(t, "line", int, here), "line", here)),
+        bytes_per_cycle=_positive(_req(t, "bytes_per_cycle", (int, float), here), "bytes_per_cycle", here),
+        latency=_positive(_req(t, "latency", (int, float), here), "latency", here),
+        source=_source(t, here),
+    )
+
+
+def parse_uarch(data: Mapping[str, Any], where: str) -> Uarch:
+    """Build and check a Uarch from parsed TOML (``where`` names the file in error messages)."""
+    isa = _req(data, "isa", str, where)
+    if isa not in ISAS:
+        raise UarchFileError(f"{where}: isa must be one of {ISAS}, got {isa!r}")
+    ports = tuple(_req(data, "ports", list, where))
+    if not ports or len(set(ports)) != len(ports):
+        raise UarchFileError(f"{where}: ports must be non-empty and unique")
+    levels = tuple(_parse_level(t, where) for t in _req(data, "levels", list, where))
+    if tuple(lvl.name for lvl in levels) != LEVEL_NAMES:
+        raise UarchFileError(f"{where}: levels must be {LEVEL_NAMES} in that order")
+    instrs = _req(data, "instructions", dict, where)
+    timings = {m: _parse_instr(m, t, ports, where) for m, t in instrs.items()}
+    sources = tuple(_req(data, "sources", list, where))
+    if not sources:
+        raise UarchFileError(f"{where}: sources must list the references used")
+    return Uarch(
+        name=_req(data, "name", str, where),
+        isa=isa,
+        clock_ghz=_positive(_req(data, "clock_ghz", (int, float), where), "clock_ghz", where),
+        issue_width=int(_positive(_req(data, "issue_width", int, where), "issue_width", where)),
+        ports=ports,
+        levels=levels,
+        instructions=MappingProxyType(timings),
+        sources=sources,
+        description=_req(data, "description", str, where).strip(),
+        clock_source=_source(data, where, "clock_source"),
+        issue_width_source=_source(data, where, "issue_width_source"),
+    )
+
+
+def _files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(UARCH_DIR.glob("*.toml"))}
+
+
+@cache
+def load_uarch(name: str) -> Uarch:
+    """The microarchitecture called ``name`` (a file stem in isa/uarch/); cached."""
+    files = _files()
+    if name not in files:
+        raise UserError(f"unknown microarchitecture {name!r}: choose one of {', '.join(files)}")
+    path = files[name]
+    with path.open("rb") as fh:
+        uarch = parse_uarch(tomllib.load(fh), path.name)
+    if uarch.name != name:
+        raise UarchFileError(f"{path.name}: name {uarch.name!r} does not match the file name")
+    return uarch
+
+
+def uarch_names(isa: str | None = None) -> tuple[str, ...]:
+    """Names of the described microarchitectures, optionally only those of one ISA."""
+    if isa is not None and isa not in ISAS:
+        raise UserError(f"unknown ISA {isa!r}: choose one of {', '.join(ISAS)}")
+    names = tuple(_files())
+    if isa is None:
+        return names
+    return tuple(n for n in names if load_uarch(n).isa == isa)

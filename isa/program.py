@@ -1,0 +1,136 @@
+"""The Program: target instructions inside loops with trip counts.
+
+One representation feeds the cost model (isa/cost.py), the batched executor (isa/execute.py) and the stepped
+interpreter (isa/stepper.py), so counts and numerics cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Union
+
+from isasim.isa.semantics import Prim
+from isasim.models.graph import DType
+
+
+class RegFile(Enum):
+    FP = "fp"  # xmm / s registers
+    GP = "gp"  # general-purpose 64-bit registers
+    PRED = "pred"  # a compare result: an xmm mask on x86, the NZCV flags on AArch64
+
+
+@dataclass(frozen=True)
+class Reg:
+    file: RegFile
+    n: int
+
+    def __str__(self) -> str:
+        return {RegFile.FP: "f", RegFile.GP: "r", RegFile.PRED: "p"}[self.file] + str(self.n)
+
+
+@dataclass(frozen=True)
+class Imm:
+    value: float | int
+
+
+@dataclass(frozen=True)
+class Addr:
+    """The address of element `offset` of a buffer, known once buffers are placed in memory."""
+
+    buf: str
+    offset: int  # bytes
+
+
+@dataclass(frozen=True)
+class Mem:
+    base: Reg
+    disp: int = 0
+
+
+Operand = Union[Reg, Imm, Addr, Mem]
+
+
+@dataclass(frozen=True)
+class Access:
+    """Where a load or store walks: its buffer, first byte and byte stride per enclosing loop (outer first).
+
+    Gathers record the stride of their row walk as if rows were distinct and consecutive; the cache model
+    uses this, the executors use the real addresses.
+    """
+
+    buf: str
+    base: int
+    strides: tuple[int, ...]
+    width: int
+
+
+@dataclass(frozen=True)
+class Instr:
+    mnemonic: str  # the key of the instruction's timing in the microarchitecture description
+    prim: Prim
+    dst: Reg | Mem | None
+    srcs: tuple[Operand, ...]
+    dtype: DType | None = None  # memory element type for loads and stores
+    access: Access | None = None
+
+    def __str__(self) -> str:
+        ops = ([str_operand(self.dst)] if self.dst is not None else []) + [str_operand(s) for s in self.srcs]
+        return f"{self.mnemonic} " + ", ".join(ops)
+
+
+def str_operand(o: Operand) -> str:
+    if isinstance(o, Reg):
+        return str(o)
+    if isinstance(o, Imm):
+        return f"#{o.value}"
+    if isinstance(o, Addr):
+        return f"&{o.buf}+{o.offset}"
+    return f"[{o.base}{'+' + str(o.disp) if o.disp else ''}]"
+
+
+@dataclass(frozen=True)
+class Loop:
+    """`counter` (set to `trip` by an instruction before the loop) counts down to zero in the latch.
+
+    parallel: iterations are independent (no value flows from one to the next except through the latch's
+    pointer and counter updates), so an executor may run them side by side.
+    """
+
+    counter: Reg
+    trip: int
+    body: tuple[Union[Instr, "Loop"], ...]
+    latch: tuple[Instr, ...]
+    parallel: bool
+    var: str = ""
+
+
+Item = Union[Instr, Loop]
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    name: str
+    size: int  # elements
+    dtype: DType
+    is_output: bool
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    target: str
+    buffers: tuple[BufferSpec, ...]
+    body: tuple[Item, ...]
+
+
+def walk(items: tuple[Item, ...], trips: int = 1, depth: tuple[Loop, ...] = ()):
+    """Yield (instruction, dynamic executions, enclosing loops) for every instruction, latch included."""
+    for it in items:
+        if isinstance(it, Instr):
+            yield it, trips, depth
+        else:
+            inner = trips * it.trip
+            yield from walk(it.body, inner, depth + (it,))
+            for ins in it.latch:
+                yield ins, inner, depth + (it,)

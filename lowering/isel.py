@@ -1,0 +1,223 @@
+"""Instruction selection: a loop-nest Kernel becomes a target Program.
+
+Per target only the mnemonics differ (isa/targets.py); the code shape is shared:
+- float constants are hoisted to the kernel's prologue (a constant-pool load, or a zero idiom);
+- every distinct memory stream gets a pointer register, set once in the prologue and advanced in the latch of
+  each enclosing loop by a net delta (the loop's own stride minus what its inner loop already advanced), as
+  compilers strength-reduce address arithmetic;
+- each loop counts down: `mov counter, trip` before it, `sub counter, 1; jnz` (`subs; b.ne`) in its latch;
+- parallel loops of extent 1 are dropped;
+- registers are virtual (unbounded); register allocation and spills are not modelled yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from isasim.isa.program import Access, Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
+from isasim.isa.semantics import Prim
+from isasim.isa.targets import Target
+from isasim.lowering.kernel import Affine, Const, Expr, Index, Kernel, Let, Load, Map, Reduce, Scalar, is_fp
+
+
+@dataclass
+class _Stream:
+    reg: Reg
+    chain: tuple[str, ...]  # enclosing loop variables, outermost first
+    strides: dict[str, int]  # bytes per iteration of each loop variable
+    trips: dict[str, int]  # trip count of each loop variable
+    scope: int  # the phase it belongs to
+
+
+@dataclass
+class _Selector:
+    kernel: Kernel
+    target: Target
+    trips: dict[str, int]
+    nregs: int = 0
+    prologue: list[Instr] = field(default_factory=list)
+    consts: dict[tuple, Reg] = field(default_factory=dict)
+    streams: dict[tuple, _Stream] = field(default_factory=dict)
+    scalars: dict[str, Reg] = field(default_factory=dict)
+    scalar_fp: dict[str, bool] = field(default_factory=dict)
+    counters: dict[str, Reg] = field(default_factory=dict)
+
+    def new(self, file: RegFile) -> Reg:
+        self.nregs += 1
+        return Reg(file, self.nregs)
+
+    def counter(self, var: str) -> Reg:
+        if var not in self.counters:
+            self.counters[var] = self.new(RegFile.GP)
+        return self.counters[var]
+
+    def mn(self, prim: Prim) -> str:
+        return self.target.mnemonics[prim]
+
+    # ---- constants and pointers -------------------------------------------------------------------
+    def const(self, c: Const) -> Reg:
+        key = (float(c.value) if c.fp else int(c.value), c.fp)
+        if key not in self.consts:
+            if c.fp:
+                r = self.new(RegFile.FP)
+                mnem = self.target.fp_zero if key[0] == 0.0 else self.target.fp_const
+                self.prologue.append(Instr(mnem, Prim.FMOV, r, (Imm(float(c.value)),)))
+            else:
+                r = self.new(RegFile.GP)
+                self.prologue.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, r, (Imm(int(c.value)),)))
+            self.consts[key] = r
+        return self.consts[key]
+
+    def stream(self, scope: int, buf: str, index: Affine, chain: tuple[str, ...]) -> _Stream:
+        static = Affine(index.offset, index.terms)
+        key = (scope, buf, static, chain)
+        if key not in self.streams:
+            isz = self.kernel.buffer(buf).dtype.itemsize
+            r = self.new(RegFile.GP)
+            self.prologue.append(Instr(self.target.pointer_init, Prim.IMOV, r, (Addr(buf, index.offset * isz),)))
+            self.streams[key] = _Stream(r, chain, {v: index.coef(v) * isz for v in chain},
+                                        {v: self.trips[v] for v in chain}, scope)
+        return self.streams[key]
+
+    def latch(self, var: str, counter: Reg, scope: int | None) -> tuple[Instr, ...]:
+        """Pointer updates and loop control; a phase loop (scope given) advances only its own streams."""
+        out = []
+        for s in self.streams.values():
+            if var not in s.chain or (scope is not None and s.scope != scope):
+                continue
+            i = s.chain.index(var)
+            delta = s.strides[var]
+            if i + 1 < len(s.chain):
+                nxt = s.chain[i + 1]
+                delta -= s.trips[nxt] * s.strides[nxt]
+            if delta:
+                out.append(Instr(self.mn(Prim.IADD), Prim.IADD, s.reg, (s.reg, Imm(delta))))
+        out.append(Instr(self.mn(Prim.DEC_FLAGS), Prim.DEC_FLAGS, counter, (counter, Imm(1))))
+        out.append(Instr(self.mn(Prim.BRANCH_NZ), Prim.BRANCH_NZ, None, (counter,)))
+        return tuple(out)
+
+    # ---- expressions ------------------------------------------------------------------------------
+    def expr(self, e: Expr, code: list[Instr], cse: dict, scope: int, chain: tuple[str, ...],
+             dst: Reg | None = None) -> Reg:
+        if dst is None and e in cse:
+            return cse[e]
+        if isinstance(e, Const):
+            return self.const(e)
+        if isinstance(e, Scalar):
+            return self.scalars[e.name]
+        if isinstance(e, Index):
+            if e.var not in self.trips:  # a loop of extent 1 was dropped: its index is always 0
+                return self.const(Const(0, fp=False))
+            # counters count down, so the iteration number is trip - counter
+            r = self.new(RegFile.GP)
+            code.append(Instr(self.mn(Prim.ISUB), Prim.ISUB, r,
+                              (self.const(Const(self.trips[e.var], fp=False)), self.counter(e.var))))
+            cse[e] = r
+            return r
+        if isinstance(e, Load):
+            r = self.load(e, code, cse, scope, chain, dst)
+        else:
+            r = self.operation(e, code, cse, scope, chain, dst)
+        if dst is None:
+            cse[e] = r
+        return r
+
+    def load(self, e: Load, code, cse, scope, chain, dst) -> Reg:
+        buf = self.kernel.buffer(e.buf)
+        s = self.stream(scope, e.buf, e.index, chain)
+        strides = [s.strides[v] for v in chain]
+        base: Reg = s.reg
+        for dyn, coef in e.index.dynamic:
+            idx = self.expr(dyn, code, cse, scope, chain)
+            scale = self.const(Const(coef * buf.dtype.itemsize, fp=False))
+            t = self.new(RegFile.GP)
+            code.append(Instr(self.mn(Prim.IMUL), Prim.IMUL, t, (idx, scale)))
+            code.append(Instr(self.mn(Prim.IADD), Prim.IADD, t, (t, base)))
+            base = t
+            # The cache model sees a gather as a walk over distinct rows along the loops its index varies with.
+            if isinstance(dyn, Load):
+                for j, v in enumerate(chain):
+                    if dyn.index.coef(v):
+                        strides[j] += coef * buf.dtype.itemsize
+        r = dst or self.new(RegFile.FP if buf.dtype.name == "F32" else RegFile.GP)
+        acc = Access(e.buf, e.index.offset * buf.dtype.itemsize, tuple(strides), buf.dtype.itemsize)
+        code.append(Instr(self.target.loads[buf.dtype], Prim.LOAD, r, (Mem(base),), buf.dtype, acc))
+        return r
+
+    def operation(self, e: Op, code, cse, scope, chain, dst) -> Reg:
+        srcs = tuple(self.expr(a, code, cse, scope, chain) for a in e.args)
+        fp = is_fp(e, self.kernel, self.scalar_fp)
+        file = RegFile.FP if fp else (RegFile.GP if fp is False else RegFile.PRED)
+        r = dst or self.new(file)
+        if e.prim is Prim.SELECT:
+            mnem = self.target.fp_int_select[bool(fp)]
+        else:
+            mnem = self.mn(e.prim)
+        code.append(Instr(mnem, e.prim, r, srcs))
+        return r
+
+    # ---- phases and loops -------------------------------------------------------------------------
+    def loop(self, var: str, trip: int, body: list[Item], parallel: bool, code: list[Item],
+             scope: int | None = None) -> None:
+        counter = self.counter(var)
+        code.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, counter, (Imm(trip),)))
+        code.append(Loop(counter, trip, tuple(body), self.latch(var, counter, scope), parallel, var))
+
+    def phases(self, outer: tuple[str, ...]) -> list[Item]:
+        code: list[Item] = []
+        point_cse: dict = {}
+        for scope, ph in enumerate(self.kernel.phases):
+            if isinstance(ph, Reduce):
+                acc = self.accumulator(ph.init, code, scope, outer)
+                self.scalars[ph.acc] = acc
+                self.scalar_fp[ph.acc] = bool(is_fp(ph.init, self.kernel, self.scalar_fp))
+                body: list[Instr] = []
+                self.trips[ph.var] = ph.extent
+                self.expr(ph.update, body, {}, scope, outer + (ph.var,), dst=acc)
+                self.loop(ph.var, ph.extent, body, False, code, scope)
+            elif isinstance(ph, Let):
+                self.scalar_fp[ph.name] = bool(is_fp(ph.value, self.kernel, self.scalar_fp))
+                self.scalars[ph.name] = self.expr(ph.value, code, point_cse, scope, outer)
+            elif ph.var is None:
+                self.store(ph, code, point_cse, scope, outer)
+            else:
+                body = []
+                self.trips[ph.var] = ph.extent
+                self.store(ph, body, {}, scope, outer + (ph.var,))
+                self.loop(ph.var, ph.extent, body, True, code, scope)
+        return code
+
+    def accumulator(self, init: Expr, code: list[Item], scope: int, chain: tuple[str, ...]) -> Reg:
+        """A fresh register holding the initial value: the loop writes it, so it shares no register."""
+        fp = bool(is_fp(init, self.kernel, self.scalar_fp))
+        r = self.new(RegFile.FP if fp else RegFile.GP)
+        if isinstance(init, Const):
+            if not fp:
+                code.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, r, (Imm(int(init.value)),)))
+            else:
+                mnem = self.target.fp_zero if init.value == 0 else self.target.fp_const
+                code.append(Instr(mnem, Prim.FMOV, r, (Imm(float(init.value)),)))
+            return r
+        return self.expr(init, code, {}, scope, chain, dst=r)
+
+    def store(self, ph: Map, code: list[Instr], cse: dict, scope: int, chain: tuple[str, ...]) -> None:
+        val = self.expr(ph.value, code, cse, scope, chain)
+        buf = self.kernel.buffer(ph.buf)
+        s = self.stream(scope, ph.buf, ph.index, chain)
+        acc = Access(ph.buf, ph.index.offset * buf.dtype.itemsize, tuple(s.strides[v] for v in chain),
+                     buf.dtype.itemsize)
+        code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, Mem(s.reg), (val,), buf.dtype, acc))
+
+
+def select(kernel: Kernel, target: Target) -> Program:
+    """Lower one kernel to one program for `target`."""
+    parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
+    sel = _Selector(kernel, target, dict(parallel))
+    outer = tuple(v for v, _ in parallel)
+    inner = sel.phases(outer)
+    for var, extent in reversed(parallel):
+        wrapped: list[Item] = []
+        sel.loop(var, extent, inner, True, wrapped)
+        inner = wrapped
+    buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in kernel.buffers)
+    return Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(inner))

@@ -1,0 +1,86 @@
+"""Graph -> kernels -> programs, and running a lowered graph's programs on real values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from isasim.isa.execute import execute
+from isasim.isa.machine_state import Events, Memory
+from isasim.isa.program import Program
+from isasim.isa.targets import Target
+from isasim.lowering import ops_elementwise, ops_gather, ops_linalg, ops_rows, ops_views  # noqa: F401 (registers)
+from isasim.lowering.isel import select
+from isasim.lowering.kernel import Kernel, verify
+from isasim.lowering.registry import Context, lower_node
+from isasim.lowering.views import View, contiguous_strides
+from isasim.models.graph import Graph, Node, Ref
+
+
+@dataclass(frozen=True)
+class Step:
+    node: Node
+    kernel: Kernel | None  # None: the node is a view and moves no data
+
+
+@dataclass
+class LoweredGraph:
+    graph: Graph
+    steps: tuple[Step, ...]
+    context: Context
+
+    @property
+    def kernels(self) -> list[Kernel]:
+        return [s.kernel for s in self.steps if s.kernel is not None]
+
+
+def lower_graph(graph: Graph) -> LoweredGraph:
+    ctx = Context(graph)
+    for p in graph.placeholders:
+        ctx.storages[p.name] = p.meta
+        ctx.views[Ref(p.name)] = View(p.name, p.meta.shape, contiguous_strides(p.meta.shape), 0, p.meta.dtype)
+    steps = []
+    for node in graph.nodes:
+        kernel = lower_node(ctx, node)
+        if kernel is not None:
+            verify(kernel)
+        steps.append(Step(node, kernel))
+    return LoweredGraph(graph, tuple(steps), ctx)
+
+
+def materialize(view: View, storages: dict[str, np.ndarray]) -> np.ndarray:
+    """The tensor a view describes, read from its storage (a copy)."""
+    flat = storages[view.storage]
+    isz = flat.itemsize
+    return np.lib.stride_tricks.as_strided(flat[view.offset:], view.shape, [s * isz for s in view.strides]).copy()
+
+
+def run_program(program: Program, storages: dict[str, np.ndarray]) -> Events:
+    """Place the program's buffers in memory, execute it, and write its outputs back into `storages`."""
+    mem = Memory(program.buffers)
+    for b in program.buffers:
+        if not b.is_output:
+            mem.write(b.name, storages[b.name])
+    events = execute(program, mem)
+    for b in program.buffers:
+        if b.is_output:
+            storages[b.name] = mem.read(b.name)
+    return events
+
+
+def run_graph(lowered: LoweredGraph, target: Target,
+              on_step: Callable[[Step, Events | None], None] | None = None) -> dict[str, np.ndarray]:
+    """Execute every kernel of the graph for `target` on the graph's values; returns all storages."""
+    values = lowered.graph.values
+    if values is None:
+        raise ValueError("the graph was captured without values; capture it with values to execute it")
+    storages = {name: np.ascontiguousarray(v).reshape(-1) for name, v in values.items()}
+    for step in lowered.steps:
+        events = None
+        if step.kernel is not None:
+            events = run_program(select(step.kernel, target), storages)
+        if on_step:
+            on_step(step, events)
+    return storages

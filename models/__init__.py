@@ -1,0 +1,1 @@
+"""isasim.models"""

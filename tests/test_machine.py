@@ -1,0 +1,131 @@
+"""Machine descriptions load, are complete for the mnemonics the simulator issues, and match the
+reference numbers in shared/reference/hardware-facts.md."""
+
+import dataclasses
+
+import pytest
+
+from isasim.isa.machine import LEVEL_NAMES, UarchFileError, load_uarch, parse_uarch, uarch_names
+from isasim.models.errors import UserError
+
+X86_SCALAR = (
+    "vmovss_load vmovss_store vaddss vsubss vmulss vdivss vsqrtss vmaxss vminss vfmadd231ss "
+    "vfnmadd231ss vroundss vcvttss2si vcvtsi2ss vmovd_to_xmm vmovd_from_xmm vandps vxorps vcmpss "
+    "vblendvps mov_load64 mov_store64 movzx_load8 mov_store8 mov_imm lea add sub imul shl and cmp "
+    "setcc cmovcc jcc"
+).split()
+A64_SCALAR = (
+    "ldr_s str_s fadd fsub fmul fdiv fsqrt fmax fmin fmadd fmsub frintn fcvtzs scvtf fmov_to_fp "
+    "fmov_from_fp fabs fneg fcmp fcsel ldr_x str_x ldrb strb mov_imm add sub subs mul lsl and cmp "
+    "cset csel b_cond"
+).split()
+REQUIRED = {"x86-64": X86_SCALAR, "aarch64": A64_SCALAR}
+EXPECTED = {"skylake-x": "x86-64", "zen4": "x86-64", "neoverse-n1": "aarch64", "neoverse-v1": "aarch64"}
+
+
+def test_names_and_isas():
+    assert set(EXPECTED) <= set(uarch_names())
+    assert set(uarch_names("x86-64")) >= {"skylake-x", "zen4"}
+    assert set(uarch_names("aarch64")) >= {"neoverse-n1", "neoverse-v1"}
+    assert not set(uarch_names("x86-64")) & set(uarch_names("aarch64"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_uarch_is_complete_and_consistent(name):
+    u = load_uarch(name)
+    assert u.name == name and u.isa == EXPECTED[name]
+    assert u.clock_ghz > 0 and u.issue_width > 0 and u.description and u.sources
+    assert u.clock_source and u.issue_width_source
+    missing = [m for m in REQUIRED[u.isa] if m not in u.instructions]
+    assert not missing, f"{name} lacks {missing}"
+    for mnemonic, t in u.instructions.items():
+        assert t.latency > 0 and t.rthroughput > 0 and t.uops >= 1, mnemonic
+        assert t.ports and set(t.ports) <= set(u.ports), mnemonic
+        assert t.source.strip(), mnemonic
+    assert tuple(lvl.name for lvl in u.levels) == LEVEL_NAMES
+    for lvl in u.levels:
+        assert lvl.bytes_per_cycle > 0 and lvl.latency > 0 and lvl.line > 0 and lvl.source.strip()
+    caches = u.levels[:-1]
+    assert all(c.size and c.assoc for c in caches)
+    # Each level is bigger, slower and no wider than the one above it.
+    assert [c.size for c in caches] == sorted(c.size for c in caches)
+    assert [lvl.latency for lvl in u.levels] == sorted(lvl.latency for lvl in u.levels)
+    bws = [lvl.bytes_per_cycle for lvl in u.levels]
+    assert bws == sorted(bws, reverse=True)
+
+
+def test_descriptions_are_read_only_and_cached():
+    u = load_uarch("skylake-x")
+    assert load_uarch("skylake-x") is u
+    with pytest.raises(TypeError):
+        u.instructions["vaddss"] = u.instructions["vmulss"]  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        u.clock_ghz = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "name, mnemonic, latency, rthroughput",
+    [
+        # hardware-facts.md, x86 table (uops.info / Agner Fog)
+        ("skylake-x", "vfmadd231ss", 4, 0.5),
+        ("skylake-x", "vaddss", 4, 0.5),
+        ("skylake-x", "vmulss", 4, 0.5),
+        ("zen4", "vaddss", 3, 0.5),
+        ("zen4", "vmulss", 3, 0.5),
+        ("zen4", "vfmadd231ss", 4, 0.5),
+        # hardware-facts.md, AArch64 table (Arm Software Optimization Guides): 2 FP pipes on N1, 4 on V1
+        ("neoverse-n1", "fmadd", 4, 0.5),
+        ("neoverse-n1", "fmul", 3, 0.5),
+        ("neoverse-n1", "fadd", 2, 0.5),
+        ("neoverse-v1", "fmadd", 4, 0.25),
+        ("neoverse-v1", "fmul", 3, 0.25),
+        ("neoverse-v1", "fadd", 2, 0.25),
+    ],
+)
+def test_spot_checks_against_hardware_facts(name, mnemonic, latency, rthroughput):
+    t = load_uarch(name).timing(mnemonic)
+    assert (t.latency, t.rthroughput) == (latency, rthroughput)
+
+
+def test_skylake_fma_ports():
+    assert set(load_uarch("skylake-x").timing("vfmadd231ss").ports) == {"p0", "p1"}
+
+
+def test_unknown_uarch_is_a_one_line_user_error():
+    with pytest.raises(UserError) as err:
+        load_uarch("pentium-4")
+    msg = str(err.value)
+    assert "\n" not in msg and "pentium-4" in msg and "skylake-x" in msg
+
+
+def test_unknown_isa_is_a_user_error():
+    with pytest.raises(UserError):
+        uarch_names("riscv")
+
+
+def test_missing_mnemonic_names_itself():
+    with pytest.raises(KeyError, match="vpdpbusd"):
+        load_uarch("skylake-x").timing("vpdpbusd")
+
+
+def _minimal(**instr):
+    level = {"line": 64, "bytes_per_cycle": 1.0, "latency": 1.0, "source": "s", "size": 1, "assoc": 1}
+    return {
+        "name": "toy", "isa": "x86-64", "description": "d", "sources": ["s"],
+        "clock_ghz": 1.0, "clock_source": "s", "issue_width": 1, "issue_width_source": "s",
+        "ports": ["p0"],
+        "levels": [dict(level, name=n) for n in LEVEL_NAMES],
+        "instructions": {"add": dict({"latency": 1, "rthroughput": 1, "ports": ["p0"], "uops": 1, "source": "s"}, **instr)},
+    }
+
+
+def test_parser_accepts_a_minimal_description():
+    assert parse_uarch(_minimal(), "toy.toml").timing("add").ports == ("p0",)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"ports": ["p9"]}, {"source": "  "}, {"latency": 0}, {"rthroughput": -1}, {"uops": 0}]
+)
+def test_parser_rejects_bad_entries(bad):
+    with pytest.raises(UarchFileError):
+        parse_uarch(_minimal(**bad), "toy.toml")
