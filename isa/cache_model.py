@@ -52,12 +52,17 @@ __all__ = [
     "compulsory_lines",
     "core_bytes",
     "distinct_lines",
+    "loop_footprints",
+    "DEFAULT_RAMP",
     "DEFAULT_CAPACITY_FRACTION",
 ]
 
 # Share of a cache's lines the model treats as usable before reuse is lost.  1.0 = exact LRU capacity;
 # measured against the exact simulator on the shapes in tests/test_cache_model.py.
 DEFAULT_CAPACITY_FRACTION = 1.0
+# Reuse kept fully below RAMP[0] x capacity, lost above RAMP[1] x capacity, linear in between.
+DEFAULT_RAMP = (0.85, 1.25)  # fitted on ~300 random shapes against the exact simulator
+_T_SAMPLES = 32
 
 
 @dataclass(frozen=True)
@@ -300,58 +305,62 @@ class _Analysis:
             fp[path] = total
         return fp
 
-    def fills(self, capacity_lines: float) -> float:
-        """Line fills into a cache holding `capacity_lines` lines."""
+    def fills(self, capacity_lines: float, ramp: tuple[float, float]) -> float:
+        """Expected line fills into a cache holding `capacity_lines` lines.
+
+        `ramp` = (lo, hi): a loop whose iteration footprint is under lo x capacity keeps its reuse, over
+        hi x capacity loses it, and keeps the linear share in between (set conflicts below capacity, sets
+        that still hold their lines above it)."""
         seen: set[tuple] = set()
-        providers: dict[tuple, tuple[int, int]] = {}  # key under a loop -> (latest body index, site order)
+        providers: dict[tuple, int] = {}  # reuse key under a loop -> latest body index that touched it
         total = 0.0
         for site in self.sites:
             depth = len(site.chain) - 1
-            p = depth + 1
-            for q in range(depth, -1, -1):
-                if self.footprint[site.chain[q]] <= capacity_lines:
-                    p = q
-                else:
-                    break
             a = site.access
-            dims = tuple(zip(site.extents[p:], site.strides[p:]))
-            anchor = site.chain[min(p, depth)]
-            key = (anchor, p > depth, a.base, a.width, site.strides[:p], _norm_dims(dims))
-            if key in seen:
-                continue
-            seen.add(key)
-            m = p  # loops walking this access row after row share only seam lines, reused at once
-            while m > 0 and self._adjacent(site, m - 1):
-                m -= 1
-            miss = self.lines(site, m) * prod(site.extents[:m])
-            if p > 0:  # chain[p - 1] does not fit: look for an earlier sibling that fetched our lines
-                miss *= 1.0 - self._sibling_hits(site, p - 1, capacity_lines, providers)
-            total += miss
+            # keep[q]: share of runs where the reuse carried by chain[q] and every loop inside it is kept
+            keep = [0.0] * (depth + 2)
+            keep[depth + 1] = 1.0
+            for q in range(depth, -1, -1):
+                keep[q] = min(keep[q + 1], _kept(self.footprint[site.chain[q]] / capacity_lines, ramp))
+            for p in range(depth + 1, -1, -1):  # p: outermost loop whose reuse is kept
+                w = keep[p] - (keep[p - 1] if p > 0 else 0.0)
+                if w <= 0.0:
+                    continue
+                dims = tuple(zip(site.extents[p:], site.strides[p:]))
+                key = (site.chain[min(p, depth)], p > depth, a.base, a.width, site.strides[:p], _norm_dims(dims))
+                if key in seen:  # an identical access under the same loop already fetched these lines
+                    continue
+                seen.add(key)
+                m = p  # loops walking this access row after row share only seam lines, reused at once
+                while m > 0 and self._adjacent(site, m - 1):
+                    m -= 1
+                miss = self.lines(site, m) * prod(site.extents[:m])
+                if p > 0:  # chain[p - 1] loses reuse: an earlier sibling in its body may have our lines
+                    miss *= 1.0 - self._sibling_hits(site, p - 1, capacity_lines, ramp, providers)
+                total += w * miss
+            for q in range(depth + 1):
+                providers[self._provider_key(site, q)] = self._child_index(site, q)
         return total
 
-    def _sibling_hits(self, site: _Site, q: int, capacity: float, providers: dict) -> float:
+    @staticmethod
+    def _provider_key(site: _Site, q: int) -> tuple:
+        inner = _norm_dims(tuple(zip(site.extents[q + 1 :], site.strides[q + 1 :])))
+        return (site.chain[q], site.access.base, site.access.width, site.strides[: q + 1], inner)
+
+    def _sibling_hits(self, site: _Site, q: int, capacity: float, ramp, providers: dict) -> float:
         """Share of `site`'s lines still cached from an earlier sibling in the same iteration of chain[q].
 
         Both siblings walk the same lines in the same order, so the LRU reuse distance of the line at
         relative position t is (1 - t) * F(earlier) + F(siblings between) + t * F(ours) -- linear in t."""
-        loop = site.chain[q]
         b = self._child_index(site, q)
-        a = site.access
-        inner = _norm_dims(tuple(zip(site.extents[q + 1 :], site.strides[q + 1 :])))
-        key = (loop, a.base, a.width, site.strides[: q + 1], inner)
-        prev = providers.get(key)
-        providers[key] = (b, site.order)
-        if prev is None or prev[0] >= b:
+        prev = providers.get(self._provider_key(site, q))
+        if prev is None or prev >= b:
             return 0.0
-        body_fp = self.item_footprint[loop]
-        start = body_fp[prev[0]]
-        middle = sum(body_fp[prev[0] + 1 : b])
-        slope = body_fp[b] - start
-        base = start + middle
-        if slope == 0:
-            return 1.0 if base <= capacity else 0.0
-        t = (capacity - base) / slope
-        return min(max(t, 0.0), 1.0) if slope > 0 else 1.0 - min(max(t, 0.0), 1.0)
+        body_fp = self.item_footprint[site.chain[q]]
+        start = body_fp[prev] + sum(body_fp[prev + 1 : b])
+        slope = body_fp[b] - body_fp[prev]
+        ts = (np.arange(_T_SAMPLES) + 0.5) / _T_SAMPLES
+        return float(np.mean([_kept((start + t * slope) / capacity, ramp) for t in ts]))
 
     @staticmethod
     def _adjacent(site: _Site, q: int) -> bool:
@@ -374,6 +383,15 @@ class _Analysis:
     def _child_index(site: _Site, q: int) -> int:
         return site.chain[q + 1][-1] if q + 1 < len(site.chain) else site.index
 
+def _kept(fill_ratio: float, ramp: tuple[float, float]) -> float:
+    lo, hi = ramp
+    if fill_ratio <= lo:
+        return 1.0
+    if fill_ratio >= hi:
+        return 0.0
+    return (hi - fill_ratio) / (hi - lo)
+
+
 def _check_levels(levels: Sequence[CacheLevel]) -> int:
     if not 1 <= len(levels) <= 3:
         raise ValueError(f"expected 1 to 3 cache levels, got {len(levels)}")
@@ -390,25 +408,37 @@ def core_bytes(tree: Kernel) -> int:
 
 def compulsory_lines(tree: Kernel, line: int) -> float:
     """Model estimate of the distinct lines the whole tree touches (cold misses of an infinite cache)."""
-    return _Analysis(tree, line).fills(float("inf"))
+    return _Analysis(tree, line).fills(float("inf"), DEFAULT_RAMP)
+
+
+def loop_footprints(tree: Kernel, line: int) -> dict[tuple[int, ...], float]:
+    """Lines one iteration of each loop touches, keyed by path (child indices from a virtual extent-1 root
+    `()` whose single iteration is the whole tree)."""
+    return dict(_Analysis(tree, line).footprint)
 
 
 def analytic_fills(
-    tree: Kernel, levels: Sequence[CacheLevel], capacity_fraction: float = DEFAULT_CAPACITY_FRACTION
+    tree: Kernel,
+    levels: Sequence[CacheLevel],
+    capacity_fraction: float = DEFAULT_CAPACITY_FRACTION,
+    ramp: tuple[float, float] = DEFAULT_RAMP,
 ) -> tuple[float, ...]:
     """Estimated line fills per level, L1 first; non-increasing down the hierarchy."""
     line = _check_levels(levels)
     analysis = _Analysis(tree, line)
     out: list[float] = []
     for lv in levels:
-        f = analysis.fills(capacity_fraction * lv.lines)
+        f = analysis.fills(capacity_fraction * lv.lines, ramp)
         out.append(min(f, out[-1]) if out else f)  # inclusive: a lower level sees only upper misses
     return tuple(out)
 
 
 def analytic_traffic(
-    tree: Kernel, levels: Sequence[CacheLevel], capacity_fraction: float = DEFAULT_CAPACITY_FRACTION
+    tree: Kernel,
+    levels: Sequence[CacheLevel],
+    capacity_fraction: float = DEFAULT_CAPACITY_FRACTION,
+    ramp: tuple[float, float] = DEFAULT_RAMP,
 ) -> Traffic:
     """Bytes moved into each level by `tree`, in O(depth x tree size)."""
     line = _check_levels(levels)
-    return Traffic.from_fills(core_bytes(tree), analytic_fills(tree, levels, capacity_fraction), line)
+    return Traffic.from_fills(core_bytes(tree), analytic_fills(tree, levels, capacity_fraction, ramp), line)

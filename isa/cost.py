@@ -159,7 +159,7 @@ def cost_program(program: Program, uarch: Uarch, flops: int = 0) -> KernelCost:
     _blocks(program.body, 1, uarch, acc)
     levels = [lv for lv in uarch.levels if lv.name != "dram"]
     traffic = cache_model.analytic_traffic(
-        cache_model.Loop(1, cache_tree(program)),
+        cache_tree(program),
         tuple(cache_model.CacheLevel(lv.name, lv.size, lv.assoc, lv.line) for lv in levels))
     nbytes = {"l1": traffic.l1, "l2": traffic.l2, "llc": traffic.llc, "dram": traffic.dram}
     bounds = {"compute": acc.total}

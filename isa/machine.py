@@ -15,9 +15,12 @@ Conventions the TOML files follow (and the checks below enforce where they can):
   micro-ops on Intel, macro-ops on AMD, MOPs on Arm.
 * ``MemLevel.bytes_per_cycle``: sustainable bandwidth from that level to ONE core, in core cycles.
   DRAM's is a single-core sustainable bandwidth (GB/s) divided by ``clock_ghz``.
-* ``MemLevel.size`` is per core: private L1D/L2 as built; for the shared LLC the per-core share
-  (total LLC / cores sharing it), the capacity a core can count on when all cores are busy.
-  A lone thread can reach more of it; the file's source line says how the share was computed.
+* A description models ONE core running alone (the simulator runs one thread). ``MemLevel.size`` is
+  what that core can hold: private L1D/L2 as built, and for the shared LLC everything the core can
+  reach (the whole L3 or system-level cache; on Zen 4 its own CCD's L3). With all cores busy a core
+  gets only its share (total / cores); each file's source line gives that number too. Note the
+  Neoverse SLCs are mostly exclusive of L2, so their reach adds to the L2's.
+* ``MemLevel.latency`` is the scalar integer pointer-chase load-to-use latency of a hit in that level.
 """
 
 from __future__ import annotations

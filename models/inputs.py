@@ -48,5 +48,8 @@ def _tokenize(text: str, seq: int) -> tuple[list[int], list[int]]:
     from isasim.models.registry import vocab_file
 
     tok = BertTokenizer(str(vocab_file()), do_lower_case=True)
-    enc = tok(text, max_length=seq, truncation=True, padding="max_length")
-    return list(enc["input_ids"]), list(enc["attention_mask"])
+    # Built by hand: the tokenizer's own truncation cannot go below its two special tokens (seq 1).
+    body = tok.convert_tokens_to_ids(tok.tokenize(text))
+    ids = ([tok.cls_token_id] + body[: max(seq - 2, 0)] + [tok.sep_token_id])[:seq]
+    mask = [1] * len(ids) + [0] * (seq - len(ids))
+    return ids + [tok.pad_token_id] * (seq - len(ids)), mask

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Nothing here should reach the network; set before transformers (and huggingface_hub) are imported.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -119,7 +119,9 @@ def _read_config(folder: Path) -> transformers.BertConfig:
         config = transformers.BertConfig.from_dict(raw)
     except Exception as e:  # transformers validates field values with various exception types
         raise UserError(f"'{cfile}' is not a valid BERT config ({type(e).__name__}: {e})") from None
-    return _eager(config)
+    with torch.device("meta"):  # catches inconsistent sizes now; costs no memory
+        build_model(_eager(config))
+    return config
 
 
 def _weight_shapes(wfile: Path) -> dict[str, tuple[int, ...]]:
@@ -173,7 +175,7 @@ def build_model(config: transformers.BertConfig, has_pooler: bool = True) -> tra
     try:
         model = transformers.BertModel(config, add_pooling_layer=has_pooler)
     except (ValueError, TypeError) as e:  # e.g. hidden_size not divisible by num_attention_heads
-        raise UserError(f"cannot build a BERT model from this config: {e}") from None
+        raise UserError(f"cannot build a BERT model from this config ({e}): fix config.json") from None
     return model.eval()
 
 

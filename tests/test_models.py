@@ -132,7 +132,8 @@ def test_text_inputs():
     ids = x["input_ids"][0].tolist()
     assert ids[:4] == [101, 7592, 2088, 102] and ids[4:] == [0] * 6  # [CLS] hello world [SEP] [PAD]...
     assert x["attention_mask"][1].tolist() == [1] * 4 + [0] * 6
-    assert make_inputs(cfg, 3, 1, "one two three four", 0)["input_ids"].shape == (1, 3)
+    assert make_inputs(cfg, 3, 1, "one two three four", 0)["input_ids"].tolist() == [[101, 2028, 102]]
+    assert make_inputs(cfg, 1, 1, "one two", 0)["input_ids"].tolist() == [[101]]
     one_line_error(make_inputs, tiny_spec().config, 8, 1, "hello world", 0, match="vocabulary")
 
 
@@ -243,3 +244,19 @@ def test_minilm_values_match_sentence_embedding_model():
 
 def test_flop_count_bert_base():
     assert flop_count(resolve("bert-base"), 128, 1) == 22_348_431_360
+
+
+def test_pytorch_bin_with_task_prefix(tmp_path):
+    """A BertFor* checkpoint as pytorch_model.bin: 'bert.' prefixes stripped, head weights ignored."""
+    model = save_tiny(tmp_path, seed=4)
+    (tmp_path / "model.safetensors").unlink()
+    state = {f"bert.{k}": v for k, v in model.state_dict().items()}
+    state["cls.predictions.bias"] = torch.zeros(100)
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    cap = capture(resolve(str(tmp_path)), 5, 1, with_values=True)
+    with torch.no_grad():
+        want = model(**cap.inputs).last_hidden_state.numpy()
+    np.testing.assert_array_equal(final_hidden_state(cap), want)
+    state["bert.encoder.layer.0.output.dense.weight"] = torch.zeros(32, 32)
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    one_line_error(resolve, str(tmp_path), match="output.dense.weight has shape")

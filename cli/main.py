@@ -1,0 +1,173 @@
+"""The `isasim` command: trace (cost every op on every target), check (execute and compare with PyTorch),
+targets (what can be simulated, and where the numbers come from)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from isasim.models.errors import UserError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump: say what is wrong and where to look
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="bert-base, bert-large, minilm, or a folder with config.json + model.safetensors")
+    p.add_argument("--target", action="append", metavar="T",
+                   help="a target to simulate (repeatable; default: all). See 'isasim targets'")
+    p.add_argument("--uarch", action="append", metavar="U",
+                   help="microarchitecture for the targets of its ISA (repeatable; default: each target's own)")
+    p.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed for token ids and seeded weights (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="isasim", description="ISA-level simulator and cost model for BERT: capture the graph "
+                     "from PyTorch, lower every op to machine instructions, count and execute them.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("trace", help="count instructions, cycles and bytes per op, per layer, per target",
+                       description="Cost every op of the model's forward pass on each target (no execution).")
+    _common(t)
+    t.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    t.add_argument("-o", "--output", type=Path, help="write the report to this file instead of stdout")
+    t.add_argument("--core-aten", action="store_true",
+                   help="decompose to core ATen before lowering (slower capture; same totals)")
+
+    c = sub.add_parser("check", help="execute the lowered programs on real inputs and compare with PyTorch",
+                       description="Run every lowered op on each target with real weights and inputs; compare "
+                       "every op and the final hidden states with PyTorch. Exit 0 only if all targets pass.")
+    _common(c)
+    c.add_argument("--text", help="input text, tokenised with the bert-base-uncased vocabulary")
+    c.add_argument("--format", choices=("table", "json"), default="table")
+    c.add_argument("--tolerance", type=float, default=1e-4, help="max abs error on the final hidden states")
+
+    sub.add_parser("targets", help="list targets and microarchitectures with the sources of their numbers")
+    return parser
+
+
+@contextmanager
+def _progress(enabled: bool):
+    """A progress bar on stderr for long work; silent when stderr is not a terminal."""
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done)
+
+        yield update
+
+
+def _check_shape_args(args) -> None:
+    if args.batch < 1:
+        raise UserError(f"--batch {args.batch} is out of range: use 1 or more")
+
+
+def cmd_trace(args, out: Console) -> int:
+    from isasim.cli import render, reports
+    from isasim.lowering.pipeline import lower_graph
+    from isasim.models import capture, registry
+
+    _check_shape_args(args)
+    targets = reports.pick_targets(args.target, args.uarch)
+    spec = registry.resolve(args.model)
+    with _progress(sys.stderr.isatty()) as progress:
+        if progress:
+            progress("capturing the graph", 0, 1)
+        captured = capture.capture(spec, args.seq, args.batch, seed=args.seed, core_aten=args.core_aten)
+        report = reports.trace(lower_graph(captured.graph), targets, progress)
+    if args.format == "json":
+        text = render.to_json(report)
+    elif args.format == "csv":
+        text = render.trace_csv(report)
+    else:
+        text = None
+    if args.output:
+        if text is None:
+            with args.output.open("w") as f:
+                render.trace_tables(report, Console(file=f, width=200))
+        else:
+            args.output.write_text(text)
+    elif text is not None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        render.trace_tables(report, out)
+    return 0
+
+
+def cmd_check(args, out: Console) -> int:
+    from isasim.cli import render, reports
+    from isasim.lowering.pipeline import lower_graph
+    from isasim.models import capture, reference, registry
+
+    _check_shape_args(args)
+    targets = reports.pick_targets(args.target, args.uarch)
+    spec = registry.resolve(args.model)
+    with _progress(sys.stderr.isatty()) as progress:
+        captured = capture.capture(spec, args.seq, args.batch, text=args.text, seed=args.seed, with_values=True)
+        ref = reference.reference_outputs(captured)
+        final = reference.final_hidden_state(captured)
+        report = reports.check(lower_graph(captured.graph), targets, ref, final, args.tolerance, progress)
+    if args.format == "json":
+        sys.stdout.write(render.to_json(report) + "\n")
+    else:
+        render.check_table(report, out)
+    return 0 if report.passed else 1
+
+
+def cmd_targets(args, out: Console) -> int:
+    from rich.table import Table
+
+    from isasim.isa.machine import load_uarch, uarch_names
+    from isasim.isa.targets import TARGETS
+
+    table = Table(title="targets", title_justify="left")
+    for col in ("target", "ISA", "microarchitectures (default first)", "what it emits"):
+        table.add_column(col)
+    for t in TARGETS.values():
+        names = [t.default_uarch] + [n for n in uarch_names(t.isa) if n != t.default_uarch]
+        table.add_row(t.name, t.isa, ", ".join(names), t.description)
+    out.print(table)
+    for name in uarch_names():
+        u = load_uarch(name)
+        out.print(f"[bold]{u.name}[/] ({u.isa}, {u.clock_ghz} GHz, issue width {u.issue_width}): {u.description}")
+        for s in u.sources:
+            out.print(f"   {s}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is never needed: models come from disk
+    out = Console()
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"trace": cmd_trace, "check": cmd_check, "targets": cmd_targets}[args.command]
+        return handler(args, out)
+    except UserError as e:
+        print(f"isasim: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("isasim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

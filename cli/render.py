@@ -1,0 +1,83 @@
+"""Render reports for people (rich tables) and for programs (JSON, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from isasim.cli.reports import CheckReport, TraceReport
+
+LEVELS = ("l1", "l2", "llc", "dram")
+
+
+def human(n: float) -> str:
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
+
+
+def trace_tables(report: TraceReport, console: Console) -> None:
+    console.print(f"[bold]{report.model}[/] seq {report.seq} batch {report.batch}: "
+                  f"{report.params:,} parameters, {report.flops:,} matmul FLOPs; "
+                  f"{report.views} view ops move no data")
+    for t in report.targets:
+        table = Table(title=f"{t.target} on {t.uarch} @ {t.clock_ghz} GHz", title_justify="left")
+        for col in ("layer", "op", "module", "shape", "instructions", "cycles", "bound"):
+            table.add_column(col, justify="right" if col in ("instructions", "cycles") else "left")
+        for lv in LEVELS:
+            table.add_column(f"{lv} B", justify="right")
+        layer = None
+        for r in t.ops:
+            if r.layer != layer and layer is not None:
+                table.add_section()
+            layer = r.layer
+            table.add_row(r.layer, r.op.removeprefix("aten.").removesuffix(".default"), r.module, r.shape,
+                          human(r.instructions), human(r.cycles), r.bound, *(human(r.bytes[lv]) for lv in LEVELS))
+        table.add_section()
+        table.add_row("total", "", "", "", human(t.instructions), human(t.cycles), _main_bound(t.bounds),
+                      *(human(t.bytes[lv]) for lv in LEVELS), style="bold")
+        console.print(table)
+        console.print(f"  {t.instructions:,} instructions, {t.cycles:,.0f} cycles = {t.seconds * 1e3:.2f} ms; "
+                      f"{t.fp_ops:,} floating-point operations; cycles by bound: "
+                      + ", ".join(f"{k} {v / max(t.cycles, 1):.0%}" for k, v in
+                                  sorted(t.bounds.items(), key=lambda kv: -kv[1])))
+
+
+def _main_bound(bounds: dict[str, float]) -> str:
+    return max(bounds.items(), key=lambda kv: kv[1])[0] if bounds else ""
+
+
+def trace_csv(report: TraceReport) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["target", "uarch", "layer", "name", "op", "module", "shape", "instructions", "cycles", "bound",
+                *(f"bytes_{lv}" for lv in LEVELS), "flops", "fp_ops"])
+    for t in report.targets:
+        for r in t.ops:
+            w.writerow([t.target, t.uarch, r.layer, r.name, r.op, r.module, r.shape, r.instructions,
+                        f"{r.cycles:.1f}", r.bound, *(r.bytes[lv] for lv in LEVELS), r.flops, r.fp_ops])
+    return buf.getvalue()
+
+
+def check_table(report: CheckReport, console: Console) -> None:
+    table = Table(title=f"{report.model} seq {report.seq} batch {report.batch}: lowered programs vs PyTorch "
+                        f"(pass: max abs error <= {report.tolerance:g})", title_justify="left")
+    for col in ("target", "uarch", "max abs err", "max rel err", "instructions executed", "counts = cost model",
+                "worst op", "result"):
+        table.add_column(col)
+    for t in report.targets:
+        worst = t.worst_ops[0] if t.worst_ops else None
+        table.add_row(t.target, t.uarch, f"{t.max_abs_err:.2e}", f"{t.max_rel_err:.2e}",
+                      f"{t.instructions_executed:,}", "yes" if t.counts_match_cost_model else "NO",
+                      f"{worst.name} {worst.max_abs_err:.1e}" if worst else "",
+                      "[green]pass[/]" if t.passed else "[red]FAIL[/]")
+    console.print(table)
+
+
+def to_json(report) -> str:
+    return json.dumps(report.to_json(), indent=2)

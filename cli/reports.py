@@ -1,0 +1,206 @@
+"""Reports as plain dataclasses: what `trace` and `check` computed, ready to render or serialise.
+
+Building a report never prints; long work reports progress through a callback.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from isasim.isa.cost import cost_program
+from isasim.isa.machine import Uarch, load_uarch
+from isasim.isa.program import walk
+from isasim.isa.targets import Target, get_target
+from isasim.lowering.isel import select
+from isasim.lowering.pipeline import LoweredGraph, materialize, run_graph
+from isasim.models.errors import UserError
+from isasim.models.graph import Ref
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def layer_of(module: str) -> str:
+    m = re.search(r"encoder\.layer\.(\d+)", module)
+    if m:
+        return f"layer {m.group(1)}"
+    return module.split(".")[0] if module else "(top)"
+
+
+def pick_targets(names: list[str] | None, uarchs: list[str] | None) -> list[tuple[Target, Uarch]]:
+    """Each requested target with its microarchitecture: the first --uarch of its ISA, else its default."""
+    from isasim.isa.targets import TARGETS
+    targets = [get_target(n) for n in (names or list(TARGETS))]
+    chosen = [load_uarch(u) for u in (uarchs or [])]
+    for u in chosen:
+        if not any(t.isa == u.isa for t in targets):
+            raise UserError(f"--uarch {u.name} is an {u.isa} core, but no {u.isa} target was chosen: "
+                            f"add --target for it or drop --uarch {u.name}")
+    out = []
+    for t in targets:
+        match = [u for u in chosen if u.isa == t.isa]
+        out.append((t, match[0] if match else load_uarch(t.default_uarch)))
+    return out
+
+
+@dataclass
+class OpRow:
+    name: str
+    op: str
+    module: str
+    layer: str
+    shape: str
+    instructions: int
+    cycles: float
+    bound: str
+    bytes: dict[str, int]
+    flops: int
+    fp_ops: int
+
+
+@dataclass
+class TargetTrace:
+    target: str
+    uarch: str
+    clock_ghz: float
+    instructions: int
+    cycles: float
+    seconds: float
+    flops: int
+    fp_ops: int
+    bytes: dict[str, int]
+    bounds: dict[str, float]  # cycles of the ops each bound decided
+    ops: list[OpRow] = field(default_factory=list)
+
+
+@dataclass
+class TraceReport:
+    model: str
+    seq: int
+    batch: int
+    params: int
+    flops: int  # matrix-multiply FLOPs, counted as torch's FlopCounterMode counts them
+    views: int  # ops that only re-describe storage and cost nothing
+    config: dict
+    targets: list[TargetTrace]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def trace(lowered: LoweredGraph, targets: list[tuple[Target, Uarch]], progress: Progress | None = None
+          ) -> TraceReport:
+    graph = lowered.graph
+    kernels = lowered.kernels
+    results = []
+    total = len(kernels) * len(targets)
+    done = 0
+    for target, uarch in targets:
+        rows = []
+        for step in lowered.steps:
+            k = step.kernel
+            if k is None:
+                continue
+            c = cost_program(select(k, target), uarch, k.flops)
+            n = step.node
+            rows.append(OpRow(n.name, n.op, n.module, layer_of(n.module), "x".join(map(str, n.out.shape)) or "scalar",
+                              c.instructions, c.cycles, c.bound, c.bytes, c.flops, c.fp_ops))
+            done += 1
+            if progress:
+                progress(f"costing {target.name}", done, total)
+        cycles = sum(r.cycles for r in rows)
+        bounds: dict[str, float] = {}
+        for r in rows:
+            key = r.bound.split()[0]
+            bounds[key] = bounds.get(key, 0.0) + r.cycles
+        results.append(TargetTrace(
+            target.name, uarch.name, uarch.clock_ghz, sum(r.instructions for r in rows), cycles,
+            cycles / (uarch.clock_ghz * 1e9), sum(r.flops for r in rows), sum(r.fp_ops for r in rows),
+            {lv: sum(r.bytes[lv] for r in rows) for lv in ("l1", "l2", "llc", "dram")}, bounds, rows))
+    cfg = graph.config
+    return TraceReport(cfg.get("model", graph.model), cfg.get("seq", 0), cfg.get("batch", 0), cfg.get("params", 0),
+                       sum(k.flops for k in kernels), len(lowered.steps) - len(kernels), dict(cfg), results)
+
+
+@dataclass
+class OpCheck:
+    name: str
+    op: str
+    max_abs_err: float
+
+
+@dataclass
+class TargetCheck:
+    target: str
+    uarch: str
+    max_abs_err: float
+    max_rel_err: float
+    passed: bool
+    instructions_executed: int
+    counts_match_cost_model: bool
+    worst_ops: list[OpCheck]
+
+
+@dataclass
+class CheckReport:
+    model: str
+    seq: int
+    batch: int
+    tolerance: float
+    passed: bool
+    targets: list[TargetCheck]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _errors(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
+    if got.size == 0:
+        return 0.0, 0.0
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    diff = np.abs(g - w)
+    return float(diff.max()), float((diff / np.maximum(np.abs(w), 1e-6)).max())
+
+
+def check(lowered: LoweredGraph, targets: list[tuple[Target, Uarch]], reference: dict[str, list[np.ndarray]],
+          final: np.ndarray, tolerance: float = 1e-4, progress: Progress | None = None) -> CheckReport:
+    """Execute every kernel for each target on the graph's real values; compare every op and the final
+    hidden state with PyTorch, and the executor's dynamic counts with the cost model's."""
+    graph = lowered.graph
+    n_kernels = len(lowered.kernels)
+    out = []
+    for target, uarch in targets:
+        executed = 0
+        counts_match = True
+        done = 0
+
+        def on_step(step, events):
+            nonlocal executed, counts_match, done
+            if events is None:
+                return
+            executed += events.total
+            expected: dict[str, int] = {}
+            for ins, n, _ in walk(select(step.kernel, target).body):
+                expected[ins.mnemonic] = expected.get(ins.mnemonic, 0) + n
+            counts_match = counts_match and expected == dict(events.instructions)
+            done += 1
+            if progress:
+                progress(f"executing {target.name}", done, n_kernels)
+
+        storages = run_graph(lowered, target, on_step)
+        op_errs = []
+        for step in lowered.steps:
+            for i, want in enumerate(reference.get(step.node.name, [])):
+                got = materialize(lowered.context.views[Ref(step.node.name, i)], storages)
+                op_errs.append(OpCheck(step.node.name, step.node.op, _errors(got, want)[0]))
+        got = materialize(lowered.context.views[graph.outputs[0]], storages)
+        abs_err, rel_err = _errors(got, final)
+        op_errs.sort(key=lambda o: -o.max_abs_err)
+        out.append(TargetCheck(target.name, uarch.name, abs_err, rel_err, abs_err <= tolerance, executed,
+                               counts_match, op_errs[:5]))
+    cfg = graph.config
+    return CheckReport(cfg.get("model", graph.model), cfg.get("seq", 0), cfg.get("batch", 0), tolerance,
+                       all(t.passed and t.counts_match_cost_model for t in out), out)
