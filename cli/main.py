@@ -156,7 +156,8 @@ def cmd_targets(args, out: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is never needed: models come from disk
-    out = Console()
+    # Reports are wide tables: give them room when written to a pipe or file (rich assumes 80 columns there).
+    out = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         args = build_parser().parse_args(argv)
         handler = {"trace": cmd_trace, "check": cmd_check, "targets": cmd_targets}[args.command]

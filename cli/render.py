@@ -27,25 +27,32 @@ def trace_tables(report: TraceReport, console: Console) -> None:
                   f"{report.views} view ops move no data")
     for t in report.targets:
         table = Table(title=f"{t.target} on {t.uarch} @ {t.clock_ghz} GHz", title_justify="left")
-        for col in ("layer", "op", "module", "shape", "instructions", "cycles", "bound"):
-            table.add_column(col, justify="right" if col in ("instructions", "cycles") else "left")
+        for col in ("op", "module", "shape", "instrs", "cycles", "bound"):
+            table.add_column(col, justify="right" if col in ("instrs", "cycles") else "left")
         for lv in LEVELS:
             table.add_column(f"{lv} B", justify="right")
         layer = None
         for r in t.ops:
-            if r.layer != layer and layer is not None:
-                table.add_section()
-            layer = r.layer
-            table.add_row(r.layer, r.op.removeprefix("aten.").removesuffix(".default"), r.module, r.shape,
-                          human(r.instructions), human(r.cycles), r.bound, *(human(r.bytes[lv]) for lv in LEVELS))
+            if r.layer != layer:
+                if layer is not None:
+                    table.add_section()
+                table.add_row(f"[bold]{r.layer}[/]")
+                layer = r.layer
+            module = r.module.split(".", 3)[-1] if r.layer.startswith("layer") else r.module
+            table.add_row(short_op(r.op), module, r.shape, human(r.instructions), human(r.cycles), r.bound,
+                          *(human(r.bytes[lv]) for lv in LEVELS))
         table.add_section()
-        table.add_row("total", "", "", "", human(t.instructions), human(t.cycles), _main_bound(t.bounds),
+        table.add_row("total", "", "", human(t.instructions), human(t.cycles), _main_bound(t.bounds),
                       *(human(t.bytes[lv]) for lv in LEVELS), style="bold")
         console.print(table)
         console.print(f"  {t.instructions:,} instructions, {t.cycles:,.0f} cycles = {t.seconds * 1e3:.2f} ms; "
                       f"{t.fp_ops:,} floating-point operations; cycles by bound: "
                       + ", ".join(f"{k} {v / max(t.cycles, 1):.0%}" for k, v in
                                   sorted(t.bounds.items(), key=lambda kv: -kv[1])))
+
+
+def short_op(op: str) -> str:
+    return op.removeprefix("aten.").removesuffix(".default")
 
 
 def _main_bound(bounds: dict[str, float]) -> str:

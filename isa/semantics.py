@@ -75,15 +75,19 @@ def fma_f32(a, b, c):
     low = s.view(np.uint64) & np.uint64(0x1FFFFFFF)
     tie = low == np.uint64(0x10000000)
     if np.any(tie):
-        s = np.array(s, copy=True)
+        shape = s.shape
+        s, tie = np.atleast_1d(s).copy(), np.atleast_1d(tie)
         idx = np.nonzero(tie)
-        ps, cs, ss = np.broadcast_to(p, s.shape)[idx], np.broadcast_to(c64, s.shape)[idx], s[idx]
+        ps = np.broadcast_to(np.atleast_1d(p), s.shape)[idx]
+        cs = np.broadcast_to(np.atleast_1d(c64), s.shape)[idx]
+        ss = s[idx]
         bb = ss - ps
         err = (ps - (ss - bb)) + (cs - bb)  # TwoSum: the exact rounding error of ps + cs
         odd = ss.view(np.uint64) & np.uint64(1)
         fix = (err != 0) & (odd == 0)
         ss = np.where(fix, np.nextafter(ss, np.where(err > 0, np.inf, -np.inf)), ss)
         s[idx] = ss
+        s = s.reshape(shape)
     return s.astype(F32)
 
 

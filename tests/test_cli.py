@@ -1,0 +1,125 @@
+"""The command line as a user meets it: reports, JSON shape, and one-line errors with exit status 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import transformers
+
+from isasim.cli.main import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """A local Hugging Face folder with real (seeded) safetensors weights."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    cfg = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=48, vocab_size=120, max_position_embeddings=40)
+    torch.manual_seed(3)
+    transformers.BertModel(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["trace", "gpt-17"], "unknown model 'gpt-17'"),
+    (["trace", "bert-base", "--seq", "0"], "--seq 0"),
+    (["trace", "bert-base", "--seq", "513"], "--seq 513"),
+    (["trace", "bert-base", "--batch", "0"], "--batch 0"),
+    (["trace", "bert-base", "--target", "riscv"], "unknown target 'riscv'"),
+    (["trace", "bert-base", "--uarch", "pentium"], "unknown microarchitecture 'pentium'"),
+    (["trace", "bert-base", "--target", "x86-64", "--uarch", "neoverse-n1"], "no aarch64 target"),
+    (["trace", "bert-base", "--format", "xml"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert needle in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_folders(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "trace", str(tmp_path / "empty"))
+    assert code == 2 and "config.json" in err and err.count("\n") == 1
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    code, _, err = run(capsys, "trace", str(bad))
+    assert code == 2 and err.count("\n") == 1
+    gpt = tmp_path / "gpt"
+    gpt.mkdir()
+    (gpt / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    code, _, err = run(capsys, "trace", str(gpt))
+    assert code == 2 and "gpt2" in err and err.count("\n") == 1
+
+
+def test_entry_point_exits_2_without_traceback():
+    r = subprocess.run([sys.executable, "-m", "isasim.cli.main", "trace", "no-such-model"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "unknown model" in r.stderr
+
+
+def test_trace_json_of_a_local_folder(capsys, tiny_folder):
+    code, out, _ = run(capsys, "trace", str(tiny_folder), "--seq", "9", "--format", "json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["seq"] == 9 and report["batch"] == 1
+    # 2 layers x (4 + 2 linears) + pooler, 2 attention matmuls per layer: 2*(M*N*K) each
+    s, h, i, heads = 9, 32, 48, 4
+    linear = 2 * (4 * 2 * s * h * h + 2 * 2 * s * h * i) + 2 * h * h
+    attention = 2 * 2 * (2 * heads * s * s * (h // heads))
+    assert report["flops"] == linear + attention
+    assert {t["target"] for t in report["targets"]} == {"x86-64", "aarch64"}
+    for t in report["targets"]:
+        assert t["instructions"] == sum(op["instructions"] for op in t["ops"]) > 0
+        assert set(t["bytes"]) == {"l1", "l2", "llc", "dram"}
+        assert all({"name", "op", "module", "instructions", "cycles", "bound"} <= set(op) for op in t["ops"])
+        assert any(op["module"].startswith("encoder.layer.1") for op in t["ops"])
+
+
+def test_trace_table_and_csv(capsys, tiny_folder, tmp_path):
+    code, out, _ = run(capsys, "trace", str(tiny_folder), "--seq", "5", "--target", "aarch64")
+    assert code == 0 and "aarch64 on neoverse-n1" in out and "total" in out and "layer 1" in out
+    dest = tmp_path / "t.csv"
+    assert run(capsys, "trace", str(tiny_folder), "--seq", "5", "--format", "csv", "-o", str(dest))[0] == 0
+    lines = dest.read_text().splitlines()
+    assert lines[0].startswith("target,uarch,layer,name,op")
+    assert len(lines) > 20
+
+
+def test_check_passes_on_real_weights_from_a_folder(capsys, tiny_folder):
+    code, out, _ = run(capsys, "check", str(tiny_folder), "--seq", "6", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and report["passed"]
+    for t in report["targets"]:
+        assert t["max_abs_err"] <= 1e-4 and t["counts_match_cost_model"] and t["instructions_executed"] > 0
+
+
+def test_check_fails_when_tolerance_cannot_be_met(capsys, tiny_folder):
+    code, out, _ = run(capsys, "check", str(tiny_folder), "--seq", "4", "--format", "json",
+                       "--tolerance", "0")
+    report = json.loads(out)
+    # fp32 in a different order than PyTorch's kernels cannot be bit-exact everywhere
+    assert code == 1 and not report["passed"]
+
+
+def test_text_needs_the_bert_vocabulary(capsys, tiny_folder):
+    code, _, err = run(capsys, "check", str(tiny_folder), "--seq", "8", "--text", "a movie")
+    assert code == 2 and "vocabulary" in err and err.count("\n") == 1
+
+
+def test_targets_lists_uarchs_with_sources(capsys):
+    code, out, _ = run(capsys, "targets")
+    assert code == 0
+    for name in ("x86-64", "aarch64", "skylake-x", "zen4", "neoverse-n1", "neoverse-v1"):
+        assert name in out
