@@ -11,11 +11,12 @@ from typing import Callable
 
 import numpy as np
 
-from isasim.isa.cost import cost_program
+from isasim.isa.cost import KernelCost, cost_program
 from isasim.isa.machine import Uarch, load_uarch
 from isasim.isa.program import walk
 from isasim.isa.targets import Target, get_target
 from isasim.lowering.isel import select
+from isasim.lowering.kernel import Kernel, canonical
 from isasim.lowering.pipeline import LoweredGraph, materialize, run_graph
 from isasim.models.errors import UserError
 from isasim.models.graph import Ref
@@ -100,11 +101,15 @@ def trace(lowered: LoweredGraph, targets: list[tuple[Target, Uarch]], progress: 
     done = 0
     for target, uarch in targets:
         rows = []
+        memo: dict[Kernel, KernelCost] = {}  # the same op in every layer is costed once
         for step in lowered.steps:
             k = step.kernel
             if k is None:
                 continue
-            c = cost_program(select(k, target), uarch, k.flops)
+            key = canonical(k)
+            if key not in memo:
+                memo[key] = cost_program(select(k, target), uarch)
+            c = memo[key]
             n = step.node
             rows.append(OpRow(n.name, n.op, n.module, layer_of(n.module), "x".join(map(str, n.out.shape)) or "scalar",
                               c.instructions, c.cycles, c.bound, c.bytes, c.flops, c.fp_ops))

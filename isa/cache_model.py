@@ -13,8 +13,9 @@ Assumptions (shared with the simulator unless noted):
   * Every level uses the same line size.  A level missing from `levels` passes traffic through (with only
     L1 and L2 given, `llc == dram`).
   * Model only (the simulator is exact): each cache is a fully associative LRU store of
-    `capacity_fraction * size / line` lines.  Set conflicts (power-of-two strides folding onto few sets) are
-    not modelled, so such shapes can miss more in reality than predicted.
+    `capacity_fraction * size / line` lines, with the fits/does-not-fit step softened into a linear ramp
+    (`DEFAULT_RAMP`) that stands in for set conflicts near capacity.  Sets are not otherwise modelled, so
+    power-of-two strides folding onto few sets can miss more than predicted.
 
 The model (the classic "footprint fits" reuse analysis, cf. Wolf & Lam, PLDI 1991; Ferrente, Sarkar & Thrash,
 LCPC 1991):
@@ -27,7 +28,9 @@ LCPC 1991):
      body (accesses with identical address sets -- a load and store of one element, the same row read by
      three sibling loops -- count once).
   3. Reuse carried by a loop is captured iff one iteration's footprint fits in the cache (LRU reuse distance
-     <= capacity).  For an access, walk its loops inner to outer while they fit; stop at the first that does
+     <= capacity; ramped, see above).  Seams between back-to-back rows count once; an access re-reading
+     what an earlier sibling loop read in the same iteration hits for the share of its walk whose reuse
+     distance (linear along the walk) fits.  For an access, walk its loops inner to outer while they fit; stop at the first that does
      not.  With p the outermost fitting loop, misses = distinct lines over loops p.. innermost x product of
      the extents of the loops outside p: every re-execution of loop p refetches (a cyclic LRU working set
      larger than the cache thrashes).  Accesses with identical address sets under the same loop p miss once.
@@ -366,8 +369,8 @@ class _Analysis:
     def _adjacent(site: _Site, q: int) -> bool:
         """Iterations of chain[q] walk `site` over back-to-back byte ranges (rows of a row-major walk).
 
-        Consecutive iterations then share at most the partial line at the seam, reused at once, so no
-        capacity is needed to keep that reuse: the loop counts as fitting for this access."""
+        Consecutive iterations then share at most the partial line at the seam, reused at once, so the
+        seam lines are counted once whatever the capacity."""
         s = site.strides[q]
         inner = [(n, st) for n, st in zip(site.extents[q + 1 :], site.strides[q + 1 :]) if n > 1 and st != 0]
         if s <= 0 or any(st < 0 for _, st in inner):

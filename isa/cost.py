@@ -148,7 +148,7 @@ def cache_tree(program: Program) -> tuple:
     return conv(program.body)
 
 
-def cost_program(program: Program, uarch: Uarch, flops: int = 0) -> KernelCost:
+def cost_program(program: Program, uarch: Uarch) -> KernelCost:
     by_mnemonic: Counter = Counter()
     fp_ops = 0
     for ins, n, _ in walk(program.body):
@@ -172,4 +172,4 @@ def cost_program(program: Program, uarch: Uarch, flops: int = 0) -> KernelCost:
     else:
         cycles, bound = acc.total, compute_bound
     return KernelCost(program.name, sum(by_mnemonic.values()), dict(by_mnemonic), cycles, bound, bounds,
-                      dict(acc.compute), nbytes, flops, fp_ops, acc.hottest[1] if acc.hottest else None)
+                      dict(acc.compute), nbytes, program.flops, fp_ops, acc.hottest[1] if acc.hottest else None)

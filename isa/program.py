@@ -122,6 +122,7 @@ class Program:
     target: str
     buffers: tuple[BufferSpec, ...]
     body: tuple[Item, ...]
+    flops: int = 0  # matrix-multiply FLOPs of the op it computes (FlopCounterMode's convention)
 
 
 def walk(items: tuple[Item, ...], trips: int = 1, depth: tuple[Loop, ...] = ()):

@@ -220,4 +220,4 @@ def select(kernel: Kernel, target: Target) -> Program:
         sel.loop(var, extent, inner, True, wrapped)
         inner = wrapped
     buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in kernel.buffers)
-    return Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(inner))
+    return Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(inner), kernel.flops)

@@ -187,3 +187,29 @@ def verify(kernel: Kernel) -> None:
                 raise ValueError(f"{kernel.name}: store to {ph.buf}, which is not an output buffer")
             check_index(ph.index, inner)
             check(ph.value, inner)
+
+
+def canonical(kernel: Kernel) -> Kernel:
+    """The kernel with its buffers renamed by position and its name dropped: kernels that differ only in
+    which tensors they read (the same op in every layer) become equal, so their costs can be shared."""
+    names = {b.name: f"buf{i}" for i, b in enumerate(kernel.buffers)}
+
+    def ix(a: Affine) -> Affine:
+        return Affine(a.offset, a.terms, tuple((ex(d), c) for d, c in a.dynamic))
+
+    def ex(e: Expr) -> Expr:
+        if isinstance(e, Load):
+            return Load(names[e.buf], ix(e.index))
+        if isinstance(e, Op):
+            return Op(e.prim, tuple(ex(a) for a in e.args))
+        return e
+
+    def ph(p: Phase) -> Phase:
+        if isinstance(p, Reduce):
+            return Reduce(p.var, p.extent, p.acc, ex(p.init), ex(p.update))
+        if isinstance(p, Let):
+            return Let(p.name, ex(p.value))
+        return Map(p.var, p.extent, names[p.buf], ix(p.index), ex(p.value))
+
+    buffers = tuple(Buffer(names[b.name], b.size, b.dtype, b.is_output) for b in kernel.buffers)
+    return Kernel("", kernel.op, buffers, kernel.parallel, tuple(ph(p) for p in kernel.phases), kernel.flops)

@@ -1,0 +1,71 @@
+"""Cost-model invariants: named bounds, exact counts, traffic that agrees with what the executor moves."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from oprunner import both_executors, one_op_graph, programs
+
+from isasim.isa.cost import cost_program
+from isasim.isa.machine import load_uarch, uarch_names
+from isasim.isa.targets import TARGETS
+from isasim.models.graph import Ref
+
+PAIRS = [(t, u) for t in TARGETS.values() for u in uarch_names(t.isa)]
+IDS = [f"{t.name}-{u}" for t, u in PAIRS]
+
+
+def linear_graph(m, n, k, seed=0):
+    rng = np.random.default_rng(seed)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((m, k), (n, k), (n,)))
+    return one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(m, n)])
+
+
+def cost(graph, target, uarch):
+    (prog,) = programs(graph, target.name)
+    return prog, cost_program(prog, load_uarch(uarch))
+
+
+@pytest.mark.parametrize("target,uarch", PAIRS, ids=IDS)
+def test_one_accumulator_gemm_is_bound_by_the_fma_chain(target, uarch):
+    _, c = cost(linear_graph(8, 8, 64), target, uarch)
+    fma = load_uarch(uarch).timing(target.mnemonics[next(p for p in target.mnemonics if p.name == "FMA")])
+    assert c.inner_loop.bound == "latency"
+    assert c.inner_loop.latency == fma.latency  # the accumulator chain: one FMA per trip
+    assert c.bound == "latency"
+
+
+@pytest.mark.parametrize("target,uarch", PAIRS, ids=IDS)
+@settings(max_examples=8, deadline=None)
+@given(m=st.integers(1, 12), n=st.integers(1, 12), k=st.integers(1, 40))
+def test_counts_and_bytes_agree_with_the_executor(target, uarch, m, n, k):
+    g = linear_graph(m, n, k)
+    prog, c = cost(g, target, uarch)
+    fma = target.mnemonics[next(p for p in target.mnemonics if p.name == "FMA")]
+    assert c.by_mnemonic[fma] == m * n * k
+    assert c.flops == 2 * m * n * k
+    (_, events), _ = both_executors(prog, g.values)
+    assert c.instructions == events.total
+    assert c.bytes["l1"] == events.bytes_loaded + events.bytes_stored
+
+
+@pytest.mark.parametrize("target,uarch", PAIRS, ids=IDS)
+def test_cycles_cover_every_bound_and_traffic_is_ordered(target, uarch):
+    x = np.ones((64, 1000), np.float32)
+    g = one_op_graph("aten.add.Tensor", {"x": x, "y": x.copy()}, (Ref("x"), Ref("y")), [x.shape])
+    _, c = cost(g, target, uarch)
+    assert c.cycles >= max(c.bounds.values()) - 1e-9
+    assert c.bytes["l1"] >= c.bytes["l2"] >= c.bytes["llc"] >= c.bytes["dram"]
+    compulsory = 3 * x.nbytes  # two inputs read, one output written (write-allocate), each once
+    assert c.bytes["dram"] >= compulsory
+
+
+@pytest.mark.parametrize("target,uarch", PAIRS[:1] + PAIRS[-1:], ids=[IDS[0], IDS[-1]])
+def test_cost_grows_with_the_problem(target, uarch):
+    prev = None
+    for size in (8, 16, 32, 64, 128):
+        _, c = cost(linear_graph(size, size, size), target, uarch)
+        if prev:
+            assert c.cycles > prev.cycles and c.instructions > prev.instructions
+            assert all(c.bytes[lv] >= prev.bytes[lv] for lv in c.bytes)
+        prev = c
