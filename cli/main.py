@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=("table", "json", "csv"), default="table")
     t.add_argument("-o", "--output", type=Path, help="write the report to this file instead of stdout")
     t.add_argument("--core-aten", action="store_true",
-                   help="decompose to core ATen before lowering (slower capture; same totals)")
+                   help="decompose to core ATen (addmm, bmm, native_layer_norm, ...) before lowering: slower capture, and eval-mode dropout becomes a clone that is costed")
 
     c = sub.add_parser("check", help="execute the lowered programs on real inputs and compare with PyTorch",
                        description="Run every lowered op on each target with real weights and inputs; compare "
@@ -81,19 +81,32 @@ def _check_shape_args(args) -> None:
         raise UserError(f"--batch {args.batch} is out of range: use 1 or more")
 
 
+def _cost_only_graph(args, progress):
+    """The model's graph without values: from the on-disk cache when this capture was made before."""
+    from isasim.models import graph_cache
+
+    key = graph_cache.key(args.model, args.seq, args.batch, args.seed, args.core_aten)
+    graph = graph_cache.load(key)
+    if graph is None:
+        from isasim.models import capture, registry
+
+        spec = registry.resolve(args.model)
+        if progress:
+            progress("capturing the graph", 0, 1)
+        graph = capture.capture(spec, args.seq, args.batch, seed=args.seed, core_aten=args.core_aten).graph
+        graph_cache.save(key, graph)
+    return graph
+
+
 def cmd_trace(args, out: Console) -> int:
     from isasim.cli import render, reports
     from isasim.lowering.pipeline import lower_graph
-    from isasim.models import capture, registry
 
     _check_shape_args(args)
     targets = reports.pick_targets(args.target, args.uarch)
-    spec = registry.resolve(args.model)
     with _progress(sys.stderr.isatty()) as progress:
-        if progress:
-            progress("capturing the graph", 0, 1)
-        captured = capture.capture(spec, args.seq, args.batch, seed=args.seed, core_aten=args.core_aten)
-        report = reports.trace(lower_graph(captured.graph), targets, progress)
+        graph = _cost_only_graph(args, progress)
+        report = reports.trace(lower_graph(graph), targets, progress)
     if args.format == "json":
         text = render.to_json(report)
     elif args.format == "csv":

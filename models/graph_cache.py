@@ -1,0 +1,114 @@
+"""An on-disk cache of cost-only captures, so a repeated `isasim trace` skips importing torch and exporting.
+
+Capturing bert-base costs ~3 s of torch.export on top of ~6 s of importing torch and transformers; the graph
+it yields depends only on the model's config, the input shape and the software versions, all of which are
+in the key. Graphs are stored as JSON (never pickled). ISASIM_CACHE=off disables the cache;
+ISASIM_CACHE_DIR moves it (default ~/.cache/isasim).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from isasim import __version__
+from isasim.models.graph import DType, Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
+
+FORMAT = 1
+BUILTIN = ("bert-base", "bert-large", "minilm")
+
+
+def enabled() -> bool:
+    return os.environ.get("ISASIM_CACHE", "on").lower() not in ("off", "0", "no", "false")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ISASIM_CACHE_DIR", Path.home() / ".cache" / "isasim")) / "graphs"
+
+
+def key(model: str, seq: int, batch: int, seed: int, core_aten: bool) -> str | None:
+    """A digest of everything the captured graph depends on; None when the model is not cacheable (the
+    normal path then reports what is wrong with it)."""
+    if model in BUILTIN:
+        identity = model
+    else:
+        cfg = Path(model) / "config.json"
+        try:
+            identity = f"{Path(model).resolve()}:{hashlib.sha256(cfg.read_bytes()).hexdigest()}"
+        except OSError:
+            return None
+    try:
+        versions = [metadata.version(p) for p in ("torch", "transformers")]
+    except metadata.PackageNotFoundError:
+        return None
+    parts = [FORMAT, __version__, *versions, identity, seq, batch, seed, core_aten]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def _enc(a):
+    if isinstance(a, Ref):
+        return {"$ref": [a.name, a.index]}
+    if isinstance(a, (tuple, list)):
+        return [_enc(x) for x in a]
+    return a
+
+
+def _dec(a):
+    if isinstance(a, dict) and "$ref" in a:
+        return Ref(a["$ref"][0], a["$ref"][1])
+    if isinstance(a, list):
+        return tuple(_dec(x) for x in a)
+    return a
+
+
+def _meta(m: TensorMeta) -> list:
+    return [list(m.shape), m.dtype.value]
+
+
+def _unmeta(m: list) -> TensorMeta:
+    return TensorMeta(tuple(m[0]), DType(m[1]))
+
+
+def to_json(g: Graph) -> dict:
+    return {
+        "model": g.model,
+        "placeholders": [[p.name, p.kind.value, _meta(p.meta), p.target] for p in g.placeholders],
+        "nodes": [[n.name, n.op, _enc(n.args), [[k, _enc(v)] for k, v in n.kwargs], [_meta(m) for m in n.outs],
+                   n.module] for n in g.nodes],
+        "outputs": [_enc(r) for r in g.outputs],
+        "config": g.config,
+    }
+
+
+def from_json(d: dict) -> Graph:
+    placeholders = tuple(Placeholder(n, PlaceholderKind(k), _unmeta(m), t) for n, k, m, t in d["placeholders"])
+    nodes = tuple(Node(name, op, _dec(args), tuple((k, _dec(v)) for k, v in kwargs),
+                       tuple(_unmeta(m) for m in outs), module)
+                  for name, op, args, kwargs, outs, module in d["nodes"])
+    return Graph(d["model"], placeholders, nodes, tuple(_dec(r) for r in d["outputs"]), None, d["config"])
+
+
+def load(k: str | None) -> Graph | None:
+    if k is None or not enabled():
+        return None
+    try:
+        return from_json(json.loads((cache_dir() / f"{k}.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None  # missing or unreadable: capture again
+
+
+def save(k: str | None, g: Graph) -> None:
+    if k is None or not enabled():
+        return
+    try:
+        d = cache_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=d, suffix=".tmp", delete=False) as f:
+            json.dump(to_json(g), f)
+        os.replace(f.name, d / f"{k}.json")
+    except OSError:
+        pass  # a read-only home directory only costs speed
