@@ -173,7 +173,10 @@ class _Selector:
                 self.scalar_fp[ph.acc] = bool(is_fp(ph.init, self.kernel, self.scalar_fp))
                 body: list[Instr] = []
                 self.trips[ph.var] = ph.extent
-                self.expr(ph.update, body, {}, scope, outer + (ph.var,), dst=acc)
+                cse: dict = {}
+                if ph.store is not None:  # evaluate the stored value first so the update can reuse it
+                    self.store(ph.store, body, cse, scope, outer + (ph.var,))
+                self.expr(ph.update, body, cse, scope, outer + (ph.var,), dst=acc)
                 self.loop(ph.var, ph.extent, body, False, code, scope)
             elif isinstance(ph, Let):
                 self.scalar_fp[ph.name] = bool(is_fp(ph.value, self.kernel, self.scalar_fp))

@@ -70,13 +70,18 @@ def op(prim: Prim, *args: Expr) -> Op:
 
 @dataclass(frozen=True)
 class Reduce:
-    """acc = init; for var in range(extent): acc = update  (update reads Scalar(acc))."""
+    """acc = init; for var in range(extent): acc = update  (update reads Scalar(acc)).
+
+    `store`, if given, is a Map over the same variable fused into the loop: softmax stores exp(x - max) in the
+    pass that sums it, as torch's kernel does, instead of computing the exponentials twice.
+    """
 
     var: str
     extent: int
     acc: str
     init: Expr
     update: Expr
+    store: "Map | None" = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,11 @@ def verify(kernel: Kernel) -> None:
             check(ph.init, outer)
             defined.add(ph.acc)
             check(ph.update, outer | {ph.var})
+            if ph.store is not None:
+                if ph.store.var != ph.var or not kernel.buffer(ph.store.buf).is_output:
+                    raise ValueError(f"{kernel.name}: a fused store must walk the reduction into an output")
+                check_index(ph.store.index, outer | {ph.var})
+                check(ph.store.value, outer | {ph.var})
         elif isinstance(ph, Let):
             check(ph.value, outer)
             defined.add(ph.name)
@@ -206,7 +216,7 @@ def canonical(kernel: Kernel) -> Kernel:
 
     def ph(p: Phase) -> Phase:
         if isinstance(p, Reduce):
-            return Reduce(p.var, p.extent, p.acc, ex(p.init), ex(p.update))
+            return Reduce(p.var, p.extent, p.acc, ex(p.init), ex(p.update), p.store and ph(p.store))
         if isinstance(p, Let):
             return Let(p.name, ex(p.value))
         return Map(p.var, p.extent, names[p.buf], ix(p.index), ex(p.value))

@@ -1,6 +1,6 @@
 """Row-wise ops: softmax and layer norm, as reduction phases followed by a map over the row.
 
-softmax:    m = max_j x_j;  s = sum_j exp(x_j - m);  r = 1 / s;  y_j = exp(x_j - m) * r
+softmax:    m = max_j x_j;  s = sum_j (y_j = exp(x_j - m));  r = 1 / s;  y_j = y_j * r   (torch's three passes)
 layer norm: mean = sum_j x_j / H;  var = sum_j (x_j - mean)^2 / H;  rstd = 1 / sqrt(var + eps);
             y_j = (x_j - mean) * rstd * w_j + b_j          (two passes, as torch's reference does)
 """
@@ -32,11 +32,13 @@ def lower_softmax(ctx: Context, node: Node):
     xj = Load(x.storage, x.index(dvars))
     shifted = op(P.FSUB, xj, Scalar("m"))
     out = ctx.out_view(node)
+    e = mathlib.exp(shifted)
+    out_j = out.index(dvars)
     phases = (
         Reduce("j", n, "m", Const(float("-inf")), op(P.FMAX, Scalar("m"), xj)),
-        Reduce("j", n, "s", Const(0.0), op(P.FADD, Scalar("s"), mathlib.exp(shifted))),
+        Reduce("j", n, "s", Const(0.0), op(P.FADD, Scalar("s"), e), Map("j", n, out.storage, out_j, e)),
         Let("r", op(P.FDIV, Const(1.0), Scalar("s"))),
-        Map("j", n, out.storage, out.index(dvars), op(P.FMUL, mathlib.exp(shifted), Scalar("r"))),
+        Map("j", n, out.storage, out_j, op(P.FMUL, Load(out.storage, out_j), Scalar("r"))),
     )
     parallel = tuple((v, e) for v, e in zip(dvars, x.shape) if v != "j")
     return Kernel(node.name, node.op, ctx.buffers(node, [x]), parallel, phases)
