@@ -14,9 +14,8 @@ Assumptions (shared with the simulator unless noted):
     L1 and L2 given, `llc == dram`).
   * Model only (the simulator is exact): each cache is a fully associative LRU store of
     `capacity_fraction * size / line` lines, with the fits/does-not-fit step softened into a linear ramp
-    (`DEFAULT_RAMP`) that stands in for set conflicts near capacity.  One conflict effect is modelled: an
-    access whose stride is a whole number of lines reaches only sets / gcd(sets, stride/line) sets, and
-    loses its reuse when its own lines overflow those sets (power-of-two row pitches walked column-wise).
+    (`DEFAULT_RAMP`) that stands in for set conflicts near capacity.  Sets are not otherwise modelled:
+    power-of-two row pitches walked column-wise fold onto few sets and can miss more than predicted.
 
 The model (the classic "footprint fits" reuse analysis, cf. Wolf & Lam, PLDI 1991; Ferrente, Sarkar & Thrash,
 LCPC 1991):
@@ -309,13 +308,12 @@ class _Analysis:
             fp[path] = total
         return fp
 
-    def fills(self, capacity_lines: float, ramp: tuple[float, float], sets: int | None = None) -> float:
+    def fills(self, capacity_lines: float, ramp: tuple[float, float]) -> float:
         """Expected line fills into a cache holding `capacity_lines` lines.
 
         `ramp` = (lo, hi): a loop whose iteration footprint is under lo x capacity keeps its reuse, over
         hi x capacity loses it, and keeps the linear share in between (set conflicts below capacity, sets
-        that still hold their lines above it).  With `sets` given, an access whose line stride is a multiple
-        of a power of two sees only the capacity of the sets it reaches."""
+        that still hold their lines above it)."""
         seen: set[tuple] = set()
         providers: dict[tuple, int] = {}  # reuse key under a loop -> latest body index that touched it
         total = 0.0
@@ -327,11 +325,6 @@ class _Analysis:
             keep[depth + 1] = 1.0
             for q in range(depth, -1, -1):
                 ratio = self.footprint[site.chain[q]] / capacity_lines
-                if sets is not None:  # load on the few sets this access's stride reaches
-                    reached = self._sets_reached(site, q, sets)
-                    own = self.lines(site, q + 1)
-                    rest = max(self.footprint[site.chain[q]] - own, 0.0) * reached / sets
-                    ratio = max(ratio, (own + rest) / (reached * capacity_lines / sets))
                 keep[q] = min(keep[q + 1], _kept(ratio, ramp))
             for p in range(depth + 1, -1, -1):  # p: outermost loop whose reuse is kept
                 w = keep[p] - (keep[p - 1] if p > 0 else 0.0)
@@ -346,6 +339,8 @@ class _Analysis:
                 while m > 0 and self._adjacent(site, m - 1):
                     m -= 1
                 miss = self.lines(site, m) * prod(site.extents[:m])
+                if 0 < p <= depth:
+                    miss += self._far_seams(site, p) * prod(site.extents[:p])
                 if p > 0:  # chain[p - 1] loses reuse: an earlier sibling in its body may have our lines
                     miss *= 1.0 - self._sibling_hits(site, p - 1, capacity_lines, ramp, providers)
                 total += w * miss
@@ -353,23 +348,22 @@ class _Analysis:
                 providers[self._provider_key(site, q)] = self._child_index(site, q)
         return total
 
-    def _sets_reached(self, site: _Site, q: int, sets: int) -> int:
-        """Cache sets the lines of `site` reach in one iteration of chain[q]; strides that are whole lines
-        step the set index by stride/line mod sets and so reach only sets / gcd(sets, strides/line)."""
-        line = self.line
-        live = sorted((abs(st), n) for n, st in zip(site.extents[q + 1 :], site.strides[q + 1 :]) if n > 1 and st)
-        run = site.access.width
-        i = 0
-        while i < len(live) and live[i][0] < run + line:
-            run += (live[i][1] - 1) * live[i][0]
-            i += 1
-        g = sets
-        for st, _ in live[i:]:
-            if st % line:
-                return sets
-            g = gcd(g, st // line)
-        run_lines = -(-run // line) + 1
-        return min(sets, (sets // g) * run_lines)
+    def _far_seams(self, site: _Site, p: int) -> float:
+        """Lines refetched once per execution of chain[p] because they straddle two rows of a column walk.
+
+        When chain[p] walks along rows (stride under a line, covering the pitch) while an inner loop steps
+        from row to row, a line holding the end of row r and the start of row r+1 is used at the first
+        and again at the last iteration of chain[p]: a reuse distance of the whole execution, which does
+        not fit since the reuse of chain[p - 1] is lost."""
+        s_p, n_p = site.strides[p], site.extents[p]
+        if not 0 < s_p < self.line:
+            return 0.0
+        extra = 0.0
+        for n, pitch in zip(site.extents[p + 1 :], site.strides[p + 1 :]):
+            if n > 1 and pitch > self.line and pitch % self.line and n_p * s_p == pitch:
+                unaligned = 1.0 - gcd(pitch, self.line) / self.line
+                extra += (n - 1) * unaligned
+        return extra
 
     @staticmethod
     def _provider_key(site: _Site, q: int) -> tuple:
@@ -457,7 +451,7 @@ def analytic_fills(
     analysis = _Analysis(tree, line)
     out: list[float] = []
     for lv in levels:
-        f = analysis.fills(capacity_fraction * lv.lines, ramp, lv.sets)
+        f = analysis.fills(capacity_fraction * lv.lines, ramp)
         out.append(min(f, out[-1]) if out else f)  # inclusive: a lower level sees only upper misses
     return tuple(out)
 
