@@ -45,7 +45,11 @@ def final_hidden_state(captured: Captured) -> np.ndarray:
 
 def flop_count(spec: ModelSpec, seq: int, batch: int) -> int:
     """PyTorch's FlopCounterMode total for one forward (a multiply-add counts 2) with eager attention."""
-    model = build_model(spec.config, spec.has_pooler)
+    from transformers.initialization import no_init_weights
+
+    # FLOPs depend on shapes only: skip the random init, which costs more than the forward itself.
+    with no_init_weights():
+        model = build_model(spec.config, spec.has_pooler)
     inputs = make_inputs(spec.config, seq, batch, None, 0, spec.name)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(**inputs)

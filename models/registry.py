@@ -95,7 +95,7 @@ def _from_folder(folder: Path, name: str) -> ModelSpec:
     if wfile is None:
         return ModelSpec(name, config, None)  # a config without weights: seeded init, like bert-base
     shapes = _weight_shapes(wfile)
-    has_pooler = any(k.startswith("pooler.") for k in shapes)
+    has_pooler = any(normalise_key(k).startswith("pooler.") for k in shapes)
     _check_weights(name, config, shapes, has_pooler, wfile)
     return ModelSpec(name, config, folder, has_pooler)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 
 import numpy as np
 import pytest
@@ -199,7 +198,7 @@ def error_table(trees) -> np.ndarray:
 # off by up to ~0.9 (measured).  Medians and 90th percentiles over a population are the honest accuracy
 # statement; per-shape agreement is asserted only away from those cliffs.
 MEDIAN_TOL = 0.05  # measured medians are ~0.00-0.01
-P90_TOL = 0.30  # measured 90th percentiles are <= ~0.15
+P90_TOL = 0.30  # measured 90th percentiles: <= 0.28 (explicit L1), <= 0.18 (random L2)
 CLIFF_FREE_TOL = 0.25  # worst seen: row seams of a column walk in the 4-set L1 (50 vs 32 lines)
 CLIFF_FREE_SLACK_LINES = 8
 
@@ -241,15 +240,21 @@ def _near_cliff(tree, band=(0.6, 1.6)) -> bool:
 
 
 def _folds_sets(tree) -> bool:
-    """A stride of a multiple of 2 lines folds a walk onto a fraction of the sets: a documented limit."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
+    """A large-stride walk lands on too few sets to hold its lines (pitches at or near a power of two):
+    set conflicts, which the model does not track -- a documented limit."""
+
+    def walk(node, extents):
         if isinstance(node, Loop):
-            stack.extend(node.body)
-        elif any(s and s % 128 == 0 for s in node.strides):
-            return True
-    return False
+            return any(walk(item, extents + (node.extent,)) for item in node.body)
+        for n, s in zip(extents, node.strides):
+            if abs(s) > 64 and n > 1:
+                for lv in LEVELS:
+                    load = np.bincount(np.arange(n) * abs(s) // 64 % lv.sets)
+                    if load.max() >= lv.assoc and n <= lv.lines:  # fits by capacity, not by sets
+                        return True
+        return False
+
+    return walk(tree, ())
 
 
 odd = st.integers(1, 48)
