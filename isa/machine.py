@@ -108,6 +108,12 @@ def _positive(value: float, key: str, where: str) -> float:
     return float(value)
 
 
+def _nonnegative(value: float, key: str, where: str) -> float:
+    if value < 0:
+        raise UarchFileError(f"{where}: {key!r} must not be negative, got {value!r}")
+    return float(value)
+
+
 def _source(table: Mapping[str, Any], where: str, key: str = "source") -> str:
     text = _req(table, key, str, where).strip()
     if not text:
@@ -119,13 +125,14 @@ def _parse_instr(mnemonic: str, t: Mapping[str, Any], ports: tuple[str, ...], wh
     here = f"{where} [instructions.{mnemonic}]"
     used = tuple(_req(t, "ports", list, here))
     unknown = [p for p in used if p not in ports]
-    if not used or unknown:
-        raise UarchFileError(f"{here}: ports {used} must be non-empty and among {ports}")
+    if unknown:
+        raise UarchFileError(f"{here}: ports {used} must be among {ports}")
     uops = _req(t, "uops", int, here)
     if uops < 1:
         raise UarchFileError(f"{here}: uops must be >= 1")
     return InstrTiming(
-        latency=_positive(_req(t, "latency", (int, float), here), "latency", here),
+        # a move eliminated at rename has latency 0 and uses no port (ports = []), only an issue slot
+        latency=float(_nonnegative(_req(t, "latency", (int, float), here), "latency", here)),
         rthroughput=_positive(_req(t, "rthroughput", (int, float), here), "rthroughput", here),
         ports=used,
         uops=uops,
@@ -147,7 +154,8 @@ def _parse_level(t: Mapping[str, Any], where: str) -> MemLevel:
         assoc=assoc,
         line=int(_positive(_req(t, "line", int, here), "line", here)),
         bytes_per_cycle=_positive(_req(t, "bytes_per_cycle", (int, float), here), "bytes_per_cycle", here),
-        latency=_positive(_req(t, "latency", (int, float), here), "latency", here),
+        # a move eliminated at rename has latency 0 and uses no port (ports = []), only an issue slot
+        latency=float(_nonnegative(_req(t, "latency", (int, float), here), "latency", here)),
         source=_source(t, here),
     )
 
