@@ -111,7 +111,8 @@ def run_instr(ins: Instr, regs: dict, mem: Memory, lanes: int, events: Events) -
     elif p is Prim.DEC_FLAGS:
         regs[ins.dst] = regs[ins.srcs[0]] - np.int64(ins.srcs[1].value)
     elif p is Prim.FMOV and isinstance(ins.srcs[0], Imm):
-        regs[ins.dst] = np.float32(ins.srcs[0].value)
+        v = ins.srcs[0].value  # an int is a bit pattern (a sign mask), a float a value
+        regs[ins.dst] = np.uint32(v).view(np.float32) if isinstance(v, int) else np.float32(v)
     elif p is Prim.IMOV:
         regs[ins.dst] = np.int64(operand(ins.srcs[0], regs, mem))
     else:

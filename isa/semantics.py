@@ -129,8 +129,8 @@ SEMANTICS = {
     Prim.FMA: fma_f32,
     Prim.FNMA: lambda a, b, c: fma_f32(-_f32(a), b, c),
     Prim.FROUND: _round_even,
-    Prim.FABS: lambda a: np.abs(_f32(a)),
-    Prim.FNEG: lambda a: -_f32(a),
+    Prim.FABS: lambda a, *mask: np.abs(_f32(a)),  # x86 passes the sign mask it ands with
+    Prim.FNEG: lambda a, *mask: -_f32(a),
     Prim.FMOV: lambda a: _f32(a),
     Prim.CVT_F2I: _cvt_f2i,
     Prim.CVT_I2F: lambda a: np.asarray(a, dtype=I64).astype(F32),

@@ -16,6 +16,18 @@ from isasim.models.graph import DType
 
 
 @dataclass(frozen=True)
+class Registers:
+    """The register files register allocation may use, and the calling convention's argument registers."""
+
+    gp: tuple[str, ...]  # allocatable general-purpose registers, caller-saved first
+    fp: tuple[str, ...]
+    args: tuple[str, ...]  # the kernel's buffer base addresses arrive here, in buffer order
+    callee_saved: frozenset[str]  # used ones are saved and restored by the function's entry and exit glue
+    two_address: bool  # integer ALU ops and FMA overwrite one of their sources (x86)
+    fp_compare_to_flags: bool  # a float compare sets the flags (AArch64 fcmp) rather than a mask register
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     isa: str  # "x86-64" | "aarch64"
@@ -28,6 +40,10 @@ class Target:
     fp_zero: str  # how a register is set to 0.0 (a zero idiom)
     fp_const: str  # how a float constant is materialised (a load from the constant pool)
     pointer_init: str
+    registers: Registers
+    imm_forms: frozenset  # integer prims whose second operand may be an immediate
+    setcc_zero_extend: str | None  # x86 setcc writes a byte: a movzx widens it
+    fp_sign_masks: bool  # fabs and fneg are bitwise and / xor with a mask constant (x86)
     has_fma: bool = True
     vector_lanes: int = 1
 
@@ -61,6 +77,15 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
         stores=MappingProxyType({DType.F32: "vmovss_store", DType.I64: "mov_store64", DType.BOOL: "mov_store8"}),
         fp_int_select=MappingProxyType({True: "vblendvps", False: "cmovcc"}),
         fp_zero="vxorps", fp_const="vmovss_load", pointer_init="lea",
+        registers=Registers(
+            gp=("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "rbx", "rbp", "r12", "r13", "r14",
+                "r15"),
+            fp=tuple(f"xmm{i}" for i in range(16)),
+            args=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),  # System V AMD64 ABI
+            callee_saved=frozenset({"rbx", "rbp", "r12", "r13", "r14", "r15"}),
+            two_address=True, fp_compare_to_flags=False),
+        imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.IAND, Prim.ISHL, Prim.IMUL}),
+        setcc_zero_extend="movzx", fp_sign_masks=True,
     ),
     "aarch64": Target(
         name="aarch64", isa="aarch64", default_uarch="neoverse-n1",
@@ -69,7 +94,16 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
         loads=MappingProxyType({DType.F32: "ldr_s", DType.I64: "ldr_x", DType.BOOL: "ldrb"}),
         stores=MappingProxyType({DType.F32: "str_s", DType.I64: "str_x", DType.BOOL: "strb"}),
         fp_int_select=MappingProxyType({True: "fcsel", False: "csel"}),
-        fp_zero="fmov_to_fp", fp_const="ldr_s", pointer_init="mov_imm",
+        fp_zero="fmov_to_fp", fp_const="ldr_s", pointer_init="add",
+        registers=Registers(
+            gp=tuple(f"x{i}" for i in range(18)) + tuple(f"x{i}" for i in range(19, 29)),  # x18: platform
+            fp=tuple(f"v{i}" for i in range(8)) + tuple(f"v{i}" for i in range(16, 32))
+            + tuple(f"v{i}" for i in range(8, 16)),
+            args=tuple(f"x{i}" for i in range(8)),  # AAPCS64
+            callee_saved=frozenset({f"x{i}" for i in range(19, 29)} | {f"v{i}" for i in range(8, 16)}),
+            two_address=False, fp_compare_to_flags=True),
+        imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.ISHL}),
+        setcc_zero_extend=None, fp_sign_masks=False,
     ),
 })
 

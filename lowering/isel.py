@@ -7,7 +7,7 @@ Per target only the mnemonics differ (isa/targets.py); the code shape is shared:
   compilers strength-reduce address arithmetic;
 - each loop counts down: `mov counter, trip` before it, `sub counter, 1; jnz` (`subs; b.ne`) in its latch;
 - parallel loops of extent 1 are dropped;
-- registers are virtual (unbounded); register allocation and spills are not modelled yet.
+- registers are then allocated (isa/regalloc.py), so every consumer sees the code a machine would run.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from isasim.isa.program import Access, Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
+from isasim.isa.regalloc import allocate
 from isasim.isa.semantics import Prim
 from isasim.isa.targets import Target
 from isasim.lowering.kernel import Affine, Const, Expr, Index, Kernel, Let, Load, Map, Reduce, Scalar, is_fp
@@ -145,16 +146,36 @@ class _Selector:
         return r
 
     def operation(self, e: Op, code, cse, scope, chain, dst) -> Reg:
-        srcs = tuple(self.expr(a, code, cse, scope, chain) for a in e.args)
+        t = self.target
+        if e.prim is Prim.SELECT:
+            # values first, the predicate last: nothing may come between a compare and the select reading its
+            # flags (AArch64 fcmp/fcsel, x86 cmp/cmov)
+            a, b = (self.expr(x, code, cse, scope, chain) for x in e.args[1:])
+            srcs: tuple = (self.expr(e.args[0], code, cse, scope, chain), a, b)
+        elif e.prim in t.imm_forms and isinstance(e.args[1], Const):
+            srcs = (self.expr(e.args[0], code, cse, scope, chain), Imm(int(e.args[1].value)))
+        else:
+            srcs = tuple(self.expr(a, code, cse, scope, chain) for a in e.args)
+        if t.fp_sign_masks and e.prim in (Prim.FABS, Prim.FNEG):
+            # x86 has no fabs/fneg: and/xor with a constant that keeps or flips the sign bit
+            srcs += (self.const_bits(0x7FFFFFFF if e.prim is Prim.FABS else 0x80000000),)
         fp = is_fp(e, self.kernel, self.scalar_fp)
         file = RegFile.FP if fp else (RegFile.GP if fp is False else RegFile.PRED)
         r = dst or self.new(file)
-        if e.prim is Prim.SELECT:
-            mnem = self.target.fp_int_select[bool(fp)]
-        else:
-            mnem = self.mn(e.prim)
+        mnem = t.fp_int_select[bool(fp)] if e.prim is Prim.SELECT else self.mn(e.prim)
         code.append(Instr(mnem, e.prim, r, srcs))
+        if e.prim is Prim.SETCC and t.setcc_zero_extend:
+            code.append(Instr(t.setcc_zero_extend, Prim.IMOV, r, (r,)))
         return r
+
+    def const_bits(self, bits: int) -> Reg:
+        """A float register holding a bit pattern (a sign mask), loaded from the constant pool."""
+        key = ("bits", bits)
+        if key not in self.consts:
+            r = self.new(RegFile.FP)
+            self.prologue.append(Instr(self.target.fp_const, Prim.FMOV, r, (Imm(bits),)))
+            self.consts[key] = r
+        return self.consts[key]
 
     # ---- phases and loops -------------------------------------------------------------------------
     def loop(self, var: str, trip: int, body: list[Item], parallel: bool, code: list[Item],
@@ -223,4 +244,5 @@ def select(kernel: Kernel, target: Target) -> Program:
         sel.loop(var, extent, inner, True, wrapped)
         inner = wrapped
     buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in kernel.buffers)
-    return Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(inner), kernel.flops)
+    program = Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(inner), kernel.flops)
+    return allocate(program, target)

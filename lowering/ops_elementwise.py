@@ -128,7 +128,11 @@ def lower_where(ctx: Context, node: Node):
     out = node.out.dtype
 
     def fn(c: Typed, a: Typed, b: Typed) -> Expr:
-        cond = op(P.ICMP_NE, convert(c[0], c[1], DType.I64), Const(0, fp=False))
+        # a float select needs a float compare (x86 blends on an xmm mask, not on flags)
+        if out is DType.F32:
+            cond = op(P.FCMP_NE, convert(c[0], c[1], DType.F32), Const(0.0))
+        else:
+            cond = op(P.ICMP_NE, convert(c[0], c[1], DType.I64), Const(0, fp=False))
         return op(P.SELECT, cond, convert(a[0], a[1], out), convert(b[0], b[1], out))
 
     return elementwise_kernel(ctx, node, [_tensor_or_scalar(ctx, a) for a in node.args[:3]], fn)

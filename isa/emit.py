@@ -1,0 +1,304 @@
+"""Assembly text for a register-allocated Program: GNU as syntax, one callable function per kernel.
+
+The function takes its buffers' base addresses as arguments, in Program.buffers order (System V AMD64 /
+AAPCS64). Every Program instruction becomes exactly one machine instruction, so what runs natively is what
+was counted; only the entry/exit glue (saving callee-saved registers it uses, `ret`) is added. The loop that
+runs most often is wrapped in llvm-mca region markers so its prediction can be compared with llvm-mca's.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from isasim.isa.program import Addr, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
+from isasim.isa.regalloc import FLAGS
+from isasim.isa.semantics import Prim
+from isasim.isa.targets import Target
+from isasim.models.graph import DType
+
+_X86_32 = {"rax": "eax", "rcx": "ecx", "rdx": "edx", "rbx": "ebx", "rsi": "esi", "rdi": "edi", "rbp": "ebp"}
+_X86_8 = {"rax": "al", "rcx": "cl", "rdx": "dl", "rbx": "bl", "rsi": "sil", "rdi": "dil", "rbp": "bpl"}
+_X86_CC = {Prim.ICMP_NE: "ne", Prim.ICMP_GE: "ge"}
+_A64_CC = {Prim.ICMP_NE: "ne", Prim.ICMP_GE: "ge", Prim.FCMP_NE: "ne", Prim.FCMP_LT: "mi"}
+
+
+class EmitError(Exception):
+    pass
+
+
+def hottest_loop(items: tuple[Item, ...], trips: int = 1, best: tuple[int, Loop | None] = (0, None)):
+    for it in items:
+        if isinstance(it, Loop):
+            n = trips * it.trip
+            if not any(isinstance(x, Loop) for x in it.body) and n > best[0]:
+                best = (n, it)
+            best = hottest_loop(it.body, n, best)
+    return best
+
+
+def symbol(name: str) -> str:
+    return "isasim_" + "".join(c if c.isalnum() else "_" for c in name)
+
+
+class _Emitter:
+    comment = "#"
+
+    def __init__(self, program: Program, target: Target):
+        self.p, self.t = program, target
+        self.lines: list[str] = []
+        self.pool: dict[int, str] = {}
+        self.labels = 0
+        self.args = {b.name: target.registers.args[i] for i, b in enumerate(program.buffers)}
+        self.last_compare: Prim | None = None
+        self.hot = hottest_loop(program.body)[1]
+
+    def reg(self, r: Reg) -> str:
+        regs = self.t.registers
+        return regs.fp[r.n] if r.file is RegFile.FP else regs.gp[r.n]
+
+    def const(self, value) -> str:
+        bits = value if isinstance(value, int) else struct.unpack("<I", struct.pack("<f", value))[0]
+        if bits not in self.pool:
+            self.pool[bits] = f".LC{len(self.pool)}_{self.sym}"
+        return self.pool[bits]
+
+    def used(self) -> list[str]:
+        names: set[str] = set()
+
+        def walk(items):
+            for it in items:
+                if isinstance(it, Loop):
+                    walk(it.body)
+                    walk(it.latch)
+                    names.add(self.reg(it.counter))
+                    continue
+                for o in (it.dst,) + it.srcs:
+                    if isinstance(o, Reg) and o != FLAGS:
+                        names.add(self.reg(o))
+                    elif isinstance(o, Mem):
+                        names.add(self.reg(o.base))
+        walk(self.p.body)
+        order = self.t.registers.gp + self.t.registers.fp
+        return [n for n in order if n in names and n in self.t.registers.callee_saved]
+
+    def items(self, items: tuple[Item, ...]) -> None:
+        for it in items:
+            if isinstance(it, Instr):
+                self.lines.append("    " + self.instr(it))
+                continue
+            self.labels += 1
+            label = f".L{self.labels}_{self.sym}"
+            hot = it is self.hot
+            if hot:
+                self.lines.append(f"{self.comment} LLVM-MCA-BEGIN {self.p.name}")
+            self.lines.append(f"{label}:")
+            self.items(it.body)
+            for ins in it.latch:
+                self.lines.append("    " + (self.branch(label) if ins.prim is Prim.BRANCH_NZ else self.instr(ins)))
+            if hot:
+                self.lines.append(f"{self.comment} LLVM-MCA-END")
+
+    def text(self) -> str:
+        self.sym = symbol(self.p.name)
+        saved = self.used()
+        self.items(self.p.body)
+        head, tail = self.glue(saved)
+        pool = [f"{lab}: {self.word} 0x{bits:08x}" for bits, lab in self.pool.items()]
+        return "\n".join(self.header() + head + self.lines + tail + self.footer(pool)) + "\n"
+
+
+class X86Emitter(_Emitter):
+    word = ".long"  # 32 bits (x86 GNU as's .word is 16)
+    def header(self) -> list[str]:
+        return [".intel_syntax noprefix", ".text", f".globl {self.sym}", f".type {self.sym}, @function",
+                f"{self.sym}:"]
+
+    def footer(self, pool: list[str]) -> list[str]:
+        return [f".size {self.sym}, .-{self.sym}", ".section .rodata", ".p2align 2"] + pool + \
+            [".section .note.GNU-stack,\"\",@progbits"]
+
+    def glue(self, saved: list[str]) -> tuple[list[str], list[str]]:
+        return [f"    push {r}" for r in saved], [f"    pop {r}" for r in reversed(saved)] + ["    ret"]
+
+    def branch(self, label: str) -> str:
+        return f"jnz {label}"
+
+    def r32(self, r: Reg) -> str:
+        n = self.reg(r)
+        return _X86_32.get(n, n + "d")
+
+    def r8(self, r: Reg) -> str:
+        n = self.reg(r)
+        return _X86_8.get(n, n + "b")
+
+    def instr(self, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA manual lists them
+        p, d, s = i.prim, i.dst, i.srcs
+        R = self.reg
+        if p is Prim.LOAD:
+            addr = f"[{R(s[0].base)}{'+' + str(s[0].disp) if s[0].disp else ''}]"
+            return {DType.F32: f"vmovss {R(d)}, DWORD PTR {addr}", DType.I64: f"mov {R(d)}, QWORD PTR {addr}",
+                    DType.BOOL: f"movzx {self.r32(d)}, BYTE PTR {addr}"}[i.dtype]
+        if p is Prim.STORE:
+            addr = f"[{R(d.base)}{'+' + str(d.disp) if d.disp else ''}]"
+            return {DType.F32: f"vmovss DWORD PTR {addr}, {R(s[0])}", DType.I64: f"mov QWORD PTR {addr}, {R(s[0])}",
+                    DType.BOOL: f"mov BYTE PTR {addr}, {self.r8(s[0])}"}[i.dtype]
+        if p is Prim.FMOV:
+            if isinstance(s[0], Imm):
+                if i.mnemonic == "vxorps":
+                    return f"vxorps {R(d)}, {R(d)}, {R(d)}"
+                return f"vmovss {R(d)}, DWORD PTR {self.const(s[0].value)}[rip]"
+            return f"vmovaps {R(d)}, {R(s[0])}"
+        if p is Prim.IMOV:
+            if isinstance(s[0], Imm):
+                return f"mov {R(d)}, {int(s[0].value)}"
+            if isinstance(s[0], Addr):
+                return f"lea {R(d)}, [{self.args[s[0].buf]}+{s[0].offset}]"
+            if i.mnemonic == "movzx":
+                return f"movzx {self.r32(d)}, {self.r8(s[0])}"
+            return f"mov {R(d)}, {R(s[0])}"
+        simple = {Prim.FADD: "vaddss", Prim.FSUB: "vsubss", Prim.FMUL: "vmulss", Prim.FDIV: "vdivss",
+                  Prim.FMAX: "vmaxss", Prim.FMIN: "vminss", Prim.FABS: "vandps", Prim.FNEG: "vxorps"}
+        if p in simple:
+            return f"{simple[p]} {R(d)}, {R(s[0])}, {R(s[1])}"
+        if p is Prim.FSQRT:
+            return f"vsqrtss {R(d)}, {R(s[0])}, {R(s[0])}"
+        if p is Prim.FROUND:
+            return f"vroundss {R(d)}, {R(s[0])}, {R(s[0])}, 8"  # to nearest even, exceptions suppressed
+        if p in (Prim.FMA, Prim.FNMA):
+            op = "vfmadd" if p is Prim.FMA else "vfnmadd"
+            a, b, c = s
+            if d == c:
+                return f"{op}231ss {R(d)}, {R(a)}, {R(b)}"
+            if d in (a, b):
+                other = b if d == a else a
+                return f"{op}213ss {R(d)}, {R(other)}, {R(c)}"
+            raise EmitError(f"{self.p.name}: {i} has no register tied to its destination")
+        if p is Prim.CVT_F2I:
+            return f"vcvttss2si {R(d)}, {R(s[0])}"
+        if p is Prim.CVT_I2F:
+            return f"vcvtsi2ss {R(d)}, {R(d)}, {R(s[0])}"
+        if p is Prim.BITS_I2F:
+            return f"vmovd {R(d)}, {self.r32(s[0])}"
+        if p in (Prim.FCMP_LT, Prim.FCMP_NE):
+            return f"vcmp{'lt' if p is Prim.FCMP_LT else 'neq'}ss {R(d)}, {R(s[0])}, {R(s[1])}"
+        if p in _X86_CC:
+            self.last_compare = p
+            return f"cmp {R(s[0])}, {R(s[1])}"
+        if p is Prim.SELECT:
+            if d.file is RegFile.FP:
+                return f"vblendvps {R(d)}, {R(s[2])}, {R(s[1])}, {R(s[0])}"
+            if d != s[2]:
+                raise EmitError(f"{self.p.name}: cmov needs its false value in the destination")
+            return f"cmov{_X86_CC[self.last_compare]} {R(d)}, {R(s[1])}"
+        if p is Prim.SETCC:
+            if s[0] != FLAGS:
+                raise EmitError(f"{self.p.name}: setcc of a float compare is not supported on x86-64")
+            return f"set{_X86_CC[self.last_compare]} {self.r8(d)}"
+        alu = {Prim.IADD: "add", Prim.ISUB: "sub", Prim.IAND: "and", Prim.ISHL: "shl", Prim.IMUL: "imul",
+               Prim.DEC_FLAGS: "sub"}
+        if p in alu:
+            src = str(int(s[1].value)) if isinstance(s[1], Imm) else R(s[1])
+            if p is Prim.IMUL and isinstance(s[1], Imm):
+                return f"imul {R(d)}, {R(s[0])}, {src}"
+            if d != s[0]:
+                raise EmitError(f"{self.p.name}: {i} is not in two-address form")
+            return f"{alu[p]} {R(d)}, {src}"
+        raise EmitError(f"{self.p.name}: no x86-64 encoding for {i}")
+
+
+class A64Emitter(_Emitter):
+    comment = "//"
+    word = ".word"
+
+    def header(self) -> list[str]:
+        return [".text", ".p2align 2", f".globl {self.sym}", f".type {self.sym}, %function", f"{self.sym}:"]
+
+    def footer(self, pool: list[str]) -> list[str]:
+        return [".p2align 2"] + pool + [f".size {self.sym}, .-{self.sym}", ".section .note.GNU-stack,\"\",%progbits"]
+
+    def glue(self, saved: list[str]) -> tuple[list[str], list[str]]:
+        regs = [("x" + r[1:]) if r.startswith("x") else ("d" + r[1:]) for r in saved]
+        if len(regs) % 2:
+            regs.append("xzr" if regs[-1].startswith("x") else regs[-1])
+        pairs = [regs[i:i + 2] for i in range(0, len(regs), 2)]
+        head = [f"    stp {a}, {b}, [sp, #-16]!" for a, b in pairs]
+        tail = [f"    ldp {a}, {b}, [sp], #16" for a, b in reversed(pairs)]
+        return head, tail + ["    ret"]
+
+    def branch(self, label: str) -> str:
+        return f"b.ne {label}"
+
+    def x(self, r: Reg) -> str:
+        return self.reg(r)
+
+    def w(self, r: Reg) -> str:
+        return "w" + self.reg(r)[1:]
+
+    def sreg(self, r: Reg) -> str:
+        return "s" + self.reg(r)[1:]
+
+    def opnd(self, o) -> str:
+        if isinstance(o, Imm):
+            return f"#{int(o.value)}"
+        return self.sreg(o) if o.file is RegFile.FP else self.x(o)
+
+    def instr(self, i: Instr) -> str:  # noqa: C901 - one case per primitive
+        p, d, s = i.prim, i.dst, i.srcs
+        S, X = self.sreg, self.x
+        if p is Prim.LOAD:
+            addr = f"[{X(s[0].base)}{', #' + str(s[0].disp) if s[0].disp else ''}]"
+            return {DType.F32: f"ldr {S(d)}, {addr}", DType.I64: f"ldr {X(d)}, {addr}",
+                    DType.BOOL: f"ldrb {self.w(d)}, {addr}"}[i.dtype]
+        if p is Prim.STORE:
+            addr = f"[{X(d.base)}{', #' + str(d.disp) if d.disp else ''}]"
+            return {DType.F32: f"str {S(s[0])}, {addr}", DType.I64: f"str {X(s[0])}, {addr}",
+                    DType.BOOL: f"strb {self.w(s[0])}, {addr}"}[i.dtype]
+        if p is Prim.FMOV:
+            if isinstance(s[0], Imm):
+                if i.mnemonic == "fmov_to_fp":
+                    return f"fmov {S(d)}, wzr"
+                return f"ldr {S(d)}, {self.const(s[0].value)}"
+            return f"fmov {S(d)}, {S(s[0])}"
+        if p is Prim.IMOV:
+            if isinstance(s[0], Imm):
+                v = int(s[0].value)
+                if not -65536 < v < 65536:
+                    raise EmitError(f"{self.p.name}: immediate {v} needs more than one mov")
+                return f"mov {X(d)}, #{v}"
+            if isinstance(s[0], Addr):
+                if s[0].offset > 4095:
+                    raise EmitError(f"{self.p.name}: buffer offset {s[0].offset} exceeds add's immediate")
+                return f"add {X(d)}, {self.args[s[0].buf]}, #{s[0].offset}"
+            return f"mov {X(d)}, {X(s[0])}"
+        three = {Prim.FADD: "fadd", Prim.FSUB: "fsub", Prim.FMUL: "fmul", Prim.FDIV: "fdiv", Prim.FMAX: "fmax",
+                 Prim.FMIN: "fmin", Prim.IADD: "add", Prim.ISUB: "sub", Prim.IAND: "and", Prim.IMUL: "mul",
+                 Prim.ISHL: "lsl"}
+        if p in three:
+            return f"{three[p]} {self.opnd(d)}, {self.opnd(s[0])}, {self.opnd(s[1])}"
+        two = {Prim.FSQRT: "fsqrt", Prim.FROUND: "frintn", Prim.FABS: "fabs", Prim.FNEG: "fneg"}
+        if p in two:
+            return f"{two[p]} {S(d)}, {S(s[0])}"
+        if p in (Prim.FMA, Prim.FNMA):
+            return f"{'fmadd' if p is Prim.FMA else 'fmsub'} {S(d)}, {S(s[0])}, {S(s[1])}, {S(s[2])}"
+        if p is Prim.CVT_F2I:
+            return f"fcvtzs {X(d)}, {S(s[0])}"
+        if p is Prim.CVT_I2F:
+            return f"scvtf {S(d)}, {X(s[0])}"
+        if p is Prim.BITS_I2F:
+            return f"fmov {S(d)}, {self.w(s[0])}"
+        if p in _A64_CC:
+            self.last_compare = p
+            return f"{'fcmp' if p in (Prim.FCMP_LT, Prim.FCMP_NE) else 'cmp'} {self.opnd(s[0])}, {self.opnd(s[1])}"
+        if p is Prim.SELECT:
+            op = "fcsel" if d.file is RegFile.FP else "csel"
+            return f"{op} {self.opnd(d)}, {self.opnd(s[1])}, {self.opnd(s[2])}, {_A64_CC[self.last_compare]}"
+        if p is Prim.SETCC:
+            return f"cset {X(d)}, {_A64_CC[self.last_compare]}"
+        if p is Prim.DEC_FLAGS:
+            return f"subs {X(d)}, {X(s[0])}, #{int(s[1].value)}"
+        raise EmitError(f"{self.p.name}: no AArch64 encoding for {i}")
+
+
+def emit(program: Program, target: Target) -> str:
+    """The program as an assembly file for GNU as; the function's symbol is symbol(program.name)."""
+    return (X86Emitter if target.isa == "x86-64" else A64Emitter)(program, target).text()
