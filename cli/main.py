@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("table", "json"), default="table")
     c.add_argument("--tolerance", type=float, default=1e-4, help="max abs error on the final hidden states")
 
+    e = sub.add_parser("emit", help="write every kernel as a standalone assembly file plus manifest.json",
+                       description="Emit each lowered kernel as a GNU as file (a function under the platform "
+                       "ABI taking its buffers' addresses), with llvm-mca region markers around its hottest "
+                       "loop, and manifest.json with argument order and isasim's predicted cycles.")
+    _common(e)
+    e.add_argument("--op", help="only kernels of this node name or op (e.g. linear_3, gelu)")
+    e.add_argument("-o", "--output", type=Path, required=True, help="directory to write into")
+
     sub.add_parser("targets", help="list targets and microarchitectures with the sources of their numbers")
     return parser
 
@@ -126,6 +134,23 @@ def cmd_trace(args, out: Console) -> int:
     return 0
 
 
+def cmd_emit(args, out: Console) -> int:
+    from isasim.cli import reports
+    from isasim.cli.emitting import emit_model
+    from isasim.lowering.pipeline import lower_graph
+
+    _check_shape_args(args)
+    targets = reports.pick_targets(args.target, args.uarch)
+    args.core_aten = False
+    with _progress(sys.stderr.isatty()) as progress:
+        lowered = lower_graph(_cost_only_graph(args, progress))
+        for target, uarch in targets:
+            where = args.output / target.name if len(targets) > 1 else args.output
+            manifest = emit_model(lowered, target, uarch, where, args.op, progress)
+            out.print(f"{len(manifest['kernels'])} {target.name} kernels for {uarch.name} in {where}")
+    return 0
+
+
 def cmd_check(args, out: Console) -> int:
     from isasim.cli import render, reports
     from isasim.lowering.pipeline import lower_graph
@@ -173,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         args = build_parser().parse_args(argv)
-        handler = {"trace": cmd_trace, "check": cmd_check, "targets": cmd_targets}[args.command]
+        handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "targets": cmd_targets}[args.command]
         return handler(args, out)
     except UserError as e:
         print(f"isasim: error: {e}", file=sys.stderr)

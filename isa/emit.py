@@ -262,7 +262,7 @@ class A64Emitter(_Emitter):
         if p is Prim.IMOV:
             if isinstance(s[0], Imm):
                 v = int(s[0].value)
-                if not -65536 < v < 65536:
+                if not _a64_mov_ok(v):
                     raise EmitError(f"{self.p.name}: immediate {v} needs more than one mov")
                 return f"mov {X(d)}, #{v}"
             if isinstance(s[0], Addr):
@@ -273,6 +273,9 @@ class A64Emitter(_Emitter):
         three = {Prim.FADD: "fadd", Prim.FSUB: "fsub", Prim.FMUL: "fmul", Prim.FDIV: "fdiv", Prim.FMAX: "fmax",
                  Prim.FMIN: "fmin", Prim.IADD: "add", Prim.ISUB: "sub", Prim.IAND: "and", Prim.IMUL: "mul",
                  Prim.ISHL: "lsl"}
+        if p in (Prim.IADD, Prim.ISUB) and isinstance(s[1], Imm) and s[1].value < 0:  # add #-n is sub #n
+            flip = "sub" if p is Prim.IADD else "add"
+            return f"{flip} {X(d)}, {X(s[0])}, #{-int(s[1].value)}"
         if p in three:
             return f"{three[p]} {self.opnd(d)}, {self.opnd(s[0])}, {self.opnd(s[1])}"
         two = {Prim.FSQRT: "fsqrt", Prim.FROUND: "frintn", Prim.FABS: "fabs", Prim.FNEG: "fneg"}
@@ -297,6 +300,12 @@ class A64Emitter(_Emitter):
         if p is Prim.DEC_FLAGS:
             return f"subs {X(d)}, {X(s[0])}, #{int(s[1].value)}"
         raise EmitError(f"{self.p.name}: no AArch64 encoding for {i}")
+
+
+def _a64_mov_ok(v: int) -> bool:
+    """mov is movz or movn of one 16-bit chunk at a 16-bit shift (bitmask immediates are not used)."""
+    return any(sum(1 for sh in range(0, 64, 16) if (u >> sh) & 0xFFFF) <= 1
+               for u in (v & (2**64 - 1), ~v & (2**64 - 1)))
 
 
 def emit(program: Program, target: Target) -> str:

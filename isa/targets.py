@@ -8,11 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
+from typing import Callable, Mapping
 
 from isasim.isa.semantics import Prim
 from isasim.models.errors import UserError
 from isasim.models.graph import DType
+
+
+def _x86_imm(v: int) -> bool:
+    return -(2**31) <= v < 2**31  # a sign-extended imm32
+
+
+def _a64_add_imm(v: int) -> bool:
+    """add/sub take a 12-bit unsigned immediate, optionally shifted left by 12 (sub covers negatives)."""
+    v = abs(v)
+    return v < 4096 or (v % 4096 == 0 and v >> 12 < 4096)
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class Target:
     pointer_init: str
     registers: Registers
     imm_forms: frozenset  # integer prims whose second operand may be an immediate
+    imm_fits: Callable[[int], bool]  # whether an add/sub immediate is encodable
     setcc_zero_extend: str | None  # x86 setcc writes a byte: a movzx widens it
     fp_sign_masks: bool  # fabs and fneg are bitwise and / xor with a mask constant (x86)
     has_fma: bool = True
@@ -84,7 +95,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
             args=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),  # System V AMD64 ABI
             callee_saved=frozenset({"rbx", "rbp", "r12", "r13", "r14", "r15"}),
             two_address=True, fp_compare_to_flags=False),
-        imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.IAND, Prim.ISHL, Prim.IMUL}),
+        imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.IAND, Prim.ISHL, Prim.IMUL}), imm_fits=_x86_imm,
         setcc_zero_extend="movzx", fp_sign_masks=True,
     ),
     "aarch64": Target(
@@ -102,7 +113,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
             args=tuple(f"x{i}" for i in range(8)),  # AAPCS64
             callee_saved=frozenset({f"x{i}" for i in range(19, 29)} | {f"v{i}" for i in range(8, 16)}),
             two_address=False, fp_compare_to_flags=True),
-        imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.ISHL}),
+        imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.ISHL}), imm_fits=_a64_add_imm,
         setcc_zero_extend=None, fp_sign_masks=False,
     ),
 })

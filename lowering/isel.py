@@ -92,7 +92,8 @@ class _Selector:
                 nxt = s.chain[i + 1]
                 delta -= s.trips[nxt] * s.strides[nxt]
             if delta:
-                out.append(Instr(self.mn(Prim.IADD), Prim.IADD, s.reg, (s.reg, Imm(delta))))
+                step = Imm(delta) if self.target.imm_fits(delta) else self.const(Const(delta, fp=False))
+                out.append(Instr(self.mn(Prim.IADD), Prim.IADD, s.reg, (s.reg, step)))
         out.append(Instr(self.mn(Prim.DEC_FLAGS), Prim.DEC_FLAGS, counter, (counter, Imm(1))))
         out.append(Instr(self.mn(Prim.BRANCH_NZ), Prim.BRANCH_NZ, None, (counter,)))
         return tuple(out)
@@ -152,7 +153,7 @@ class _Selector:
             # flags (AArch64 fcmp/fcsel, x86 cmp/cmov)
             a, b = (self.expr(x, code, cse, scope, chain) for x in e.args[1:])
             srcs: tuple = (self.expr(e.args[0], code, cse, scope, chain), a, b)
-        elif e.prim in t.imm_forms and isinstance(e.args[1], Const):
+        elif e.prim in t.imm_forms and isinstance(e.args[1], Const) and t.imm_fits(int(e.args[1].value)):
             srcs = (self.expr(e.args[0], code, cse, scope, chain), Imm(int(e.args[1].value)))
         else:
             srcs = tuple(self.expr(a, code, cse, scope, chain) for a in e.args)

@@ -1,0 +1,432 @@
+"""Run emitted assembly kernels on real (or emulated) machines.
+
+A kernel is a standalone GNU-as file defining one global function under the
+platform ABI whose arguments are the base addresses of its buffers, in order::
+
+    void NAME(void *b0, void *b1, ..., void *bN)
+
+* x86-64 (SysV): at most 6 buffers (rdi, rsi, rdx, rcx, r8, r9).  The file is
+  assembled and linked into a shared library with ``gcc -shared``, loaded with
+  ctypes and called.  By default the call happens in a forked child working on
+  64-byte aligned shared-memory copies of the buffers, so a crashing kernel
+  raises RuntimeError instead of killing the interpreter (``isolate=False``
+  calls it in-process on the arrays' own memory: faster, but a crash is fatal).
+* AArch64 (AAPCS64): at most 8 buffers (x0..x7).  The file is assembled with
+  ``aarch64-linux-gnu-gcc``, linked statically with a small C driver, and run
+  under ``qemu-aarch64`` (natively on an aarch64 host).  The driver reads every
+  buffer from stdin into a 64-byte aligned allocation, calls the kernel, and
+  writes every buffer back to stdout; the bytes are copied back in place.
+
+Built artefacts are cached by sha256 of the assembly text in a temp dir
+(``$ISASIM_NATIVE_CACHE`` overrides it), so repeated calls skip the toolchain.
+
+Errors: missing tools -> NativeUnavailable (message says how to install);
+assembler or linker errors -> ValueError with the tool's first lines; a kernel
+killed by a signal -> RuntimeError naming the symbol and the signal.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import hashlib
+import mmap
+import os
+import platform
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "NativeUnavailable",
+    "host_isa",
+    "host_supports",
+    "can_run",
+    "run_x86_64",
+    "run_aarch64",
+    "run",
+]
+
+MAX_BUFFERS = {"x86-64": 6, "aarch64": 8}
+ALIGN = 64
+_ERR_LINES = 20
+_INSTALL = "bash .ci/install-tools (or apt-get install -y {pkg})"
+
+
+class NativeUnavailable(Exception):
+    """A tool needed to build or run a kernel is missing on this machine."""
+
+
+# ----------------------------------------------------------------- host facts
+
+def host_isa() -> str:
+    m = platform.machine().lower()
+    if m in ("x86_64", "amd64"):
+        return "x86-64"
+    if m in ("aarch64", "arm64"):
+        return "aarch64"
+    return m
+
+
+def _norm_isa(isa: str) -> str:
+    i = isa.lower().replace("_", "-")
+    if i in ("x86-64", "amd64", "x64"):
+        return "x86-64"
+    if i in ("aarch64", "arm64"):
+        return "aarch64"
+    raise ValueError(f"unknown isa {isa!r}: expected 'x86-64' or 'aarch64'")
+
+
+def _cpu_flags() -> set[str]:
+    flags: set[str] = set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return flags
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(val.lower().split())
+    return flags
+
+
+def host_supports(isa: str, features: tuple[str, ...] = ()) -> bool:
+    """True when this machine *natively* executes ``isa`` with all ``features``
+    (names as in /proc/cpuinfo: "avx2", "avx512f", "fma", "asimd", "sve"...)."""
+    if _norm_isa(isa) != host_isa():
+        return False
+    if not features:
+        return True
+    flags = _cpu_flags()
+    return all(f.lower() in flags for f in features)
+
+
+def can_run(isa: str, features: tuple[str, ...] = ()) -> bool:
+    """True when run_<isa> would work here (natively or under qemu)."""
+    isa = _norm_isa(isa)
+    try:
+        if isa == "x86-64":
+            _x86_tools()
+            return host_supports(isa, features)
+        _aarch64_tools()
+        # qemu-aarch64's default "max" CPU implements every optional feature.
+        return True if isa != host_isa() else host_supports(isa, features)
+    except NativeUnavailable:
+        return False
+
+
+def _which(name: str, pkg: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise NativeUnavailable(f"{name} not found: " + _INSTALL.format(pkg=pkg))
+    return path
+
+
+def _x86_tools() -> str:
+    if host_isa() != "x86-64":
+        raise NativeUnavailable(f"run_x86_64 needs an x86-64 host (this is {platform.machine()})")
+    return _which("gcc", "gcc")
+
+
+def _aarch64_tools() -> tuple[str, str | None]:
+    """(compiler, emulator or None when running natively)."""
+    if host_isa() == "aarch64":
+        return _which("gcc", "gcc"), None
+    cc = _which("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
+    _which("aarch64-linux-gnu-as", "binutils-aarch64-linux-gnu")
+    if not Path("/usr/aarch64-linux-gnu/lib/libc.a").exists():
+        raise NativeUnavailable(
+            "/usr/aarch64-linux-gnu/lib/libc.a not found: " + _INSTALL.format(pkg="libc6-dev-arm64-cross"))
+    emu = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
+    if emu is None:
+        raise NativeUnavailable("qemu-aarch64 not found: " + _INSTALL.format(pkg="qemu-user"))
+    return cc, emu
+
+
+# ---------------------------------------------------------------- build cache
+
+def _cache_dir() -> Path:
+    base = os.environ.get("ISASIM_NATIVE_CACHE")
+    d = Path(base) if base else Path(tempfile.gettempdir()) / f"isasim-native-{os.getuid()}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _tool_error(what: str, symbol: str, proc: subprocess.CompletedProcess) -> ValueError:
+    text = (proc.stderr or "") + (proc.stdout or "")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    msg = "\n".join(lines[:_ERR_LINES]) or f"exit status {proc.returncode}"
+    return ValueError(f"{what} failed for {symbol!r}:\n{msg}")
+
+
+def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+
+
+def _build(key: str, suffix: str, make) -> Path:
+    """Return cached artefact ``key+suffix``, building it with ``make(tmpdir) -> path``
+    inside a private temp dir and renaming it into place (safe under concurrency)."""
+    cache = _cache_dir()
+    out = cache / f"{key}{suffix}"
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory(dir=cache, prefix="build-") as tmp:
+        built = make(Path(tmp))
+        os.replace(built, out)
+    return out
+
+
+def _write_asm(tmp: Path, asm: str) -> Path:
+    src = tmp / "kernel.s"
+    src.write_text(asm if asm.endswith("\n") else asm + "\n")
+    return src
+
+
+# -------------------------------------------------------------------- buffers
+
+def _byte_views(buffers, isa: str) -> list[np.ndarray]:
+    if len(buffers) > MAX_BUFFERS[isa]:
+        raise ValueError(f"{isa} kernels take at most {MAX_BUFFERS[isa]} buffers "
+                         f"(all in argument registers), got {len(buffers)}")
+    views = []
+    for i, b in enumerate(buffers):
+        if not isinstance(b, np.ndarray):
+            raise TypeError(f"buffer {i} is {type(b).__name__}, expected numpy.ndarray")
+        if not (b.flags.c_contiguous or b.flags.f_contiguous):
+            raise ValueError(f"buffer {i} is not contiguous")
+        views.append(b.reshape(-1, order="A" if b.flags.f_contiguous and not b.flags.c_contiguous
+                               else "C").view(np.uint8))
+    return views
+
+
+def _round_up(n: int, a: int = ALIGN) -> int:
+    return (n + a - 1) // a * a
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+# --------------------------------------------------------------------- x86-64
+
+_LIBS: dict[str, ctypes.CDLL] = {}
+
+
+def _x86_library(asm: str, symbol: str) -> ctypes.CDLL:
+    gcc = _x86_tools()
+    key = _digest("x86-64-so-v1", asm)
+    lib = _LIBS.get(key)
+    if lib is not None:
+        return lib
+
+    def make(tmp: Path) -> Path:
+        src = _write_asm(tmp, asm)
+        p = _sh([gcc, "-c", "-x", "assembler", "-Wa,--noexecstack", src.name, "-o", "kernel.o"], tmp)
+        if p.returncode:
+            raise _tool_error("assembly", symbol, p)
+        p = _sh([gcc, "-shared", "-Wl,-z,noexecstack", "kernel.o", "-o", "kernel.so", "-lm"], tmp)
+        if p.returncode:
+            raise _tool_error("link", symbol, p)
+        return tmp / "kernel.so"
+
+    lib = ctypes.CDLL(str(_build(key, ".so", make)))
+    _LIBS[key] = lib
+    return lib
+
+
+def run_x86_64(asm: str, symbol: str, buffers: list[np.ndarray], *,
+               isolate: bool = True, timeout: float = 60.0) -> None:
+    """Assemble ``asm`` (AT&T or `.intel_syntax noprefix`) into a shared library and
+    call ``symbol(b0.ctypes.data, ...)``; the buffers are updated in place.
+
+    isolate=True (default): run in a forked child on 64-byte aligned shared copies,
+    so a crash raises RuntimeError and a hang raises TimeoutError after ``timeout``.
+    isolate=False: call in-process on the arrays' memory (numpy alignment, usually 16)."""
+    views = _byte_views(buffers, "x86-64")
+    lib = _x86_library(asm, symbol)
+    try:
+        fn = getattr(lib, symbol)
+    except AttributeError:
+        raise ValueError(f"symbol {symbol!r} is not exported by the kernel (missing `.globl {symbol}`?)") from None
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p] * len(views)
+
+    if not isolate:
+        fn(*[v.ctypes.data for v in views])
+        return
+
+    offsets, total = [], 0
+    for v in views:
+        offsets.append(total)
+        total += _round_up(max(v.nbytes, 1)) + ALIGN   # a cache line of slack after each buffer
+    shm = mmap.mmap(-1, max(total, mmap.PAGESIZE))       # MAP_SHARED | MAP_ANONYMOUS, page aligned
+    try:
+        arena = np.frombuffer(shm, dtype=np.uint8)
+        for v, off in zip(views, offsets):
+            arena[off:off + v.nbytes] = v
+        base = ctypes.addressof(ctypes.c_char.from_buffer(shm))
+        ptrs = [base + off for off in offsets]
+
+        pid = os.fork()
+        if pid == 0:                                     # child: call, then leave at once
+            try:
+                faulthandler.disable()
+                signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+                fn(*ptrs)
+                os._exit(0)
+            except BaseException:
+                os._exit(70)
+        status = _wait(pid, timeout, symbol)
+        if os.WIFSIGNALED(status):
+            raise RuntimeError(f"kernel {symbol!r} crashed with {_signal_name(os.WTERMSIG(status))}")
+        if os.WEXITSTATUS(status) != 0:
+            raise RuntimeError(f"kernel {symbol!r} child exited with status {os.WEXITSTATUS(status)}")
+        for b, v, off in zip(buffers, views, offsets):
+            if b.flags.writeable:
+                v[...] = arena[off:off + v.nbytes]
+        del arena
+    finally:
+        try:
+            shm.close()
+        except BufferError:                              # a view is still alive; GC will unmap it
+            pass
+
+
+def _wait(pid: int, timeout: float, symbol: str) -> int:
+    import time
+    deadline = time.monotonic() + timeout
+    delay = 1e-4
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise TimeoutError(f"kernel {symbol!r} did not return within {timeout} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+# -------------------------------------------------------------------- aarch64
+
+_DRIVER_C = r"""
+/* isasim native driver: stdin = "ISAK" u32 n, u64 size[n], bytes...; stdout = bytes... */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#define MAXB 8
+#define ALIGN 64
+extern void isasim_kernel_entry(void *, void *, void *, void *, void *, void *, void *, void *);
+static int rd(void *p, size_t n) {
+    char *c = p;
+    while (n) { ssize_t k = read(0, c, n); if (k <= 0) return -1; c += k; n -= (size_t)k; }
+    return 0;
+}
+static int wr(const void *p, size_t n) {
+    const char *c = p;
+    while (n) { ssize_t k = write(1, c, n); if (k <= 0) return -1; c += k; n -= (size_t)k; }
+    return 0;
+}
+int main(void) {
+    char magic[4]; uint32_t n; uint64_t size[MAXB]; void *buf[MAXB] = {0};
+    if (rd(magic, 4) || memcmp(magic, "ISAK", 4) || rd(&n, 4) || n > MAXB) return 90;
+    if (rd(size, 8 * (size_t)n)) return 91;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t cap = (size[i] + ALIGN - 1) / ALIGN * ALIGN + ALIGN;  /* + one line of slack */
+        buf[i] = aligned_alloc(ALIGN, cap);
+        if (!buf[i]) return 92;
+        memset(buf[i], 0, cap);
+        if (rd(buf[i], size[i])) return 93;
+    }
+    isasim_kernel_entry(buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7]);
+    for (uint32_t i = 0; i < n; i++)
+        if (wr(buf[i], size[i])) return 94;
+    return 0;
+}
+"""
+
+
+def _aarch64_driver(cc: str) -> Path:
+    def make(tmp: Path) -> Path:
+        (tmp / "driver.c").write_text(_DRIVER_C)
+        p = _sh([cc, "-O2", "-c", "driver.c", "-o", "driver.o"], tmp)
+        if p.returncode:
+            raise RuntimeError("building the aarch64 driver failed:\n" + p.stderr)
+        return tmp / "driver.o"
+    return _build(_digest("aarch64-driver", cc, _DRIVER_C), ".driver.o", make)
+
+
+def _aarch64_program(asm: str, symbol: str, cc: str) -> Path:
+    driver = _aarch64_driver(cc)
+
+    def make(tmp: Path) -> Path:
+        src = _write_asm(tmp, asm)
+        p = _sh([cc, "-c", "-x", "assembler", "-Wa,--noexecstack", src.name, "-o", "kernel.o"], tmp)
+        if p.returncode:
+            raise _tool_error("assembly", symbol, p)
+        p = _sh([cc, "-static", "-Wl,-z,noexecstack", f"-Wl,--defsym=isasim_kernel_entry={symbol}",
+                 str(driver), "kernel.o", "-o", "prog", "-lm"], tmp)
+        if p.returncode:
+            raise _tool_error("link", symbol, p)
+        return tmp / "prog"
+
+    return _build(_digest("aarch64-prog-v1", cc, symbol, asm), ".aarch64", make)
+
+
+def run_aarch64(asm: str, symbol: str, buffers: list[np.ndarray], *, timeout: float = 60.0) -> None:
+    """Assemble ``asm`` for AArch64, link statically with the driver, run it under
+    qemu-aarch64 (or natively) and copy every buffer back in place."""
+    views = _byte_views(buffers, "aarch64")
+    cc, emu = _aarch64_tools()
+    prog = _aarch64_program(asm, symbol, cc)
+    header = b"ISAK" + struct.pack(f"<I{len(views)}Q", len(views), *(v.nbytes for v in views))
+    payload = header + b"".join(v.tobytes() for v in views)
+    cmd = [emu, str(prog)] if emu else [str(prog)]
+    try:
+        p = subprocess.run(cmd, input=payload, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"kernel {symbol!r} did not return within {timeout} s") from None
+    if p.returncode < 0:
+        raise RuntimeError(f"kernel {symbol!r} crashed with {_signal_name(-p.returncode)}"
+                           + _stderr_tail(p.stderr))
+    if p.returncode != 0:
+        raise RuntimeError(f"kernel {symbol!r}: driver exited with status {p.returncode}"
+                           + _stderr_tail(p.stderr))
+    expect = sum(v.nbytes for v in views)
+    if len(p.stdout) != expect:
+        raise RuntimeError(f"kernel {symbol!r}: driver returned {len(p.stdout)} bytes, expected {expect}")
+    out = np.frombuffer(p.stdout, dtype=np.uint8)
+    off = 0
+    for b, v in zip(buffers, views):
+        if b.flags.writeable:
+            v[...] = out[off:off + v.nbytes]
+        off += v.nbytes
+
+
+def _stderr_tail(err: bytes) -> str:
+    text = err.decode(errors="replace").strip()
+    return f"\n{text[-2000:]}" if text else ""
+
+
+def run(isa: str, asm: str, symbol: str, buffers: list[np.ndarray], **kw) -> None:
+    """Dispatch to run_x86_64 / run_aarch64 by isa name."""
+    isa = _norm_isa(isa)
+    (run_x86_64 if isa == "x86-64" else run_aarch64)(asm, symbol, buffers, **kw)
