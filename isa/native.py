@@ -33,6 +33,7 @@ import hashlib
 import mmap
 import os
 import platform
+import resource
 import shutil
 import signal
 import struct
@@ -287,6 +288,7 @@ def run_x86_64(asm: str, symbol: str, buffers: list[np.ndarray], *,
         if pid == 0:                                     # child: call, then leave at once
             try:
                 faulthandler.disable()
+                _no_core()
                 signal.signal(signal.SIGSEGV, signal.SIG_DFL)
                 fn(*ptrs)
                 os._exit(0)
@@ -306,6 +308,14 @@ def run_x86_64(asm: str, symbol: str, buffers: list[np.ndarray], *,
             shm.close()
         except BufferError:                              # a view is still alive; GC will unmap it
             pass
+
+
+def _no_core() -> None:
+    """A crashing kernel must not leave core files."""
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        pass
 
 
 def _wait(pid: int, timeout: float, symbol: str) -> int:
@@ -400,6 +410,11 @@ def run_aarch64(asm: str, symbol: str, buffers: list[np.ndarray], *, timeout: fl
     header = b"ISAK" + struct.pack(f"<I{len(views)}Q", len(views), *(v.nbytes for v in views))
     payload = header + b"".join(v.tobytes() for v in views)
     cmd = [emu, str(prog)] if emu else [str(prog)]
+    # no core files from crashing kernels (qemu writes qemu_*.core in cwd); a shell
+    # wrapper rather than preexec_fn, which is unsafe in threaded processes (torch)
+    sh = shutil.which("sh")
+    if sh:
+        cmd = [sh, "-c", 'ulimit -c 0 2>/dev/null; exec "$@"', "sh", *cmd]
     try:
         p = subprocess.run(cmd, input=payload, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:

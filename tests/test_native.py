@@ -1,7 +1,5 @@
 """Hand-written kernels proving isasim.isa.native runs real x86-64 and AArch64 code."""
 
-import os
-import struct
 from fractions import Fraction
 
 import numpy as np
@@ -403,3 +401,30 @@ def test_missing_tool_message(monkeypatch):
     monkeypatch.setattr(native.shutil, "which", lambda name: None)
     with pytest.raises(NativeUnavailable, match="not found: .*apt-get install -y"):
         native._aarch64_tools() if ON_X86 else native._x86_tools()
+
+
+X86_HANG = """
+    .text
+    .globl hang
+hang:
+    jmp hang
+"""
+
+A64_HANG = """
+    .text
+    .globl hang
+hang:
+    b hang
+"""
+
+
+@needs_x86
+def test_x86_hang_times_out():
+    with pytest.raises(TimeoutError, match="'hang'"):
+        run_x86_64(X86_HANG, "hang", [np.zeros(1, np.int64)], timeout=0.3)
+
+
+@needs_a64
+def test_a64_hang_times_out():
+    with pytest.raises(TimeoutError, match="'hang'"):
+        run_aarch64(A64_HANG, "hang", [np.zeros(1, np.int64)], timeout=0.5)
