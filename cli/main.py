@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--text", help="input text, tokenised with the bert-base-uncased vocabulary")
     c.add_argument("--format", choices=("table", "json"), default="table")
     c.add_argument("--tolerance", type=float, default=1e-4, help="max abs error on the final hidden states")
+    c.add_argument("--on-host", action="store_true",
+                   help="also assemble every kernel and run the machine code (x86-64 natively, AArch64 under "
+                   "qemu-aarch64); its results must equal the executor's bit for bit")
 
     e = sub.add_parser("emit", help="write every kernel as a standalone assembly file plus manifest.json",
                        description="Emit each lowered kernel as a GNU as file (a function under the platform "
@@ -163,7 +166,8 @@ def cmd_check(args, out: Console) -> int:
         captured = capture.capture(spec, args.seq, args.batch, text=args.text, seed=args.seed, with_values=True)
         ref = reference.reference_outputs(captured)
         final = reference.final_hidden_state(captured)
-        report = reports.check(lower_graph(captured.graph), targets, ref, final, args.tolerance, progress)
+        report = reports.check(lower_graph(captured.graph), targets, ref, final, args.tolerance, progress,
+                               args.on_host)
     if args.format == "json":
         sys.stdout.write(render.to_json(report) + "\n")
     else:

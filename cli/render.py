@@ -84,6 +84,13 @@ def check_table(report: CheckReport, console: Console) -> None:
                       f"{worst.name} {worst.max_abs_err:.1e}" if worst else "",
                       "[green]pass[/]" if t.passed else "[red]FAIL[/]")
     console.print(table)
+    for t in report.targets:
+        h = t.on_host
+        if h:
+            same = "bit-identical to the executor" if h["bit_identical_to_executor"] else \
+                f"DIFFERS from the executor in {', '.join(h['differing_kernels'])}"
+            console.print(f"  {t.target} machine code, run {h['ran']}: {h['kernels']} kernels, {same}; "
+                          f"max abs err vs PyTorch {h['max_abs_err']:.2e}")
 
 
 def to_json(report) -> str:

@@ -147,6 +147,8 @@ class TargetCheck:
     instructions_executed: int
     counts_match_cost_model: bool
     worst_ops: list[OpCheck]
+    # --on-host: the emitted machine code itself, run natively or under qemu, every kernel in turn
+    on_host: dict | None = None
 
 
 @dataclass
@@ -171,8 +173,39 @@ def _errors(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
     return float(diff.max()), float(diff.max() / max(np.abs(w).max(), 1e-30))
 
 
+def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, np.ndarray], final: np.ndarray,
+             tolerance: float, progress: Progress | None) -> dict:
+    """Run the machine code of every kernel, chained on its own results; compare with PyTorch, and each
+    kernel's outputs bit for bit with what isasim's executor computed."""
+    from isasim.isa import native
+
+    if not native.can_run(target.isa):
+        raise UserError(f"--on-host: this machine can run neither {target.isa} code nor qemu for it: "
+                        f"run 'bash .ci/install-tools' or drop --on-host")
+    n = len(lowered.kernels)
+    done = 0
+
+    def tick(step, _):
+        nonlocal done
+        if step.kernel is not None and progress:
+            done += 1
+            progress(f"running {target.name} machine code", done, n)
+
+    storages = run_graph(lowered, target, tick, native=True)
+    differing = [s.kernel.name for s in lowered.steps if s.kernel is not None
+                 and any(storages[b.name].tobytes() != executed[b.name].tobytes()
+                         for b in s.kernel.buffers if b.is_output)]
+    got = materialize(lowered.context.views[lowered.graph.outputs[0]], storages)
+    abs_err, rel_err = _errors(got, final)
+    how = "natively" if native.host_supports(target.isa) else "under qemu-aarch64"
+    return {"ran": how, "kernels": n, "bit_identical_to_executor": not differing,
+            "differing_kernels": differing[:10], "max_abs_err": abs_err, "max_rel_err": rel_err,
+            "passed": not differing and abs_err <= tolerance}
+
+
 def check(lowered: LoweredGraph, targets: list[tuple[Target, Uarch]], reference: dict[str, list[np.ndarray]],
-          final: np.ndarray, tolerance: float = 1e-4, progress: Progress | None = None) -> CheckReport:
+          final: np.ndarray, tolerance: float = 1e-4, progress: Progress | None = None,
+          on_host: bool = False) -> CheckReport:
     """Execute every kernel for each target on the graph's real values; compare every op and the final
     hidden state with PyTorch, and the executor's dynamic counts with the cost model's."""
     graph = lowered.graph
@@ -205,8 +238,10 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Uarch]], reference:
         got = materialize(lowered.context.views[graph.outputs[0]], storages)
         abs_err, rel_err = _errors(got, final)
         op_errs.sort(key=lambda o: -o.max_abs_err)
-        out.append(TargetCheck(target.name, uarch.name, abs_err, rel_err, abs_err <= tolerance, executed,
-                               counts_match, op_errs[:5]))
+        host = _on_host(lowered, target, storages, final, tolerance, progress) if on_host else None
+        passed = abs_err <= tolerance and (host is None or host["passed"])
+        out.append(TargetCheck(target.name, uarch.name, abs_err, rel_err, passed, executed,
+                               counts_match, op_errs[:5], host))
     cfg = graph.config
     return CheckReport(cfg.get("model", graph.model), cfg.get("seq", 0), cfg.get("batch", 0), tolerance,
                        all(t.passed and t.counts_match_cost_model for t in out), out)

@@ -18,15 +18,17 @@ from isasim.isa.program import Imm, Instr, Item, Loop, Program, Reg
 from isasim.isa.semantics import Prim
 
 
-def advance(loop: Loop, reg: Reg) -> int:
-    """How far one trip of `loop` moves `reg` (its latch adds plus every inner loop's full run)."""
+def advance(loop: Loop, reg: Reg, regs: dict) -> int:
+    """How far one trip of `loop` moves `reg` (its latch adds plus every inner loop's full run). A step too
+    wide for an immediate sits in a register set before the loop (the same value on every lane)."""
     total = 0
     for ins in loop.latch:
-        if ins.prim is Prim.IADD and ins.dst == reg and isinstance(ins.srcs[1], Imm):
-            total += int(ins.srcs[1].value)
+        if ins.prim is Prim.IADD and ins.dst == reg:
+            step = ins.srcs[1]
+            total += int(step.value) if isinstance(step, Imm) else int(np.unique(regs[step]).item())
     for it in loop.body:
         if isinstance(it, Loop):
-            total += it.trip * advance(it, reg)
+            total += it.trip * advance(it, reg, regs)
     return total
 
 
@@ -61,7 +63,7 @@ class BatchedExecutor:
         inner = {r: np.expand_dims(np.asarray(v), -1) if np.ndim(v) == depth else v for r, v in regs.items()}
         inner = {r: v.reshape(v.shape + (1,) * (depth + 1 - np.ndim(v))) if np.ndim(v) < depth + 1 else v
                  for r, v in inner.items()}
-        moved = {p: advance(loop, p) for p in _pointers(loop)}
+        moved = {p: advance(loop, p, regs) for p in _pointers(loop)}
         for p, adv in moved.items():
             if adv:
                 inner[p] = inner[p] + t * np.int64(adv)

@@ -57,11 +57,11 @@ class _Selector:
 
     # ---- constants and pointers -------------------------------------------------------------------
     def const(self, c: Const) -> Reg:
-        key = (float(c.value) if c.fp else int(c.value), c.fp)
+        key = (repr(float(c.value)) if c.fp else int(c.value), c.fp)  # repr keeps -0.0 apart from 0.0
         if key not in self.consts:
             if c.fp:
                 r = self.new(RegFile.FP)
-                mnem = self.target.fp_zero if key[0] == 0.0 else self.target.fp_const
+                mnem = self.target.fp_zero if key[0] == "0.0" else self.target.fp_const
                 self.prologue.append(Instr(mnem, Prim.FMOV, r, (Imm(float(c.value)),)))
             else:
                 r = self.new(RegFile.GP)
@@ -220,7 +220,7 @@ class _Selector:
             if not fp:
                 code.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, r, (Imm(int(init.value)),)))
             else:
-                mnem = self.target.fp_zero if init.value == 0 else self.target.fp_const
+                mnem = self.target.fp_zero if repr(float(init.value)) == "0.0" else self.target.fp_const
                 code.append(Instr(mnem, Prim.FMOV, r, (Imm(float(init.value)),)))
             return r
         return self.expr(init, code, {}, scope, chain, dst=r)

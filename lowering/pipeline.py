@@ -70,9 +70,25 @@ def run_program(program: Program, storages: dict[str, np.ndarray]) -> Events:
     return events
 
 
+def run_native(program: Program, target: Target, storages: dict[str, np.ndarray]) -> None:
+    """Assemble the program, run the machine code (natively, or under qemu for AArch64), and write its
+    outputs back into `storages`."""
+    from isasim.isa import native
+    from isasim.isa.emit import emit, symbol
+
+    buffers = [np.zeros(b.size, b.dtype.numpy) if b.is_output else
+               np.ascontiguousarray(storages[b.name].astype(b.dtype.numpy)) for b in program.buffers]
+    native.run(target.isa, emit(program, target), symbol(program.name), buffers)
+    for b, arr in zip(program.buffers, buffers):
+        if b.is_output:
+            storages[b.name] = arr
+
+
 def run_graph(lowered: LoweredGraph, target: Target,
-              on_step: Callable[[Step, Events | None], None] | None = None) -> dict[str, np.ndarray]:
-    """Execute every kernel of the graph for `target` on the graph's values; returns all storages."""
+              on_step: Callable[[Step, Events | None], None] | None = None,
+              native: bool = False) -> dict[str, np.ndarray]:
+    """Execute every kernel of the graph for `target` on the graph's values, in isasim's executor or as
+    machine code (native=True, no events); returns all storages."""
     values = lowered.graph.values
     if values is None:
         raise ValueError("the graph was captured without values; capture it with values to execute it")
@@ -80,7 +96,11 @@ def run_graph(lowered: LoweredGraph, target: Target,
     for step in lowered.steps:
         events = None
         if step.kernel is not None:
-            events = run_program(select(step.kernel, target), storages)
+            program = select(step.kernel, target)
+            if native:
+                run_native(program, target, storages)
+            else:
+                events = run_program(program, storages)
         if on_step:
             on_step(step, events)
     return storages

@@ -74,3 +74,28 @@ def test_emit_command_writes_files_and_manifest(tmp_path, capsys):
 def test_emit_rejects_an_unknown_op(tmp_path, capsys):
     assert main(["emit", "minilm", "--seq", "9", "--op", "conv2d", "-o", str(tmp_path)]) == 2
     assert "no kernel matches --op conv2d" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_strides_too_wide_for_an_immediate(target):
+    """A 1100-float row is a 4400-byte pointer step, which AArch64's add cannot encode: it is held in a
+    register, and the executors and the machine code must still agree."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from oprunner import both_executors, one_op_graph
+
+    from isasim.models.graph import Ref
+
+    rng = np.random.default_rng(5)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((3, 1100), (2, 1100), (2,)))
+    g = one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(3, 2)])
+    program = select(lower_graph(g).kernels[0], TARGETS[target])
+    (mem_b, ev_b), (mem_s, ev_s) = both_executors(program, g.values)
+    assert mem_b.read("out").tobytes() == mem_s.read("out").tobytes() and ev_b.instructions == ev_s.instructions
+    buffers = [np.ascontiguousarray(g.values[bf.name].reshape(-1)) if not bf.is_output
+               else np.zeros(bf.size, np.float32) for bf in program.buffers]
+    RUNNERS[target](emit(program, TARGETS[target]), symbol(program.name), buffers)
+    assert buffers[-1].tobytes() == mem_b.read("out").tobytes()
+    np.testing.assert_allclose(buffers[-1].reshape(3, 2), x @ w.T + b, rtol=1e-4, atol=1e-4)
