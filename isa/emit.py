@@ -207,7 +207,7 @@ class X86Emitter(_Emitter):
 
 
 class A64Emitter(_Emitter):
-    comment = "//"
+    # '#' at the start of a line: a comment for GNU as, and the marker syntax llvm-mca recognises ('//' is not)
     word = ".word"
 
     def header(self) -> list[str]:
