@@ -2,8 +2,8 @@
 
 Counting is by structure, not by stepping: an instruction runs (product of its enclosing trip counts) times.
 Cycles: each straight-line block (a loop's body and latch) costs, per trip, the largest of
-  - ports:   the busiest execution port, each instruction adding its reciprocal throughput to each port it may
-             use (llvm-mca's resource-pressure view makes the same even split);
+  - ports:   the execution ports, with each instruction placed on the ports it may use as well as a
+             scheduler could (the min-cut bound over unions of port groups);
   - issue:   micro-ops over the core's issue width;
   - latency: the loop-carried dependency chain through one trip (a sequential loop's accumulator), found by
              following each register that a trip reads before it writes it.
@@ -100,15 +100,30 @@ def carried_latency(block: list[Instr], uarch: Uarch) -> float:
     return longest
 
 
+def port_bound(work: dict[frozenset, float]) -> tuple[float, str]:
+    """Cycles per trip when every instruction may run on any port of its group and the scheduler spreads
+    them as well as possible: the largest, over unions U of port groups, of (work that must run within U)
+    / |U| (the max-flow min-cut bound of the assignment). An instruction's work is its reciprocal
+    throughput times the number of ports it may use: vaddss at 0.5 on {p0, p1} is one port-cycle."""
+    groups = list(work)
+    best, where = 0.0, "-"
+    for mask in range(1, 2 ** len(groups)):
+        union = frozenset().union(*(g for i, g in enumerate(groups) if mask >> i & 1))
+        load = sum(w for g, w in work.items() if g <= union)
+        if load / len(union) > best + 1e-12:
+            best, where = load / len(union), "".join(sorted(union)) if len(union) < 4 else f"{len(union)} ports"
+    return best, where
+
+
 def block_cost(block: list[Instr], uarch: Uarch, sequential: bool) -> BlockCost:
-    pressure: Counter = Counter()
+    work: Counter = Counter()
     uops = 0
     for ins in block:
         t = uarch.timing(ins.mnemonic)
-        for p in t.ports:
-            pressure[p] += t.rthroughput
+        if t.ports:
+            work[frozenset(t.ports)] += t.rthroughput * len(t.ports)
         uops += t.uops
-    port, busiest = max(pressure.items(), key=lambda kv: kv[1]) if pressure else ("-", 0.0)
+    busiest, port = port_bound(dict(work))
     latency = carried_latency(block, uarch) if sequential else 0.0
     return BlockCost(busiest, uops / uarch.issue_width, latency, port)
 

@@ -176,6 +176,8 @@ class X86Emitter(_Emitter):
         if p is Prim.CVT_F2I:
             return f"vcvttss2si {R(d)}, {R(s[0])}"
         if p is Prim.CVT_I2F:
+            if len(s) < 2 or d != s[1]:
+                raise EmitError(f"{self.p.name}: vcvtsi2ss must merge into its zeroed destination")
             return f"vcvtsi2ss {R(d)}, {R(d)}, {R(s[0])}"
         if p is Prim.BITS_I2F:
             return f"vmovd {R(d)}, {self.r32(s[0])}"

@@ -134,6 +134,8 @@ def _two_address(program: Program, target, fresh: _Fresh) -> Program:
             candidates = [2, 0, 1]  # vfmadd231 overwrites the addend, vfmadd213 a factor
         elif ins.prim is Prim.SELECT and ins.dst.file is RegFile.GP:
             candidates = [2]  # cmov overwrites the value taken when the condition is false
+        elif ins.prim is Prim.CVT_I2F and len(ins.srcs) == 2:
+            candidates = [1]  # vcvtsi2ss merges into its destination
         else:
             continue
         srcs = ins.srcs

@@ -133,7 +133,7 @@ SEMANTICS = {
     Prim.FNEG: lambda a, *mask: -_f32(a),
     Prim.FMOV: lambda a: _f32(a),
     Prim.CVT_F2I: _cvt_f2i,
-    Prim.CVT_I2F: lambda a: np.asarray(a, dtype=I64).astype(F32),
+    Prim.CVT_I2F: lambda a, *merge: np.asarray(a, dtype=I64).astype(F32),  # x86 names the register it merges into
     Prim.BITS_I2F: _bits_i2f,
     Prim.FCMP_LT: lambda a, b: _f32(a) < _f32(b),
     Prim.FCMP_NE: lambda a, b: _f32(a) != _f32(b),

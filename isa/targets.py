@@ -55,6 +55,8 @@ class Target:
     imm_fits: Callable[[int], bool]  # whether an add/sub immediate is encodable
     setcc_zero_extend: str | None  # x86 setcc writes a byte: a movzx widens it
     fp_sign_masks: bool  # fabs and fneg are bitwise and / xor with a mask constant (x86)
+    cvt_merges: bool  # int->float conversion merges into its destination (x86): zero it first, as compilers
+    #                   do, or each conversion waits for the last write of that register
     has_fma: bool = True
     vector_lanes: int = 1
 
@@ -96,7 +98,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
             callee_saved=frozenset({"rbx", "rbp", "r12", "r13", "r14", "r15"}),
             two_address=True, fp_compare_to_flags=False),
         imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.IAND, Prim.ISHL, Prim.IMUL}), imm_fits=_x86_imm,
-        setcc_zero_extend="movzx", fp_sign_masks=True,
+        setcc_zero_extend="movzx", fp_sign_masks=True, cvt_merges=True,
     ),
     "aarch64": Target(
         name="aarch64", isa="aarch64", default_uarch="neoverse-n1",
@@ -114,7 +116,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
             callee_saved=frozenset({f"x{i}" for i in range(19, 29)} | {f"v{i}" for i in range(8, 16)}),
             two_address=False, fp_compare_to_flags=True),
         imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.ISHL}), imm_fits=_a64_add_imm,
-        setcc_zero_extend=None, fp_sign_masks=False,
+        setcc_zero_extend=None, fp_sign_masks=False, cvt_merges=False,
     ),
 })
 

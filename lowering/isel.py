@@ -163,6 +163,10 @@ class _Selector:
         fp = is_fp(e, self.kernel, self.scalar_fp)
         file = RegFile.FP if fp else (RegFile.GP if fp is False else RegFile.PRED)
         r = dst or self.new(file)
+        if e.prim is Prim.CVT_I2F and t.cvt_merges:
+            zero = self.new(RegFile.FP)  # the dependency-breaking zero idiom, merged into by the conversion
+            code.append(Instr(t.fp_zero, Prim.FMOV, zero, (Imm(0.0),)))
+            srcs += (zero,)
         mnem = t.fp_int_select[bool(fp)] if e.prim is Prim.SELECT else self.mn(e.prim)
         code.append(Instr(mnem, e.prim, r, srcs))
         if e.prim is Prim.SETCC and t.setcc_zero_extend:
