@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"isasim: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # an output path that cannot be written, a disk that is full
+        print(f"isasim: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("isasim: interrupted", file=sys.stderr)
         return 130

@@ -123,3 +123,10 @@ def test_targets_lists_uarchs_with_sources(capsys):
     assert code == 0
     for name in ("x86-64", "aarch64", "skylake-x", "zen4", "neoverse-n1", "neoverse-v1"):
         assert name in out
+
+
+def test_unwritable_output_is_one_line(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "trace", "minilm", "--seq", "4", "--format", "csv", "-o", str(blocker / "x.csv"))
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
