@@ -265,11 +265,12 @@ def _scan(lay: _Layout, iv: dict[Reg, list[int]], flags: set[Reg], target, buffe
 
 
 def _rename(items: tuple[Item, ...], m: dict[Reg, Reg]) -> tuple[Item, ...]:
+    """Every register replaced by its image under m (registers m does not name stay)."""
     def op(o):
         if isinstance(o, Reg):
-            return m[o]
+            return m.get(o, o)
         if isinstance(o, Mem):
-            return Mem(m[o.base], o.disp)
+            return Mem(m.get(o.base, o.base), o.disp)
         return o
 
     out: list[Item] = []
@@ -278,7 +279,7 @@ def _rename(items: tuple[Item, ...], m: dict[Reg, Reg]) -> tuple[Item, ...]:
             out.append(replace(it, dst=op(it.dst) if it.dst is not None else None,
                                srcs=tuple(op(s) for s in it.srcs)))
         else:
-            out.append(replace(it, counter=m[it.counter], body=_rename(it.body, m),
+            out.append(replace(it, counter=m.get(it.counter, it.counter), body=_rename(it.body, m),
                                latch=tuple(_rename(it.latch, m))))
     return tuple(out)
 
@@ -292,16 +293,14 @@ def allocate(program: Program, target) -> Program:
         program = _two_address(program, target, fresh)
         program = _rematerialise(program, RegFile.FP, budget, fresh)  # copies can raise the pressure
     lay = _Layout.of(program.body)
-    iv = lay.intervals()
     flags = _flags_values(lay, target)
-    # x86 float compares write an xmm mask: allocate them with the float registers
-    for r in [r for r in iv if r.file is RegFile.PRED and r not in flags]:
-        iv[Reg(RegFile.FP, -r.n)] = iv.pop(r)
-    renamed_preds = {r: Reg(RegFile.FP, -r.n) for ins in lay.instrs for r in sum(_regs(ins), [])
-                     if r.file is RegFile.PRED and r not in flags}
-    if renamed_preds:
-        program = replace(program, body=_rename_partial(program.body, renamed_preds))
+    # a predicate outside the flags is an x86 float compare's xmm mask: allocate it as a float register
+    masks = sorted({r for ins in lay.instrs for r in sum(_regs(ins), []) if r.file is RegFile.PRED} - flags,
+                   key=lambda r: r.n)
+    if masks:
+        program = replace(program, body=_rename(program.body, {r: fresh(RegFile.FP) for r in masks}))
         lay = _Layout.of(program.body)
+    iv = lay.intervals()
     _check_flags(lay, iv, flags, target, program.name)
     mapping = _scan(lay, iv, flags, target, tuple(b.name for b in program.buffers), program.name)
     return replace(program, body=_drop_self_moves(_rename(program.body, mapping)))
@@ -320,12 +319,3 @@ def _drop_self_moves(items: tuple[Item, ...]) -> tuple[Item, ...]:
         else:
             out.append(replace(it, body=_drop_self_moves(it.body), latch=tuple(i for i in it.latch if keep(i))))
     return tuple(out)
-
-
-def _rename_partial(items: tuple[Item, ...], m: dict[Reg, Reg]) -> tuple[Item, ...]:
-    return _rename(items, _Identity(m))
-
-
-class _Identity(dict):
-    def __missing__(self, key):
-        return key
