@@ -130,3 +130,11 @@ def test_unwritable_output_is_one_line(capsys, tmp_path):
     blocker.write_text("")
     code, _, err = run(capsys, "trace", "minilm", "--seq", "4", "--format", "csv", "-o", str(blocker / "x.csv"))
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_trace_flops_equal_flop_counter_mode_with_batches(capsys, tiny_folder):
+    from isasim.models import reference, registry
+
+    code, out, _ = run(capsys, "trace", str(tiny_folder), "--seq", "5", "--batch", "3", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["flops"] == reference.flop_count(registry.resolve(str(tiny_folder)), 5, 3)
