@@ -134,7 +134,7 @@ def _blocks(items: tuple[Item, ...], trips: int, uarch: Uarch, acc: _Acc, own: l
     straight = [it for it in items if isinstance(it, Instr)] + (own or [])
     if straight:
         bc = block_cost(straight, uarch, sequential)
-        acc.compute[bc.bound.split()[0]] += trips * bc.cycles
+        acc.compute[bc.bound] += trips * bc.cycles
         acc.total += trips * bc.cycles
         if own is not None and (acc.hottest is None or trips > acc.hottest[0]):
             acc.hottest = (trips, bc)
