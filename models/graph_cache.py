@@ -36,11 +36,16 @@ def key(model: str, seq: int, batch: int, seed: int, core_aten: bool) -> str | N
     if model in BUILTIN:
         identity = model
     else:
-        cfg = Path(model) / "config.json"
+        folder = Path(model)
         try:
-            identity = f"{Path(model).resolve()}:{hashlib.sha256(cfg.read_bytes()).hexdigest()}"
+            identity = f"{folder.resolve()}:{hashlib.sha256((folder / 'config.json').read_bytes()).hexdigest()}"
         except OSError:
             return None
+        # a changed weights file must be validated again (resolve checks it against the config)
+        for w in ("model.safetensors", "pytorch_model.bin"):
+            if (folder / w).is_file():
+                st = (folder / w).stat()
+                identity += f":{w}:{st.st_size}:{st.st_mtime_ns}"
     try:
         versions = [metadata.version(p) for p in ("torch", "transformers")]
     except metadata.PackageNotFoundError:

@@ -30,7 +30,10 @@ def test_key_follows_the_config_file_and_the_shape(tmp_path):
     assert k1 == graph_cache.key(str(folder), 8, 1, 0, False)
     assert k1 != graph_cache.key(str(folder), 9, 1, 0, False)
     (folder / "config.json").write_text('{"model_type": "bert", "hidden_size": 32}')
-    assert k1 != graph_cache.key(str(folder), 8, 1, 0, False)
+    k2 = graph_cache.key(str(folder), 8, 1, 0, False)
+    assert k1 != k2
+    (folder / "model.safetensors").write_bytes(b"not really")  # new weights: validate them again
+    assert graph_cache.key(str(folder), 8, 1, 0, False) != k2
     assert graph_cache.key(str(tmp_path / "missing"), 8, 1, 0, False) is None
 
 
