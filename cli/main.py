@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--op", help="only kernels of this node name or op (e.g. linear_3, gelu)")
     e.add_argument("-o", "--output", type=Path, required=True, help="directory to write into")
 
+    x = sub.add_parser("explain", help="one kernel's hottest loop: instructions, their costs, a timeline, "
+                       "and the bound that decides", description="Teach what one kernel's inner loop costs and "
+                       "why: each instruction's latency, throughput, ports and their source; port pressure; "
+                       "the deciding bound and what would move it; a cycle-by-cycle timeline.")
+    _common(x)
+    x.add_argument("--op", required=True, help="a node name (e.g. linear_3) or an op (e.g. gelu); first match")
+    x.add_argument("--iterations", type=int, default=4, help="iterations in the timeline (default 4)")
+    x.add_argument("--format", choices=("table", "json"), default="table")
+
     sub.add_parser("targets", help="list targets and microarchitectures with the sources of their numbers")
     return parser
 
@@ -154,6 +163,28 @@ def cmd_emit(args, out: Console) -> int:
     return 0
 
 
+def cmd_explain(args, out: Console) -> int:
+    from isasim.cli import render, reports
+    from isasim.cli.explain import explain, render_explanation
+    from isasim.lowering.pipeline import lower_graph
+
+    _check_shape_args(args)
+    if not 1 <= args.iterations <= 100:
+        raise UserError(f"--iterations {args.iterations} is out of range: use 1..100")
+    targets = reports.pick_targets(args.target, args.uarch)
+    args.core_aten = False
+    lowered = lower_graph(_cost_only_graph(args, None))
+    results = [explain(lowered, t, u, args.op, args.iterations) for t, u in targets]
+    if args.format == "json":
+        import json
+
+        sys.stdout.write(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+    else:
+        for r in results:
+            render_explanation(r, out)
+    return 0
+
+
 def cmd_check(args, out: Console) -> int:
     from isasim.cli import render, reports
     from isasim.lowering.pipeline import lower_graph
@@ -202,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         args = build_parser().parse_args(argv)
-        handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "targets": cmd_targets}[args.command]
+        handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
+                   "targets": cmd_targets}[args.command]
         return handler(args, out)
     except UserError as e:
         print(f"isasim: error: {e}", file=sys.stderr)

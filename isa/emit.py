@@ -310,6 +310,10 @@ def _a64_mov_ok(v: int) -> bool:
                for u in (v & (2**64 - 1), ~v & (2**64 - 1)))
 
 
+def emitter_for(program: Program, target: Target) -> _Emitter:
+    return (X86Emitter if target.isa == "x86-64" else A64Emitter)(program, target)
+
+
 def emit(program: Program, target: Target) -> str:
     """The program as an assembly file for GNU as; the function's symbol is symbol(program.name)."""
-    return (X86Emitter if target.isa == "x86-64" else A64Emitter)(program, target).text()
+    return emitter_for(program, target).text()
