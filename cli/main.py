@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(t)
     t.add_argument("--format", choices=("table", "json", "csv"), default="table")
     t.add_argument("-o", "--output", type=Path, help="write the report to this file instead of stdout")
+    t.add_argument("--chrome-trace", type=Path, metavar="FILE",
+                   help="also write the kernels as Chrome trace events (open in Perfetto or chrome://tracing)")
     t.add_argument("--core-aten", action="store_true",
                    help="decompose to core ATen (addmm, bmm, native_layer_norm, ...) before lowering: slower capture, and eval-mode dropout becomes a clone that is costed")
 
@@ -127,6 +129,8 @@ def cmd_trace(args, out: Console) -> int:
     with _progress(sys.stderr.isatty()) as progress:
         graph = _cost_only_graph(args, progress)
         report = reports.trace(lower_graph(graph), targets, progress)
+    if args.chrome_trace:
+        args.chrome_trace.write_text(render.trace_chrome(report))
     if args.format == "json":
         text = render.to_json(report)
     elif args.format == "csv":

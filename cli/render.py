@@ -93,5 +93,22 @@ def check_table(report: CheckReport, console: Console) -> None:
                           f"max abs err vs PyTorch {h['max_abs_err']:.2e}")
 
 
+def trace_chrome(report: TraceReport) -> str:
+    """Kernels as Chrome trace events (open in Perfetto or chrome://tracing): one process per target, each
+    kernel a slice as long as its predicted time at the core's clock."""
+    events = []
+    for pid, t in enumerate(report.targets):
+        events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": f"{t.target} on {t.uarch}"}})
+        ts = 0.0
+        for r in t.ops:
+            dur = r.cycles / (t.clock_ghz * 1e3)  # microseconds
+            events.append({"ph": "X", "pid": pid, "tid": 0, "ts": ts, "dur": dur, "name": short_op(r.op),
+                           "cat": r.layer, "args": {"node": r.name, "module": r.module, "shape": r.shape,
+                                                    "instructions": r.instructions, "cycles": r.cycles,
+                                                    "bound": r.bound, "bytes": r.bytes}})
+            ts += dur
+    return json.dumps({"traceEvents": events, "displayTimeUnit": "ms"})
+
+
 def to_json(report) -> str:
     return json.dumps(report.to_json(), indent=2)

@@ -138,3 +138,17 @@ def test_trace_flops_equal_flop_counter_mode_with_batches(capsys, tiny_folder):
     code, out, _ = run(capsys, "trace", str(tiny_folder), "--seq", "5", "--batch", "3", "--format", "json")
     assert code == 0
     assert json.loads(out)["flops"] == reference.flop_count(registry.resolve(str(tiny_folder)), 5, 3)
+
+
+def test_chrome_trace_slices_sum_to_the_reported_time(capsys, tiny_folder, tmp_path):
+    dest = tmp_path / "trace.json"
+    code, out, _ = run(capsys, "trace", str(tiny_folder), "--seq", "6", "--format", "json",
+                       "--chrome-trace", str(dest))
+    assert code == 0
+    report = json.loads(out)
+    events = json.loads(dest.read_text())["traceEvents"]
+    for pid, t in enumerate(report["targets"]):
+        slices = [e for e in events if e["ph"] == "X" and e["pid"] == pid]
+        assert len(slices) == len(t["ops"])
+        assert sum(e["dur"] for e in slices) == pytest.approx(t["seconds"] * 1e6)
+        assert all(a["ts"] + a["dur"] == pytest.approx(b["ts"]) for a, b in zip(slices, slices[1:]))
