@@ -168,7 +168,7 @@ def cmd_emit(args, out: Console) -> int:
 
 
 def cmd_explain(args, out: Console) -> int:
-    from isasim.cli import render, reports
+    from isasim.cli import reports
     from isasim.cli.explain import explain, render_explanation
     from isasim.lowering.pipeline import lower_graph
 

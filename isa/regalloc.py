@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from isasim.isa.program import Addr, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
+from isasim.isa.program import Addr, Imm, Instr, Item, Mem, Program, Reg, RegFile
 from isasim.isa.semantics import Prim
 
 FLAGS = Reg(RegFile.PRED, 0)
