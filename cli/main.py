@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--iterations", type=int, default=4, help="iterations in the timeline (default 4)")
     x.add_argument("--format", choices=("table", "json"), default="table")
 
+    cm = sub.add_parser("compare", help="every target and microarchitecture side by side, and cycles by op family",
+                        description="What the model's forward pass costs on every target x microarchitecture: "
+                        "instructions, cycles, time, FLOP/cycle against peak, bytes per level, arithmetic "
+                        "intensity, speed-up over scalar x86-64, the dominant bound; then each op family's "
+                        "share of the cycles.")
+    cm.add_argument("model", help="bert-base, bert-large, minilm, or a folder with config.json")
+    cm.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
+    cm.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    cm.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    cm.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+
     sub.add_parser("targets", help="list targets and microarchitectures with the sources of their numbers")
     return parser
 
@@ -189,6 +200,22 @@ def cmd_explain(args, out: Console) -> int:
     return 0
 
 
+def cmd_compare(args, out: Console) -> int:
+    from isasim.cli import compare
+    from isasim.lowering.pipeline import lower_graph
+
+    _check_shape_args(args)
+    args.core_aten = False
+    with _progress(sys.stderr.isatty()) as progress:
+        result = compare.compare(lower_graph(_cost_only_graph(args, progress)), progress)
+    if args.format == "table":
+        compare.render_table(result, out)
+    else:
+        render = {"markdown": compare.render_markdown, "csv": compare.render_csv, "json": compare.render_json}
+        sys.stdout.write(render[args.format](result))
+    return 0
+
+
 def cmd_check(args, out: Console) -> int:
     from isasim.cli import render, reports
     from isasim.lowering.pipeline import lower_graph
@@ -238,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
+                   "compare": cmd_compare,
                    "targets": cmd_targets}[args.command]
         return handler(args, out)
     except UserError as e:
