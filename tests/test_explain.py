@@ -41,7 +41,7 @@ def test_elementwise_loop_is_port_or_issue_bound_and_rendered(capsys):
     assert e["bound"]["decides"] != "latency"
     for ln in e["listing"]:
         assert ln["instruction"] in text
-    assert e["advice"] in text.replace("\n", " ") or e["advice"][:60] in text
+    assert e["advice"][:60] in text  # the advice as rendered (rich may wrap the rest)
     assert "vdivss" in text and "timeline of 2 iterations" in text
 
 
