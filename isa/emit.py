@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+from isasim.isa import emit_vector
 from isasim.isa.program import Addr, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
 from isasim.isa.regalloc import FLAGS
 from isasim.isa.semantics import Prim
@@ -47,10 +48,24 @@ class _Emitter:
         self.p, self.t = program, target
         self.lines: list[str] = []
         self.pool: dict[int, str] = {}
+        self.vpool: dict[int, str] = {}
         self.labels = 0
         self.args = {b.name: target.registers.args[i] for i, b in enumerate(program.buffers)}
         self.last_compare: Prim | None = None
         self.hot = hottest_loop(program.body)[1]
+
+    def error(self, msg: str) -> EmitError:
+        return EmitError(f"{self.p.name}: {msg}")
+
+    def bits(self, value) -> int:
+        return value if isinstance(value, int) else struct.unpack("<I", struct.pack("<f", value))[0]
+
+    def const_vector(self, value) -> str:
+        """A 16-byte constant-pool entry holding value in every lane (AArch64 ldr q)."""
+        bits = self.bits(value)
+        if bits not in self.vpool:
+            self.vpool[bits] = f".LV{len(self.vpool)}_{self.sym}"
+        return self.vpool[bits]
 
     def reg(self, r: Reg) -> str:
         regs = self.t.registers
@@ -104,6 +119,9 @@ class _Emitter:
         self.items(self.p.body)
         head, tail = self.glue(saved)
         pool = [f"{lab}: {self.word} 0x{bits:08x}" for bits, lab in self.pool.items()]
+        if self.vpool:
+            pool += [".p2align 4"] + [f"{lab}: {self.word} " + ", ".join([f"0x{bits:08x}"] * 4)
+                                      for bits, lab in self.vpool.items()]
         return "\n".join(self.header() + head + self.lines + tail + self.footer(pool)) + "\n"
 
 
@@ -132,6 +150,8 @@ class X86Emitter(_Emitter):
         return _X86_8.get(n, n + "b")
 
     def instr(self, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA manual lists them
+        if emit_vector.is_vector(i):
+            return emit_vector.x86(self, i)
         p, d, s = i.prim, i.dst, i.srcs
         R = self.reg
         if p is Prim.LOAD:
@@ -163,6 +183,8 @@ class X86Emitter(_Emitter):
         if p is Prim.FSQRT:
             return f"vsqrtss {R(d)}, {R(s[0])}, {R(s[0])}"
         if p is Prim.FROUND:
+            if i.mnemonic == "vrndscaless":  # AVX-512's form reaches xmm16-31
+                return f"vrndscaless {R(d)}, {R(s[0])}, {R(s[0])}, 8"
             return f"vroundss {R(d)}, {R(s[0])}, {R(s[0])}, 8"  # to nearest even, exceptions suppressed
         if p in (Prim.FMA, Prim.FNMA):
             op = "vfmadd" if p is Prim.FMA else "vfnmadd"
@@ -245,6 +267,8 @@ class A64Emitter(_Emitter):
         return self.sreg(o) if o.file is RegFile.FP else self.x(o)
 
     def instr(self, i: Instr) -> str:  # noqa: C901 - one case per primitive
+        if emit_vector.is_vector(i):
+            return emit_vector.a64(self, i)
         p, d, s = i.prim, i.dst, i.srcs
         S, X = self.sreg, self.x
         if p is Prim.LOAD:

@@ -40,6 +40,20 @@ def _pointers(loop: Loop) -> set[Reg]:
     return regs
 
 
+def _deeper(reg: Reg, value, depth: int) -> np.ndarray:
+    """A register's value with one more batch axis for the loop being entered (batch axes outermost first,
+    a vector's lane axis kept last); axes a value does not vary along have size 1."""
+    v = np.asarray(value)
+    lane = 1 if reg.lanes > 1 else 0
+    batch = v.ndim - lane
+    if batch == depth:
+        v = np.expand_dims(v, batch)
+        batch += 1
+    if batch < depth + 1:
+        v = v.reshape(v.shape[:batch] + (1,) * (depth + 1 - batch) + v.shape[batch:])
+    return v
+
+
 class BatchedExecutor:
     def __init__(self, mem: Memory):
         self.mem = mem
@@ -60,9 +74,7 @@ class BatchedExecutor:
 
     def parallel(self, loop: Loop, regs: dict, lanes: int, depth: int) -> None:
         t = np.arange(loop.trip, dtype=np.int64).reshape((1,) * depth + (loop.trip,))
-        inner = {r: np.expand_dims(np.asarray(v), -1) if np.ndim(v) == depth else v for r, v in regs.items()}
-        inner = {r: v.reshape(v.shape + (1,) * (depth + 1 - np.ndim(v))) if np.ndim(v) < depth + 1 else v
-                 for r, v in inner.items()}
+        inner = {r: _deeper(r, v, depth) for r, v in regs.items()}
         moved = {p: advance(loop, p, regs) for p in _pointers(loop)}
         for p, adv in moved.items():
             if adv:

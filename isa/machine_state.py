@@ -84,9 +84,14 @@ class Events:
         return sum(self.instructions.values())
 
 
-def operand(o, regs: dict, mem: Memory):
+def operand(o, regs: dict, mem: Memory, lanes: int = 1):
+    """An operand's value as an instruction of width `lanes` reads it: a wider vector register through its
+    low lanes (xmm0 is the low quarter of zmm0), lane 0 for a scalar instruction."""
     if isinstance(o, Reg):
-        return regs[o]
+        v = regs[o]
+        if o.lanes > lanes:
+            v = np.asarray(v)[..., :lanes] if lanes > 1 else np.asarray(v)[..., 0]
+        return v
     if isinstance(o, Imm):
         return o.value
     if isinstance(o, Addr):
@@ -94,26 +99,102 @@ def operand(o, regs: dict, mem: Memory):
     raise TypeError(o)
 
 
+def _lane_addresses(ins: Instr, base) -> np.ndarray:
+    return np.asarray(base)[..., None] + np.arange(ins.lanes, dtype=np.int64) * ins.dtype.itemsize
+
+
+def _spread(v, lanes: int) -> np.ndarray:
+    """A per-iteration scalar copied into every lane."""
+    v = np.asarray(v)
+    return np.broadcast_to(v[..., None], v.shape + (lanes,)).copy()
+
+
+def _load(ins: Instr, regs: dict, mem: Memory):
+    m: Mem = ins.srcs[0]
+    addr = regs[m.base] + m.disp
+    if ins.prim is Prim.LOAD_BCAST:
+        return _spread(mem.load(ins.dtype, addr), ins.lanes)
+    if ins.lanes == 1:
+        return mem.load(ins.dtype, addr)
+    addr = _lane_addresses(ins, addr)
+    if ins.mask is None:
+        return mem.load(ins.dtype, addr)
+    # a masked lane is never read (no fault past the buffer's end) and comes back as zero
+    active = regs[ins.mask]
+    safe = np.where(active, addr, np.asarray(addr)[..., :1])
+    return np.where(active, mem.load(ins.dtype, safe), np.zeros((), mem.load(ins.dtype, safe).dtype))
+
+
+def _store(ins: Instr, regs: dict, mem: Memory) -> None:
+    m = ins.dst
+    addr = regs[m.base] + m.disp
+    value = operand(ins.srcs[0], regs, mem, ins.lanes)
+    if ins.lanes > 1:
+        addr = _lane_addresses(ins, addr)
+    if ins.mask is not None:
+        addr, value, active = np.broadcast_arrays(addr, value, regs[ins.mask])
+        addr, value = addr[active], value[active]
+    mem.store(ins.dtype, addr, value)
+
+
+def _lanewise(ins: Instr, regs: dict):
+    """Primitives that move lanes around, whose meaning depends on the instruction's width."""
+    p, h = ins.prim, ins.lanes
+    src = ins.srcs[0]
+    v = np.asarray(regs[src]) if isinstance(src, Reg) else src.value
+    if p is Prim.BCAST:
+        return _spread(v[..., 0] if src.lanes > 1 else v, h)
+    if p is Prim.MASK_BITS:
+        bits = np.asarray(v, dtype=np.int64)[..., None] >> np.arange(h, dtype=np.int64)
+        return (bits & 1).astype(bool)
+    if p is Prim.EXTRACT_HI:
+        return v[..., h:2 * h] if h > 1 else v[..., 1]
+    pair = np.add if p is Prim.FADDP else np.maximum
+    return pair(v[..., 0:2 * h:2], v[..., 1:2 * h:2]) if h > 1 else pair(v[..., 0], v[..., 1])
+
+
+def _live(ins: Instr, regs: dict) -> int:
+    """Lanes a vector access touches memory for: all, or the ones its (tail) mask enables."""
+    if ins.mask is None:
+        return ins.lanes
+    m = np.asarray(regs[ins.mask])
+    return int(np.count_nonzero(m)) * ins.lanes // m.size
+
+
+_LANEWISE = (Prim.BCAST, Prim.MASK_BITS, Prim.EXTRACT_HI, Prim.FADDP, Prim.FMAXP)
+
+
 def run_instr(ins: Instr, regs: dict, mem: Memory, lanes: int, events: Events) -> None:
-    """Execute one instruction on `lanes` lanes at once (lanes=1: one scalar machine)."""
+    """Execute one instruction on `lanes` lanes at once (lanes=1: one scalar machine).
+
+    `lanes` counts independent loop iterations run side by side; an instruction's own vector width is
+    `ins.lanes`, kept in a trailing array axis of its registers' values.
+    """
     events.instructions[ins.mnemonic] += lanes
     p = ins.prim
-    if p is Prim.LOAD:
-        m: Mem = ins.srcs[0]
-        regs[ins.dst] = mem.load(ins.dtype, regs[m.base] + m.disp)
-        events.bytes_loaded += lanes * ins.dtype.itemsize
-    elif p is Prim.STORE:
-        m = ins.dst
-        mem.store(ins.dtype, regs[m.base] + m.disp, regs[ins.srcs[0]])
-        events.bytes_stored += lanes * ins.dtype.itemsize
-    elif p is Prim.BRANCH_NZ:
-        pass  # control flow belongs to the executor
-    elif p is Prim.DEC_FLAGS:
-        regs[ins.dst] = regs[ins.srcs[0]] - np.int64(ins.srcs[1].value)
+    if p in (Prim.LOAD, Prim.LOAD_BCAST):
+        regs[ins.dst] = _load(ins, regs, mem)
+        events.bytes_loaded += lanes * ins.dtype.itemsize * (_live(ins, regs) if p is Prim.LOAD else 1)
+        return
+    if p is Prim.STORE:
+        _store(ins, regs, mem)
+        events.bytes_stored += lanes * ins.dtype.itemsize * _live(ins, regs)
+        return
+    if p is Prim.BRANCH_NZ:
+        return  # control flow belongs to the executor
+    if p is Prim.DEC_FLAGS:
+        value = regs[ins.srcs[0]] - np.int64(ins.srcs[1].value)
     elif p is Prim.FMOV and isinstance(ins.srcs[0], Imm):
         v = ins.srcs[0].value  # an int is a bit pattern (a sign mask), a float a value
-        regs[ins.dst] = np.uint32(v).view(np.float32) if isinstance(v, int) else np.float32(v)
+        value = np.uint32(v).view(np.float32) if isinstance(v, int) else np.float32(v)
+        if ins.lanes > 1:
+            value = np.full(ins.lanes, value, dtype=np.float32)
     elif p is Prim.IMOV:
-        regs[ins.dst] = np.int64(operand(ins.srcs[0], regs, mem))
+        value = np.int64(operand(ins.srcs[0], regs, mem))
+    elif p in _LANEWISE:
+        value = _lanewise(ins, regs)
     else:
-        regs[ins.dst] = SEMANTICS[p](*(operand(s, regs, mem) for s in ins.srcs))
+        value = SEMANTICS[p](*(operand(s, regs, mem, ins.lanes) for s in ins.srcs))
+    if ins.mask is not None:  # merge masking: inactive lanes keep what the destination held
+        value = np.where(regs[ins.mask], value, regs[ins.dst])
+    regs[ins.dst] = value

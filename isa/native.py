@@ -445,3 +445,16 @@ def run(isa: str, asm: str, symbol: str, buffers: list[np.ndarray], **kw) -> Non
     """Dispatch to run_x86_64 / run_aarch64 by isa name."""
     isa = _norm_isa(isa)
     (run_x86_64 if isa == "x86-64" else run_aarch64)(asm, symbol, buffers, **kw)
+
+
+def assemble(isa: str, asm: str, symbol: str = "kernel") -> None:
+    """Assemble with GNU as only (no linking, no running): checks code a host cannot execute, such as
+    AVX-512 on a CPU without it. Raises ValueError with the assembler's messages."""
+    isa = _norm_isa(isa)
+    tool = _which("as", "binutils") if isa == "x86-64" else _which("aarch64-linux-gnu-as",
+                                                                     "binutils-aarch64-linux-gnu")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = _write_asm(Path(tmp), asm)
+        proc = _sh([tool, "-o", "kernel.o", src.name], Path(tmp))
+        if proc.returncode != 0:
+            raise _tool_error("GNU as", symbol, proc)

@@ -18,15 +18,20 @@ class RegFile(Enum):
     FP = "fp"  # xmm / s registers
     GP = "gp"  # general-purpose 64-bit registers
     PRED = "pred"  # a compare result: an xmm mask on x86, the NZCV flags on AArch64
+    MASK = "mask"  # an AVX-512 opmask register (k1-k7): one bit per vector lane
 
 
 @dataclass(frozen=True)
 class Reg:
+    """A register; `lanes` > 1 is a vector (ymm, zmm, v.4s) whose value holds that many float32 lanes."""
+
     file: RegFile
     n: int
+    lanes: int = 1
 
     def __str__(self) -> str:
-        return {RegFile.FP: "f", RegFile.GP: "r", RegFile.PRED: "p"}[self.file] + str(self.n)
+        name = {RegFile.FP: "f", RegFile.GP: "r", RegFile.PRED: "p", RegFile.MASK: "k"}[self.file] + str(self.n)
+        return name + (f"x{self.lanes}" if self.lanes > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -73,10 +78,13 @@ class Instr:
     srcs: tuple[Operand, ...]
     dtype: DType | None = None  # memory element type for loads and stores
     access: Access | None = None
+    lanes: int = 1  # the operation's width: a source register with more lanes is read through its low ones
+    mask: Reg | None = None  # AVX-512 predication: inactive lanes keep the destination (loads: become 0;
+    #                          stores: are not written)
 
     def __str__(self) -> str:
         ops = ([str_operand(self.dst)] if self.dst is not None else []) + [str_operand(s) for s in self.srcs]
-        return f"{self.mnemonic} " + ", ".join(ops)
+        return f"{self.mnemonic} " + ", ".join(ops) + (f" {{{self.mask}}}" if self.mask else "")
 
 
 def str_operand(o: Operand) -> str:

@@ -34,6 +34,10 @@ def _regs(ins: Instr) -> tuple[list[Reg], list[Reg]]:
     used = [s.base if isinstance(s, Mem) else s for s in ins.srcs]
     if isinstance(ins.dst, Mem):
         used.append(ins.dst.base)
+    if ins.mask is not None:
+        used.append(ins.mask)
+        if isinstance(ins.dst, Reg) and ins.prim is not Prim.LOAD:
+            used.append(ins.dst)  # merge masking reads the lanes it keeps
     wrote = [ins.dst] if isinstance(ins.dst, Reg) else []
     return [r for r in used if isinstance(r, Reg)], wrote
 
@@ -108,19 +112,43 @@ class _Fresh:
         lay = _Layout.of(program.body)
         self.n = max((r.n for ins in lay.instrs for r in sum(_regs(ins), [])), default=0)
 
-    def __call__(self, file: RegFile) -> Reg:
+    def __call__(self, file: RegFile, lanes: int = 1) -> Reg:
         self.n += 1
-        return Reg(file, self.n)
+        return Reg(file, self.n, lanes)
 
 
 def _move(target, file: RegFile, dst: Reg, src: Reg) -> Instr:
+    if file is RegFile.FP and dst.lanes > 1:
+        return Instr(target.vector.move, Prim.FMOV, dst, (src,), lanes=dst.lanes)
     if file is RegFile.FP:
         return Instr("vmovaps" if target.isa == "x86-64" else "fmov", Prim.FMOV, dst, (src,))
     return Instr("mov", Prim.IMOV, dst, (src,))
 
 
+def _tied(ins: Instr, target) -> list[int]:
+    """The sources one of which a destructive instruction must overwrite, in order of preference."""
+    vec = target.vector
+    if ins.lanes > 1 and vec is not None and not target.registers.two_address:
+        if ins.prim in FMA_LIKE:
+            return [2]  # fmla/fmls accumulate into their destination
+        if ins.prim is Prim.SELECT and vec.select_overwrites_mask:
+            return [0]  # bsl overwrites its mask
+        return []
+    if not target.registers.two_address:
+        return []
+    if ins.prim in TIED_ALU and not (ins.prim is Prim.IMUL and isinstance(ins.srcs[1], Imm)):
+        return [0]
+    if ins.prim in FMA_LIKE:
+        return [2, 0, 1]  # vfmadd231 overwrites the addend, vfmadd213 a factor
+    if ins.prim is Prim.SELECT and ins.dst.file is RegFile.GP:
+        return [2]  # cmov overwrites the value taken when the condition is false
+    if ins.prim is Prim.CVT_I2F and len(ins.srcs) == 2:
+        return [1]  # vcvtsi2ss merges into its destination
+    return []
+
+
 def _two_address(program: Program, target, fresh: _Fresh) -> Program:
-    """x86: make every destructive instruction's destination one of its dying sources, copying if needed."""
+    """Make every destructive instruction's destination one of its dying sources, copying if needed."""
     lay = _Layout.of(program.body)
     iv = lay.intervals()
     before: dict[int, list[Instr]] = {}
@@ -128,15 +156,8 @@ def _two_address(program: Program, target, fresh: _Fresh) -> Program:
     for pos, ins in enumerate(lay.instrs):
         if not isinstance(ins.dst, Reg):
             continue
-        if ins.prim in TIED_ALU and not (ins.prim is Prim.IMUL and isinstance(ins.srcs[1], Imm)):
-            candidates = [0]
-        elif ins.prim in FMA_LIKE:
-            candidates = [2, 0, 1]  # vfmadd231 overwrites the addend, vfmadd213 a factor
-        elif ins.prim is Prim.SELECT and ins.dst.file is RegFile.GP:
-            candidates = [2]  # cmov overwrites the value taken when the condition is false
-        elif ins.prim is Prim.CVT_I2F and len(ins.srcs) == 2:
-            candidates = [1]  # vcvtsi2ss merges into its destination
-        else:
+        candidates = _tied(ins, target)
+        if not candidates:
             continue
         srcs = ins.srcs
         if any(srcs[i] == ins.dst for i in candidates):
@@ -144,7 +165,7 @@ def _two_address(program: Program, target, fresh: _Fresh) -> Program:
         if any(isinstance(srcs[i], Reg) and iv[srcs[i]][1] == pos for i in candidates):
             continue  # a dying source: the allocator gives the destination its register
         i = candidates[0]
-        copy = fresh(srcs[i].file)
+        copy = fresh(srcs[i].file, srcs[i].lanes)
         before[pos] = [_move(target, srcs[i].file, copy, srcs[i])]
         replace_at[pos] = replace(ins, srcs=srcs[:i] + (copy,) + srcs[i + 1:])
     if not before:
@@ -189,7 +210,7 @@ def _rematerialise(program: Program, file: RegFile, budget: int, fresh: _Fresh) 
         before: dict[int, list[Instr]] = {}
         replace_at: dict[int, Instr | None] = {defs[victim]: None}
         for pos in uses[victim]:
-            tmp = fresh(file)
+            tmp = fresh(file, victim.lanes)
             before[pos] = [replace(load, dst=tmp)]
             ins = lay.instrs[pos]
             replace_at[pos] = replace(ins, srcs=tuple(tmp if s == victim else s for s in ins.srcs))
@@ -208,7 +229,8 @@ def _flag_writers(target) -> tuple[Prim, ...]:
 def _flags_values(lay: _Layout, target) -> set[Reg]:
     """Predicates that live in the flags register rather than in an allocatable register."""
     in_flags = INT_COMPARES + (FLOAT_COMPARES if target.registers.fp_compare_to_flags else ())
-    return {ins.dst for ins in lay.instrs if ins.prim in in_flags and isinstance(ins.dst, Reg)}
+    return {ins.dst for ins in lay.instrs if ins.prim in in_flags and isinstance(ins.dst, Reg)
+            and ins.dst.file is RegFile.PRED and ins.lanes == 1}
 
 
 def _check_flags(lay: _Layout, iv: dict[Reg, list[int]], flags: set[Reg], target, name: str) -> None:
@@ -217,14 +239,14 @@ def _check_flags(lay: _Layout, iv: dict[Reg, list[int]], flags: set[Reg], target
         a, b = iv[r]
         for pos in range(a + 1, b + 1):
             ins = lay.instrs[pos]
-            if ins.prim in writers and ins.dst != r:
+            if ins.prim in writers and ins.lanes == 1 and ins.dst != r:
                 raise RegisterPressure(f"{name}: {ins} overwrites the flags between a compare and its reader")
 
 
 def _scan(lay: _Layout, iv: dict[Reg, list[int]], flags: set[Reg], target, buffers: tuple[str, ...],
           name: str) -> dict[Reg, Reg]:
     regs = target.registers
-    names = {RegFile.GP: regs.gp, RegFile.FP: regs.fp}
+    names = {RegFile.GP: regs.gp, RegFile.FP: regs.fp, RegFile.MASK: regs.mask}
     # argument registers hold buffer addresses until the last instruction that reads one
     last_addr = max((p for p, ins in enumerate(lay.instrs) if any(isinstance(s, Addr) for s in ins.srcs)),
                     default=-1)
@@ -236,7 +258,8 @@ def _scan(lay: _Layout, iv: dict[Reg, list[int]], flags: set[Reg], target, buffe
     tie: dict[Reg, list[Reg]] = {}
     for pos, ins in enumerate(lay.instrs):
         if isinstance(ins.dst, Reg):
-            tie.setdefault(ins.dst, []).extend(s for s in ins.srcs if isinstance(s, Reg) and iv[s][1] == pos)
+            order = [ins.srcs[i] for i in _tied(ins, target)] + list(ins.srcs)  # the tied operand first
+            tie.setdefault(ins.dst, []).extend(s for s in order if isinstance(s, Reg) and iv[s][1] == pos)
     assign: dict[Reg, str] = {}
     active: list[tuple[int, Reg]] = []
     released = False
@@ -260,7 +283,7 @@ def _scan(lay: _Layout, iv: dict[Reg, list[int]], flags: set[Reg], target, buffe
         active.append((iv[r][1], r))
     mapping = {r: FLAGS for r in flags}
     for r, n in assign.items():
-        mapping[r] = Reg(r.file, names[r.file].index(n))
+        mapping[r] = Reg(r.file, names[r.file].index(n), r.lanes)
     return mapping
 
 
@@ -277,7 +300,7 @@ def _rename(items: tuple[Item, ...], m: dict[Reg, Reg]) -> tuple[Item, ...]:
     for it in items:
         if isinstance(it, Instr):
             out.append(replace(it, dst=op(it.dst) if it.dst is not None else None,
-                               srcs=tuple(op(s) for s in it.srcs)))
+                               srcs=tuple(op(s) for s in it.srcs), mask=it.mask and m.get(it.mask, it.mask)))
         else:
             out.append(replace(it, counter=m.get(it.counter, it.counter), body=_rename(it.body, m),
                                latch=tuple(_rename(it.latch, m))))
@@ -289,7 +312,7 @@ def allocate(program: Program, target) -> Program:
     fresh = _Fresh(program)
     budget = len(target.registers.fp)
     program = _rematerialise(program, RegFile.FP, budget, fresh)
-    if target.registers.two_address:
+    if target.registers.two_address or target.vector is not None:
         program = _two_address(program, target, fresh)
         program = _rematerialise(program, RegFile.FP, budget, fresh)  # copies can raise the pressure
     lay = _Layout.of(program.body)
@@ -298,7 +321,7 @@ def allocate(program: Program, target) -> Program:
     masks = sorted({r for ins in lay.instrs for r in sum(_regs(ins), []) if r.file is RegFile.PRED} - flags,
                    key=lambda r: r.n)
     if masks:
-        program = replace(program, body=_rename(program.body, {r: fresh(RegFile.FP) for r in masks}))
+        program = replace(program, body=_rename(program.body, {r: fresh(RegFile.FP, r.lanes) for r in masks}))
         lay = _Layout.of(program.body)
     iv = lay.intervals()
     _check_flags(lay, iv, flags, target, program.name)
@@ -309,7 +332,8 @@ def allocate(program: Program, target) -> Program:
 def _drop_self_moves(items: tuple[Item, ...]) -> tuple[Item, ...]:
     """A copy whose source and destination got the same register is no instruction at all."""
     def keep(ins: Instr) -> bool:
-        return not (ins.mnemonic in ("mov", "vmovaps", "fmov") and ins.srcs == (ins.dst,))
+        move = ins.mnemonic in ("mov", "vmovaps", "fmov") or ins.mnemonic.startswith(("vmovaps_", "mov_16b"))
+        return not (move and ins.srcs == (ins.dst,))
 
     out: list[Item] = []
     for it in items:

@@ -54,6 +54,16 @@ class Prim(Enum):
     STORE = "store"
     BRANCH_NZ = "branch_nz"  # loop back-edge: taken while the counter is not zero
     DEC_FLAGS = "dec_flags"  # counter -= 1, setting the zero flag (sub/subs)
+    # SIMD: lanes of 32 bits in one vector register (the executor gives each lane its own array slot)
+    LOAD_BCAST = "load_bcast"  # one float32 from memory into every lane (vbroadcastss m32 / ld1r)
+    BCAST = "bcast"  # lane 0 of a register into every lane (vbroadcastss ymm, xmm / dup v.4s, v.s[0])
+    EXTRACT_HI = "extract_hi"  # the upper half of the source's lanes (vextractf128 / vmovhlps / vmovshdup)
+    FADDP = "faddp"  # pairwise: lane i = src[2i] + src[2i+1] (AArch64 faddp)
+    FMAXP = "fmaxp"
+    CVT_F2I32 = "cvt_f2i32"  # float lanes to int32 lanes, truncating (vcvttps2dq / fcvtzs .4s)
+    IADD32 = "iadd32"  # int32 lane arithmetic on the bits of a vector register (vpaddd / add .4s)
+    ISHL32 = "ishl32"
+    MASK_BITS = "mask_bits"  # an opmask from the low bits of a general-purpose register (kmovw)
 
 
 def _f32(x):
@@ -113,6 +123,16 @@ def _fmin(a, b):
     return np.minimum(_f32(a), _f32(b))
 
 
+def _as_i32(x):
+    return np.asarray(x, dtype=F32).view(np.int32)
+
+
+def _cvt_f2i32(x):
+    # the float32 array stands for the register's bits: int32 lanes are kept as their float32 bit patterns
+    with np.errstate(invalid="ignore"):
+        return np.trunc(_f32(x)).astype(np.int32).view(F32)
+
+
 def _select(p, a, b):
     return np.where(p, a, b)
 
@@ -147,6 +167,9 @@ SEMANTICS = {
     Prim.ISHL: lambda a, b: np.left_shift(np.asarray(a, dtype=I64), np.asarray(b, dtype=I64)),
     Prim.IAND: lambda a, b: np.asarray(a, dtype=I64) & np.asarray(b, dtype=I64),
     Prim.IMOV: lambda a: np.asarray(a, dtype=I64),
+    Prim.CVT_F2I32: _cvt_f2i32,
+    Prim.IADD32: lambda a, b: (_as_i32(a) + _as_i32(b)).view(F32),
+    Prim.ISHL32: lambda a, b: np.left_shift(_as_i32(a), np.int32(b)).view(F32),
 }
 
 # Whether a primitive's result lives in the floating-point file (True), the integer file (False) or is a
@@ -154,7 +177,8 @@ SEMANTICS = {
 RESULT_IS_FP = {
     **{p: True for p in (Prim.FADD, Prim.FSUB, Prim.FMUL, Prim.FDIV, Prim.FSQRT, Prim.FMAX, Prim.FMIN,
                          Prim.FMA, Prim.FNMA, Prim.FROUND, Prim.FABS, Prim.FNEG, Prim.FMOV, Prim.CVT_I2F,
-                         Prim.BITS_I2F)},
+                         Prim.BITS_I2F, Prim.LOAD_BCAST, Prim.BCAST, Prim.EXTRACT_HI, Prim.FADDP,
+                         Prim.FMAXP, Prim.CVT_F2I32, Prim.IADD32, Prim.ISHL32)},
     **{p: False for p in (Prim.CVT_F2I, Prim.SETCC, Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND,
                           Prim.IMOV)},
     **{p: None for p in (Prim.FCMP_LT, Prim.FCMP_NE, Prim.ICMP_NE, Prim.ICMP_GE)},

@@ -6,7 +6,7 @@ mnemonics, so one target runs against several cores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Callable, Mapping
 
@@ -25,6 +25,15 @@ def _a64_add_imm(v: int) -> bool:
     return v < 4096 or (v % 4096 == 0 and v >> 12 < 4096)
 
 
+def _x86_disp(disp: int, nbytes: int) -> bool:
+    return _x86_imm(disp)
+
+
+def _a64_disp(disp: int, nbytes: int) -> bool:
+    """ldr/str take an unsigned 12-bit offset scaled by the access size."""
+    return 0 <= disp and disp % nbytes == 0 and disp // nbytes < 4096
+
+
 @dataclass(frozen=True)
 class Registers:
     """The register files register allocation may use, and the calling convention's argument registers."""
@@ -35,6 +44,40 @@ class Registers:
     callee_saved: frozenset[str]  # used ones are saved and restored by the function's entry and exit glue
     two_address: bool  # integer ALU ops and FMA overwrite one of their sources (x86)
     fp_compare_to_flags: bool  # a float compare sets the flags (AArch64 fcmp) rather than a mask register
+    mask: tuple[str, ...] = ()  # AVX-512 opmask registers (k0 means "no mask" in encodings, so k1-k7)
+
+
+@dataclass(frozen=True)
+class VectorISA:
+    """A SIMD extension: how wide its registers are and the timing key of each vector instruction.
+
+    Lane-wise operations are keyed by base name plus the width they run at (`vaddps_ymm`, `fadd_4s`), as
+    horizontal reductions run them on narrower registers too; the other fields are full keys at the
+    register's full width. Instruction selection asks these capabilities, never the target's name.
+    """
+
+    lanes: int  # float32 lanes in one register
+    suffix: Mapping[int, str]  # lane count -> width name in timing keys
+    ops: Mapping[Prim, str]  # lane-wise primitives -> base name
+    load: str
+    store: str
+    load_bcast: str  # one element from memory into every lane
+    bcast: str  # lane 0 of a register into every lane
+    fp_const: str  # a constant in every lane (from the constant pool)
+    fp_zero: str
+    move: str
+    select: str
+    extract_hi: Mapping[int, str]  # result lanes -> the instruction that takes the upper half (x86)
+    pairwise: Mapping[tuple[Prim, int], str]  # (FADDP/FMAXP, result lanes) -> key (AArch64 faddp, fmaxp)
+    masked_tails: bool  # opmask registers predicate the last, partial vector (AVX-512)
+    compare_to_mask: bool  # vector compares write an opmask register rather than a vector of all-ones lanes
+    select_overwrites_mask: bool  # the blend writes over its mask operand (AArch64 bsl)
+    mask_from_gp: str | None = None  # kmovw
+    bcast_takes_offset: bool = True  # a broadcast load addresses [base + displacement] (not AArch64 ld1r)
+    fp_registers: tuple[str, ...] | None = None  # a larger register file than the scalar one (zmm0-31)
+
+    def key(self, base: str, lanes: int) -> str:
+        return f"{base}_{self.suffix[lanes]}"
 
 
 @dataclass(frozen=True)
@@ -57,8 +100,13 @@ class Target:
     fp_sign_masks: bool  # fabs and fneg are bitwise and / xor with a mask constant (x86)
     cvt_merges: bool  # int->float conversion merges into its destination (x86): zero it first, as compilers
     #                   do, or each conversion waits for the last write of that register
-    has_fma: bool = True
-    vector_lanes: int = 1
+    disp_fits: Callable[[int, int], bool] = _x86_disp  # (displacement, access bytes): encodable in a load
+    vector: VectorISA | None = None
+    host_features: tuple[str, ...] = ()  # /proc/cpuinfo flags a host needs to run this target's code natively
+
+    @property
+    def vector_lanes(self) -> int:
+        return self.vector.lanes if self.vector else 1
 
 
 _X86_SCALAR = {
@@ -116,8 +164,71 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
             callee_saved=frozenset({f"x{i}" for i in range(19, 29)} | {f"v{i}" for i in range(8, 16)}),
             two_address=False, fp_compare_to_flags=True),
         imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.ISHL}), imm_fits=_a64_add_imm,
-        setcc_zero_extend=None, fp_sign_masks=False, cvt_merges=False,
+        setcc_zero_extend=None, fp_sign_masks=False, cvt_merges=False, disp_fits=_a64_disp,
     ),
+})
+
+
+_X86_VECTOR_OPS = {
+    Prim.FADD: "vaddps", Prim.FSUB: "vsubps", Prim.FMUL: "vmulps", Prim.FDIV: "vdivps", Prim.FSQRT: "vsqrtps",
+    Prim.FMAX: "vmaxps", Prim.FMIN: "vminps", Prim.FMA: "vfmadd231ps", Prim.FNMA: "vfnmadd231ps",
+    Prim.FABS: "vandps", Prim.FNEG: "vxorps", Prim.CVT_F2I32: "vcvttps2dq", Prim.IADD32: "vpaddd",
+    Prim.ISHL32: "vpslld", Prim.FCMP_LT: "vcmpps",
+}
+_X86_WIDTHS = MappingProxyType({2: "xmm", 4: "xmm", 8: "ymm", 16: "zmm"})
+
+
+def _x86_vector(lanes: int, rnd: str, select: str, **kw) -> VectorISA:
+    w = _X86_WIDTHS[lanes]
+    return VectorISA(
+        lanes=lanes, suffix=_X86_WIDTHS, ops=MappingProxyType({**_X86_VECTOR_OPS, Prim.FROUND: rnd}),
+        load=f"vmovups_load_{w}", store=f"vmovups_store_{w}", load_bcast=f"vbroadcastss_load_{w}",
+        bcast=f"vbroadcastss_{w}", fp_const=f"vbroadcastss_load_{w}", fp_zero=f"vxorps_{w}",
+        move=f"vmovaps_{w}", select=f"{select}_{w}", pairwise=MappingProxyType({}), **kw)
+
+
+_AVX2 = _x86_vector(
+    8, "vroundps", "vblendvps",
+    extract_hi=MappingProxyType({4: "vextractf128_ymm", 2: "vmovhlps_xmm", 1: "vmovshdup_xmm"}),
+    masked_tails=False, compare_to_mask=False, select_overwrites_mask=False)
+
+# EVEX encodings reach zmm16-31; the legacy-VEX-only scalar forms (vcmpss into an xmm, vblendvps, vroundss)
+# are replaced by their AVX-512 equivalents so any register can be used.
+_AVX512 = _x86_vector(
+    16, "vrndscaleps", "vblendmps",
+    extract_hi=MappingProxyType({8: "vextractf64x4_zmm", 4: "vextractf32x4_ymm", 2: "vmovhlps_xmm",
+                                 1: "vmovshdup_xmm"}),
+    masked_tails=True, compare_to_mask=True, select_overwrites_mask=False, mask_from_gp="kmovw",
+    fp_registers=tuple(f"xmm{i}" for i in range(32)))
+
+_NEON = VectorISA(
+    lanes=4, suffix=MappingProxyType({4: "4s"}),
+    ops=MappingProxyType({
+        Prim.FADD: "fadd", Prim.FSUB: "fsub", Prim.FMUL: "fmul", Prim.FDIV: "fdiv", Prim.FSQRT: "fsqrt",
+        Prim.FMAX: "fmax", Prim.FMIN: "fmin", Prim.FMA: "fmla", Prim.FNMA: "fmls", Prim.FABS: "fabs",
+        Prim.FNEG: "fneg", Prim.FROUND: "frintn", Prim.CVT_F2I32: "fcvtzs", Prim.IADD32: "add",
+        Prim.ISHL32: "shl", Prim.FCMP_LT: "fcmgt"}),
+    load="ldr_q", store="str_q", load_bcast="ld1r_4s", bcast="dup_4s", fp_const="ldr_q", fp_zero="movi_zero",
+    move="mov_16b", select="bsl_16b", extract_hi=MappingProxyType({}),
+    pairwise=MappingProxyType({(Prim.FADDP, 2): "faddp_4s", (Prim.FADDP, 1): "faddp_s",
+                               (Prim.FMAXP, 2): "fmaxp_4s", (Prim.FMAXP, 1): "fmaxp_s"}),
+    masked_tails=False, compare_to_mask=False, select_overwrites_mask=True, bcast_takes_offset=False)
+
+_x86 = TARGETS["x86-64"]
+_avx512_scalar = {**_X86_SCALAR, Prim.FCMP_LT: "vcmpss_k", Prim.FCMP_NE: "vcmpss_k", Prim.FROUND: "vrndscaless"}
+TARGETS = MappingProxyType({
+    **TARGETS,
+    "avx2": replace(_x86, name="avx2", description="x86-64 with AVX2 and FMA3: 8 float lanes in ymm registers",
+                    vector=_AVX2, host_features=("avx2", "fma")),
+    "avx512": replace(
+        _x86, name="avx512", mnemonics=MappingProxyType(_avx512_scalar),
+        fp_int_select=MappingProxyType({True: "vblendmps_xmm", False: "cmovcc"}),
+        description="x86-64 with AVX-512 (F, VL, DQ): 16 float lanes in zmm0-31, opmask tails",
+        vector=_AVX512, host_features=("avx512f", "avx512vl", "avx512dq"),
+        registers=replace(_x86.registers, fp=_AVX512.fp_registers, mask=tuple(f"k{i}" for i in range(1, 8)))),
+    "neon": replace(TARGETS["aarch64"], name="neon", default_uarch="neoverse-n1",
+                    description="AArch64 Advanced SIMD (NEON): 4 float lanes in v registers, scalar tails",
+                    vector=_NEON),
 })
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from isasim.isa.program import Access, Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
-from isasim.isa.regalloc import allocate
+from isasim.isa.regalloc import FLOAT_COMPARES, allocate
 from isasim.isa.semantics import Prim
 from isasim.isa.targets import Target
 from isasim.lowering.kernel import Affine, Const, Expr, Index, Kernel, Let, Load, Map, Op, Reduce, Scalar, is_fp
@@ -28,6 +28,8 @@ class _Stream:
     strides: dict[str, int]  # bytes per iteration of each loop variable
     trips: dict[str, int]  # trip count of each loop variable
     scope: int  # the phase it belongs to
+    done: dict[str, int] = field(default_factory=dict)  # bytes a full run of a phase loop advances, when
+    #                                                     that is not trips * stride (a masked vector tail)
 
 
 @dataclass
@@ -80,17 +82,18 @@ class _Selector:
                                         {v: self.trips[v] for v in chain}, scope)
         return self.streams[key]
 
-    def latch(self, var: str, counter: Reg, scope: int | None) -> tuple[Instr, ...]:
-        """Pointer updates and loop control; a phase loop (scope given) advances only its own streams."""
+    def latch(self, var: str, counter: Reg, scope: int | None, scale: int = 1) -> tuple[Instr, ...]:
+        """Pointer updates and loop control; a phase loop (scope given) advances only its own streams, by
+        `scale` elements per trip (a vector loop's lanes)."""
         out = []
         for s in self.streams.values():
             if var not in s.chain or (scope is not None and s.scope != scope):
                 continue
             i = s.chain.index(var)
-            delta = s.strides[var]
+            delta = s.strides[var] * scale
             if i + 1 < len(s.chain):
                 nxt = s.chain[i + 1]
-                delta -= s.trips[nxt] * s.strides[nxt]
+                delta -= s.done.get(nxt, s.trips[nxt] * s.strides[nxt])
             if delta:
                 step = Imm(delta) if self.target.imm_fits(delta) else self.const(Const(delta, fp=False))
                 out.append(Instr(self.mn(Prim.IADD), Prim.IADD, s.reg, (s.reg, step)))
@@ -162,6 +165,8 @@ class _Selector:
             srcs += (self.const_bits(0x7FFFFFFF if e.prim is Prim.FABS else 0x80000000),)
         fp = is_fp(e, self.kernel, self.scalar_fp)
         file = RegFile.FP if fp else (RegFile.GP if fp is False else RegFile.PRED)
+        if file is RegFile.PRED and t.vector and t.vector.compare_to_mask and e.prim in FLOAT_COMPARES:
+            file = RegFile.MASK  # AVX-512: float compares write an opmask register
         r = dst or self.new(file)
         if e.prim is Prim.CVT_I2F and t.cvt_merges:
             zero = self.new(RegFile.FP)  # the dependency-breaking zero idiom, merged into by the conversion
@@ -184,37 +189,46 @@ class _Selector:
 
     # ---- phases and loops -------------------------------------------------------------------------
     def loop(self, var: str, trip: int, body: list[Item], parallel: bool, code: list[Item],
-             scope: int | None = None) -> None:
+             scope: int | None = None, scale: int = 1) -> None:
         counter = self.counter(var)
         code.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, counter, (Imm(trip),)))
-        code.append(Loop(counter, trip, tuple(body), self.latch(var, counter, scope), parallel, var))
+        code.append(Loop(counter, trip, tuple(body), self.latch(var, counter, scope, scale), parallel, var))
 
     def phases(self, outer: tuple[str, ...]) -> list[Item]:
         code: list[Item] = []
         point_cse: dict = {}
         for scope, ph in enumerate(self.kernel.phases):
             if isinstance(ph, Reduce):
-                acc = self.accumulator(ph.init, code, scope, outer)
-                self.scalars[ph.acc] = acc
-                self.scalar_fp[ph.acc] = bool(is_fp(ph.init, self.kernel, self.scalar_fp))
-                body: list[Instr] = []
                 self.trips[ph.var] = ph.extent
-                cse: dict = {}
-                if ph.store is not None:  # evaluate the stored value first so the update can reuse it
-                    self.store(ph.store, body, cse, scope, outer + (ph.var,))
-                self.expr(ph.update, body, cse, scope, outer + (ph.var,), dst=acc)
-                self.loop(ph.var, ph.extent, body, False, code, scope)
+                self.reduce_phase(scope, ph, outer, code)
             elif isinstance(ph, Let):
                 self.scalar_fp[ph.name] = bool(is_fp(ph.value, self.kernel, self.scalar_fp))
                 self.scalars[ph.name] = self.expr(ph.value, code, point_cse, scope, outer)
             elif ph.var is None:
                 self.store(ph, code, point_cse, scope, outer)
             else:
-                body = []
                 self.trips[ph.var] = ph.extent
-                self.store(ph, body, {}, scope, outer + (ph.var,))
-                self.loop(ph.var, ph.extent, body, True, code, scope)
+                self.map_phase(scope, ph, outer, code)
         return code
+
+    def reduce_phase(self, scope: int, ph: Reduce, outer: tuple[str, ...], code: list[Item]) -> None:
+        acc = self.accumulator(ph.init, code, scope, outer)
+        self.scalars[ph.acc] = acc
+        self.scalar_fp[ph.acc] = bool(is_fp(ph.init, self.kernel, self.scalar_fp))
+        self.loop(ph.var, ph.extent, self.reduce_body(scope, ph, outer, acc), False, code, scope)
+
+    def reduce_body(self, scope: int, ph: Reduce, outer: tuple[str, ...], acc: Reg) -> list[Item]:
+        body: list[Item] = []
+        cse: dict = {}
+        if ph.store is not None:  # evaluate the stored value first so the update can reuse it
+            self.store(ph.store, body, cse, scope, outer + (ph.var,))
+        self.expr(ph.update, body, cse, scope, outer + (ph.var,), dst=acc)
+        return body
+
+    def map_phase(self, scope: int, ph: Map, outer: tuple[str, ...], code: list[Item]) -> None:
+        body: list[Item] = []
+        self.store(ph, body, {}, scope, outer + (ph.var,))
+        self.loop(ph.var, ph.extent, body, True, code, scope)
 
     def accumulator(self, init: Expr, code: list[Item], scope: int, chain: tuple[str, ...]) -> Reg:
         """A fresh register holding the initial value: the loop writes it, so it shares no register."""
@@ -238,16 +252,26 @@ class _Selector:
         code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, Mem(s.reg), (val,), buf.dtype, acc))
 
 
-def select(kernel: Kernel, target: Target) -> Program:
-    """Lower one kernel to one program for `target`."""
-    parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
-    sel = _Selector(kernel, target, dict(parallel))
-    outer = tuple(v for v, _ in parallel)
-    inner = sel.phases(outer)
+def nest(sel: _Selector, parallel: tuple[tuple[str, int], ...], inner: list[Item]) -> list[Item]:
+    """`inner` wrapped in the parallel loops, outermost first."""
     for var, extent in reversed(parallel):
         wrapped: list[Item] = []
         sel.loop(var, extent, inner, True, wrapped)
         inner = wrapped
+    return inner
+
+
+def finish(sel: _Selector, kernel: Kernel, target: Target, code: list[Item]) -> Program:
     buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in kernel.buffers)
-    program = Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(inner), kernel.flops)
+    program = Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(code), kernel.flops)
     return allocate(program, target)
+
+
+def select(kernel: Kernel, target: Target) -> Program:
+    """Lower one kernel to one program for `target` (SIMD targets: lowering/isel_vector.py)."""
+    if target.vector is not None:
+        from isasim.lowering.isel_vector import select_vector
+        return select_vector(kernel, target)
+    parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
+    sel = _Selector(kernel, target, dict(parallel))
+    return finish(sel, kernel, target, nest(sel, parallel, sel.phases(tuple(v for v, _ in parallel))))

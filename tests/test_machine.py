@@ -19,13 +19,33 @@ A64_SCALAR = (
     "fmov_from_fp fabs fneg fcmp fcsel ldr_x str_x ldrb strb mov_imm add sub subs mul lsl and cmp "
     "cset csel b_cond"
 ).split()
-REQUIRED = {"x86-64": X86_SCALAR, "aarch64": A64_SCALAR}
-EXPECTED = {"skylake-x": "x86-64", "zen4": "x86-64", "neoverse-n1": "aarch64", "neoverse-v1": "aarch64"}
+_X86_VEC = (
+    "vaddps vsubps vmulps vdivps vsqrtps vmaxps vminps vfmadd231ps vfnmadd231ps vandps vxorps vmovaps "
+    "vmovups_load vmovups_store vbroadcastss_load vbroadcastss vcvttps2dq vpaddd vpslld"
+).split()
+X86_SIMD = [f"{m}_{w}" for m in _X86_VEC for w in ("ymm", "zmm")] + (
+    "vaddps_xmm vmaxps_xmm vmovhlps_xmm vmovshdup_xmm vroundps_ymm vrndscaleps_zmm vrndscaless vcmpps_ymm "
+    "vcmpps_zmm vcmpss_k vblendvps_ymm vblendmps_zmm vblendmps_xmm vextractf128_ymm vextractf32x4_ymm "
+    "vextractf64x4_zmm kmovw"
+).split()
+A64_NEON = (
+    "ldr_q str_q ld1r_4s dup_4s fadd_4s fsub_4s fmul_4s fdiv_4s fsqrt_4s fmax_4s fmin_4s fmla_4s fmls_4s "
+    "fabs_4s fneg_4s frintn_4s fcvtzs_4s add_4s shl_4s fcmgt_4s bsl_16b mov_16b movi_zero faddp_4s faddp_s "
+    "fmaxp_4s fmaxp_s"
+).split()
+REQUIRED = {"x86-64": X86_SCALAR + X86_SIMD, "aarch64": A64_SCALAR + A64_NEON}
+EXPECTED = {
+    "skylake-x": "x86-64",
+    "zen4": "x86-64",
+    "sapphirerapids": "x86-64",
+    "neoverse-n1": "aarch64",
+    "neoverse-v1": "aarch64",
+}
 
 
 def test_names_and_isas():
     assert set(EXPECTED) <= set(uarch_names())
-    assert set(uarch_names("x86-64")) >= {"skylake-x", "zen4"}
+    assert set(uarch_names("x86-64")) >= {"skylake-x", "zen4", "sapphirerapids"}
     assert set(uarch_names("aarch64")) >= {"neoverse-n1", "neoverse-v1"}
     assert not set(uarch_names("x86-64")) & set(uarch_names("aarch64"))
 
@@ -91,6 +111,50 @@ def test_spot_checks_against_hardware_facts(name, mnemonic, latency, rthroughput
 
 def test_skylake_fma_ports():
     assert set(load_uarch("skylake-x").timing("vfmadd231ss").ports) == {"p0", "p1"}
+
+
+@pytest.mark.parametrize(
+    "name, mnemonic, latency, rthroughput",
+    [
+        # SIMD numbers checked against uops.info (ashvardanian/AssemblyStats uops/*.csv) and hardware-facts.md
+        ("skylake-x", "vfmadd231ps_ymm", 4, 0.5),
+        ("skylake-x", "vfmadd231ps_zmm", 4, 0.5),  # p0 + p5: two 512-bit FMA units
+        ("skylake-x", "vpaddd_zmm", 1, 0.5),  # uops.info p05 (LLVM's p015 is wrong for 512-bit)
+        ("skylake-x", "vcmpps_zmm", 4, 1.0),
+        ("zen4", "vfmadd231ps_ymm", 4, 0.5),
+        ("zen4", "vfmadd231ps_zmm", 4, 1.0),  # double-pumped on the two 256-bit FMA pipes
+        ("zen4", "vaddps_zmm", 3, 1.0),
+        ("zen4", "vmovups_store_zmm", 1, 2.0),  # uops.info: one 256-bit store per cycle
+        ("sapphirerapids", "vfmadd231ps_ymm", 4, 0.5),
+        ("sapphirerapids", "vfmadd231ps_zmm", 4, 0.5),  # server part: second 512-bit FMA on p5
+        ("sapphirerapids", "vaddps_ymm", 3, 0.5),  # Golden Cove fast adders (uops.info ADL-P)
+        ("neoverse-n1", "fmla_4s", 4, 0.5),
+        ("neoverse-n1", "fmul_4s", 3, 0.5),
+        ("neoverse-v1", "fmla_4s", 4, 0.25),
+        ("neoverse-v1", "ldr_q", 6, 0.33),
+    ],
+)
+def test_simd_spot_checks(name, mnemonic, latency, rthroughput):
+    t = load_uarch(name).timing(mnemonic)
+    assert (t.latency, t.rthroughput) == (latency, rthroughput)
+
+
+def test_zmm_fma_ports():
+    assert set(load_uarch("skylake-x").timing("vfmadd231ps_zmm").ports) == {"p0", "p5"}
+    assert set(load_uarch("sapphirerapids").timing("vfmadd231ps_zmm").ports) == {"p0", "p5"}
+
+
+@pytest.mark.parametrize("op", ["vaddps", "vmulps", "vfmadd231ps", "vandps", "vpaddd", "vrndscaleps"])
+def test_zen4_zmm_is_double_pumped(op):
+    """Zen 4 runs a 512-bit op as one macro-op holding a 256-bit pipe for two cycles."""
+    u = load_uarch("zen4")
+    ymm = u.timing("vroundps_ymm" if op == "vrndscaleps" else f"{op}_ymm")
+    zmm = u.timing(f"{op}_zmm")
+    assert zmm.latency == ymm.latency and zmm.rthroughput == 2 * ymm.rthroughput and zmm.uops == 1
+
+
+def test_sapphirerapids_has_every_skylake_key():
+    assert set(load_uarch("skylake-x").instructions) <= set(load_uarch("sapphirerapids").instructions)
 
 
 def test_unknown_uarch_is_a_one_line_user_error():

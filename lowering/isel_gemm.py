@@ -1,0 +1,226 @@
+"""GEMMs on SIMD targets: register-blocked micro-kernels.
+
+The scalar GEMM keeps one accumulator, so each FMA waits for the last (latency-bound). Here a block of
+MR rows x NR columns of the output is computed at once with MR*NR vector accumulators: enough independent
+FMA chains to fill the FMA ports, and each loaded vector is reused across the block (Goto & van de Geijn,
+"Anatomy of high-performance matrix multiplication", 2008). Which form depends on the operands' layout:
+
+- outer product (B contiguous along n, e.g. attention's P @ V): lanes run along n; per k, NR vectors of B
+  are loaded and each of the MR elements of A is broadcast and multiplied into them (broadcast + FMA);
+- dot product (both operands contiguous along k, e.g. linear's x @ W^T and Q @ K^T): lanes run along k;
+  per step, MR vectors of A and NR of B meet in MR*NR FMAs, and each accumulator is summed horizontally at
+  the end of the row (with the AVX-512 opmask or a scalar epilogue for k % lanes).
+
+The block is the largest MR <= 6, NR <= 4 that divides the output and fits the register file (accumulators
+plus the operands in flight). Rows and columns of the block are addressed by displacements from one
+pointer per operand, as hand-written micro-kernels do.
+"""
+
+from __future__ import annotations
+
+from isasim.isa.program import Imm, Instr, Item, Mem, Reg, RegFile
+from isasim.isa.semantics import Prim
+from isasim.lowering.isel import nest
+from isasim.lowering.isel_vector import VectorSelector, reduction_of
+from isasim.lowering.kernel import Affine, Kernel, Load, Map, Op, Reduce, Scalar
+from isasim.models.graph import DType
+
+MAX_MR, MAX_NR = 6, 4
+
+
+def _parts(kernel: Kernel):
+    """(reduce, store, a, b, bias) of a GEMM kernel as ops_linalg builds it, else None."""
+    if len(kernel.phases) != 2:
+        return None
+    red, st = kernel.phases
+    if not (isinstance(red, Reduce) and isinstance(st, Map) and st.var is None) or reduction_of(red) is not Prim.FMA:
+        return None
+    a, b = red.update.args[:2]
+    loads = [a, b]
+    bias = None
+    if isinstance(st.value, Op) and st.value.prim is Prim.FADD and st.value.args[0] == Scalar(red.acc):
+        bias = st.value.args[1]
+        loads.append(bias)
+    elif st.value != Scalar(red.acc):
+        return None
+    if not all(isinstance(x, Load) and not x.index.dynamic and kernel.buffer(x.buf).dtype is DType.F32
+               for x in loads):
+        return None
+    if kernel.buffer(st.buf).dtype is not DType.F32 or st.index.dynamic:
+        return None
+    return red, st, a, b, bias
+
+
+def _blocked(ix: Affine, mr: int, nstep: int) -> Affine:
+    """The index with m -> m0 * mr and n -> n0 * nstep (the block's first row and column)."""
+    terms = []
+    for v, c in ix.terms:
+        terms.append(("m0", c * mr) if v == "m" else ("n0", c * nstep) if v == "n" else (v, c))
+    return Affine(ix.offset, tuple(terms))
+
+
+def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | None:
+    parts = _parts(kernel)
+    extents = dict(kernel.parallel)
+    if parts is None or "m" not in extents or "n" not in extents:
+        return None
+    red, st, a, b, bias = parts
+    L, k = sel.lanes, red.var
+    M, N, K = extents["m"], extents["n"], red.extent
+    outer = (b.index.coef("n") == 1 and a.index.coef("n") == 0 and st.index.coef("n") == 1 and N % L == 0
+             and (bias is None or bias.index.coef("n") in (0, 1)))
+    dot = a.index.coef(k) == 1 and b.index.coef(k) == 1 and K >= L
+    if not (outer or dot):
+        return None
+    cols = N // L if outer else N
+    col_bytes = L * 4 if outer else b.index.coef("n") * 4
+    block = _choose_block(sel, M, cols, outer, a, st, bias, col_bytes)
+    if block is None:
+        return None
+    mr, nr = block
+    nstep = nr * L if outer else nr
+    bvars = tuple((v, e) for v, e in parallel if v not in ("m", "n"))
+    loops = bvars + tuple((v, e) for v, e in (("m0", M // mr), ("n0", cols // nr)) if e > 1)
+    sel.trips.update(dict(loops))
+    sel.trips[k] = K
+    pvars = tuple(v for v, _ in loops)
+    A, B, OUT = (Load(a.buf, _blocked(a.index, mr, nstep)), Load(b.buf, _blocked(b.index, mr, nstep)),
+                 Map(None, 1, st.buf, _blocked(st.index, mr, nstep), st.value))
+    BIAS = bias and Load(bias.buf, _blocked(bias.index, mr, nstep))
+    g = _Gemm(sel, mr, nr, k, K, pvars, A, B, OUT, BIAS, a.index.coef("m") * 4, col_bytes)
+    code = g.outer_product() if outer else g.dot_product()
+    return nest(sel, loops, code)
+
+
+def _choose_block(sel, M, cols, outer, a, st, bias, col_bytes) -> tuple[int, int] | None:
+    L = sel.lanes
+    room = len(sel.target.registers.fp) - 2  # two spare for constants and copies
+    best = None
+    for mr in range(1, MAX_MR + 1):
+        for nr in range(1, MAX_NR + 1):
+            if M % mr or cols % nr or mr * nr + (nr if outer else mr) + 1 > room:
+                continue
+            disps = [(r * a.index.coef("m") * 4, L * 4 if not outer else 4) for r in range(mr)]
+            disps += [(c * col_bytes, L * 4 if outer else 4) for c in range(nr)]
+            disps += [(r * st.index.coef("m") * 4 + c * (L * 4 if outer else st.index.coef("n") * 4), 4)
+                      for r in range(mr) for c in range(nr)]
+            if bias is not None:
+                disps += [(r * bias.index.coef("m") * 4 + c * (L * 4 if outer else bias.index.coef("n") * 4), 4)
+                          for r in range(mr) for c in range(nr)]
+            if not all(sel.target.disp_fits(d, w) for d, w in disps):
+                continue
+            score = (mr * nr, -(mr + nr))
+            if best is None or score > best[0]:
+                best = (score, (mr, nr))
+    return best and best[1]
+
+
+class _Gemm:
+    def __init__(self, sel: VectorSelector, mr, nr, k, K, pvars, A, B, OUT, BIAS, a_row, col_bytes):
+        self.s, self.mr, self.nr, self.k, self.K = sel, mr, nr, k, K
+        self.pvars, self.A, self.B, self.OUT, self.BIAS = pvars, A, B, OUT, BIAS
+        self.a_row, self.col_bytes = a_row, col_bytes  # bytes between rows of A, between block columns of B
+        self.chain = pvars + (k,)
+
+    def load(self, ld: Load, disp: int, code: list, lanes: int, scale: int, bcast: bool = False,
+             mask: Reg | None = None, shift: int = 0, chain=None, scope: int = 0) -> Reg:
+        s = self.s
+        chain = self.chain if chain is None else chain
+        if bcast and disp and not s.vec.bcast_takes_offset:  # its own pointer instead of a displacement
+            ld, disp = Load(ld.buf, Affine(ld.index.offset + disp // 4, ld.index.terms)), 0
+        stream = s.stream(scope, ld.buf, ld.index, self.chain if scope == 0 else self.pvars)
+        r = s.vnew(lanes=lanes) if lanes > 1 else s.new(RegFile.FP)
+        width = 4 if bcast or lanes == 1 else s.width(mask)
+        acc = s.access(ld.buf, ld.index, chain, scale, disp + shift, width)
+        if bcast:
+            mnem, prim = s.vec.load_bcast, Prim.LOAD_BCAST
+        else:
+            mnem, prim = (s.vec.load if lanes > 1 else s.target.loads[DType.F32]), Prim.LOAD
+        code.append(Instr(mnem, prim, r, (Mem(stream.reg, disp),), DType.F32, acc, lanes=lanes, mask=mask))
+        return r
+
+    def zeroed(self, code: list) -> list[list[Reg]]:
+        s = self.s
+        accs = [[s.vnew() for _ in range(self.nr)] for _ in range(self.mr)]
+        for row in accs:
+            for r in row:
+                code.append(Instr(s.vec.fp_zero, Prim.FMOV, r, (Imm(0.0),), lanes=s.lanes))
+        return accs
+
+    def fma(self, acc: Reg, x: Reg, y: Reg, code: list, lanes: int) -> None:
+        s = self.s
+        mnem = s.vop(Prim.FMA) if lanes > 1 else s.mn(Prim.FMA)
+        code.append(Instr(mnem, Prim.FMA, acc, (x, y, acc), lanes=lanes))
+
+    def dot_product(self) -> list[Item]:
+        s, L, mr, nr = self.s, self.s.lanes, self.mr, self.nr
+        code: list[Item] = []
+        accs = self.zeroed(code)
+        full, rest = divmod(self.K, L)
+
+        def step(out: list, mask: Reg | None, shift: int) -> None:
+            tail = mask is not None  # the masked tail runs after the loop
+            chain, sc = (self.pvars, 1) if tail else (self.chain, L)
+            rows = [self.load(self.A, r * self.a_row, out, L, sc, mask=mask, shift=shift, chain=chain)
+                    for r in range(mr)]
+            for c in range(nr):
+                col = self.load(self.B, c * self.col_bytes, out, L, sc, mask=mask, shift=shift, chain=chain)
+                for r in range(mr):
+                    self.fma(accs[r][c], rows[r], col, out, L)
+
+        body: list[Item] = []
+        step(body, None, 0)
+        s.loop(self.k, full, body, False, code, 0, scale=L)
+        if rest and s.vec.masked_tails:  # masked lanes load as zero and add nothing
+            step(code, s.tail_mask(rest), full * L * 4)
+            s._tail_done(0, self.k, full * L)
+        sums = [[s.new(RegFile.FP) for _ in range(nr)] for _ in range(mr)]
+        for r in range(mr):
+            for c in range(nr):
+                s.horizontal(accs[r][c], Prim.FADD, sums[r][c], code)
+        if rest and not s.vec.masked_tails:
+            body = []
+            rows = [self.load(self.A, r * self.a_row, body, 1, 1) for r in range(mr)]
+            for c in range(nr):
+                col = self.load(self.B, c * self.col_bytes, body, 1, 1)
+                for r in range(mr):
+                    self.fma(sums[r][c], rows[r], col, body, 1)
+            s.loop(self.k, rest, body, False, code, 0)
+        self.finish(sums, code, 1)
+        return code
+
+    def outer_product(self) -> list[Item]:
+        s, L, mr, nr = self.s, self.s.lanes, self.mr, self.nr
+        code: list[Item] = []
+        accs = self.zeroed(code)
+        body: list[Item] = []
+        cols = [self.load(self.B, c * self.col_bytes, body, L, 1) for c in range(nr)]
+        for r in range(mr):
+            a = self.load(self.A, r * self.a_row, body, L, 1, bcast=True)
+            for c in range(nr):
+                self.fma(accs[r][c], a, cols[c], body, L)
+        s.loop(self.k, self.K, body, False, code, 0)
+        self.finish(accs, code, L)
+        return code
+
+    def finish(self, values: list[list[Reg]], code: list, lanes: int) -> None:
+        """Add the bias (if any) and store the block."""
+        s = self.s
+        out_ix, step = self.OUT.index, (lanes * 4 if lanes > 1 else None)
+        for r in range(self.mr):
+            for c in range(self.nr):
+                v = values[r][c]
+                if self.BIAS is not None:
+                    bi = self.BIAS.index
+                    disp = r * bi.coef("m0") // self.mr * 4 + c * (step or bi.coef("n0") // self.nr * 4)
+                    bcast = lanes > 1 and bi.coef("n0") == 0
+                    if lanes > 1 and bcast:
+                        disp = r * bi.coef("m0") // self.mr * 4
+                    b = self.load(self.BIAS, disp, code, lanes, 1, bcast=bcast, chain=self.pvars, scope=1)
+                    mnem = s.vop(Prim.FADD) if lanes > 1 else s.mn(Prim.FADD)
+                    code.append(Instr(mnem, Prim.FADD, v, (v, b), lanes=lanes))
+                disp = r * out_ix.coef("m0") // self.mr * 4 + c * (step or out_ix.coef("n0") // self.nr * 4)
+                stream = s.stream(1, self.OUT.buf, out_ix, self.pvars)
+                acc = s.access(self.OUT.buf, out_ix, self.pvars, 1, disp, lanes * 4)
+                mnem = s.vec.store if lanes > 1 else s.target.stores[DType.F32]
+                code.append(Instr(mnem, Prim.STORE, Mem(stream.reg, disp), (v,), DType.F32, acc, lanes=lanes))
