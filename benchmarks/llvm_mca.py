@@ -23,8 +23,9 @@ from pathlib import Path
 MCA = "/usr/lib/llvm-19/bin/llvm-mca"
 # isasim uarch -> (llvm triple, llvm -mcpu)
 CPUS = {"skylake-x": ("x86_64", "skylake-avx512"), "zen4": ("x86_64", "znver4"),
+        "sapphirerapids": ("x86_64", "sapphirerapids"),
         "neoverse-n1": ("aarch64", "neoverse-n1"), "neoverse-v1": ("aarch64", "neoverse-v1")}
-TARGET_OF = {"skylake-x": "x86-64", "zen4": "x86-64", "neoverse-n1": "aarch64", "neoverse-v1": "aarch64"}
+ISA_OF = {"x86_64": "x86-64", "aarch64": "aarch64"}
 
 
 def mca_cycles_per_iteration(path: Path, triple: str, cpu: str) -> float:
@@ -39,15 +40,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--target", action="append", help="targets to compare (default: all)")
     args = ap.parse_args()
+    from isasim.isa.targets import TARGETS
+    names = args.target or list(TARGETS)
+    pairs = [(t, u) for t in names for u, (triple, _) in CPUS.items() if ISA_OF[triple] == TARGETS[t].isa]
     if not Path(MCA).exists():
         sys.exit(f"{MCA} not found: apt-get install -y llvm-19")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for uarch, (triple, cpu) in CPUS.items():
-            out = Path(tmp) / uarch
+        for target, uarch in pairs:
+            triple, cpu = CPUS[uarch]
+            out = Path(tmp) / f"{target}-{uarch}"
             subprocess.run([sys.executable, "-m", "isasim.cli.main", "emit", args.model, "--seq", str(args.seq),
-                            "--target", TARGET_OF[uarch], "--uarch", uarch, "-o", str(out)],
+                            "--target", target, "--uarch", uarch, "-o", str(out)],
                            check=True, capture_output=True)
             manifest = json.loads((out / "manifest.json").read_text())
             seen = set()
@@ -58,18 +64,19 @@ def main() -> None:
                 seen.add(family)
                 ours = k["inner_loop"]["predicted_cycles_per_iteration"]
                 theirs = mca_cycles_per_iteration(out / k["file"], triple, cpu)
-                rows.append((uarch, k["name"], k["op"].removeprefix("aten."), ours, theirs,
+                rows.append((f"{target}/{uarch}", k["name"], k["op"].removeprefix("aten."), ours, theirs,
                              (ours - theirs) / theirs, k["inner_loop"]["bound"]))
-    print(f"{'uarch':<12} {'kernel':<22} {'op':<24} {'isasim':>8} {'llvm-mca':>9} {'diff':>7}  isasim bound")
-    for uarch, name, op, ours, theirs, diff, bound in rows:
-        print(f"{uarch:<12} {name:<22} {op:<24} {ours:8.2f} {theirs:9.2f} {diff:+7.1%}  {bound}")
+    print(f"{'target/uarch':<22} {'kernel':<22} {'op':<24} {'isasim':>8} {'llvm-mca':>9} {'diff':>7}  isasim bound")
+    for pair, name, op, ours, theirs, diff, bound in rows:
+        print(f"{pair:<22} {name:<22} {op:<24} {ours:8.2f} {theirs:9.2f} {diff:+7.1%}  {bound}")
     diffs = [abs(r[5]) for r in rows]
     print(f"\n{len(rows)} inner loops: median |diff| {statistics.median(diffs):.1%}, "
           f"worst {max(diffs):.1%}, within 10%: {sum(d <= 0.10 for d in diffs)}, beyond 25%: "
           f"{sum(d > 0.25 for d in diffs)}")
-    for uarch in CPUS:
-        d = [abs(r[5]) for r in rows if r[0] == uarch]
-        print(f"  {uarch:<12} median |diff| {statistics.median(d):.1%}, worst {max(d):.1%} over {len(d)} loops")
+    for target, uarch in pairs:
+        d = [abs(r[5]) for r in rows if r[0] == f"{target}/{uarch}"]
+        print(f"  {target + '/' + uarch:<22} median |diff| {statistics.median(d):.1%}, worst {max(d):.1%} "
+              f"over {len(d)} loops")
 
 
 if __name__ == "__main__":

@@ -67,12 +67,13 @@ class Comparison:
 def compare(lowered: LoweredGraph, progress=None) -> Comparison:
     pairs = [(t.name, u) for t in TARGETS.values() for u in uarch_names(t.isa)]
     reports: list[TraceReport] = [trace(lowered, pick_targets([t], [u]), progress) for t, u in pairs]
-    base = next(r.targets[0] for r in reports if r.targets[0].target == "x86-64")
+    base = next(r.targets[0] for r in reports  # scalar x86-64 on its default core is the 1.00x row
+                if r.targets[0].target == "x86-64" and r.targets[0].uarch == TARGETS["x86-64"].default_uarch)
     rows = []
     for rep in reports:
         t = rep.targets[0]
         target, uarch = TARGETS[t.target], load_uarch(t.uarch)
-        fma = uarch.timing(target.mnemonics[Prim.FMA])
+        fma = uarch.timing(target.fma)
         shares: dict[str, float] = {}
         for op in t.ops:
             shares[family(op.op)] = shares.get(family(op.op), 0.0) + op.cycles / t.cycles

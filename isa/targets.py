@@ -108,6 +108,13 @@ class Target:
     def vector_lanes(self) -> int:
         return self.vector.lanes if self.vector else 1
 
+    @property
+    def fma(self) -> str:
+        """The timing key of the widest FMA: what the peak FLOP rate is made of."""
+        if self.vector:
+            return self.vector.key(self.vector.ops[Prim.FMA], self.vector.lanes)
+        return self.mnemonics[Prim.FMA]
+
 
 _X86_SCALAR = {
     Prim.FADD: "vaddss", Prim.FSUB: "vsubss", Prim.FMUL: "vmulss", Prim.FDIV: "vdivss",

@@ -79,7 +79,7 @@ def test_trace_json_of_a_local_folder(capsys, tiny_folder):
     linear = 2 * (4 * 2 * s * h * h + 2 * 2 * s * h * i) + 2 * h * h
     attention = 2 * 2 * (2 * heads * s * s * (h // heads))
     assert report["flops"] == linear + attention
-    assert {t["target"] for t in report["targets"]} == {"x86-64", "aarch64"}
+    assert {t["target"] for t in report["targets"]} == {"x86-64", "aarch64", "avx2", "avx512", "neon"}
     for t in report["targets"]:
         assert t["instructions"] == sum(op["instructions"] for op in t["ops"]) > 0
         assert set(t["bytes"]) == {"l1", "l2", "llc", "dram"}
