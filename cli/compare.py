@@ -13,7 +13,6 @@ from rich.table import Table
 
 from isasim.cli.reports import TraceReport, pick_targets, trace
 from isasim.isa.machine import load_uarch, uarch_names
-from isasim.isa.semantics import Prim
 from isasim.isa.targets import TARGETS
 from isasim.lowering.pipeline import LoweredGraph
 
