@@ -7,7 +7,8 @@ from pathlib import Path
 
 from isasim.cli.reports import Progress
 from isasim.isa.cost import cost_program
-from isasim.isa.emit import emit, symbol
+from isasim.isa.emit import emit, hottest_loop, symbol
+from isasim.isa.program import Instr
 from isasim.isa.machine import Uarch
 from isasim.isa.targets import Target
 from isasim.lowering.isel import select
@@ -30,6 +31,8 @@ def emit_model(lowered: LoweredGraph, target: Target, uarch: Uarch, outdir: Path
         path = outdir / f"{step.node.name}.s"
         path.write_text(emit(program, target))
         inner = cost.inner_loop
+        hot = hottest_loop(program.body)[1]
+        keys = sorted({i.mnemonic for i in hot.body + hot.latch if isinstance(i, Instr)}) if hot else []
         kernels.append({
             "name": step.node.name,
             "op": step.node.op,
@@ -43,7 +46,7 @@ def emit_model(lowered: LoweredGraph, target: Target, uarch: Uarch, outdir: Path
             "cycles": cost.cycles,
             "inner_loop": None if inner is None else {
                 "predicted_cycles_per_iteration": inner.cycles, "bound": inner.bound,
-                "ports": inner.ports, "issue": inner.issue, "latency": inner.latency},
+                "ports": inner.ports, "issue": inner.issue, "latency": inner.latency, "timing_keys": keys},
         })
         if progress:
             progress(f"emitting {target.name}", done, len(steps))

@@ -179,7 +179,11 @@ def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, np.ndarr
     kernel's outputs bit for bit with what isasim's executor computed."""
     from isasim.isa import native
 
-    if not native.can_run(target.isa):
+    if native.host_isa() == target.isa and not native.host_supports(target.isa, target.host_features):
+        raise UserError(f"--on-host: this CPU cannot run {target.name} code (it lacks "
+                        f"{', '.join(f for f in target.host_features if not native.host_supports(target.isa, (f,)))}"
+                        f"): drop --on-host for {target.name}, or run it on a CPU that has them")
+    if not native.can_run(target.isa, target.host_features):
         raise UserError(f"--on-host: this machine can run neither {target.isa} code nor qemu for it: "
                         f"run 'bash .ci/install-tools' or drop --on-host")
     n = len(lowered.kernels)

@@ -238,15 +238,17 @@ class A64Emitter(_Emitter):
         return [".text", ".p2align 2", f".globl {self.sym}", f".type {self.sym}, %function", f"{self.sym}:"]
 
     def footer(self, pool: list[str]) -> list[str]:
-        return [".p2align 2"] + pool + [f".size {self.sym}, .-{self.sym}", ".section .note.GNU-stack,\"\",%progbits"]
+        return [".ltorg", ".p2align 2"] + pool + [f".size {self.sym}, .-{self.sym}",
+                                                  ".section .note.GNU-stack,\"\",%progbits"]
 
     def glue(self, saved: list[str]) -> tuple[list[str], list[str]]:
         regs = [("x" + r[1:]) if r.startswith("x") else ("d" + r[1:]) for r in saved]
-        if len(regs) % 2:
-            regs.append("xzr" if regs[-1].startswith("x") else regs[-1])
         pairs = [regs[i:i + 2] for i in range(0, len(regs), 2)]
-        head = [f"    stp {a}, {b}, [sp, #-16]!" for a, b in pairs]
-        tail = [f"    ldp {a}, {b}, [sp], #16" for a, b in reversed(pairs)]
+        # AAPCS64 keeps sp 16-byte aligned; an odd register out is saved alone in a 16-byte slot
+        head = [f"    stp {p[0]}, {p[1]}, [sp, #-16]!" if len(p) == 2 else f"    str {p[0]}, [sp, #-16]!"
+                for p in pairs]
+        tail = [f"    ldp {p[0]}, {p[1]}, [sp], #16" if len(p) == 2 else f"    ldr {p[0]}, [sp], #16"
+                for p in reversed(pairs)]
         return head, tail + ["    ret"]
 
     def branch(self, label: str) -> str:
@@ -288,6 +290,8 @@ class A64Emitter(_Emitter):
         if p is Prim.IMOV:
             if isinstance(s[0], Imm):
                 v = int(s[0].value)
+                if i.mnemonic == "ldr_x":  # from the literal pool GNU as places at .ltorg
+                    return f"ldr {X(d)}, ={v}"
                 if not _a64_mov_ok(v):
                     raise EmitError(f"{self.p.name}: immediate {v} needs more than one mov")
                 return f"mov {X(d)}, #{v}"

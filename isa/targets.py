@@ -25,8 +25,18 @@ def _a64_add_imm(v: int) -> bool:
     return v < 4096 or (v % 4096 == 0 and v >> 12 < 4096)
 
 
+def _x86_imm64(v: int) -> bool:
+    return -(2**63) <= v < 2**63  # mov r64, imm64
+
+
 def _x86_disp(disp: int, nbytes: int) -> bool:
     return _x86_imm(disp)
+
+
+def _a64_mov_ok(v: int) -> bool:
+    """mov is movz or movn of one 16-bit chunk at a 16-bit shift (bitmask immediates are not used)."""
+    return any(sum(1 for sh in range(0, 64, 16) if (u >> sh) & 0xFFFF) <= 1
+               for u in (v & (2**64 - 1), ~v & (2**64 - 1)))
 
 
 def _a64_disp(disp: int, nbytes: int) -> bool:
@@ -101,6 +111,7 @@ class Target:
     cvt_merges: bool  # int->float conversion merges into its destination (x86): zero it first, as compilers
     #                   do, or each conversion waits for the last write of that register
     disp_fits: Callable[[int, int], bool] = _x86_disp  # (displacement, access bytes): encodable in a load
+    mov_imm_fits: Callable[[int], bool] = _x86_imm64  # one mov makes it (else: a literal-pool load)
     vector: VectorISA | None = None
     host_features: tuple[str, ...] = ()  # /proc/cpuinfo flags a host needs to run this target's code natively
 
@@ -172,6 +183,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
             two_address=False, fp_compare_to_flags=True),
         imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.ISHL}), imm_fits=_a64_add_imm,
         setcc_zero_extend=None, fp_sign_masks=False, cvt_merges=False, disp_fits=_a64_disp,
+        mov_imm_fits=_a64_mov_ok,
     ),
 })
 

@@ -18,6 +18,7 @@ from isasim.isa.program import Access, Addr, BufferSpec, Imm, Instr, Item, Loop,
 from isasim.isa.regalloc import FLOAT_COMPARES, allocate
 from isasim.isa.semantics import Prim
 from isasim.isa.targets import Target
+from isasim.models.graph import DType
 from isasim.lowering.kernel import Affine, Const, Expr, Index, Kernel, Let, Load, Map, Op, Reduce, Scalar, is_fp
 
 
@@ -58,6 +59,12 @@ class _Selector:
         return self.target.mnemonics[prim]
 
     # ---- constants and pointers -------------------------------------------------------------------
+    def imov(self, r: Reg, value: int) -> Instr:
+        """An integer into a register: one mov, or (AArch64, a value no single movz/movn makes) a load from
+        the literal pool, so one Program instruction stays one machine instruction."""
+        mnem = self.mn(Prim.IMOV) if self.target.mov_imm_fits(value) else self.target.loads[DType.I64]
+        return Instr(mnem, Prim.IMOV, r, (Imm(value),))
+
     def const(self, c: Const) -> Reg:
         key = (repr(float(c.value)) if c.fp else int(c.value), c.fp)  # repr keeps -0.0 apart from 0.0
         if key not in self.consts:
@@ -67,7 +74,7 @@ class _Selector:
                 self.prologue.append(Instr(mnem, Prim.FMOV, r, (Imm(float(c.value)),)))
             else:
                 r = self.new(RegFile.GP)
-                self.prologue.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, r, (Imm(int(c.value)),)))
+                self.prologue.append(self.imov(r, int(c.value)))
             self.consts[key] = r
         return self.consts[key]
 
@@ -191,7 +198,7 @@ class _Selector:
     def loop(self, var: str, trip: int, body: list[Item], parallel: bool, code: list[Item],
              scope: int | None = None, scale: int = 1) -> None:
         counter = self.counter(var)
-        code.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, counter, (Imm(trip),)))
+        code.append(self.imov(counter, trip))
         code.append(Loop(counter, trip, tuple(body), self.latch(var, counter, scope, scale), parallel, var))
 
     def phases(self, outer: tuple[str, ...]) -> list[Item]:
@@ -236,7 +243,7 @@ class _Selector:
         r = self.new(RegFile.FP if fp else RegFile.GP)
         if isinstance(init, Const):
             if not fp:
-                code.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, r, (Imm(int(init.value)),)))
+                code.append(self.imov(r, int(init.value)))
             else:
                 mnem = self.target.fp_zero if repr(float(init.value)) == "0.0" else self.target.fp_const
                 code.append(Instr(mnem, Prim.FMOV, r, (Imm(float(init.value)),)))

@@ -125,7 +125,7 @@ class VectorSelector(_Selector):
         key = ("mask", active)
         if key not in self.consts:
             bits = self.new(RegFile.GP)
-            self.prologue.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, bits, (Imm((1 << active) - 1),)))
+            self.prologue.append(self.imov(bits, (1 << active) - 1))
             k = self.vnew(RegFile.MASK)
             self.prologue.append(Instr(self.vec.mask_from_gp, Prim.MASK_BITS, k, (bits,), lanes=self.lanes))
             self.consts[key] = k

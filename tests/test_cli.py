@@ -152,3 +152,29 @@ def test_chrome_trace_slices_sum_to_the_reported_time(capsys, tiny_folder, tmp_p
         assert len(slices) == len(t["ops"])
         assert sum(e["dur"] for e in slices) == pytest.approx(t["seconds"] * 1e6)
         assert all(a["ts"] + a["dur"] == pytest.approx(b["ts"]) for a, b in zip(slices, slices[1:]))
+
+
+def test_check_on_host_runs_simd_machine_code(capsys, tiny_folder):
+    """AVX2 natively (when the CPU has it) and NEON under qemu: every kernel's machine code, chained on its
+    own results, equals isasim's executor bit for bit and PyTorch within the tolerance."""
+    from isasim.isa import native
+
+    targets = ["neon"] + (["avx2"] if native.host_supports("x86-64", ("avx2", "fma")) else [])
+    argv = ["check", str(tiny_folder), "--seq", "11", "--on-host", "--format", "json"]
+    for t in targets:
+        argv += ["--target", t]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    report = json.loads(out)
+    assert {t["target"] for t in report["targets"]} == set(targets)
+    for t in report["targets"]:
+        assert t["on_host"]["bit_identical_to_executor"] and t["on_host"]["passed"]
+
+
+def test_on_host_for_a_target_this_cpu_lacks_is_one_line(capsys, tiny_folder):
+    from isasim.isa import native
+
+    if native.host_supports("x86-64", ("avx512f", "avx512vl", "avx512dq")):
+        pytest.skip("this CPU runs AVX-512")
+    code, _, err = run(capsys, "check", str(tiny_folder), "--seq", "9", "--target", "avx512", "--on-host")
+    assert code == 2 and "avx512f" in err and "drop --on-host" in err and err.count("\n") == 1
