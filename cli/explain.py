@@ -50,9 +50,11 @@ class Explanation:
         return asdict(self)
 
 
-def _advice(bc: BlockCost, chain: float, sequential: bool) -> str:
-    """What decides, by how much, and what would move it."""
+def _advice(bc: BlockCost, chain: float, sequential: bool, lanes: int) -> str:
+    """What decides, by how much, and what would move it (`lanes`: the target's vector width)."""
     others = {"ports": bc.ports, "issue": bc.issue}
+    wider = "vector lanes doing several elements per instruction" if lanes == 1 else \
+        f"wider vectors than these {lanes} lanes"
     if bc.bound == "latency":
         runner = max(others, key=others.get)
         accs = max(2, math.ceil(bc.latency / max(bc.ports, bc.issue, 1e-9)))
@@ -63,9 +65,9 @@ def _advice(bc: BlockCost, chain: float, sequential: bool) -> str:
     if bc.bound.startswith("port"):
         return (f"the ports {bc.busiest_port} decide at {bc.ports:g} cycles per iteration (issue alone: "
                 f"{bc.issue:g}{', carried chain: %g' % bc.latency if sequential else ''}); fewer instructions on "
-                f"those ports, or vector lanes doing several elements per instruction, would move it.")
+                f"those ports, or {wider}, would move it.")
     return (f"the issue width decides at {bc.issue:g} cycles per iteration (ports alone: {bc.ports:g}): the "
-            f"loop simply has many instructions per element; vector lanes would divide them.")
+            f"loop simply has many instructions per element; {wider} would divide them.")
 
 
 def assembly(program, target: Target, body: list) -> list[str]:
@@ -102,7 +104,8 @@ def explain(lowered: LoweredGraph, target: Target, uarch: Uarch, op: str, iterat
         {p: round(pressure.get(p, 0.0), 3) for p in uarch.ports},
         {"ports": bc.ports, "busiest_ports": bc.busiest_port, "issue": bc.issue, "latency": bc.latency,
          "cycles_per_iteration": bc.cycles, "decides": bc.bound},
-        _advice(bc, chain, not loop.parallel), render(asm, events), cycles(events) / iterations, iterations)
+        _advice(bc, chain, not loop.parallel, target.vector_lanes), render(asm, events),
+        cycles(events) / iterations, iterations)
 
 
 def render_explanation(e: Explanation, console: Console) -> None:

@@ -252,7 +252,9 @@ def cmd_targets(args, out: Console) -> int:
     out.print(table)
     for name in uarch_names():
         u = load_uarch(name)
-        out.print(f"[bold]{u.name}[/] ({u.isa}, {u.clock_ghz} GHz, issue width {u.issue_width}): {u.description}")
+        fusion = ", sub+jnz macro-fused" if u.fuses_sub_branch else ""
+        out.print(f"[bold]{u.name}[/] ({u.isa}, {u.clock_ghz} GHz, issue width {u.issue_width}{fusion}): "
+                  f"{u.description}")
         for s in u.sources:
             out.print(f"   {s}")
     return 0

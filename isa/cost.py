@@ -118,7 +118,11 @@ def port_bound(work: dict[frozenset, float]) -> tuple[float, str]:
 def block_cost(block: list[Instr], uarch: Uarch, sequential: bool) -> BlockCost:
     work: Counter = Counter()
     uops = 0
-    for ins in block:
+    for i, ins in enumerate(block):
+        fused = (uarch.fuses_sub_branch and ins.prim is Prim.DEC_FLAGS and i + 1 < len(block)
+                 and block[i + 1].prim is Prim.BRANCH_NZ)
+        if fused:  # the pair issues and executes as the branch's one uop
+            continue
         t = uarch.timing(ins.mnemonic)
         if t.ports:
             work[frozenset(t.ports)] += t.rthroughput * len(t.ports)

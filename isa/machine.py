@@ -72,6 +72,8 @@ class Uarch:
     description: str
     clock_source: str
     issue_width_source: str
+    fuses_sub_branch: bool = False  # `sub r, imm; jnz` (a loop latch) issues as one macro-fused uop
+    fusion_source: str = ""
 
     def timing(self, mnemonic: str) -> InstrTiming:
         try:
@@ -188,6 +190,8 @@ def parse_uarch(data: Mapping[str, Any], where: str) -> Uarch:
         description=_req(data, "description", str, where).strip(),
         clock_source=_source(data, where, "clock_source"),
         issue_width_source=_source(data, where, "issue_width_source"),
+        fuses_sub_branch=bool(data.get("fuses_sub_branch", False)),
+        fusion_source=_source(data, where, "fusion_source") if data.get("fuses_sub_branch") else "",
     )
 
 

@@ -11,7 +11,7 @@ FMA chains to fill the FMA ports, and each loaded vector is reused across the bl
   per step, MR vectors of A and NR of B meet in MR*NR FMAs, and each accumulator is summed horizontally at
   the end of the row (with the AVX-512 opmask or a scalar epilogue for k % lanes).
 
-The block is the largest MR <= 6, NR <= 4 that divides the output and fits the register file (accumulators
+The block is the largest MR <= 6, NR <= 6 that divides the output and fits the register file (accumulators
 plus the operands in flight). Rows and columns of the block are addressed by displacements from one
 pointer per operand, as hand-written micro-kernels do.
 """
@@ -25,7 +25,7 @@ from isasim.lowering.isel_vector import VectorSelector, reduction_of
 from isasim.lowering.kernel import Affine, Kernel, Load, Map, Op, Reduce, Scalar
 from isasim.models.graph import DType
 
-MAX_MR, MAX_NR = 6, 4
+MAX_MR, MAX_NR = 6, 6
 
 
 def _parts(kernel: Kernel):
@@ -94,7 +94,7 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
 
 def _choose_block(sel, M, cols, outer, a, st, bias, col_bytes) -> tuple[int, int] | None:
     L = sel.lanes
-    room = len(sel.target.registers.fp) - 2  # two spare for constants and copies
+    room = len(sel.target.registers.fp) - 1  # one spare: the loop needs no constants, only operands
     best = None
     for mr in range(1, MAX_MR + 1):
         for nr in range(1, MAX_NR + 1):

@@ -16,6 +16,7 @@ def test_trace_matches_golden(name):
     want = json.loads((HERE / f"{name}.json").read_text())
     got = json.loads(json.dumps(golden(CASES[name]), sort_keys=True))
     assert got["flops"] == want["flops"]
+    assert [t["target"] for t in got["targets"]] == [t["target"] for t in want["targets"]]
     for g, w in zip(got["targets"], want["targets"]):
         changed = sorted(op for op in w["ops"] if g["ops"].get(op) != w["ops"][op])
         assert not changed, f"{g['target']}: {len(changed)} ops changed, e.g. {changed[:5]}; " \
