@@ -31,17 +31,16 @@ def trace_tables(report: TraceReport, console: Console) -> None:
             table.add_column(col, justify="right" if col in ("instrs", "cycles") else "left")
         for lv in LEVELS:
             table.add_column(f"{lv} B", justify="right")
-        layer = None
-        for r in t.ops:
-            if r.layer != layer:
-                if layer is not None:
-                    table.add_section()
-                table.add_row(f"[bold]{r.layer}[/]")
-                layer = r.layer
-            module = r.module.split(".", 3)[-1] if r.layer.startswith("layer") else r.module
-            table.add_row(short_op(r.op), module, r.shape, human(r.instructions), human(r.cycles), r.bound,
-                          *(human(r.bytes[lv]) for lv in LEVELS))
-        table.add_section()
+        for first, rows, repeats in _layers(t.ops):
+            table.add_row(f"[bold]{first}[/]")
+            for r in rows:
+                module = r.module.split(".", 3)[-1] if r.layer.startswith("layer") else r.module
+                table.add_row(short_op(r.op), module, r.shape, human(r.instructions), human(r.cycles), r.bound,
+                              *(human(r.bytes[lv]) for lv in LEVELS))
+            if repeats:
+                table.add_row(f"[italic]{repeats[0]}-{repeats[-1].split()[-1]}[/]",
+                              f"[italic]each as {first} (x{len(repeats)})[/]")
+            table.add_section()
         table.add_row("total", "", "", human(t.instructions), human(t.cycles), _main_bound(t.bounds),
                       *(human(t.bytes[lv]) for lv in LEVELS), style="bold")
         console.print(table)
@@ -49,6 +48,28 @@ def trace_tables(report: TraceReport, console: Console) -> None:
                       f"{t.fp_ops:,} floating-point operations; cycles by bound: "
                       + ", ".join(f"{k} {v / max(t.cycles, 1):.0%}" for k, v in
                                   sorted(t.bounds.items(), key=lambda kv: -kv[1])))
+
+
+def _layers(ops) -> list[tuple[str, list, list[str]]]:
+    """Rows grouped by layer; the run of layers that follow one and cost exactly the same (BERT's encoder
+    layers) is folded into it, so the table shows each distinct layer once (JSON and CSV keep every op)."""
+    groups: list[tuple[str, list]] = []
+    for r in ops:
+        if not groups or groups[-1][0] != r.layer:
+            groups.append((r.layer, []))
+        groups[-1][1].append(r)
+
+    def key(rows):
+        return [(r.op, r.module.split(".", 3)[-1], r.shape, r.instructions, r.cycles, r.bound,
+                 tuple(r.bytes.values())) for r in rows]
+
+    out: list[tuple[str, list, list[str]]] = []
+    for name, rows in groups:
+        if out and name.startswith("layer") and out[-1][0].startswith("layer") and key(out[-1][1]) == key(rows):
+            out[-1][2].append(name)
+        else:
+            out.append((name, rows, []))
+    return out
 
 
 def short_op(op: str) -> str:

@@ -173,7 +173,7 @@ def cost_program(program: Program, uarch: Uarch) -> KernelCost:
     for ins, n, _ in walk(program.body):
         by_mnemonic[ins.mnemonic] += n
         if RESULT_IS_FP.get(ins.prim) and ins.prim not in (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F):
-            fp_ops += n * (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
+            fp_ops += n * ins.lanes * (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
     acc = _Acc()
     _blocks(program.body, 1, uarch, acc)
     levels = [lv for lv in uarch.levels if lv.name != "dram"]

@@ -194,15 +194,16 @@ def _rematerialise(program: Program, file: RegFile, budget: int, fresh: _Fresh) 
             return program
         uses: dict[Reg, list[int]] = {}
         defs: dict[Reg, int] = {}
+        writes: dict[Reg, int] = {}
         for pos, ins in enumerate(lay.instrs):
             used, wrote = _regs(ins)
             for r in used:
                 uses.setdefault(r, []).append(pos)
             for r in wrote:
                 defs[r] = pos
+                writes[r] = writes.get(r, 0) + 1
         consts = [r for r, p in defs.items() if r.file is file and isinstance(lay.instrs[p].srcs[0], Imm)
-                  and lay.instrs[p].prim in (Prim.FMOV, Prim.IMOV) and r in uses
-                  and all(w != r or q == p for q, i in enumerate(lay.instrs) for w in _regs(i)[1])]
+                  and lay.instrs[p].prim in (Prim.FMOV, Prim.IMOV) and r in uses and writes[r] == 1]
         if not consts:
             raise RegisterPressure(f"{program.name}: needs more than {budget} {file.value} registers")
         victim = min(consts, key=lambda r: (len(uses[r]), -(iv[r][1] - iv[r][0])))
