@@ -274,13 +274,15 @@ class A64Emitter(_Emitter):
         p, d, s = i.prim, i.dst, i.srcs
         S, X = self.sreg, self.x
         if p is Prim.LOAD:
+            u = emit_vector.a64_unscaled(s[0].disp, i.dtype.itemsize)
             addr = f"[{X(s[0].base)}{', #' + str(s[0].disp) if s[0].disp else ''}]"
-            return {DType.F32: f"ldr {S(d)}, {addr}", DType.I64: f"ldr {X(d)}, {addr}",
-                    DType.BOOL: f"ldrb {self.w(d)}, {addr}"}[i.dtype]
+            return {DType.F32: f"ld{u}r {S(d)}, {addr}", DType.I64: f"ld{u}r {X(d)}, {addr}",
+                    DType.BOOL: f"ld{u}rb {self.w(d)}, {addr}"}[i.dtype]
         if p is Prim.STORE:
+            u = emit_vector.a64_unscaled(d.disp, i.dtype.itemsize)
             addr = f"[{X(d.base)}{', #' + str(d.disp) if d.disp else ''}]"
-            return {DType.F32: f"str {S(s[0])}, {addr}", DType.I64: f"str {X(s[0])}, {addr}",
-                    DType.BOOL: f"strb {self.w(s[0])}, {addr}"}[i.dtype]
+            return {DType.F32: f"st{u}r {S(s[0])}, {addr}", DType.I64: f"st{u}r {X(s[0])}, {addr}",
+                    DType.BOOL: f"st{u}rb {self.w(s[0])}, {addr}"}[i.dtype]
         if p is Prim.FMOV:
             if isinstance(s[0], Imm):
                 if i.mnemonic == "fmov_to_fp":

@@ -101,6 +101,11 @@ def x86(em, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA 
     raise em.error(f"no x86-64 SIMD encoding for {i}")
 
 
+def a64_unscaled(disp: int, nbytes: int) -> str:
+    """'u' when a displacement needs the unscaled form (ldur/stur: signed 9-bit bytes), else ''."""
+    return "u" if disp < 0 or disp % nbytes else ""
+
+
 def a64(em, i: Instr) -> str:  # noqa: C901 - one case per primitive
     p, d, s, w = i.prim, i.dst, i.srcs, i.lanes
 
@@ -115,13 +120,13 @@ def a64(em, i: Instr) -> str:  # noqa: C901 - one case per primitive
         return f"[{em.x(m.base)}{', #' + str(m.disp) if m.disp else ''}]"
 
     if p is Prim.LOAD:
-        return f"ldr q{n(d)}, {mem(s[0])}"
+        return f"ld{a64_unscaled(s[0].disp, 16)}r q{n(d)}, {mem(s[0])}"
     if p is Prim.LOAD_BCAST:
         if s[0].disp:
             raise em.error(f"ld1r takes no offset: {i}")
         return f"ld1r {{v{n(d)}.4s}}, {mem(s[0])}"
     if p is Prim.STORE:
-        return f"str q{n(s[0])}, {mem(d)}"
+        return f"st{a64_unscaled(d.disp, 16)}r q{n(s[0])}, {mem(d)}"
     if p is Prim.FMOV:
         if isinstance(s[0], Imm):
             if i.mnemonic == "movi_zero":

@@ -40,8 +40,8 @@ def _a64_mov_ok(v: int) -> bool:
 
 
 def _a64_disp(disp: int, nbytes: int) -> bool:
-    """ldr/str take an unsigned 12-bit offset scaled by the access size."""
-    return 0 <= disp and disp % nbytes == 0 and disp // nbytes < 4096
+    """ldr/str take an unsigned 12-bit offset scaled by the access size; ldur/stur a signed 9-bit byte one."""
+    return (0 <= disp and disp % nbytes == 0 and disp // nbytes < 4096) or -256 <= disp < 256
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,9 @@ class VectorISA:
     select_overwrites_mask: bool  # the blend writes over its mask operand (AArch64 bsl)
     mask_from_gp: str | None = None  # kmovw
     bcast_takes_offset: bool = True  # a broadcast load addresses [base + displacement] (not AArch64 ld1r)
+    # GEMM cache blocking: bytes of B one panel may hold. A quarter of the smallest L2 of the cores modelled
+    # (1 MB on Skylake-X, Zen 4, Neoverse N1/V1), leaving room for A's rows and C (BLIS sizes NC the same way)
+    panel_bytes: int = 256 * 1024
     fp_registers: tuple[str, ...] | None = None  # a larger register file than the scalar one (zmm0-31)
 
     def key(self, base: str, lanes: int) -> str:

@@ -12,7 +12,8 @@ FMA chains to fill the FMA ports, and each loaded vector is reused across the bl
   the end of the row (with the AVX-512 opmask or a scalar epilogue for k % lanes).
 
 The block is the largest MR <= 6, NR <= 6 that divides the output and fits the register file (accumulators
-plus the operands in flight). Rows and columns of the block are addressed by displacements from one
+plus the operands in flight). Column blocks are grouped into panels of B that fit the target's panel budget,
+and the panel loop runs outermost, so each panel is reused from L2 by every row block (BLIS's NC loop). Rows and columns of the block are addressed by displacements from one
 pointer per operand, as hand-written micro-kernels do.
 """
 
@@ -51,12 +52,24 @@ def _parts(kernel: Kernel):
     return red, st, a, b, bias
 
 
-def _blocked(ix: Affine, mr: int, nstep: int) -> Affine:
-    """The index with m -> m0 * mr and n -> n0 * nstep (the block's first row and column)."""
+def _blocked(ix: Affine, mr: int, nstep: int, per: int) -> Affine:
+    """The index at the block's first row and column: m -> m0 * mr, n -> (nP * per + n0) * nstep."""
     terms = []
     for v, c in ix.terms:
-        terms.append(("m0", c * mr) if v == "m" else ("n0", c * nstep) if v == "n" else (v, c))
+        if v == "m":
+            terms.append(("m0", c * mr))
+        elif v == "n":
+            terms += [("nP", c * nstep * per), ("n0", c * nstep)]
+        else:
+            terms.append((v, c))
     return Affine(ix.offset, tuple(terms))
+
+
+def _panel(blocks: int, block_bytes: int, budget: int) -> int:
+    """How many column blocks form one panel of B: the most, dividing the count, whose bytes fit `budget`
+    (the panel then stays in L2 while every row block of A passes over it: BLIS's NC loop)."""
+    fit = max(1, budget // block_bytes)
+    return max(d for d in range(1, min(fit, blocks) + 1) if blocks % d == 0)
 
 
 def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | None:
@@ -79,14 +92,20 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
         return None
     mr, nr = block
     nstep = nr * L if outer else nr
+    blocks = cols // nr
+    per = _panel(blocks, 4 * K * nstep, sel.vec.panel_bytes)
     bvars = tuple((v, e) for v, e in parallel if v not in ("m", "n"))
-    loops = bvars + tuple((v, e) for v, e in (("m0", M // mr), ("n0", cols // nr)) if e > 1)
+    loops = bvars + tuple((v, e) for v, e in (("nP", blocks // per), ("m0", M // mr), ("n0", per)) if e > 1)
     sel.trips.update(dict(loops))
     sel.trips[k] = K
     pvars = tuple(v for v, _ in loops)
-    A, B, OUT = (Load(a.buf, _blocked(a.index, mr, nstep)), Load(b.buf, _blocked(b.index, mr, nstep)),
-                 Map(None, 1, st.buf, _blocked(st.index, mr, nstep), st.value))
-    BIAS = bias and Load(bias.buf, _blocked(bias.index, mr, nstep))
+
+    def blocked(ix: Affine) -> Affine:
+        return _blocked(ix, mr, nstep, per)
+
+    A, B, OUT = Load(a.buf, blocked(a.index)), Load(b.buf, blocked(b.index)), Map(None, 1, st.buf,
+                                                                                 blocked(st.index), st.value)
+    BIAS = bias and Load(bias.buf, blocked(bias.index))
     g = _Gemm(sel, mr, nr, k, K, pvars, A, B, OUT, BIAS, a.index.coef("m") * 4, col_bytes)
     code = g.outer_product() if outer else g.dot_product()
     return nest(sel, loops, code)

@@ -5,7 +5,7 @@ really is vector code (not a scalar fallback)."""
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from oprunner import both_executors, one_op_graph, programs
 
@@ -40,6 +40,7 @@ def rand(rng, *shape):
 @pytest.mark.parametrize("target", SIMD)
 @EXAMPLES
 @given(m=st.integers(1, 7), n=st.integers(1, 13), k=st.integers(1, 40), seed=st.integers(0, 99))
+@example(m=2, n=2, k=5, seed=0)  # rows 20 bytes apart: AArch64 reaches them with ldur, not ldr's scaled offset
 def test_linear_micro_kernel(target, m, n, k, seed):
     rng = np.random.default_rng(seed)
     x, w, b = rand(rng, m, k), rand(rng, n, k), rand(rng, n)
