@@ -84,7 +84,13 @@ class _Selector:
         if key not in self.streams:
             isz = self.kernel.buffer(buf).dtype.itemsize
             r = self.new(RegFile.GP)
-            self.prologue.append(Instr(self.target.pointer_init, Prim.IMOV, r, (Addr(buf, index.offset * isz),)))
+            off = index.offset * isz
+            if self.target.imm_fits(off):
+                self.prologue.append(Instr(self.target.pointer_init, Prim.IMOV, r, (Addr(buf, off),)))
+            else:  # an offset add cannot encode (AArch64 imm12): the buffer's base plus a register
+                self.prologue.append(Instr(self.target.pointer_init, Prim.IMOV, r, (Addr(buf, 0),)))
+                self.prologue.append(Instr(self.mn(Prim.IADD), Prim.IADD, r,
+                                           (r, self.const(Const(off, fp=False)))))
             self.streams[key] = _Stream(r, chain, {v: index.coef(v) * isz for v in chain},
                                         {v: self.trips[v] for v in chain}, scope)
         return self.streams[key]

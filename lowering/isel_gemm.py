@@ -87,10 +87,7 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
         return None
     cols = N // L if outer else N
     col_bytes = L * 4 if outer else b.index.coef("n") * 4
-    block = _choose_block(sel, M, cols, outer, a, st, bias, col_bytes)
-    if block is None:
-        return None
-    mr, nr = block
+    mr, nr = _choose_block(sel, M, cols, outer)
     nstep = nr * L if outer else nr
     blocks = cols // nr
     per = _panel(blocks, 4 * K * nstep, sel.vec.panel_bytes)
@@ -111,27 +108,17 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
     return nest(sel, loops, code)
 
 
-def _choose_block(sel, M, cols, outer, a, st, bias, col_bytes) -> tuple[int, int] | None:
-    L = sel.lanes
+def _choose_block(sel, M: int, cols: int, outer: bool) -> tuple[int, int]:
+    """(MR, NR): the most accumulators that divide the output and fit the registers with the operands."""
     room = len(sel.target.registers.fp) - 1  # one spare: the loop needs no constants, only operands
-    best = None
+    best = (1, 1)
     for mr in range(1, MAX_MR + 1):
         for nr in range(1, MAX_NR + 1):
             if M % mr or cols % nr or mr * nr + (nr if outer else mr) + 1 > room:
                 continue
-            disps = [(r * a.index.coef("m") * 4, L * 4 if not outer else 4) for r in range(mr)]
-            disps += [(c * col_bytes, L * 4 if outer else 4) for c in range(nr)]
-            disps += [(r * st.index.coef("m") * 4 + c * (L * 4 if outer else st.index.coef("n") * 4), 4)
-                      for r in range(mr) for c in range(nr)]
-            if bias is not None:
-                disps += [(r * bias.index.coef("m") * 4 + c * (L * 4 if outer else bias.index.coef("n") * 4), 4)
-                          for r in range(mr) for c in range(nr)]
-            if not all(sel.target.disp_fits(d, w) for d, w in disps):
-                continue
-            score = (mr * nr, -(mr + nr))
-            if best is None or score > best[0]:
-                best = (score, (mr, nr))
-    return best and best[1]
+            if (mr * nr, -(mr + nr)) > (best[0] * best[1], -sum(best)):
+                best = (mr, nr)
+    return best
 
 
 class _Gemm:
@@ -141,16 +128,27 @@ class _Gemm:
         self.a_row, self.col_bytes = a_row, col_bytes  # bytes between rows of A, between block columns of B
         self.chain = pvars + (k,)
 
-    def load(self, ld: Load, disp: int, code: list, lanes: int, scale: int, bcast: bool = False,
+    def address(self, index: Affine, row: int, col: int, nbytes: int, bcast: bool = False) -> tuple[Affine, int]:
+        """(index of the pointer, displacement) for the element `row` + `col` bytes past the block's corner:
+        one pointer per operand and a displacement where the ISA encodes it, else a pointer per row or
+        column (AArch64's scaled offsets reach 16 KB for a float; its ld1r takes none)."""
+        if bcast and not self.s.vec.bcast_takes_offset:
+            return Affine(index.offset + (row + col) // 4, index.terms), 0
+        fits = self.s.target.disp_fits
+        for moved, disp in ((0, row + col), (row, col), (col, row), (row + col, 0)):
+            if fits(disp, nbytes) or disp == 0:
+                return Affine(index.offset + moved // 4, index.terms), disp
+        raise AssertionError("displacement 0 always fits")
+
+    def load(self, ld: Load, row: int, col: int, code: list, lanes: int, scale: int, bcast: bool = False,
              mask: Reg | None = None, shift: int = 0, chain=None, scope: int = 0) -> Reg:
         s = self.s
         chain = self.chain if chain is None else chain
-        if bcast and disp and not s.vec.bcast_takes_offset:  # its own pointer instead of a displacement
-            ld, disp = Load(ld.buf, Affine(ld.index.offset + disp // 4, ld.index.terms)), 0
-        stream = s.stream(scope, ld.buf, ld.index, self.chain if scope == 0 else self.pvars)
-        r = s.vnew(lanes=lanes) if lanes > 1 else s.new(RegFile.FP)
         width = 4 if bcast or lanes == 1 else s.width(mask)
-        acc = s.access(ld.buf, ld.index, chain, scale, disp + shift, width)
+        index, disp = self.address(ld.index, row, col, 4 * (1 if bcast else lanes), bcast)
+        stream = s.stream(scope, ld.buf, index, self.chain if scope == 0 else self.pvars)
+        r = s.vnew(lanes=lanes) if lanes > 1 else s.new(RegFile.FP)
+        acc = s.access(ld.buf, index, chain, scale, disp + shift, width)
         if bcast:
             mnem, prim = s.vec.load_bcast, Prim.LOAD_BCAST
         else:
@@ -180,10 +178,10 @@ class _Gemm:
         def step(out: list, mask: Reg | None, shift: int) -> None:
             tail = mask is not None  # the masked tail runs after the loop
             chain, sc = (self.pvars, 1) if tail else (self.chain, L)
-            rows = [self.load(self.A, r * self.a_row, out, L, sc, mask=mask, shift=shift, chain=chain)
+            rows = [self.load(self.A, r * self.a_row, 0, out, L, sc, mask=mask, shift=shift, chain=chain)
                     for r in range(mr)]
             for c in range(nr):
-                col = self.load(self.B, c * self.col_bytes, out, L, sc, mask=mask, shift=shift, chain=chain)
+                col = self.load(self.B, 0, c * self.col_bytes, out, L, sc, mask=mask, shift=shift, chain=chain)
                 for r in range(mr):
                     self.fma(accs[r][c], rows[r], col, out, L)
 
@@ -199,9 +197,9 @@ class _Gemm:
                 s.horizontal(accs[r][c], Prim.FADD, sums[r][c], code)
         if rest and not s.vec.masked_tails:
             body = []
-            rows = [self.load(self.A, r * self.a_row, body, 1, 1) for r in range(mr)]
+            rows = [self.load(self.A, r * self.a_row, 0, body, 1, 1) for r in range(mr)]
             for c in range(nr):
-                col = self.load(self.B, c * self.col_bytes, body, 1, 1)
+                col = self.load(self.B, 0, c * self.col_bytes, body, 1, 1)
                 for r in range(mr):
                     self.fma(sums[r][c], rows[r], col, body, 1)
             s.loop(self.k, rest, body, False, code, 0)
@@ -213,9 +211,9 @@ class _Gemm:
         code: list[Item] = []
         accs = self.zeroed(code)
         body: list[Item] = []
-        cols = [self.load(self.B, c * self.col_bytes, body, L, 1) for c in range(nr)]
+        cols = [self.load(self.B, 0, c * self.col_bytes, body, L, 1) for c in range(nr)]
         for r in range(mr):
-            a = self.load(self.A, r * self.a_row, body, L, 1, bcast=True)
+            a = self.load(self.A, r * self.a_row, 0, body, L, 1, bcast=True)
             for c in range(nr):
                 self.fma(accs[r][c], a, cols[c], body, L)
         s.loop(self.k, self.K, body, False, code, 0)
@@ -225,21 +223,24 @@ class _Gemm:
     def finish(self, values: list[list[Reg]], code: list, lanes: int) -> None:
         """Add the bias (if any) and store the block."""
         s = self.s
-        out_ix, step = self.OUT.index, (lanes * 4 if lanes > 1 else None)
+        out_ix = self.OUT.index
+
+        def offsets(ix: Affine, r: int, c: int) -> tuple[int, int]:
+            col = c * lanes * 4 if lanes > 1 else c * ix.coef("n0") // self.nr * 4
+            return r * ix.coef("m0") // self.mr * 4, col
+
         for r in range(self.mr):
             for c in range(self.nr):
                 v = values[r][c]
                 if self.BIAS is not None:
                     bi = self.BIAS.index
-                    disp = r * bi.coef("m0") // self.mr * 4 + c * (step or bi.coef("n0") // self.nr * 4)
-                    bcast = lanes > 1 and bi.coef("n0") == 0
-                    if lanes > 1 and bcast:
-                        disp = r * bi.coef("m0") // self.mr * 4
-                    b = self.load(self.BIAS, disp, code, lanes, 1, bcast=bcast, chain=self.pvars, scope=1)
+                    bcast = lanes > 1 and bi.coef("n0") == 0  # one bias per row, in every lane
+                    row, col = offsets(bi, r, 0 if bcast else c)
+                    b = self.load(self.BIAS, row, col, code, lanes, 1, bcast=bcast, chain=self.pvars, scope=1)
                     mnem = s.vop(Prim.FADD) if lanes > 1 else s.mn(Prim.FADD)
                     code.append(Instr(mnem, Prim.FADD, v, (v, b), lanes=lanes))
-                disp = r * out_ix.coef("m0") // self.mr * 4 + c * (step or out_ix.coef("n0") // self.nr * 4)
-                stream = s.stream(1, self.OUT.buf, out_ix, self.pvars)
-                acc = s.access(self.OUT.buf, out_ix, self.pvars, 1, disp, lanes * 4)
+                index, disp = self.address(out_ix, *offsets(out_ix, r, c), lanes * 4)
+                stream = s.stream(1, self.OUT.buf, index, self.pvars)
+                acc = s.access(self.OUT.buf, index, self.pvars, 1, disp, lanes * 4)
                 mnem = s.vec.store if lanes > 1 else s.target.stores[DType.F32]
                 code.append(Instr(mnem, Prim.STORE, Mem(stream.reg, disp), (v,), DType.F32, acc, lanes=lanes))
