@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from rich.console import Console
 from rich.markup import escape
@@ -45,9 +45,12 @@ class Explanation:
     timeline: list[str]
     simulated_cycles_per_iteration: float
     iterations: int
+    chrome_events: list[dict] = field(default_factory=list)  # the timeline as Chrome trace slices
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("chrome_events")
+        return out
 
 
 def _advice(bc: BlockCost, chain: float, sequential: bool, lanes: int) -> str:
@@ -105,7 +108,26 @@ def explain(lowered: LoweredGraph, target: Target, uarch: Uarch, op: str, iterat
         {"ports": bc.ports, "busiest_ports": bc.busiest_port, "issue": bc.issue, "latency": bc.latency,
          "cycles_per_iteration": bc.cycles, "decides": bc.bound},
         _advice(bc, chain, not loop.parallel, target.vector_lanes), render(asm, events),
-        cycles(events) / iterations, iterations)
+        cycles(events) / iterations, iterations, _slices(events, asm))
+
+
+def _slices(events, asm: list[str]) -> list[dict]:
+    """Each instruction's execution as a slice on its port's track (1 microsecond in the viewer = 1 cycle),
+    with when it was dispatched and retired."""
+    return [{"ph": "X", "tid": e.port, "ts": e.started, "dur": max(e.finished - e.started, 0.5),
+             "name": asm[e.index], "cat": f"iteration {e.iteration}",
+             "args": {"iteration": e.iteration, "dispatched": e.dispatched, "started": e.started,
+                      "finished": e.finished, "retired": e.retired}} for e in events]
+
+
+def chrome_trace(results: list[Explanation]) -> dict:
+    """Explanations as a Chrome trace: one process per target and core, one thread per port."""
+    events = []
+    for pid, r in enumerate(results):
+        events.append({"ph": "M", "name": "process_name", "pid": pid,
+                       "args": {"name": f"{r.kernel} on {r.target} / {r.uarch} (1 us = 1 cycle)"}})
+        events += [dict(e, pid=pid) for e in r.chrome_events]
+    return {"traceEvents": events, "displayTimeUnit": "ns"}
 
 
 def render_explanation(e: Explanation, console: Console) -> None:

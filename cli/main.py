@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--op", required=True, help="a node name (e.g. linear_3) or an op (e.g. gelu); first match")
     x.add_argument("--iterations", type=int, default=4, help="iterations in the timeline (default 4)")
     x.add_argument("--format", choices=("table", "json"), default="table")
+    x.add_argument("--chrome-trace", type=Path, metavar="FILE",
+                   help="also write the timeline as Chrome trace events, a track per port (Perfetto)")
 
     cm = sub.add_parser("compare", help="every target and microarchitecture side by side, and cycles by op family",
                         description="What the model's forward pass costs on every target x microarchitecture: "
@@ -180,7 +182,7 @@ def cmd_emit(args, out: Console) -> int:
 
 def cmd_explain(args, out: Console) -> int:
     from isasim.cli import reports
-    from isasim.cli.explain import explain, render_explanation
+    from isasim.cli.explain import chrome_trace, explain, render_explanation
     from isasim.lowering.pipeline import lower_graph
 
     _check_shape_args(args)
@@ -190,6 +192,10 @@ def cmd_explain(args, out: Console) -> int:
     args.core_aten = False
     lowered = lower_graph(_cost_only_graph(args, None))
     results = [explain(lowered, t, u, args.op, args.iterations) for t, u in targets]
+    if args.chrome_trace:
+        import json
+
+        args.chrome_trace.write_text(json.dumps(chrome_trace(results)))
     if args.format == "json":
         import json
 

@@ -52,3 +52,21 @@ def test_elementwise_loop_is_port_or_issue_bound_and_rendered(capsys):
 def test_bad_explain_input(capsys, argv, needle):
     assert main(["explain", "minilm", "--seq", "16", *argv]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_chrome_trace_of_the_timeline_has_every_instruction_on_its_port(capsys, tmp_path):
+    path = tmp_path / "t.json"
+    (e,) = explain(capsys, "--op", "linear", "--target", "avx512", "--iterations", "3", "--chrome-trace", str(path))
+    trace = json.loads(path.read_text())["traceEvents"]
+    slices = [ev for ev in trace if ev["ph"] == "X"]
+    assert len(slices) == 3 * len(e["listing"])
+    ports = {p for ln in e["listing"] for p in ln["ports"]} | {"-"}
+    assert {ev["tid"] for ev in slices} <= ports
+    names = [ln["instruction"] for ln in e["listing"]]
+    assert [ev["name"] for ev in slices if ev["args"]["iteration"] == 0] == names  # program order
+    for ev in slices:
+        a = ev["args"]
+        assert a["dispatched"] <= a["started"] <= a["finished"] <= a["retired"]
+    # the last retirement, one cycle on, over the iterations is the simulated rate the report gives
+    last = max(ev["args"]["retired"] for ev in slices)
+    assert (last + 1) / 3 == pytest.approx(e["simulated_cycles_per_iteration"])
