@@ -49,6 +49,10 @@ class Row:
     speedup_over_scalar_x86: float
     dominant_bound: str
     family_shares: dict[str, float]
+    # per op family: cycles, floating-point operations (every lane of every fp instruction) and DRAM bytes,
+    # for the roofline, whose ceilings are peak_flop_per_cycle and this one
+    families: dict[str, dict[str, float]]
+    dram_bytes_per_cycle: float
 
 
 @dataclass
@@ -74,12 +78,18 @@ def compare(lowered: LoweredGraph, progress=None) -> Comparison:
         target, uarch = TARGETS[t.target], load_uarch(t.uarch)
         fma = uarch.timing(target.fma)
         shares: dict[str, float] = {}
+        fams: dict[str, dict[str, float]] = {}
         for op in t.ops:
             shares[family(op.op)] = shares.get(family(op.op), 0.0) + op.cycles / t.cycles
+            f = fams.setdefault(family(op.op), {"cycles": 0.0, "fp_ops": 0, "dram_bytes": 0})
+            f["cycles"] += op.cycles
+            f["fp_ops"] += op.fp_ops
+            f["dram_bytes"] += op.bytes["dram"]
         rows.append(Row(t.target, t.uarch, t.instructions, t.cycles, t.seconds, rep.flops / t.cycles,
                         2 * target.vector_lanes / fma.rthroughput, t.bytes, rep.flops / max(t.bytes["dram"], 1),
                         base.seconds / t.seconds, max(t.bounds.items(), key=lambda kv: kv[1])[0],
-                        {f: round(v, 4) for f, v in sorted(shares.items(), key=lambda kv: -kv[1])}))
+                        {f: round(v, 4) for f, v in sorted(shares.items(), key=lambda kv: -kv[1])},
+                        fams, uarch.level("dram").bytes_per_cycle))
     first = reports[0]
     return Comparison(first.model, first.seq, first.batch, first.flops, rows)
 

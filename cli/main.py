@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     cm.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     cm.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    cm.add_argument("--plot", type=Path, metavar="FILE.png",
+                    help="also draw a roofline per op family and the cycles by op family (matplotlib)")
 
     sub.add_parser("targets", help="list targets and microarchitectures with the sources of their numbers")
     return parser
@@ -214,6 +216,10 @@ def cmd_compare(args, out: Console) -> int:
     args.core_aten = False
     with _progress(sys.stderr.isatty()) as progress:
         result = compare.compare(lower_graph(_cost_only_graph(args, progress)), progress)
+    if args.plot:
+        from isasim.cli.plot import plot_comparison
+
+        plot_comparison(result, args.plot)
     if args.format == "table":
         compare.render_table(result, out)
     else:

@@ -39,3 +39,36 @@ def test_markdown_and_csv_have_a_line_per_row(capsys):
     assert sum(md.count(f"| {t} |") for t in TARGETS) == n
     rows = list(csv.DictReader(io.StringIO(run(capsys, "compare", "minilm", "--seq", "8", "--format", "csv"))))
     assert len(rows) == n and all(float(r["share_GEMM"]) > 0.5 for r in rows)
+
+
+def test_plot_draws_what_the_report_says(capsys, tmp_path):
+    """The roofline's points are each family's fp operations per DRAM byte and per cycle from the JSON
+    report, and every row's stacked shares are its family shares."""
+    from isasim.cli import compare
+    from isasim.cli.plot import plot_comparison
+    from isasim.lowering.pipeline import lower_graph
+    from isasim.models import capture, registry
+
+    graph = capture.capture(registry.resolve("minilm"), 8, 1).graph
+    result = compare.compare(lower_graph(graph))
+    drawn = plot_comparison(result, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads(compare.render_json(result))
+    default = {(t.name, t.default_uarch) for t in TARGETS.values()}
+    rows = {r["target"]: r for r in report["rows"] if (r["target"], r["uarch"]) in default}
+    assert set(drawn["roofline"]) == set(rows)
+    for target, points in drawn["roofline"].items():
+        fams = rows[target]["families"]
+        assert {f for f, _, _ in points} == {f for f, v in fams.items() if v["fp_ops"] and v["dram_bytes"]}
+        for fam, ai, perf in points:
+            assert ai == pytest.approx(fams[fam]["fp_ops"] / fams[fam]["dram_bytes"])
+            assert perf == pytest.approx(fams[fam]["fp_ops"] / fams[fam]["cycles"])
+            assert perf <= rows[target]["peak_flop_per_cycle"] * 1.0001  # under the compute ceiling
+    assert len(drawn["shares"]) == len(report["rows"])
+    for r in report["rows"]:
+        assert drawn["shares"][f"{r['target']} / {r['uarch']}"] == r["family_shares"]
+
+
+def test_compare_plot_flag_writes_a_png(capsys, tmp_path):
+    out = run(capsys, "compare", "minilm", "--seq", "8", "--format", "csv", "--plot", str(tmp_path / "p.png"))
+    assert out.startswith("target,") and (tmp_path / "p.png").stat().st_size > 10_000

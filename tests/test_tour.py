@@ -1,0 +1,46 @@
+"""docs/tour.md is made from real output: every block in it is (part of) what the command above it prints
+today. A cost-model change that is not followed by `docs/make_tour.py` fails here."""
+
+import contextlib
+import io
+import json
+import re
+import shlex
+from pathlib import Path
+
+from isasim.cli.main import main
+
+TOUR = Path(__file__).parent.parent / "docs" / "tour.md"
+
+
+def blocks() -> list[tuple[list[str], str, str]]:
+    """(argv, language, text) for every command-and-block pair in the tour."""
+    pat = re.compile(r"`isasim ([^`]+)`\n\n```(\w*)\n(.*?)\n```", re.S)
+    return [(shlex.split(cmd), lang, text) for cmd, lang, text in pat.findall(TOUR.read_text())]
+
+
+def output(argv: list[str]) -> str:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(argv) == 0
+    return buf.getvalue()
+
+
+def contains(big, small) -> bool:
+    if isinstance(small, dict):
+        return all(k in big and contains(big[k], v) for k, v in small.items())
+    return big == small
+
+
+def test_every_block_is_what_its_command_prints():
+    found = blocks()
+    assert len(found) >= 5
+    for argv, lang, text in found:
+        out = output(argv)
+        if lang == "json":
+            assert any(contains(r, json.loads(text)) for r in json.loads(out)), argv
+        else:
+            lines = {ln.rstrip() for ln in out.splitlines()}
+            missing = [ln for ln in text.splitlines() if ln.strip() and ln.rstrip() not in lines
+                       and ln.strip() not in out]
+            assert not missing, f"isasim {' '.join(argv)}: {missing[:3]}"
