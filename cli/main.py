@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--on-host", action="store_true",
                    help="also assemble every kernel and run the machine code (x86-64 natively, AArch64 under "
                    "qemu-aarch64); its results must equal the executor's bit for bit")
+    c.add_argument("--dataset", choices=("train", "dev", "test"),
+                   help="a classifier saved by `isasim finetune`: run every sentence of this split of the "
+                   "movie/TV dataset as one batch; every predicted label must agree with PyTorch's")
 
     e = sub.add_parser("emit", help="write every kernel as a standalone assembly file plus manifest.json",
                        description="Emit each lowered kernel as a GNU as file (a function under the platform "
@@ -90,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
     cm.add_argument("--plot", type=Path, metavar="FILE.png",
                     help="also draw a roofline per op family and the cycles by op family (matplotlib)")
+
+    ft = sub.add_parser("finetune", help="fine-tune a BERT to tell movie from TV-show sentences (the shipped "
+                        "dataset) and save it", description="BertForSequenceClassification on the base model's "
+                        "encoder, AdamW and cross-entropy on models/data/movie_tv (see its DATA_CARD.md); dev "
+                        "accuracy per epoch, test accuracy at the end; saved as safetensors with "
+                        "save_pretrained, ready for `isasim check FOLDER --dataset test`.")
+    ft.add_argument("--base", default="minilm", help="the encoder to start from (default minilm)")
+    ft.add_argument("--epochs", type=int, default=3)
+    ft.add_argument("--batch", type=int, default=16)
+    ft.add_argument("--lr", type=float, default=2e-5)
+    ft.add_argument("--seq", type=int, default=32, help="tokens per sentence, padded (default 32)")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("-o", "--output", type=Path, required=True, help="folder to save the fine-tuned model in")
 
     sub.add_parser("targets", help="list targets and microarchitectures with the sources of their numbers")
     return parser
@@ -236,17 +252,54 @@ def cmd_check(args, out: Console) -> int:
     _check_shape_args(args)
     targets = reports.pick_targets(args.target, args.uarch)
     spec = registry.resolve(args.model)
+    inputs = labels = None
+    seq, batch = args.seq, args.batch
+    if args.dataset:
+        inputs, labels = _dataset_inputs(spec, args)
+        batch, seq = inputs["input_ids"].shape
     with _progress(sys.stderr.isatty()) as progress:
-        captured = capture.capture(spec, args.seq, args.batch, text=args.text, seed=args.seed, with_values=True)
+        captured = capture.capture(spec, seq, batch, text=args.text, seed=args.seed, with_values=True,
+                                   inputs=inputs)
         ref = reference.reference_outputs(captured)
         final = reference.final_hidden_state(captured)
         report = reports.check(lower_graph(captured.graph), targets, ref, final, args.tolerance, progress,
-                               args.on_host)
+                               args.on_host, labels)
     if args.format == "json":
         sys.stdout.write(render.to_json(report) + "\n")
     else:
         render.check_table(report, out)
     return 0 if report.passed else 1
+
+
+def _dataset_inputs(spec, args):
+    """Every sentence of a split of the movie/TV dataset as one batch, padded to the longest (+ its labels)."""
+    import numpy as np
+
+    from isasim.models.finetune import encode, load_split
+    from isasim.models.inputs import _tokenize
+
+    if spec.num_labels == 0:
+        raise UserError(f"--dataset needs a sequence classifier (a folder saved by `isasim finetune`); "
+                        f"{spec.name} has no classification head")
+    if args.text is not None:
+        raise UserError("--dataset and --text both choose the inputs: give one")
+    rows = load_split(args.dataset)
+    seq = max(sum(_tokenize(r["text"], 512)[1]) for r in rows)
+    if seq > spec.config.max_position_embeddings:
+        raise UserError(f"a sentence of {args.dataset} needs {seq} tokens, more than {spec.name} accepts")
+    return encode([r["text"] for r in rows], seq), np.array([r["label"] for r in rows])
+
+
+def cmd_finetune(args, out: Console) -> int:
+    from isasim.models.finetune import finetune
+
+    with _progress(sys.stderr.isatty()) as progress:
+        r = finetune(args.base, args.output, args.epochs, args.batch, args.lr, args.seq, args.seed, progress)
+    for e, (loss, acc) in enumerate(zip(r.epoch_loss, r.dev_accuracy), 1):
+        out.print(f"epoch {e}: train loss {loss:.4f}, dev accuracy {acc:.1%}")
+    out.print(f"test accuracy {r.test_accuracy:.1%}; saved to {r.output} (model.safetensors, config.json, "
+              f"finetune.json)")
+    return 0
 
 
 def cmd_targets(args, out: Console) -> int:
@@ -279,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
-                   "compare": cmd_compare,
+                   "compare": cmd_compare, "finetune": cmd_finetune,
                    "targets": cmd_targets}[args.command]
         return handler(args, out)
     except UserError as e:

@@ -106,6 +106,9 @@ def check_table(report: CheckReport, console: Console) -> None:
                       "[green]pass[/]" if t.passed else "[red]FAIL[/]")
     console.print(table)
     for t in report.targets:
+        if t.label_agreement is not None:
+            console.print(f"  {t.target}: predicted labels agree with PyTorch's on {t.label_agreement:.1%} of "
+                          f"{report.batch} sentences; accuracy {t.accuracy:.1%}")
         h = t.on_host
         if h:
             same = "bit-identical to the executor" if h["bit_identical_to_executor"] else \

@@ -149,6 +149,9 @@ class TargetCheck:
     worst_ops: list[OpCheck]
     # --on-host: the emitted machine code itself, run natively or under qemu, every kernel in turn
     on_host: dict | None = None
+    # --dataset: a classifier's predicted labels against PyTorch's (agreement) and the true ones (accuracy)
+    label_agreement: float | None = None
+    accuracy: float | None = None
 
 
 @dataclass
@@ -209,9 +212,11 @@ def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, np.ndarr
 
 def check(lowered: LoweredGraph, targets: list[tuple[Target, Uarch]], reference: dict[str, list[np.ndarray]],
           final: np.ndarray, tolerance: float = 1e-4, progress: Progress | None = None,
-          on_host: bool = False) -> CheckReport:
+          on_host: bool = False, labels: np.ndarray | None = None) -> CheckReport:
     """Execute every kernel for each target on the graph's real values; compare every op and the final
-    hidden state with PyTorch, and the executor's dynamic counts with the cost model's."""
+    output (hidden state or logits) with PyTorch, and the executor's dynamic counts with the cost model's.
+    With `labels` (one per row of a classifier's logits), the predicted labels must all agree with
+    PyTorch's; the accuracy against `labels` is reported."""
     graph = lowered.graph
     n_kernels = len(lowered.kernels)
     out = []
@@ -244,8 +249,14 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Uarch]], reference:
         op_errs.sort(key=lambda o: -o.max_abs_err)
         host = _on_host(lowered, target, storages, final, tolerance, progress) if on_host else None
         passed = abs_err <= tolerance and (host is None or host["passed"])
+        agree = acc = None
+        if labels is not None:
+            predicted = got.reshape(final.shape).argmax(-1)
+            agree = float(np.mean(predicted == final.argmax(-1)))
+            acc = float(np.mean(predicted == labels))
+            passed = passed and agree == 1.0
         out.append(TargetCheck(target.name, uarch.name, abs_err, rel_err, passed, executed,
-                               counts_match, op_errs[:5], host))
+                               counts_match, op_errs[:5], host, agree, acc))
     cfg = graph.config
     return CheckReport(cfg.get("model", graph.model), cfg.get("seq", 0), cfg.get("batch", 0), tolerance,
                        all(t.passed and t.counts_match_cost_model for t in out), out)

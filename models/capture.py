@@ -54,6 +54,7 @@ def capture(
     seed: int = 0,
     with_values: bool = False,
     core_aten: bool = False,
+    inputs: dict[str, torch.Tensor] | None = None,
 ) -> Captured:
     """Export spec's BertModel for [batch, seq] inputs and convert it to a Graph.
 
@@ -62,17 +63,18 @@ def capture(
     Graph.values holds every placeholder as numpy.
     """
     check_shape(spec.config, seq, batch, spec.name)
-    inputs = make_inputs(spec.config, seq, batch, text, seed, spec.name)
+    if inputs is None:  # else given (a dataset's sentences, [batch, seq])
+        inputs = make_inputs(spec.config, seq, batch, text, seed, spec.name)
     if with_values:
         with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's global RNG
             torch.manual_seed(int(seed))
-            model = build_model(spec.config, spec.has_pooler)
+            model = build_model(spec.config, spec.has_pooler, spec.num_labels)
         if spec.weights is not None:
             load_weights(spec, model)
         kwargs = inputs
     else:
         with torch.device("meta"):
-            model = build_model(spec.config, spec.has_pooler)
+            model = build_model(spec.config, spec.has_pooler, spec.num_labels)
         kwargs = {k: v.to("meta") for k, v in inputs.items()}
     with torch.no_grad():
         ep = torch.export.export(model, (), kwargs)
@@ -93,6 +95,7 @@ def capture(
         "params": int(sum(p.numel() for p in model.parameters())),
         "weights": "pretrained" if spec.weights is not None else f"seeded init (seed {seed})",
         "inputs": "text" if text is not None else f"random ids (seed {seed})",
+        "num_labels": spec.num_labels,
         "core_aten": core_aten,
     }
     return Captured(graph, ep, model if with_values else None, inputs if with_values else {}, spec)

@@ -35,12 +35,14 @@ def reference_outputs(captured: Captured) -> dict[str, list[np.ndarray]]:
 
 
 def final_hidden_state(captured: Captured) -> np.ndarray:
-    """last_hidden_state of the eager Hugging Face forward on the captured inputs (what `check` compares)."""
+    """The eager Hugging Face forward's output on the captured inputs (what `check` compares): the last hidden
+    state, or a classifier's logits."""
     if captured.model is None:
         raise ValueError("final_hidden_state needs a capture made with with_values=True")
     with torch.no_grad():
         out = captured.model(**captured.inputs)
-    return out.last_hidden_state.detach().numpy().copy()
+    final = out.logits if hasattr(out, "logits") else out.last_hidden_state
+    return final.detach().numpy().copy()
 
 
 def flop_count(spec: ModelSpec, seq: int, batch: int) -> int:

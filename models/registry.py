@@ -39,6 +39,7 @@ class ModelSpec:
     config: transformers.BertConfig
     weights: Path | None  # folder with config.json + model.safetensors/pytorch_model.bin; None: seeded init
     has_pooler: bool = True
+    num_labels: int = 0  # > 0: a sequence classifier (its checkpoint has classifier.*); logits are the output
 
     @property
     def weights_file(self) -> Path | None:
@@ -97,7 +98,12 @@ def _from_folder(folder: Path, name: str) -> ModelSpec:
     shapes = _weight_shapes(wfile)
     has_pooler = any(normalise_key(k).startswith("pooler.") for k in shapes)
     _check_weights(name, config, shapes, has_pooler, wfile)
-    return ModelSpec(name, config, folder, has_pooler)
+    head = shapes.get("classifier.weight")
+    classifier = "BertForSequenceClassification" in (config.architectures or []) and head is not None
+    if classifier and (not has_pooler or tuple(head) != (config.num_labels, config.hidden_size)):
+        raise UserError(f"'{wfile}': classifier.weight has shape {list(head)}, the config needs "
+                        f"[{config.num_labels}, {config.hidden_size}] and a pooler; re-save the model")
+    return ModelSpec(name, config, folder, has_pooler, config.num_labels if classifier else 0)
 
 
 def _read_config(folder: Path) -> transformers.BertConfig:
@@ -170,9 +176,13 @@ def expected_shapes(config: transformers.BertConfig, has_pooler: bool) -> tuple[
     return params, buffers
 
 
-def build_model(config: transformers.BertConfig, has_pooler: bool = True) -> transformers.BertModel:
-    """A BertModel in eval mode on the current default device; UserError if the config cannot build one."""
+def build_model(config: transformers.BertConfig, has_pooler: bool = True, num_labels: int = 0) -> torch.nn.Module:
+    """A BertModel (or, with num_labels, a BertForSequenceClassification) in eval mode on the current default
+    device; UserError if the config cannot build one."""
     try:
+        if num_labels:
+            config.num_labels = num_labels
+            return transformers.BertForSequenceClassification(config).eval()
         model = transformers.BertModel(config, add_pooling_layer=has_pooler)
     except (ValueError, TypeError) as e:  # e.g. hidden_size not divisible by num_attention_heads
         raise UserError(f"cannot build a BERT model from this config ({e}): fix config.json") from None
@@ -207,6 +217,12 @@ def load_weights(spec: ModelSpec, model: torch.nn.Module) -> None:
     """Copy the folder's weights into `model` (built from spec.config), cast to float32."""
     wfile = spec.weights_file
     assert wfile is not None
+    if isinstance(model, transformers.BertForSequenceClassification):
+        load_weights(spec, model.bert)
+        state = load_state_dict(wfile)
+        model.classifier.load_state_dict({k.removeprefix("classifier."): v.to(torch.float32)
+                                          for k, v in state.items() if k.startswith("classifier.")})
+        return
     state = {
         normalise_key(k): v.to(torch.float32) if v.is_floating_point() else v
         for k, v in load_state_dict(wfile).items()

@@ -1,0 +1,80 @@
+"""`isasim finetune` and `isasim check FOLDER --dataset`: fine-tune a (tiny) BERT on the shipped movie/TV
+dataset, save it as safetensors, and run every test sentence through the lowered programs."""
+
+import json
+
+import pytest
+import transformers
+
+from isasim.cli.main import main
+from isasim.models.finetune import load_split
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A small BERT with the bert-base-uncased vocabulary (the dataset is tokenised with it)."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("tiny-base")
+    cfg = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=48, max_position_embeddings=64)
+    torch.manual_seed(0)
+    transformers.BertModel(cfg).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tuned")
+    assert main(["finetune", "--base", str(tiny_base), "--epochs", "2", "--batch", "32", "--lr", "1e-3",
+                 "-o", str(out)]) == 0
+    return out
+
+
+def test_dataset_is_balanced_and_split_by_phrase():
+    splits = {s: load_split(s) for s in ("train", "dev", "test")}
+    assert [len(v) for v in splits.values()] == [256, 48, 48]
+    for rows in splits.values():
+        assert sum(r["label"] for r in rows) * 2 == len(rows)
+    train = {r["text"] for r in splits["train"]}
+    assert not train & {r["text"] for r in splits["test"]}
+
+
+def test_finetune_saves_safetensors_and_its_report(tuned):
+    files = {p.name for p in tuned.iterdir()}
+    assert {"model.safetensors", "config.json", "finetune.json"} <= files and "pytorch_model.bin" not in files
+    report = json.loads((tuned / "finetune.json").read_text())
+    assert len(report["epoch_loss"]) == len(report["dev_accuracy"]) == 2
+    assert report["epoch_loss"][1] < report["epoch_loss"][0]  # it learns
+    cfg = json.loads((tuned / "config.json").read_text())
+    assert cfg["architectures"] == ["BertForSequenceClassification"] and cfg["id2label"] == {"0": "movie", "1": "tv"}
+
+
+def test_finetune_is_deterministic_for_a_seed(tiny_base, tuned, tmp_path):
+    again = tmp_path / "again"
+    assert main(["finetune", "--base", str(tiny_base), "--epochs", "2", "--batch", "32", "--lr", "1e-3",
+                 "-o", str(again)]) == 0
+    assert (again / "model.safetensors").read_bytes() == (tuned / "model.safetensors").read_bytes()
+
+
+def test_check_runs_every_test_sentence_on_every_target(capsys, tuned):
+    code, out, err = run(capsys, "check", str(tuned), "--dataset", "test", "--target", "x86-64", "--target",
+                         "avx512", "--target", "neon", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["batch"] == 48
+    finetuned = json.loads((tuned / "finetune.json").read_text())
+    for t in report["targets"]:
+        assert t["passed"] and t["label_agreement"] == 1.0 and t["counts_match_cost_model"]
+        assert t["accuracy"] == pytest.approx(finetuned["test_accuracy"])  # the same model PyTorch tested
+
+
+def test_dataset_needs_a_classifier(capsys):
+    code, _, err = run(capsys, "check", "minilm", "--dataset", "test")
+    assert code == 2 and "no classification head" in err and err.count("\n") == 1
