@@ -88,3 +88,22 @@ def test_cost_grows_with_the_problem(target, uarch):
             assert c.cycles > prev.cycles and c.instructions > prev.instructions
             assert all(c.bytes[lv] >= prev.bytes[lv] for lv in c.bytes)
         prev = c
+
+
+def test_loop_latch_macro_fuses_where_the_core_fuses_sub_and_jnz():
+    """`sub counter, 1; jnz` issues as one uop on Skylake-X (and Zen 4, Sapphire Rapids), two on Neoverse N1."""
+    from isasim.isa.cost import block_cost
+    from isasim.isa.emit import hottest_loop
+
+    x = np.ones((4, 64), np.float32)
+    g = one_op_graph("aten.add.Tensor", {"x": x, "y": x.copy()}, (Ref("x"), Ref("y")), [x.shape])
+    for target, uarch, fuses in (("x86-64", "skylake-x", True), ("aarch64", "neoverse-n1", False)):
+        (prog,) = programs(g, target)
+        loop = hottest_loop(prog.body)[1]
+        block = list(loop.body) + list(loop.latch)
+        u = load_uarch(uarch)
+        assert u.fuses_sub_branch is fuses and (not fuses or "fusion" in u.fusion_source)
+        slots = sum(u.timing(i.mnemonic).uops for i in block)
+        sub = next(i for i in block if i.prim.name == "DEC_FLAGS")
+        want = (slots - (u.timing(sub.mnemonic).uops if fuses else 0)) / u.issue_width
+        assert block_cost(block, u, False).issue == pytest.approx(want)
