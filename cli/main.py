@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "qemu-aarch64); its results must equal the executor's bit for bit")
     c.add_argument("--dataset", choices=("train", "dev", "test"),
                    help="a classifier saved by `isasim finetune`: run every sentence of this split of the "
-                   "movie/TV dataset as one batch; every predicted label must agree with PyTorch's")
+                   "movie/TV dataset as one batch (this sets --batch, and --seq to the longest sentence); "
+                   "every predicted label must agree with PyTorch's")
 
     e = sub.add_parser("emit", help="write every kernel as a standalone assembly file plus manifest.json",
                        description="Emit each lowered kernel as a GNU as file (a function under the platform "

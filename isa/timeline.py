@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from isasim.isa.machine import Uarch
 from isasim.isa.program import Instr, Mem, Reg
+from isasim.isa.semantics import Prim
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,16 @@ def simulate(body: list[Instr], uarch: Uarch, iterations: int) -> list[Event]:
     for it in range(iterations):
         for k, ins in enumerate(body):
             t = uarch.timing(ins.mnemonic)
-            if dispatched_now + t.uops > uarch.issue_width:
+            # a latch's sub fused with its jnz (as isa/cost.py counts it): no slot or port of its own
+            fused = (uarch.fuses_sub_branch and ins.prim is Prim.DEC_FLAGS and k + 1 < len(body)
+                     and body[k + 1].prim is Prim.BRANCH_NZ)
+            uops = 0 if fused else t.uops
+            if dispatched_now + uops > uarch.issue_width:
                 dispatch_cycle, dispatched_now = dispatch_cycle + 1, 0
-            dispatched_now += t.uops
+            dispatched_now += uops
             start = max([dispatch_cycle + 1] + [ready.get(r, 0) for r in _reads(ins)])  # issue takes a cycle
             port = "-"
-            if t.ports:
+            if t.ports and not fused:
                 port = min(t.ports, key=lambda p: (max(port_free[p], start), p))
                 start = max(start, port_free[port])
                 port_free[port] = start + max(1, round(t.rthroughput * len(t.ports)))

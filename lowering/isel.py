@@ -45,6 +45,8 @@ class _Selector:
     scalars: dict[str, Reg] = field(default_factory=dict)
     scalar_fp: dict[str, bool] = field(default_factory=dict)
     counters: dict[str, Reg] = field(default_factory=dict)
+    latched: set[int] = field(default_factory=set)  # phases whose loop latches are built
+    tail_start: dict[str, int] = field(default_factory=dict)  # a scalar epilogue's first element, per variable
 
     def new(self, file: RegFile) -> Reg:
         self.nregs += 1
@@ -82,6 +84,9 @@ class _Selector:
         static = Affine(index.offset, index.terms)
         key = (scope, buf, static, chain)
         if key not in self.streams:
+            if scope in self.latched:
+                raise AssertionError(f"{self.kernel.name}: a pointer made after its phase loop's latch would "
+                                     f"never be advanced by it ({buf})")
             isz = self.kernel.buffer(buf).dtype.itemsize
             r = self.new(RegFile.GP)
             off = index.offset * isz
@@ -158,7 +163,8 @@ class _Selector:
                     if dyn.index.coef(v):
                         strides[j] += coef * buf.dtype.itemsize
         r = dst or self.new(RegFile.FP if buf.dtype.name == "F32" else RegFile.GP)
-        acc = Access(e.buf, e.index.offset * buf.dtype.itemsize, tuple(strides), buf.dtype.itemsize)
+        acc = Access(e.buf, self.first_byte(e.index, chain, buf.dtype.itemsize), tuple(strides),
+                     buf.dtype.itemsize)
         code.append(Instr(self.target.loads[buf.dtype], Prim.LOAD, r, (Mem(base),), buf.dtype, acc))
         return r
 
@@ -200,12 +206,19 @@ class _Selector:
             self.consts[key] = r
         return self.consts[key]
 
+    def first_byte(self, index: Affine, chain: tuple[str, ...], isz: int) -> int:
+        """Where an access starts, for the cache model: a scalar epilogue starts past the vector loop."""
+        start = self.tail_start.get(chain[-1], 0) if chain else 0
+        return (index.offset + start * index.coef(chain[-1] if chain else "")) * isz
+
     # ---- phases and loops -------------------------------------------------------------------------
     def loop(self, var: str, trip: int, body: list[Item], parallel: bool, code: list[Item],
              scope: int | None = None, scale: int = 1) -> None:
         counter = self.counter(var)
         code.append(self.imov(counter, trip))
         code.append(Loop(counter, trip, tuple(body), self.latch(var, counter, scope, scale), parallel, var))
+        if scope is not None:
+            self.latched.add(scope)
 
     def phases(self, outer: tuple[str, ...]) -> list[Item]:
         code: list[Item] = []
@@ -260,7 +273,7 @@ class _Selector:
         val = self.expr(ph.value, code, cse, scope, chain)
         buf = self.kernel.buffer(ph.buf)
         s = self.stream(scope, ph.buf, ph.index, chain)
-        acc = Access(ph.buf, ph.index.offset * buf.dtype.itemsize, tuple(s.strides[v] for v in chain),
+        acc = Access(ph.buf, self.first_byte(ph.index, chain, buf.dtype.itemsize), tuple(s.strides[v] for v in chain),
                      buf.dtype.itemsize)
         code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, Mem(s.reg), (val,), buf.dtype, acc))
 

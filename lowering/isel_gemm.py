@@ -127,16 +127,21 @@ class _Gemm:
         self.pvars, self.A, self.B, self.OUT, self.BIAS = pvars, A, B, OUT, BIAS
         self.a_row, self.col_bytes = a_row, col_bytes  # bytes between rows of A, between block columns of B
         self.chain = pvars + (k,)
+        # the dot product finishes k % lanes with scalar loads of the same elements (AVX2, NEON)
+        self.scalar_tail = bool(K % sel.lanes) and not sel.vec.masked_tails
 
     def address(self, index: Affine, row: int, col: int, nbytes: int, bcast: bool = False) -> tuple[Affine, int]:
         """(index of the pointer, displacement) for the element `row` + `col` bytes past the block's corner:
         one pointer per operand and a displacement where the ISA encodes it, else a pointer per row or
-        column (AArch64's scaled offsets reach 16 KB for a float; its ld1r takes none)."""
+        column (AArch64's scaled offsets reach 16 KB for a float; its ld1r takes none). With a scalar k
+        epilogue the displacement must suit its scalar loads too, so the vector loop and the epilogue share
+        one pointer, which the vector loop advances."""
         if bcast and not self.s.vec.bcast_takes_offset:
             return Affine(index.offset + (row + col) // 4, index.terms), 0
         fits = self.s.target.disp_fits
+        also = 4 if self.scalar_tail else nbytes
         for moved, disp in ((0, row + col), (row, col), (col, row), (row + col, 0)):
-            if fits(disp, nbytes) or disp == 0:
+            if (fits(disp, nbytes) and fits(disp, also)) or disp == 0:
                 return Affine(index.offset + moved // 4, index.terms), disp
         raise AssertionError("displacement 0 always fits")
 
@@ -197,9 +202,10 @@ class _Gemm:
                 s.horizontal(accs[r][c], Prim.FADD, sums[r][c], code)
         if rest and not s.vec.masked_tails:
             body = []
-            rows = [self.load(self.A, r * self.a_row, 0, body, 1, 1) for r in range(mr)]
+            tail = full * L * 4  # where the epilogue's elements start along k (for the cache model)
+            rows = [self.load(self.A, r * self.a_row, 0, body, 1, 1, shift=tail) for r in range(mr)]
             for c in range(nr):
-                col = self.load(self.B, 0, c * self.col_bytes, body, 1, 1)
+                col = self.load(self.B, 0, c * self.col_bytes, body, 1, 1, shift=tail)
                 for r in range(mr):
                     self.fma(sums[r][c], rows[r], col, body, 1)
             s.loop(self.k, rest, body, False, code, 0)

@@ -260,7 +260,9 @@ class VectorSelector(_Selector):
             self._tail_done(scope, ph.var, full * L)
         else:
             body = []
+            self.tail_start[ph.var] = full * L
             self.store(ph, body, {}, scope, chain)
+            del self.tail_start[ph.var]
             self.loop(ph.var, rest, body, True, code, scope)
 
     def reduce_phase(self, scope: int, ph: Reduce, outer: tuple[str, ...], code: list[Item]) -> None:
@@ -298,7 +300,10 @@ class VectorSelector(_Selector):
         self.scalars[ph.acc] = acc
         self.scalar_fp[ph.acc] = True
         if rest and not self.vec.masked_tails:
-            self.loop(ph.var, rest, self.reduce_body(scope, ph, outer, acc), False, code, scope)
+            self.tail_start[ph.var] = full * L
+            body = self.reduce_body(scope, ph, outer, acc)
+            del self.tail_start[ph.var]
+            self.loop(ph.var, rest, body, False, code, scope)
 
     def horizontal(self, v: Reg, combine: Prim, dst: Reg, code: list[Item]) -> None:
         """Fold a vector's lanes into the scalar dst: halves on x86, neighbouring pairs on AArch64."""

@@ -86,6 +86,11 @@ def finetune(base: str, out: Path, epochs: int = 3, batch: int = 16, lr: float =
     if epochs < 1 or batch < 1 or not lr > 0:
         raise UserError("--epochs and --batch must be 1 or more and --lr positive")
     spec = registry.resolve(base)
+    if not 2 <= seq <= spec.config.max_position_embeddings:
+        raise UserError(f"--seq {seq} is out of range: {spec.name} accepts 2..{spec.config.max_position_embeddings}")
+    if spec.weights is not None and not spec.has_pooler:
+        raise UserError(f"{spec.name} has no pooler, which a sequence classifier needs: start from a model "
+                        "saved with its pooler")
     model = classifier_from(spec, seed)
     splits = {s: load_split(s) for s in SPLITS}
     data = {s: encode([r["text"] for r in rows], seq) for s, rows in splits.items()}

@@ -100,9 +100,11 @@ def _from_folder(folder: Path, name: str) -> ModelSpec:
     _check_weights(name, config, shapes, has_pooler, wfile)
     head = shapes.get("classifier.weight")
     classifier = "BertForSequenceClassification" in (config.architectures or []) and head is not None
-    if classifier and (not has_pooler or tuple(head) != (config.num_labels, config.hidden_size)):
-        raise UserError(f"'{wfile}': classifier.weight has shape {list(head)}, the config needs "
-                        f"[{config.num_labels}, {config.hidden_size}] and a pooler; re-save the model")
+    if classifier and (not has_pooler or tuple(head) != (config.num_labels, config.hidden_size)
+                       or tuple(shapes.get("classifier.bias", ())) != (config.num_labels,)):
+        raise UserError(f"'{wfile}': the classifier needs a pooler, classifier.weight "
+                        f"[{config.num_labels}, {config.hidden_size}] and classifier.bias [{config.num_labels}]; "
+                        "re-save the model")
     return ModelSpec(name, config, folder, has_pooler, config.num_labels if classifier else 0)
 
 

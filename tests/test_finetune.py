@@ -78,3 +78,8 @@ def test_check_runs_every_test_sentence_on_every_target(capsys, tuned):
 def test_dataset_needs_a_classifier(capsys):
     code, _, err = run(capsys, "check", "minilm", "--dataset", "test")
     assert code == 2 and "no classification head" in err and err.count("\n") == 1
+
+
+def test_finetune_rejects_a_sequence_longer_than_the_model(capsys, tiny_base, tmp_path):
+    code, _, err = run(capsys, "finetune", "--base", str(tiny_base), "--seq", "128", "-o", str(tmp_path / "x"))
+    assert code == 2 and "--seq 128" in err and err.count("\n") == 1
