@@ -47,7 +47,7 @@ def test_register_blocked_gemm_is_bound_by_throughput(target, uarch):
     assert loop.cycles == max(loop.ports, loop.issue)  # throughput decides (the chain may tie it, no more)
     scalar = next(t for t in TARGETS.values() if t.isa == target.isa and t.vector is None)
     _, s = cost(g, scalar, uarch)
-    assert s.cycles > 2 * target.vector_lanes * c.cycles / 2  # lanes and blocking both pay
+    assert s.cycles > target.vector_lanes * c.cycles  # more than the lanes alone: blocking pays too
 
 
 
