@@ -141,6 +141,9 @@ class X86Emitter(_Emitter):
     def branch(self, label: str) -> str:
         return f"jnz {label}"
 
+    def mem(self, m: Mem) -> str:
+        return f"[{self.reg(m.base)}{'+' + str(m.disp) if m.disp else ''}]"
+
     def r32(self, r: Reg) -> str:
         n = self.reg(r)
         return _X86_32.get(n, n + "d")
@@ -155,11 +158,11 @@ class X86Emitter(_Emitter):
         p, d, s = i.prim, i.dst, i.srcs
         R = self.reg
         if p is Prim.LOAD:
-            addr = f"[{R(s[0].base)}{'+' + str(s[0].disp) if s[0].disp else ''}]"
+            addr = self.mem(s[0])
             return {DType.F32: f"vmovss {R(d)}, DWORD PTR {addr}", DType.I64: f"mov {R(d)}, QWORD PTR {addr}",
                     DType.BOOL: f"movzx {self.r32(d)}, BYTE PTR {addr}"}[i.dtype]
         if p is Prim.STORE:
-            addr = f"[{R(d.base)}{'+' + str(d.disp) if d.disp else ''}]"
+            addr = self.mem(d)
             return {DType.F32: f"vmovss DWORD PTR {addr}, {R(s[0])}", DType.I64: f"mov QWORD PTR {addr}, {R(s[0])}",
                     DType.BOOL: f"mov BYTE PTR {addr}, {self.r8(s[0])}"}[i.dtype]
         if p is Prim.FMOV:
@@ -257,6 +260,9 @@ class A64Emitter(_Emitter):
     def x(self, r: Reg) -> str:
         return self.reg(r)
 
+    def mem(self, m: Mem) -> str:
+        return f"[{self.reg(m.base)}{', #' + str(m.disp) if m.disp else ''}]"
+
     def w(self, r: Reg) -> str:
         return "w" + self.reg(r)[1:]
 
@@ -275,12 +281,12 @@ class A64Emitter(_Emitter):
         S, X = self.sreg, self.x
         if p is Prim.LOAD:
             u = emit_vector.a64_unscaled(s[0].disp, i.dtype.itemsize)
-            addr = f"[{X(s[0].base)}{', #' + str(s[0].disp) if s[0].disp else ''}]"
+            addr = self.mem(s[0])
             return {DType.F32: f"ld{u}r {S(d)}, {addr}", DType.I64: f"ld{u}r {X(d)}, {addr}",
                     DType.BOOL: f"ld{u}rb {self.w(d)}, {addr}"}[i.dtype]
         if p is Prim.STORE:
             u = emit_vector.a64_unscaled(d.disp, i.dtype.itemsize)
-            addr = f"[{X(d.base)}{', #' + str(d.disp) if d.disp else ''}]"
+            addr = self.mem(d)
             return {DType.F32: f"st{u}r {S(s[0])}, {addr}", DType.I64: f"st{u}r {X(s[0])}, {addr}",
                     DType.BOOL: f"st{u}rb {self.w(s[0])}, {addr}"}[i.dtype]
         if p is Prim.FMOV:

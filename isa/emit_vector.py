@@ -7,7 +7,7 @@ read as xmm3), as the hardware reads the low lanes. Opmask predication prints as
 
 from __future__ import annotations
 
-from isasim.isa.program import Imm, Instr, Mem, Reg, RegFile
+from isasim.isa.program import Imm, Instr, Reg, RegFile
 from isasim.isa.semantics import Prim
 
 _X86_WIDTH = {1: "xmm", 2: "xmm", 4: "xmm", 8: "ymm", 16: "zmm"}
@@ -39,9 +39,7 @@ def x86(em, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA 
 
     k = f"{{{R(i.mask)}}}" if i.mask is not None else ""
 
-    def mem(m: Mem) -> str:
-        return f"[{em.reg(m.base)}{'+' + str(m.disp) if m.disp else ''}]"
-
+    mem = em.mem
     if p is Prim.LOAD:
         return f"vmovups {R(d)}{k}{'{z}' if k else ''}, {_X86_PTR[w]} PTR {mem(s[0])}"
     if p is Prim.LOAD_BCAST:
@@ -116,9 +114,7 @@ def a64(em, i: Instr) -> str:  # noqa: C901 - one case per primitive
         lanes = min(r.lanes, w) if lanes is None else lanes
         return f"s{n(r)}" if lanes == 1 else f"v{n(r)}.{lanes}s"
 
-    def mem(m: Mem) -> str:
-        return f"[{em.x(m.base)}{', #' + str(m.disp) if m.disp else ''}]"
-
+    mem = em.mem
     if p is Prim.LOAD:
         return f"ld{a64_unscaled(s[0].disp, 16)}r q{n(d)}, {mem(s[0])}"
     if p is Prim.LOAD_BCAST:
