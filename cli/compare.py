@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from isasim.cli.reports import TraceReport, pick_targets, trace
-from isasim.isa.machine import load_uarch, uarch_names
-from isasim.isa.targets import TARGETS
+from isasim.isa.targets import ALL_TARGETS, TARGETS
+from isasim.lowering.backends import is_simt, load_machine, machine_names
 from isasim.lowering.pipeline import LoweredGraph
 
 FAMILIES = (
@@ -68,15 +68,15 @@ class Comparison:
 
 
 def compare(lowered: LoweredGraph, progress=None) -> Comparison:
-    pairs = [(t.name, u) for t in TARGETS.values() for u in uarch_names(t.isa)]
+    every = ALL_TARGETS
+    pairs = [(t.name, u) for t in every.values() for u in machine_names(t)]
     reports: list[TraceReport] = [trace(lowered, pick_targets([t], [u]), progress) for t, u in pairs]
     base = next(r.targets[0] for r in reports  # scalar x86-64 on its default core is the 1.00x row
                 if r.targets[0].target == "x86-64" and r.targets[0].uarch == TARGETS["x86-64"].default_uarch)
     rows = []
     for rep in reports:
         t = rep.targets[0]
-        target, uarch = TARGETS[t.target], load_uarch(t.uarch)
-        fma = uarch.timing(target.fma)
+        target, uarch = every[t.target], load_machine(t.uarch)
         shares: dict[str, float] = {}
         fams: dict[str, dict[str, float]] = {}
         for op in t.ops:
@@ -86,12 +86,23 @@ def compare(lowered: LoweredGraph, progress=None) -> Comparison:
             f["fp_ops"] += op.fp_ops
             f["dram_bytes"] += op.bytes["dram"]
         rows.append(Row(t.target, t.uarch, t.instructions, t.cycles, t.seconds, rep.flops / t.cycles,
-                        2 * target.vector_lanes / fma.rthroughput, t.bytes, rep.flops / max(t.bytes["dram"], 1),
+                        peak_flop_per_cycle(target, uarch), t.bytes, rep.flops / max(t.bytes["dram"], 1),
                         base.seconds / t.seconds, max(t.bounds.items(), key=lambda kv: kv[1])[0],
                         {f: round(v, 4) for f, v in sorted(shares.items(), key=lambda kv: -kv[1])},
-                        fams, uarch.level("dram").bytes_per_cycle))
+                        fams, dram_bytes_per_cycle(target, uarch)))
     first = reports[0]
     return Comparison(first.model, first.seq, first.batch, first.flops, rows)
+
+
+def peak_flop_per_cycle(target, machine) -> float:
+    """FMA throughput x 2: one core's widest FMA, or every SM's FP32 lanes on a GPU (per SM clock)."""
+    if is_simt(target):
+        return 2 * machine.fp32_lanes() * machine.sms
+    return 2 * target.vector_lanes / machine.timing(target.fma).rthroughput
+
+
+def dram_bytes_per_cycle(target, machine) -> float:
+    return machine.dram_bytes_per_cycle if is_simt(target) else machine.level("dram").bytes_per_cycle
 
 
 def _human(n: float) -> str:

@@ -306,14 +306,16 @@ def cmd_finetune(args, out: Console) -> int:
 def cmd_targets(args, out: Console) -> int:
     from rich.table import Table
 
+    from isasim.isa.gpu import load_gpu, gpu_names
     from isasim.isa.machine import load_uarch, uarch_names
-    from isasim.isa.targets import TARGETS
+    from isasim.isa.targets import GPU_TARGETS, TARGETS
+    from isasim.lowering.backends import machine_names
 
     table = Table(title="targets", title_justify="left")
     for col in ("target", "ISA", "microarchitectures (default first)", "what it emits"):
         table.add_column(col)
-    for t in TARGETS.values():
-        names = [t.default_uarch] + [n for n in uarch_names(t.isa) if n != t.default_uarch]
+    for t in list(TARGETS.values()) + list(GPU_TARGETS.values()):
+        names = [t.default_uarch] + [n for n in machine_names(t) if n != t.default_uarch]
         table.add_row(t.name, t.isa, ", ".join(names), t.description)
     out.print(table)
     for name in uarch_names():
@@ -322,6 +324,12 @@ def cmd_targets(args, out: Console) -> int:
         out.print(f"[bold]{u.name}[/] ({u.isa}, {u.clock_ghz} GHz, issue width {u.issue_width}{fusion}): "
                   f"{u.description}")
         for s in u.sources:
+            out.print(f"   {s}")
+    for name in gpu_names():
+        g = load_gpu(name)
+        out.print(f"[bold]{g.name}[/] (ptx {g.ptx_target}, {g.sms} SMs at {g.clock_ghz} GHz, "
+                  f"{g.fp32_lanes():g} FP32 lanes per SM, {g.dram_gb_per_s:g} GB/s): {g.description}")
+        for s in g.sources:
             out.print(f"   {s}")
     return 0
 

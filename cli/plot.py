@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from isasim.cli.compare import Comparison, Row
-from isasim.isa.targets import TARGETS
+from isasim.isa.targets import get_any_target
 from isasim.models.errors import UserError
 
 
@@ -27,7 +27,7 @@ def roofline_points(cmp: Comparison) -> dict[str, list[tuple[str, float, float]]
 
 
 def _default_rows(cmp: Comparison) -> list[Row]:
-    return [r for r in cmp.rows if TARGETS[r.target].default_uarch == r.uarch]
+    return [r for r in cmp.rows if get_any_target(r.target).default_uarch == r.uarch]
 
 
 def plot_comparison(cmp: Comparison, path: Path) -> dict:

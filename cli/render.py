@@ -26,6 +26,9 @@ def trace_tables(report: TraceReport, console: Console) -> None:
                   f"{report.params:,} parameters, {report.flops:,} matmul FLOPs; "
                   f"{report.views} view ops move no data")
     for t in report.targets:
+        if t.ops and t.ops[0].simt is not None:
+            _simt_table(t, console)
+            continue
         table = Table(title=f"{t.target} on {t.uarch} @ {t.clock_ghz} GHz", title_justify="left")
         for col in ("op", "module", "shape", "instrs", "cycles", "bound"):
             table.add_column(col, justify="right" if col in ("instrs", "cycles") else "left")
@@ -48,6 +51,46 @@ def trace_tables(report: TraceReport, console: Console) -> None:
                       f"{t.fp_ops:,} floating-point operations; cycles by bound: "
                       + ", ".join(f"{k} {v / max(t.cycles, 1):.0%}" for k, v in
                                   sorted(t.bounds.items(), key=lambda kv: -kv[1])))
+
+
+SIMT_COLUMNS = ("op", "module", "shape", "grid x blk", "regs", "smem", "occupancy", "warp ins", "sect/req",
+                "bank x", "DRAM B", "cycles", "bound")  # L2 bytes and microseconds: in JSON and CSV
+_LIMITER = {"registers": "regs", "shared memory": "smem", "grid": "grid"}
+
+
+def _simt_row(r) -> list[str]:
+    g = r.simt
+    module = r.module.split(".", 3)[-1] if r.layer.startswith("layer") else r.module
+    return [short_op(r.op), module, r.shape, f"{g['grid']}x{g['block']}", str(g["registers"]),
+            human(g["shared_bytes"]), f"{g['occupancy']:.0%} {_LIMITER.get(g['limiter'], g['limiter'])}",
+            human(r.instructions), f"{g['sectors_per_request']:.1f}",
+            f"{g['bank_conflict_factor']:.2f}" if g["shared_requests"] else "-", human(r.bytes["dram"]),
+            human(r.cycles), r.bound]
+
+
+def _simt_table(t, console: Console) -> None:
+    """A GPU's kernels: launch geometry, the registers isasim estimates, shared memory per block, occupancy
+    with its limiting resource, warp instructions, sectors per global request, shared-memory wavefronts per
+    request (1.00 = no bank conflicts), L2 and DRAM bytes, cycles, microseconds and the deciding bound."""
+    table = Table(title=f"{t.target} on {t.uarch} @ {t.clock_ghz} GHz (per kernel launch)", title_justify="left")
+    for col in SIMT_COLUMNS:
+        table.add_column(col, justify="left" if col in ("op", "module", "shape", "bound") else "right",
+                         no_wrap=col != "module", min_width=12 if col == "module" else None)
+    for first, rows, repeats in _layers(t.ops):
+        table.add_row(f"[bold]{first}[/]")
+        for r in rows:
+            table.add_row(*_simt_row(r))
+        if repeats:
+            table.add_row(f"[italic]{repeats[0]}-{repeats[-1].split()[-1]}[/]",
+                          f"[italic]each as {first} (x{len(repeats)})[/]")
+        table.add_section()
+    table.add_row("total", "", "", f"{len(t.ops)} kernels", "", "", "", human(t.instructions), "", "",
+                  human(t.bytes["dram"]), human(t.cycles), _main_bound(t.bounds), style="bold")
+    console.print(table)
+    console.print(f"  {len(t.ops)} kernel launches, {t.instructions:,} warp instructions, {t.cycles:,.0f} cycles = "
+                  f"{t.seconds * 1e3:.3f} ms; {t.fp_ops:,} floating-point operations; cycles by bound: "
+                  + ", ".join(f"{k} {v / max(t.cycles, 1):.0%}" for k, v in
+                              sorted(t.bounds.items(), key=lambda kv: -kv[1])))
 
 
 def _layers(ops) -> list[tuple[str, list, list[str]]]:
@@ -80,15 +123,21 @@ def _main_bound(bounds: dict[str, float]) -> str:
     return max(bounds.items(), key=lambda kv: kv[1])[0] if bounds else ""
 
 
+# GPU kernels only (empty for CPU targets); instructions are then warp instructions
+SIMT_CSV = ("grid", "block", "registers", "shared_bytes", "occupancy", "limiter", "sectors", "sectors_per_request",
+            "wavefronts", "bank_conflict_factor")
+
+
 def trace_csv(report: TraceReport) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["target", "uarch", "layer", "name", "op", "module", "shape", "instructions", "cycles", "bound",
-                *(f"bytes_{lv}" for lv in LEVELS), "flops", "fp_ops"])
+                *(f"bytes_{lv}" for lv in LEVELS), "flops", "fp_ops", *SIMT_CSV])
     for t in report.targets:
         for r in t.ops:
             w.writerow([t.target, t.uarch, r.layer, r.name, r.op, r.module, r.shape, r.instructions,
-                        f"{r.cycles:.1f}", r.bound, *(r.bytes[lv] for lv in LEVELS), r.flops, r.fp_ops])
+                        f"{r.cycles:.1f}", r.bound, *(r.bytes[lv] for lv in LEVELS), r.flops, r.fp_ops,
+                        *((r.simt[k] for k in SIMT_CSV) if r.simt else ("",) * len(SIMT_CSV))])
     return buf.getvalue()
 
 

@@ -11,11 +11,10 @@ from typing import Callable
 
 import numpy as np
 
-from isasim.isa.cost import KernelCost, cost_program
-from isasim.isa.machine import Uarch, load_uarch
-from isasim.isa.program import walk
-from isasim.isa.targets import Target, get_target
-from isasim.lowering.isel import select
+from isasim.isa.cost import KernelCost
+from isasim.isa.machine import Uarch
+from isasim.isa.targets import Target, get_any_target
+from isasim.lowering.backends import cost_kernel, expected_counts, is_simt, load_machine
 from isasim.lowering.kernel import Kernel, canonical
 from isasim.lowering.pipeline import LoweredGraph, materialize, run_graph
 from isasim.models.errors import UserError
@@ -32,10 +31,11 @@ def layer_of(module: str) -> str:
 
 
 def pick_targets(names: list[str] | None, uarchs: list[str] | None) -> list[tuple[Target, Uarch]]:
-    """Each requested target with its microarchitecture: the first --uarch of its ISA, else its default."""
-    from isasim.isa.targets import TARGETS
-    targets = [get_target(n) for n in (names or list(TARGETS))]
-    chosen = [load_uarch(u) for u in (uarchs or [])]
+    """Each requested target with its microarchitecture (a CPU core, or a GPU for simt): the first --uarch of
+    its ISA, else its default."""
+    from isasim.isa.targets import ALL_TARGETS
+    targets = [get_any_target(n) for n in (names or list(ALL_TARGETS))]
+    chosen = [load_machine(u) for u in (uarchs or [])]
     for u in chosen:
         if not any(t.isa == u.isa for t in targets):
             raise UserError(f"--uarch {u.name} is an {u.isa} core, but no {u.isa} target was chosen: "
@@ -43,7 +43,7 @@ def pick_targets(names: list[str] | None, uarchs: list[str] | None) -> list[tupl
     out = []
     for t in targets:
         match = [u for u in chosen if u.isa == t.isa]
-        out.append((t, match[0] if match else load_uarch(t.default_uarch)))
+        out.append((t, match[0] if match else load_machine(t.default_uarch)))
     return out
 
 
@@ -60,6 +60,7 @@ class OpRow:
     bytes: dict[str, int]
     flops: int
     fp_ops: int
+    simt: dict | None = None  # GPU kernels: launch geometry, registers, occupancy and its limiter, sectors
 
 
 @dataclass
@@ -108,11 +109,12 @@ def trace(lowered: LoweredGraph, targets: list[tuple[Target, Uarch]], progress: 
                 continue
             key = canonical(k)
             if key not in memo:
-                memo[key] = cost_program(select(k, target), uarch)
+                memo[key] = cost_kernel(k, target, uarch)
             c = memo[key]
             n = step.node
             rows.append(OpRow(n.name, n.op, n.module, layer_of(n.module), "x".join(map(str, n.out.shape)) or "scalar",
-                              c.instructions, c.cycles, c.bound, c.bytes, c.flops, c.fp_ops))
+                              c.instructions, c.cycles, c.bound, c.bytes, c.flops, c.fp_ops,
+                              getattr(c, "simt", None)))
             done += 1
             if progress:
                 progress(f"costing {target.name}", done, total)
@@ -219,6 +221,10 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Uarch]], reference:
     PyTorch's; the accuracy against `labels` is reported."""
     graph = lowered.graph
     n_kernels = len(lowered.kernels)
+    simt = [t.name for t, _ in targets if is_simt(t)]
+    if on_host and simt:
+        raise UserError(f"--on-host runs machine code on this CPU; {simt[0]} code needs an NVIDIA GPU: drop "
+                        f"--on-host, or check {simt[0]} without it (its PTX is checked by ptxas in `isasim emit`)")
     out = []
     for target, uarch in targets:
         executed = 0
@@ -230,15 +236,12 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Uarch]], reference:
             if events is None:
                 return
             executed += events.total
-            expected: dict[str, int] = {}
-            for ins, n, _ in walk(select(step.kernel, target).body):
-                expected[ins.mnemonic] = expected.get(ins.mnemonic, 0) + n
-            counts_match = counts_match and expected == dict(events.instructions)
+            counts_match = counts_match and expected_counts(step.kernel, target, uarch) == dict(events.instructions)
             done += 1
             if progress:
                 progress(f"executing {target.name}", done, n_kernels)
 
-        storages = run_graph(lowered, target, on_step)
+        storages = run_graph(lowered, target, on_step, machine=uarch)
         op_errs = []
         for step in lowered.steps:
             for i, want in enumerate(reference.get(step.node.name, [])):

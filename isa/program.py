@@ -80,7 +80,9 @@ class Instr:
     access: Access | None = None
     lanes: int = 1  # the operation's width: a source register with more lanes is read through its low ones
     mask: Reg | None = None  # AVX-512 predication: inactive lanes keep the destination (loads: become 0;
-    #                          stores: are not written)
+    #                          stores: are not written); SIMT: a guard predicate (PTX `@p`): threads where
+    #                          it is false keep the destination and touch no memory
+    warp: object | None = None  # SIMT memory instructions: the simt_program.WarpAccess each thread makes
 
     def __str__(self) -> str:
         ops = ([str_operand(self.dst)] if self.dst is not None else []) + [str_operand(s) for s in self.srcs]

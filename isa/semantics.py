@@ -64,6 +64,17 @@ class Prim(Enum):
     IADD32 = "iadd32"  # int32 lane arithmetic on the bits of a vector register (vpaddd / add .4s)
     ISHL32 = "ishl32"
     MASK_BITS = "mask_bits"  # an opmask from the low bits of a general-purpose register (kmovw)
+    # SIMT (GPU) threads: the executor in isa/simt_exec.py gives each thread of the grid its own array slot
+    SREG = "sreg"  # a special register: Imm("tid") thread in block, Imm("ctaid") block in grid (mov %tid.x)
+    IDIV = "idiv"  # unsigned division by a positive constant (thread-index decomposition)
+    IREM = "irem"
+    ICMP_LT = "icmp_lt"
+    PAND = "pand"  # predicate and (setp.lt.and combines a compare with a predicate)
+    SHFL_XOR = "shfl_xor"  # the value of the lane whose id is this lane's xor the immediate (shfl.sync.bfly)
+    BARRIER = "barrier"  # every thread of the block waits here (bar.sync)
+    EXIT_IF = "exit_if"  # threads whose predicate holds leave the kernel (a divergent branch to its end)
+    LOAD_SHARED = "load_shared"  # from the block's shared memory
+    STORE_SHARED = "store_shared"
 
 
 def _f32(x):
@@ -168,6 +179,10 @@ SEMANTICS = {
     Prim.IAND: lambda a, b: np.asarray(a, dtype=I64) & np.asarray(b, dtype=I64),
     Prim.IMOV: lambda a: np.asarray(a, dtype=I64),
     Prim.CVT_F2I32: _cvt_f2i32,
+    Prim.IDIV: lambda a, b: np.asarray(a, dtype=I64) // np.asarray(b, dtype=I64),
+    Prim.IREM: lambda a, b: np.asarray(a, dtype=I64) % np.asarray(b, dtype=I64),
+    Prim.ICMP_LT: lambda a, b: np.asarray(a, dtype=I64) < np.asarray(b, dtype=I64),
+    Prim.PAND: lambda a, b: np.logical_and(a, b),
     Prim.IADD32: lambda a, b: (_as_i32(a) + _as_i32(b)).view(F32),
     Prim.ISHL32: lambda a, b: np.left_shift(_as_i32(a), np.int32(b)).view(F32),
 }
@@ -178,8 +193,8 @@ RESULT_IS_FP = {
     **{p: True for p in (Prim.FADD, Prim.FSUB, Prim.FMUL, Prim.FDIV, Prim.FSQRT, Prim.FMAX, Prim.FMIN,
                          Prim.FMA, Prim.FNMA, Prim.FROUND, Prim.FABS, Prim.FNEG, Prim.FMOV, Prim.CVT_I2F,
                          Prim.BITS_I2F, Prim.LOAD_BCAST, Prim.BCAST, Prim.EXTRACT_HI, Prim.FADDP,
-                         Prim.FMAXP, Prim.CVT_F2I32, Prim.IADD32, Prim.ISHL32)},
+                         Prim.FMAXP, Prim.CVT_F2I32, Prim.IADD32, Prim.ISHL32, Prim.SHFL_XOR)},
     **{p: False for p in (Prim.CVT_F2I, Prim.SETCC, Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND,
-                          Prim.IMOV)},
-    **{p: None for p in (Prim.FCMP_LT, Prim.FCMP_NE, Prim.ICMP_NE, Prim.ICMP_GE)},
+                          Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM)},
+    **{p: None for p in (Prim.FCMP_LT, Prim.FCMP_NE, Prim.ICMP_NE, Prim.ICMP_GE, Prim.ICMP_LT, Prim.PAND)},
 }

@@ -259,3 +259,52 @@ def get_target(name: str) -> Target:
         return TARGETS[name]
     except KeyError:
         raise UserError(f"unknown target '{name}': choose one of {', '.join(TARGETS)}") from None
+
+
+# ---- GPU SIMT: PTX, one thread's instruction stream --------------------------------------------------------
+# General-purpose values are 64-bit (.s64/.u64 registers) as on the CPU targets; registers are PTX's virtual
+# ones, allocated by ptxas, so isasim does not allocate them (it estimates the count; isa/simt_cost.py).
+_PTX = {
+    Prim.FADD: "add.rn.f32", Prim.FSUB: "sub.rn.f32", Prim.FMUL: "mul.rn.f32", Prim.FDIV: "div.rn.f32",
+    Prim.FSQRT: "sqrt.rn.f32", Prim.FMAX: "max.f32", Prim.FMIN: "min.f32", Prim.FMA: "fma.rn.f32",
+    Prim.FNMA: "fma.rn.f32",  # emitted as fma with a negated operand, which SASS's FFMA folds in
+    Prim.FROUND: "cvt.rni.f32.f32", Prim.FABS: "abs.f32", Prim.FNEG: "neg.f32", Prim.FMOV: "mov.f32",
+    Prim.CVT_F2I: "cvt.rzi.s64.f32", Prim.CVT_I2F: "cvt.rn.f32.s64", Prim.BITS_I2F: "mov.b32",
+    Prim.FCMP_LT: "setp.lt.f32", Prim.FCMP_NE: "setp.ne.f32", Prim.ICMP_NE: "setp.ne.s64",
+    Prim.ICMP_GE: "setp.ge.s64", Prim.ICMP_LT: "setp.lt.s64", Prim.PAND: "and.pred", Prim.SETCC: "selp.s64",
+    Prim.IADD: "add.s64", Prim.ISUB: "sub.s64", Prim.IMUL: "mul.lo.s64", Prim.ISHL: "shl.b64",
+    Prim.IAND: "and.b64", Prim.IMOV: "mov.u64", Prim.IDIV: "div.const", Prim.IREM: "rem.const",
+    Prim.DEC_FLAGS: "sub.s64", Prim.BRANCH_NZ: "bra", Prim.EXIT_IF: "bra", Prim.SREG: "mov.u32.sreg",
+    Prim.SHFL_XOR: "shfl.sync.bfly.b32", Prim.BARRIER: "bar.sync",
+    Prim.LOAD_SHARED: "ld.shared.f32", Prim.STORE_SHARED: "st.shared.f32",
+}
+
+GPU_TARGETS: Mapping[str, Target] = MappingProxyType({
+    "simt": Target(
+        name="simt", isa="ptx", default_uarch="a100",
+        description="GPU SIMT in PTX: grids of blocks of 32-thread warps, shared memory, warp shuffles",
+        mnemonics=MappingProxyType(_PTX),
+        loads=MappingProxyType({DType.F32: "ld.global.f32", DType.I64: "ld.global.s64",
+                                DType.BOOL: "ld.global.u8"}),
+        stores=MappingProxyType({DType.F32: "st.global.f32", DType.I64: "st.global.s64",
+                                 DType.BOOL: "st.global.u8"}),
+        fp_int_select=MappingProxyType({True: "selp.f32", False: "selp.s64"}),
+        fp_zero="mov.f32", fp_const="mov.f32", pointer_init="ld.param.u64",
+        registers=Registers(gp=(), fp=(), args=(), callee_saved=frozenset(), two_address=False,
+                            fp_compare_to_flags=False),
+        imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND, Prim.IDIV, Prim.IREM,
+                             Prim.ICMP_LT, Prim.ICMP_GE, Prim.ICMP_NE}),
+        imm_fits=lambda v: -(2**63) <= v < 2**63, setcc_zero_extend=None, fp_sign_masks=False,
+        cvt_merges=False, disp_fits=lambda d, n: -(2**31) <= d < 2**31),
+})
+
+
+ALL_TARGETS: Mapping[str, Target] = MappingProxyType({**TARGETS, **GPU_TARGETS})
+
+
+def get_any_target(name: str) -> Target:
+    """A CPU target (TARGETS) or the GPU one (GPU_TARGETS)."""
+    try:
+        return ALL_TARGETS[name]
+    except KeyError:
+        raise UserError(f"unknown target '{name}': choose one of {', '.join(ALL_TARGETS)}") from None

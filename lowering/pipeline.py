@@ -84,18 +84,40 @@ def run_native(program: Program, target: Target, storages: dict[str, np.ndarray]
             storages[b.name] = arr
 
 
+def run_simt_program(program, storages: dict[str, np.ndarray], gpu):
+    """Place a SIMT kernel's buffers in global memory, run the whole grid, write its outputs back."""
+    from isasim.isa.simt_exec import run_simt
+
+    mem = Memory(program.program.buffers)
+    for b in program.program.buffers:
+        if not b.is_output:
+            mem.write(b.name, storages[b.name])
+    events = run_simt(program, mem, gpu.sector_bytes, gpu.shared_banks, gpu.shared_bank_bytes)
+    for b in program.program.buffers:
+        if b.is_output:
+            storages[b.name] = mem.read(b.name)
+    return events
+
+
 def run_graph(lowered: LoweredGraph, target: Target,
               on_step: Callable[[Step, Events | None], None] | None = None,
-              native: bool = False) -> dict[str, np.ndarray]:
+              native: bool = False, machine=None) -> dict[str, np.ndarray]:
     """Execute every kernel of the graph for `target` on the graph's values, in isasim's executor or as
-    machine code (native=True, no events); returns all storages."""
+    machine code (native=True, no events); returns all storages. A SIMT target's executor counts sectors and
+    banks with `machine`'s geometry (the target's default GPU when None)."""
+    if target.isa == "ptx" and machine is None:
+        from isasim.isa.gpu import load_gpu
+        machine = load_gpu(target.default_uarch)
     values = lowered.graph.values
     if values is None:
         raise ValueError("the graph was captured without values; capture it with values to execute it")
     storages = {name: np.ascontiguousarray(v).reshape(-1) for name, v in values.items()}
     for step in lowered.steps:
         events = None
-        if step.kernel is not None:
+        if step.kernel is not None and target.isa == "ptx":
+            from isasim.lowering.isel_simt import select_simt
+            events = run_simt_program(select_simt(step.kernel, target, machine), storages, machine)
+        elif step.kernel is not None:
             program = select(step.kernel, target)
             if native:
                 run_native(program, target, storages)

@@ -38,6 +38,8 @@ def tiny_folder(tmp_path_factory):
     (["trace", "bert-base", "--uarch", "pentium"], "unknown microarchitecture 'pentium'"),
     (["trace", "bert-base", "--target", "x86-64", "--uarch", "neoverse-n1"], "no aarch64 target"),
     (["trace", "bert-base", "--format", "xml"], "invalid choice"),
+    (["trace", "bert-base", "--target", "x86-64", "--uarch", "a100"], "no ptx target"),
+    (["trace", "bert-base", "--uarch", "v100"], "unknown microarchitecture 'v100'"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
@@ -79,7 +81,7 @@ def test_trace_json_of_a_local_folder(capsys, tiny_folder):
     linear = 2 * (4 * 2 * s * h * h + 2 * 2 * s * h * i) + 2 * h * h
     attention = 2 * 2 * (2 * heads * s * s * (h // heads))
     assert report["flops"] == linear + attention
-    assert {t["target"] for t in report["targets"]} == {"x86-64", "aarch64", "avx2", "avx512", "neon"}
+    assert {t["target"] for t in report["targets"]} == {"x86-64", "aarch64", "avx2", "avx512", "neon", "simt"}
     for t in report["targets"]:
         assert t["instructions"] == sum(op["instructions"] for op in t["ops"]) > 0
         assert set(t["bytes"]) == {"l1", "l2", "llc", "dram"}
@@ -178,3 +180,40 @@ def test_on_host_for_a_target_this_cpu_lacks_is_one_line(capsys, tiny_folder):
         pytest.skip("this CPU runs AVX-512")
     code, _, err = run(capsys, "check", str(tiny_folder), "--seq", "9", "--target", "avx512", "--on-host")
     assert code == 2 and "avx512f" in err and "drop --on-host" in err and err.count("\n") == 1
+
+
+def test_simt_trace_reports_launches(capsys, tiny_folder):
+    code, out, _ = run(capsys, "trace", str(tiny_folder), "--seq", "9", "--target", "simt", "--format", "json")
+    assert code == 0
+    (t,) = json.loads(out)["targets"]
+    assert (t["target"], t["uarch"]) == ("simt", "a100")
+    for op in t["ops"]:
+        g = op["simt"]
+        assert g["grid"] >= 1 and g["block"] % 32 == 0 and 0 < g["occupancy"] <= 1
+        assert g["sectors"] * 32 == op["bytes"]["l2"] and op["cycles"] > 0
+        assert op["bound"] in ("issue", "shared", "l2", "dram", "latency", "launch") or op["bound"].startswith("pipe")
+    code, out, _ = run(capsys, "trace", str(tiny_folder), "--seq", "9", "--target", "simt", "--uarch", "h100")
+    assert code == 0 and "simt on h100" in out and "occupancy" in out
+
+
+def test_simt_check_and_emit(capsys, tiny_folder, tmp_path):
+    import shutil
+
+    code, out, _ = run(capsys, "check", str(tiny_folder), "--seq", "6", "--target", "simt", "--format", "json")
+    (t,) = json.loads(out)["targets"]
+    assert code == 0 and t["passed"] and t["counts_match_cost_model"] and t["max_abs_err"] <= 1e-4
+    code, _, err = run(capsys, "check", str(tiny_folder), "--seq", "6", "--target", "simt", "--on-host")
+    assert code == 2 and "GPU" in err and err.count("\n") == 1
+    code, out, _ = run(capsys, "emit", str(tiny_folder), "--seq", "6", "--target", "simt", "-o", str(tmp_path))
+    assert code == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["ptx_target"] == "sm_80" and manifest["kernels"]
+    for k in manifest["kernels"]:
+        assert (tmp_path / k["file"]).read_text().startswith(".version")
+        if shutil.which("ptxas"):  # ptxas accepted it (else emit fails) and its count sits next to ours
+            assert k["ptxas"]["registers"] > 0 and k["registers_estimate"] > 0
+
+
+def test_targets_lists_gpus(capsys):
+    code, out, _ = run(capsys, "targets")
+    assert code == 0 and "simt" in out and "a100" in out and "h100" in out and "sm_90" in out

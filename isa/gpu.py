@@ -1,0 +1,144 @@
+"""GPU descriptions as data: one TOML file per part in ``isa/gpu/``, every number with its source.
+
+The SIMT cost model (isa/simt_cost.py) reads these; nothing else here knows a hardware number.
+Conventions: latencies and bandwidths are in SM clock cycles at ``clock_ghz``; ``l2_bytes_per_cycle`` is the
+whole chip's; ``per_clock_per_sm`` is the CUDA C++ Programming Guide's "results per clock cycle per
+multiprocessor" (thread-instructions), so a warp instruction occupies its pipe for 32 / per_clock_per_sm
+cycles of one SM.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from isasim.isa.machine import UarchFileError
+from isasim.models.errors import UserError
+
+GPU_DIR = Path(__file__).with_name("gpu")
+PIPES = ("fp32", "int", "sfu", "conv", "lsu", "shuffle", "branch", "barrier")
+
+
+@dataclass(frozen=True)
+class GpuInstr:
+    pipe: str
+    per_clock_per_sm: float
+    latency: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    description: str
+    ptx_target: str
+    clock_ghz: float
+    sms: int
+    schedulers_per_sm: int
+    warp_size: int
+    max_warps_per_sm: int
+    max_threads_per_sm: int
+    max_blocks_per_sm: int
+    max_threads_per_block: int
+    registers_per_sm: int
+    register_alloc_unit: int
+    max_registers_per_thread: int
+    shared_per_sm: int
+    shared_per_block: int
+    shared_reserved_per_block: int
+    shared_banks: int
+    shared_bank_bytes: int
+    shared_bytes_per_cycle: float
+    shared_latency: float
+    sector_bytes: int
+    l2_bytes: int
+    l2_bytes_per_cycle: float
+    l2_latency: float
+    dram_gb_per_s: float
+    dram_latency: float
+    launch_overhead_us: float
+    instructions: Mapping[str, GpuInstr]
+    sources: tuple[str, ...]
+    field_sources: Mapping[str, str]  # clock_source, sms_source, ... as written in the file
+
+    isa = "ptx"
+
+    @property
+    def dram_bytes_per_cycle(self) -> float:
+        return self.dram_gb_per_s / self.clock_ghz
+
+    def timing(self, mnemonic: str) -> GpuInstr:
+        try:
+            return self.instructions[mnemonic]
+        except KeyError:
+            raise KeyError(f"no timing for {mnemonic!r} on {self.name}; add it to isa/gpu/{self.name}.toml") from None
+
+    def fp32_lanes(self) -> float:
+        """FP32 FMA lanes per SM: what the peak FLOP rate is made of."""
+        return self.timing("fma.rn.f32").per_clock_per_sm
+
+
+_INT_KEYS = ("sms", "schedulers_per_sm", "warp_size", "max_warps_per_sm", "max_threads_per_sm", "max_blocks_per_sm",
+             "max_threads_per_block", "registers_per_sm", "register_alloc_unit", "max_registers_per_thread",
+             "shared_per_sm", "shared_per_block", "shared_reserved_per_block", "shared_banks",
+             "shared_bank_bytes", "sector_bytes", "l2_bytes")
+_FLOAT_KEYS = ("clock_ghz", "shared_bytes_per_cycle", "shared_latency", "l2_bytes_per_cycle", "l2_latency",
+               "dram_gb_per_s", "dram_latency", "launch_overhead_us")
+_SOURCE_KEYS = ("clock_source", "sms_source", "schedulers_source", "limits_source", "registers_source",
+                "shared_source", "banks_source", "l2_source", "dram_source", "launch_source")
+
+
+def _get(t: Mapping[str, Any], key: str, kind, where: str):
+    if key not in t:
+        raise UarchFileError(f"{where}: missing {key!r}")
+    v = t[key]
+    if isinstance(v, bool) or not isinstance(v, kind):
+        raise UarchFileError(f"{where}: {key!r} must be {kind}, got {v!r}")
+    if isinstance(v, (int, float)) and v <= 0 and key != "shared_reserved_per_block":
+        raise UarchFileError(f"{where}: {key!r} must be positive, got {v!r}")
+    if isinstance(v, str) and not v.strip():
+        raise UarchFileError(f"{where}: empty {key!r}")
+    return v
+
+
+def parse_gpu(data: Mapping[str, Any], where: str) -> Gpu:
+    instrs = {}
+    for mn, t in _get(data, "instructions", dict, where).items():
+        here = f"{where} [instructions.\"{mn}\"]"
+        pipe = _get(t, "pipe", str, here)
+        if pipe not in PIPES:
+            raise UarchFileError(f"{here}: pipe must be one of {PIPES}, got {pipe!r}")
+        instrs[mn] = GpuInstr(pipe, float(_get(t, "per_clock_per_sm", (int, float), here)),
+                              float(_get(t, "latency", (int, float), here)), _get(t, "source", str, here))
+    sources = tuple(_get(data, "sources", list, where))
+    return Gpu(
+        name=_get(data, "name", str, where), description=_get(data, "description", str, where),
+        ptx_target=_get(data, "ptx_target", str, where),
+        **{k: int(_get(data, k, int, where)) for k in _INT_KEYS},
+        **{k: float(_get(data, k, (int, float), where)) for k in _FLOAT_KEYS},
+        instructions=MappingProxyType(instrs), sources=sources,
+        field_sources=MappingProxyType({k: _get(data, k, str, where) for k in _SOURCE_KEYS}))
+
+
+def _files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(GPU_DIR.glob("*.toml"))}
+
+
+@cache
+def load_gpu(name: str) -> Gpu:
+    files = _files()
+    if name not in files:
+        raise UserError(f"unknown GPU {name!r}: choose one of {', '.join(files)}")
+    with files[name].open("rb") as fh:
+        gpu = parse_gpu(tomllib.load(fh), files[name].name)
+    if gpu.name != name:
+        raise UarchFileError(f"{files[name].name}: name {gpu.name!r} does not match the file name")
+    return gpu
+
+
+def gpu_names() -> tuple[str, ...]:
+    return tuple(_files())

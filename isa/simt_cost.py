@@ -1,0 +1,292 @@
+"""The SIMT cost model: exact warp-level counts, occupancy, and cycles as the max of named bounds.
+
+Counts, by structure (no execution): a warp issues every instruction of the stream once per trip, predicated
+or not, while any of its threads is alive. Memory costs come from the addresses each warp touches: every
+memory instruction's `WarpAccess` gives each thread's address in closed form, so sectors and bank conflicts are
+counted warp by warp (isa/simt_memory.py). Trips whose offsets agree modulo the period of both (a 128-byte
+row of banks, a multiple of the sector) cost the same, so each residue is evaluated once and weighted by how
+many trips land on it - exact, not sampled. The executor counts the same figures from the addresses it forms.
+
+Occupancy (CUDA C++ Programming Guide, "Occupancy Calculator" rules): resident blocks per SM are limited by
+warps, threads, blocks, registers (allocated per warp in units) and shared memory (plus a per-block
+reservation); the smallest limit names the limiter.
+
+Cycles, per kernel, the largest of:
+- issue: warp instructions on the busiest SM (it runs ceil(grid / SMs) blocks) over its schedulers;
+- pipe P: that SM's warp instructions on pipe P times 32 / (results per clock per SM);
+- shared: shared-memory wavefronts (one per cycle per 128 bytes of bandwidth);
+- l2, dram: bytes over the chip's bandwidth (DRAM: each buffer once when the kernel's buffers fit in L2);
+- latency: one warp's own in-order chain (dependent instructions wait their producers' latency) times the
+  rounds of resident blocks the busiest SM runs - latency that occupancy cannot hide.
+Then the launch overhead is added (a documented per-part parameter): back-to-back kernels pay it in series.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isasim.isa import simt_memory
+from isasim.isa.cost import KernelCost, reads
+from isasim.isa.gpu import Gpu
+from isasim.isa.machine_state import place
+from isasim.isa.program import Instr, Item, Loop, Reg, RegFile, walk
+from isasim.isa.semantics import RESULT_IS_FP, Prim
+from isasim.isa.simt_exec import place_shared
+from isasim.isa.simt_program import SimtProgram, WarpAccess, guard_mask
+
+_MEMORY = (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED)
+_REG_WORDS = {RegFile.FP: 1, RegFile.GP: 2, RegFile.PRED: 0, RegFile.MASK: 0}  # 32-bit registers per value
+
+
+@dataclass(frozen=True)
+class SimtCost(KernelCost):
+    """A KernelCost whose `instructions` are warp instructions, plus the launch and memory details."""
+
+    simt: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Memory:
+    global_requests: int = 0
+    sectors: int = 0
+    shared_requests: int = 0
+    wavefronts: int = 0
+    by_buffer: Counter = field(default_factory=Counter)
+
+
+def _trip_weights(loops: tuple[Loop, ...], strides: tuple[int, ...], period: int) -> dict[int, int]:
+    """How many trip combinations put the access at each byte offset modulo `period`."""
+    hist = {0: 1}
+    for loop, stride in zip(loops, strides):
+        step = Counter((t * stride) % period for t in range(loop.trip))
+        nxt: Counter = Counter()
+        for r, n in hist.items():
+            for s, m in step.items():
+                nxt[(r + s) % period] += n * m
+        hist = nxt
+    return hist
+
+
+def memory_costs(prog: SimtProgram, gpu: Gpu) -> _Memory:
+    gid = np.arange(prog.threads, dtype=np.int64)
+    live = guard_mask(prog.live, gid)
+    bases = {**place(prog.program.buffers), **place_shared(prog)}
+    period = math.lcm(gpu.sector_bytes, gpu.shared_banks * gpu.shared_bank_bytes)
+    out = _Memory()
+    for ins, _, depth in walk(prog.program.body):
+        if ins.prim not in _MEMORY:
+            continue
+        wa: WarpAccess = ins.warp
+        if len(wa.byte.strides) != len(depth):
+            raise AssertionError(f"{prog.name}: {ins} has strides for {len(wa.byte.strides)} loops, "
+                                 f"but {len(depth)} enclose it")
+        addr0 = bases[wa.buf] + wa.byte.at(gid)
+
+        def cost(offset: int, active: np.ndarray) -> tuple[int, int]:
+            if wa.shared:
+                return simt_memory.requests(active), simt_memory.wavefronts(
+                    addr0 + offset, active, gpu.shared_banks, gpu.shared_bank_bytes)
+            return simt_memory.requests(active), simt_memory.sectors(addr0 + offset, active, gpu.sector_bytes,
+                                                                      wa.width)
+
+        requests = units = 0
+        if any(lin.strides for lin, _ in wa.guards):  # who is active depends on the trip: every trip
+            for trips in itertools.product(*(range(lp.trip) for lp in depth)):
+                t = np.array(trips, dtype=np.int64)
+                r, u = cost(int(np.dot(wa.byte.strides, t)) if trips else 0, live & guard_mask(wa.guards, gid, t))
+                requests, units = requests + r, units + u
+        else:
+            active = live & guard_mask(wa.guards, gid)
+            for offset, n in _trip_weights(depth, wa.byte.strides, period).items():
+                r, u = cost(offset, active)
+                requests, units = requests + n * r, units + n * u
+        if wa.shared:
+            out.shared_requests += requests
+            out.wavefronts += units
+        else:
+            out.global_requests += requests
+            out.sectors += units
+            out.by_buffer[wa.buf] += units
+    return out
+
+
+def warp_counts(prog: SimtProgram) -> Counter:
+    """Warp instructions issued per mnemonic: all warps until EXIT_IF, then the warps with a live thread."""
+    gid = np.arange(prog.threads, dtype=np.int64)
+    all_warps = prog.threads // simt_memory.WARP
+    live_warps = simt_memory.requests(guard_mask(prog.live, gid))
+    counts: Counter = Counter()
+    warps = all_warps
+    for ins, n, _ in walk(prog.program.body):
+        counts[ins.mnemonic] += n * warps
+        if ins.prim is Prim.EXIT_IF:
+            warps = live_warps
+    return counts
+
+
+def registers(prog: SimtProgram) -> int:
+    """An estimate of the 32-bit registers a thread needs: the most values live at once in the stream (a value
+    read inside a loop lives through the whole loop), 64-bit values counting two. ptxas's own count, from
+    `isasim emit`, may differ: it rematerialises constants and schedules differently."""
+    order: list[Instr] = []
+    spans: list[tuple[int, int]] = []
+
+    def flat(items: tuple[Item, ...]) -> None:
+        for it in items:
+            if isinstance(it, Loop):
+                start = len(order)
+                flat(it.body + it.latch)
+                spans.append((start, len(order) - 1))
+            else:
+                order.append(it)
+
+    flat(prog.program.body)
+    first: dict[Reg, int] = {}  # first write (or read, for a value that arrives in a register)
+    last: dict[Reg, int] = {}
+    first_read: dict[Reg, int] = {}
+    for i, ins in enumerate(order):
+        for r in reads(ins) + ([ins.mask] if ins.mask is not None else []):
+            last[r] = i
+            first.setdefault(r, i)
+            first_read.setdefault(r, i)
+        if isinstance(ins.dst, Reg):
+            first.setdefault(ins.dst, i)
+            last[ins.dst] = max(last.get(ins.dst, i), i)
+    for s, e in sorted(spans, key=lambda se: se[1] - se[0]):  # inner loops first
+        carried = _carried(order[s:e + 1])
+        for r in first:
+            if not (s <= last[r] <= e or s <= first_read.get(r, -1) <= e):
+                continue  # not used in this loop
+            if first[r] < s:  # defined before the loop, read in it: live through every trip
+                last[r] = max(last[r], e)
+            elif r in carried:  # a trip reads what the previous trip wrote
+                first[r], last[r] = s, max(last[r], e)
+    live = np.zeros(len(order) + 1, dtype=np.int64)
+    for r in first:
+        live[first[r]] += _REG_WORDS[r.file] * r.lanes
+        live[last[r] + 1] -= _REG_WORDS[r.file] * r.lanes
+    return int(np.cumsum(live).max()) if len(order) else 0
+
+
+def _carried(body: list[Instr]) -> set[Reg]:
+    """The registers a trip reads before writing them (their values come from the previous trip)."""
+    written: set[Reg] = set()
+    carried: set[Reg] = set()
+    for ins in body:
+        for r in reads(ins) + ([ins.mask] if ins.mask is not None else []):
+            if r not in written:
+                carried.add(r)
+        if isinstance(ins.dst, Reg):
+            written.add(ins.dst)
+    return carried
+
+
+def occupancy(prog: SimtProgram, regs: int, gpu: Gpu) -> tuple[int, str]:
+    """Resident blocks per SM and the resource that limits them."""
+    warps = prog.block // gpu.warp_size
+    per_warp = -(-max(regs, 1) * gpu.warp_size // gpu.register_alloc_unit) * gpu.register_alloc_unit
+    limits = {
+        "warps": gpu.max_warps_per_sm // warps,
+        "threads": gpu.max_threads_per_sm // prog.block,
+        "blocks": gpu.max_blocks_per_sm,
+        "registers": gpu.registers_per_sm // (per_warp * warps),
+    }
+    if prog.shared_bytes:
+        limits["shared memory"] = gpu.shared_per_sm // (prog.shared_bytes + gpu.shared_reserved_per_block)
+    limiter = min(limits, key=lambda k: (limits[k], k != "warps"))
+    return limits[limiter], limiter
+
+
+def warp_path(prog: SimtProgram, gpu: Gpu, global_latency: float) -> float:
+    """Cycles one warp alone needs: in-order issue, each instruction waiting for its sources' producers."""
+
+    def latency(ins: Instr) -> float:
+        if ins.prim in (Prim.LOAD, Prim.STORE):
+            return global_latency
+        if ins.prim in (Prim.LOAD_SHARED, Prim.STORE_SHARED):
+            return gpu.shared_latency
+        return gpu.timing(ins.mnemonic).latency
+
+    def block(items: tuple[Item, ...]) -> float:
+        ready: dict[Reg, float] = {}
+        t = 0.0
+        end = 0.0
+        for it in items:
+            if isinstance(it, Loop):
+                t = max(t, end) + it.trip * block(it.body + it.latch)
+                end = t
+                ready = {r: min(v, t) for r, v in ready.items()}
+                continue
+            srcs = reads(it) + ([it.mask] if it.mask is not None else [])
+            start = max([t] + [ready.get(r, 0.0) for r in srcs])
+            t = start + 1
+            done = start + latency(it)
+            if isinstance(it.dst, Reg):
+                ready[it.dst] = done
+            end = max(end, done)
+        return max(t, end)
+
+    return block(prog.program.body)
+
+
+def cost_simt(prog: SimtProgram, gpu: Gpu) -> SimtCost:
+    counts = warp_counts(prog)
+    mem = memory_costs(prog, gpu)
+    regs = registers(prog)
+    resident, limiter = occupancy(prog, regs, gpu)
+    on_busiest = -(-prog.grid // gpu.sms)  # blocks on the busiest SM
+    share = on_busiest / prog.grid
+    rounds = -(-on_busiest // resident)
+    warps_resident = min(on_busiest, resident) * prog.block // gpu.warp_size
+    if on_busiest < resident:  # too few blocks to fill even one SM's capacity: the grid limits occupancy
+        limiter = "grid"
+    pipes: Counter = Counter()
+    for mn, n in counts.items():
+        t = gpu.timing(mn)
+        pipes[t.pipe] += n * share * gpu.warp_size / t.per_clock_per_sm
+    footprint = sum(b.size * b.dtype.itemsize for b in prog.program.buffers)
+    l2_bytes = mem.sectors * gpu.sector_bytes
+    dram_bytes = footprint if footprint <= gpu.l2_bytes else l2_bytes
+    dram_bytes = min(dram_bytes, l2_bytes) if l2_bytes else dram_bytes
+    global_latency = gpu.l2_latency if footprint <= gpu.l2_bytes else gpu.dram_latency
+    bounds = {
+        "issue": sum(counts.values()) * share / gpu.schedulers_per_sm,
+        **{f"pipe {p}": c for p, c in pipes.items()},
+        "shared": mem.wavefronts * share * gpu.shared_banks * gpu.shared_bank_bytes / gpu.shared_bytes_per_cycle,
+        "l2": l2_bytes / gpu.l2_bytes_per_cycle,
+        "dram": dram_bytes / gpu.dram_bytes_per_cycle,
+        "latency": rounds * warp_path(prog, gpu, global_latency),
+    }
+    bound = max(bounds, key=lambda k: bounds[k])
+    launch = gpu.launch_overhead_us * 1e3 * gpu.clock_ghz
+    cycles = bounds[bound] + launch
+    if launch > bounds[bound]:
+        bound = "launch"
+    bounds["launch"] = launch
+    live_threads = int(guard_mask(prog.live, np.arange(prog.threads, dtype=np.int64)).sum())
+    fp_ops = 0
+    after_exit = False
+    for ins, n, _ in walk(prog.program.body):
+        if RESULT_IS_FP.get(ins.prim) and ins.prim not in (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F, Prim.SHFL_XOR):
+            fp_ops += n * (live_threads if after_exit else prog.threads) * (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
+        after_exit = after_exit or ins.prim is Prim.EXIT_IF
+    shared_bytes = mem.wavefronts * gpu.shared_banks * gpu.shared_bank_bytes
+    simt = {
+        "strategy": prog.strategy, "grid": prog.grid, "block": prog.block, "registers": regs,
+        "shared_bytes": prog.shared_bytes, "blocks_per_sm": resident, "limiter": limiter,
+        "occupancy": warps_resident / gpu.max_warps_per_sm if on_busiest else 0.0,
+        "waves": -(-prog.grid // (resident * gpu.sms)), "global_requests": mem.global_requests,
+        "sectors": mem.sectors, "sectors_per_request": mem.sectors / max(mem.global_requests, 1),
+        "shared_requests": mem.shared_requests, "wavefronts": mem.wavefronts,
+        "bank_conflict_factor": mem.wavefronts / max(mem.shared_requests, 1),
+        "sectors_by_buffer": dict(mem.by_buffer),
+    }
+    return SimtCost(prog.name, sum(counts.values()), dict(counts), cycles, bound, bounds,
+                    {bound: cycles}, {"l1": shared_bytes + l2_bytes, "l2": l2_bytes, "llc": l2_bytes,
+                                      "dram": dram_bytes},
+                    prog.program.flops, fp_ops, None, simt)

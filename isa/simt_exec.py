@@ -1,0 +1,153 @@
+"""The SIMT executor: every thread of the grid at once, one numpy slot per thread, warps in lockstep.
+
+All threads run the same instruction stream and every loop has the same trip count in every thread, so one
+pass over the program runs the whole grid: an instruction is one numpy operation over all threads. That is
+exactly lockstep execution of every warp, with three refinements:
+- a guarded instruction (`@p`) changes nothing in threads whose predicate is false, and touches no memory;
+- EXIT_IF retires threads for good (a divergent branch to the kernel's end); a warp keeps issuing while any
+  of its threads is alive;
+- bar.sync needs no scheduling: all threads of a block reach it at the same instruction. Shared memory is one
+  array per block; shfl.sync reads the partner lane's register within the warp.
+It counts what the hardware would: warp instructions issued per mnemonic, global requests and 32-byte sectors,
+shared requests and wavefronts (isa/simt_memory.py), from the addresses the instructions really form.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isasim.isa import simt_memory
+from isasim.isa.machine_state import Events, Memory, run_instr
+from isasim.isa.program import Addr, Instr, Item, Loop
+from isasim.isa.semantics import Prim
+from isasim.isa.simt_program import SimtProgram
+
+SHARED_ALIGN = 128  # shared arrays start on a full row of banks
+
+
+def place_shared(prog: SimtProgram) -> dict[str, int]:
+    base, addr = {}, 0
+    for b in prog.shared:
+        base[b.name] = addr
+        addr += -(-b.size * b.dtype.itemsize // SHARED_ALIGN) * SHARED_ALIGN
+    return base
+
+
+def new_shared(prog: SimtProgram) -> np.ndarray:
+    """Every block's shared memory: one row of float32 words per block."""
+    words = sum(-(-b.size * b.dtype.itemsize // SHARED_ALIGN) * SHARED_ALIGN // 4 for b in prog.shared)
+    return np.zeros((prog.grid, max(words, 1)), dtype=np.float32)
+
+
+@dataclass
+class SimtEvents(Events):
+    """Warp-level counts: `instructions` are warp instructions issued (a warp issues an instruction when any
+    of its threads is alive, predicated or not)."""
+
+    global_requests: int = 0
+    sectors: int = 0
+    shared_requests: int = 0
+    wavefronts: int = 0
+    by_buffer: Counter = field(default_factory=Counter)  # sectors per global buffer
+
+
+class SimtExecutor:
+    def __init__(self, prog: SimtProgram, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int,
+                 gid: np.ndarray | None = None, shared: np.ndarray | None = None):
+        """Runs the threads `gid` (default: the whole grid; the stepped interpreter passes one warp and the
+        block's shared memory)."""
+        self.prog, self.mem = prog, mem
+        self.sector_bytes, self.banks, self.bank_bytes = sector_bytes, banks, bank_bytes
+        self.gid = np.arange(prog.threads, dtype=np.int64) if gid is None else gid
+        self.block_of = self.gid // prog.block
+        self.alive = np.ones(self.gid.shape, dtype=bool)
+        self.live_warps = simt_memory.requests(self.alive)  # warps that still issue
+        self.seen: dict = {}  # a shared access's last addresses and active threads, with their counts
+        self.shared_base = place_shared(prog)
+        self.shared = new_shared(prog) if shared is None else shared
+        self.events = SimtEvents()
+        self.scratch = Events()
+
+    def run(self) -> SimtEvents:
+        self.items(self.prog.program.body, {})
+        return self.events
+
+    def items(self, items: tuple[Item, ...], regs: dict) -> None:
+        for it in items:
+            if isinstance(it, Loop):
+                for _ in range(it.trip):
+                    self.items(it.body, regs)
+                    self.items(it.latch, regs)
+            else:
+                self.instr(it, regs)
+
+    def full(self, v) -> np.ndarray:
+        return np.broadcast_to(np.asarray(v), self.gid.shape)
+
+    def instr(self, ins: Instr, regs: dict) -> None:
+        self.events.instructions[ins.mnemonic] += self.live_warps
+        active = self.alive if ins.mask is None else self.alive & self.full(regs[ins.mask])
+        p = ins.prim
+        if p is Prim.SREG:
+            regs[ins.dst] = self.gid % self.prog.block if ins.srcs[0].value == "tid" else self.block_of
+        elif p is Prim.EXIT_IF:
+            self.alive = self.alive & ~self.full(regs[ins.srcs[0]])
+            self.live_warps = simt_memory.requests(self.alive)
+        elif p in (Prim.BARRIER, Prim.BRANCH_NZ):
+            pass  # lockstep: every thread of a block is at this instruction together
+        elif p is Prim.SHFL_XOR:
+            v = self.full(regs[ins.srcs[0]])
+            regs[ins.dst] = v[(self.gid ^ np.int64(ins.srcs[1].value)) - self.gid[0]]
+        elif p in (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED):
+            self.memory(ins, regs, active)
+        elif p is Prim.IMOV and isinstance(ins.srcs[0], Addr) and ins.srcs[0].buf in self.shared_base:
+            regs[ins.dst] = np.int64(self.shared_base[ins.srcs[0].buf] + ins.srcs[0].offset)
+        else:
+            with np.errstate(all="ignore"):  # exited threads compute on whatever they hold
+                if ins.mask is not None:
+                    regs[ins.dst] = self.full(regs[ins.dst])
+                    regs[ins.mask] = self.full(regs[ins.mask]) & self.alive
+                run_instr(ins, regs, self.mem, 1, self.scratch)
+
+    def memory(self, ins: Instr, regs: dict, active: np.ndarray) -> None:
+        m = ins.dst if ins.prim in (Prim.STORE, Prim.STORE_SHARED) else ins.srcs[0]
+        addr = self.full(regs[m.base] + np.int64(m.disp))
+        shared = ins.prim in (Prim.LOAD_SHARED, Prim.STORE_SHARED)
+        if shared:
+            seen = self.seen.get(id(ins))  # shared addresses repeat every trip: count each pattern once
+            if seen is None or not (np.array_equal(seen[0], addr) and np.array_equal(seen[1], active)):
+                seen = (addr, active, simt_memory.requests(active),
+                        simt_memory.wavefronts(addr, active, self.banks, self.bank_bytes))
+                self.seen[id(ins)] = seen
+            self.events.shared_requests += seen[2]
+            self.events.wavefronts += seen[3]
+            where = (self.block_of[active], addr[active] // 4)
+            if ins.prim is Prim.LOAD_SHARED:
+                out = np.array(self.full(regs.get(ins.dst, np.float32(0))), dtype=np.float32)
+                out[active] = self.shared[where]
+                regs[ins.dst] = out
+            else:
+                self.shared[where] = self.full(regs[ins.srcs[0]])[active]
+            return
+        n = simt_memory.sectors(addr, active, self.sector_bytes, ins.dtype.itemsize)
+        self.events.global_requests += simt_memory.requests(active)
+        self.events.sectors += n
+        self.events.by_buffer[ins.warp.buf if ins.warp else "?"] += n
+        nbytes = int(active.sum()) * ins.dtype.itemsize
+        if ins.prim is Prim.LOAD:
+            self.events.bytes_loaded += nbytes
+            fresh = self.mem.load(ins.dtype, addr[active])
+            out = np.array(self.full(regs.get(ins.dst, np.zeros((), fresh.dtype))), dtype=fresh.dtype)
+            out[active] = fresh
+            regs[ins.dst] = out
+        else:
+            self.events.bytes_stored += nbytes
+            self.mem.store(ins.dtype, addr[active], self.full(regs[ins.srcs[0]])[active])
+
+
+def run_simt(prog: SimtProgram, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int) -> SimtEvents:
+    """Run the whole grid; sectors and banks are counted with the GPU's geometry (isa/gpu/*.toml)."""
+    return SimtExecutor(prog, mem, sector_bytes, banks, bank_bytes).run()

@@ -1,0 +1,95 @@
+"""The stepped SIMT interpreter: one warp at a time, following a program counter, warps meeting at barriers.
+
+The program is flattened into a list with jumps: a loop's latch ends in its predicated `bra` back to the
+loop's first instruction, decided by the counter register as in real code. Each block's warps then run in
+turn: a warp runs until it reaches bar.sync (or the end, or all its threads have exited), and when every
+warp of the block is waiting, all go on. So warps really interleave through shared memory, and only the
+barriers keep it consistent: a barrier missing from the lowering would show up here as a different result,
+where the batched executor (isa/simt_exec.py, all threads in one lockstep pass) could not see it.
+
+Each instruction runs through the batched executor's own `instr` on a 32-thread slice, so both executors
+share one definition of every instruction; tests hold their results and counts equal, bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from isasim.isa.machine_state import Memory
+from isasim.isa.program import Instr, Item, Loop
+from isasim.isa.semantics import Prim
+from isasim.isa.simt_exec import SimtEvents, SimtExecutor, new_shared
+from isasim.isa.simt_memory import WARP
+from isasim.isa.simt_program import SimtProgram
+
+
+@dataclass
+class _Jump:
+    """Go back to `target` while the predicate (the latch's setp) holds."""
+
+    ins: Instr
+    target: int
+
+
+def flatten(items: tuple[Item, ...], out: list | None = None) -> list:
+    out = [] if out is None else out
+    for it in items:
+        if isinstance(it, Loop):
+            start = len(out)
+            flatten(it.body, out)
+            for ins in it.latch:
+                out.append(_Jump(ins, start) if ins.prim is Prim.BRANCH_NZ else ins)
+        else:
+            out.append(it)
+    return out
+
+
+class _Warp:
+    def __init__(self, prog: SimtProgram, mem: Memory, geometry: tuple, first: int, shared: np.ndarray):
+        self.ex = SimtExecutor(prog, mem, *geometry, gid=np.arange(first, first + WARP, dtype=np.int64),
+                               shared=shared)
+        self.regs: dict = {}
+        self.pc = 0
+
+    def run_to_barrier(self, code: list) -> bool:
+        """Step until a barrier (True: waiting there) or the end of the kernel (False)."""
+        while self.pc < len(code) and self.ex.alive.any():
+            item = code[self.pc]
+            self.pc += 1
+            if isinstance(item, _Jump):
+                self.ex.instr(item.ins, self.regs)
+                taken = np.broadcast_to(self.regs[item.ins.srcs[0]], self.ex.gid.shape)[self.ex.alive]
+                if taken.any() != taken.all():
+                    raise RuntimeError(f"{self.ex.prog.name}: a loop branch diverged inside a warp")
+                if taken.all():
+                    self.pc = item.target
+                continue
+            self.ex.instr(item, self.regs)
+            if item.prim is Prim.BARRIER:
+                return True
+        return False
+
+
+def step_simt(prog: SimtProgram, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int) -> SimtEvents:
+    code = flatten(prog.program.body)
+    shared = new_shared(prog)
+    events = SimtEvents()
+    for block in range(prog.grid):
+        warps = [_Warp(prog, mem, (sector_bytes, banks, bank_bytes), block * prog.block + w * WARP, shared)
+                 for w in range(prog.block // WARP)]
+        running = list(warps)
+        while running:  # every warp to the next barrier (or its end), then release them together
+            running = [w for w in running if w.run_to_barrier(code)]
+        for w in warps:
+            e = w.ex.events
+            events.instructions.update(e.instructions)
+            events.bytes_loaded += e.bytes_loaded
+            events.bytes_stored += e.bytes_stored
+            events.global_requests += e.global_requests
+            events.sectors += e.sectors
+            events.shared_requests += e.shared_requests
+            events.wavefronts += e.wavefronts
+            events.by_buffer.update(e.by_buffer)
+    return events

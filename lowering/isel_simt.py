@@ -1,0 +1,287 @@
+"""Instruction selection for the GPU SIMT target: a loop-nest Kernel becomes one thread's PTX instruction
+stream and a launch geometry. Each op gets the mapping CUDA libraries use for it:
+
+- GEMMs: lowering/isel_simt_gemm.py (shared-memory tiles, per-thread register tiles);
+- row kernels (softmax, layer norm): one warp per row; lanes stride the row (coalesced), and the partial
+  results meet in a butterfly of shfl.sync.bfly, the CUDA warp-reduction idiom (CUDA Programming Guide,
+  "Warp Shuffle Functions"), which leaves the total in every lane;
+- everything else: one thread per output element, consecutive threads on consecutive innermost elements.
+
+The expression code is the scalar selector's (lowering/isel.py): only where a value lives changes. A parallel
+loop becomes a coordinate computed once from the thread's global id, so every pointer starts at the thread's
+own element; loops inside a thread keep the scalar code's pointer increments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Item, Mem, Program, Reg, RegFile
+from isasim.isa.semantics import Prim
+from isasim.isa.simt_program import Lin, SimtProgram, WarpAccess
+from isasim.isa.targets import GPU_TARGETS, Target
+from isasim.lowering.isel import _Selector, _Stream
+from isasim.models.graph import DType
+from isasim.lowering.kernel import Affine, Index, Kernel, Let, Load, Map, Op, Reduce, Scalar, is_fp
+
+BLOCK = 256  # threads per block: 8 warps, a common default that fills an SM with 8 resident blocks
+WARP = 32
+_COMBINE = {Prim.FADD: Prim.FADD, Prim.FMA: Prim.FADD, Prim.FMAX: Prim.FMAX}  # update -> how partials combine
+
+
+def _vars(terms) -> list[str]:
+    return list(dict.fromkeys(v for v, _ in terms))
+
+
+@dataclass
+class _SimtSelector(_Selector):
+    coords: dict[str, tuple[Reg, tuple]] = field(default_factory=dict)  # var -> (register, Lin terms of it)
+    bases: dict[str, Reg] = field(default_factory=dict)
+    lane: Reg | None = None  # warp-per-row: the thread's lane, which walks the row's variable
+    lane_var: str | None = None
+    guard: Reg | None = None  # the predicate guarding the current loop body's memory accesses and update
+    guard_lins: tuple = ()
+    positions: dict[str, Reg] = field(default_factory=dict)  # a lane loop's element index (lane + 32 * trip)
+    origins: dict[tuple, int] = field(default_factory=dict)  # a pointer's element offset, per stream key
+
+    # ---- where values live ------------------------------------------------------------------------
+    def base(self, buf: str) -> Reg:
+        if buf not in self.bases:
+            r = self.new(RegFile.GP)
+            self.prologue.append(Instr(self.target.pointer_init, Prim.IMOV, r, (Addr(buf, 0),)))
+            self.bases[buf] = r
+        return self.bases[buf]
+
+    def emit(self, code: list, prim: Prim, srcs: tuple, file: RegFile = RegFile.GP) -> Reg:
+        r = self.new(file)
+        code.append(Instr(self.mn(prim), prim, r, srcs))
+        return r
+
+    def stream(self, scope: int, buf: str, index: Affine, chain: tuple[str, ...]) -> _Stream:
+        """One pointer per buffer and walk: accesses that differ only by a constant offset share it and
+        reach their element through the load's displacement (`[%rd + 16]`)."""
+        key = (scope, buf, index.terms, chain)
+        if key not in self.streams:
+            isz = self.kernel.buffer(buf).dtype.itemsize
+            r = self.emit(self.prologue, Prim.IADD, (self.base(buf), Imm(index.offset * isz)))
+            for v in _vars(index.terms):
+                c = index.coef(v)
+                if v in self.coords and c:
+                    t = self.emit(self.prologue, Prim.IMUL, (self.coords[v][0], Imm(c * isz)))
+                    self.prologue.append(Instr(self.mn(Prim.IADD), Prim.IADD, r, (r, t)))
+            if self.lane_var in chain and index.coef(self.lane_var):
+                t = self.emit(self.prologue, Prim.IMUL, (self.lane, Imm(index.coef(self.lane_var) * isz)))
+                self.prologue.append(Instr(self.mn(Prim.IADD), Prim.IADD, r, (r, t)))
+            self.streams[key] = _Stream(r, chain, {v: index.coef(v) * isz for v in chain},
+                                        {v: self.trips[v] for v in chain}, scope)
+            self.origins[key] = index.offset
+        return self.streams[key]
+
+    def address(self, scope: int, buf: str, index: Affine, chain: tuple[str, ...]) -> Mem:
+        s = self.stream(scope, buf, index, chain)
+        origin = self.origins[(scope, buf, index.terms, chain)]
+        return Mem(s.reg, (index.offset - origin) * self.kernel.buffer(buf).dtype.itemsize)
+
+    def access(self, buf: str, index: Affine, chain: tuple[str, ...]) -> WarpAccess:
+        """The address each thread forms, as a closed form (simt_program.Lin) of its id and loop trips."""
+        isz = self.kernel.buffer(buf).dtype.itemsize
+        terms = []
+        for v in _vars(index.terms):
+            if v in self.coords and index.coef(v):
+                terms += [(div, mod, mult * index.coef(v) * isz) for div, mod, mult in self.coords[v][1]]
+        if self.lane_var in chain and index.coef(self.lane_var):
+            terms.append((1, WARP, index.coef(self.lane_var) * isz))
+        for dyn, c in index.dynamic:  # a gather: as if each index row were distinct (see WarpAccess)
+            if isinstance(dyn, Load):
+                for v in _vars(dyn.index.terms):
+                    if v in self.coords and dyn.index.coef(v):
+                        terms += [(div, mod, mult * dyn.index.coef(v) * c * isz)
+                                  for div, mod, mult in self.coords[v][1]]
+        strides = tuple(index.coef(v) * isz * (WARP if v == self.lane_var else 1) for v in chain)
+        return WarpAccess(False, buf, Lin(index.offset * isz, tuple(terms), strides), isz, self.guard_lins)
+
+    def load(self, e: Load, code, cse, scope, chain, dst) -> Reg:
+        buf = self.kernel.buffer(e.buf)
+        m = self.address(scope, e.buf, e.index, chain)
+        for dyn, coef in e.index.dynamic:  # a gather: the loaded index, scaled, added to the row pointer
+            idx = self.expr(dyn, code, cse, scope, chain)
+            t = self.emit(code, Prim.IMUL, (idx, Imm(coef * buf.dtype.itemsize)))
+            code.append(Instr(self.mn(Prim.IADD), Prim.IADD, t, (t, m.base)))
+            m = Mem(t, m.disp)
+        r = dst or self.new(RegFile.FP if buf.dtype is DType.F32 else RegFile.GP)
+        code.append(Instr(self.target.loads[buf.dtype], Prim.LOAD, r, (m,), buf.dtype, None, mask=self.guard,
+                          warp=self.access(e.buf, e.index, chain)))
+        return r
+
+    def store(self, ph: Map, code, cse, scope, chain) -> None:
+        val = self.expr(ph.value, code, cse, scope, chain)
+        buf = self.kernel.buffer(ph.buf)
+        code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, self.address(scope, ph.buf, ph.index, chain),
+                          (val,), buf.dtype, None, mask=self.guard, warp=self.access(ph.buf, ph.index, chain)))
+
+    def expr(self, e, code, cse, scope, chain, dst=None) -> Reg:
+        if isinstance(e, Index) and (e.var in self.coords or e.var in self.positions):
+            r = self.coords[e.var][0] if e.var in self.coords else self.positions[e.var]
+            if dst is None:
+                return r
+            code.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, dst, (r,)))
+            return dst
+        return super().expr(e, code, cse, scope, chain, dst)
+
+    def latch(self, var: str, counter: Reg, scope: int | None, scale: int = 1) -> tuple[Instr, ...]:
+        """The scalar latch's pointer steps, then PTX's loop control: sub, setp, predicated bra."""
+        steps = [i for i in super().latch(var, counter, scope, scale) if i.prim is Prim.IADD]
+        if var in self.positions:
+            p = self.positions[var]
+            steps.append(Instr(self.mn(Prim.IADD), Prim.IADD, p, (p, Imm(WARP))))
+        more = self.new(RegFile.PRED)
+        return tuple(steps) + (Instr(self.mn(Prim.ISUB), Prim.ISUB, counter, (counter, Imm(1))),
+                               Instr(self.mn(Prim.ICMP_NE), Prim.ICMP_NE, more, (counter, Imm(0))),
+                               Instr(self.mn(Prim.BRANCH_NZ), Prim.BRANCH_NZ, None, (more,)))
+
+    # ---- warp per row -----------------------------------------------------------------------------
+    def lane_loop(self, var: str, extent: int, scope: int, parallel: bool, code: list[Item], fill) -> None:
+        """for (j = lane; j < extent; j += 32): `fill(body)`, as a counted loop of ceil(extent / 32) trips
+        whose accesses are guarded by j < extent when the row is not a multiple of 32."""
+        trip = -(-extent // WARP)
+        self.trips[var] = trip
+        body: list[Item] = []
+        if extent % WARP:
+            pos = self.new(RegFile.GP)
+            code.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, pos, (self.lane,)))
+            self.positions[var] = pos
+            self.guard = self.new(RegFile.PRED)
+            body.append(Instr(self.mn(Prim.ICMP_LT), Prim.ICMP_LT, self.guard, (pos, Imm(extent))))
+            self.guard_lins = ((Lin(0, ((1, WARP, 1),), (WARP,)), extent),)
+        fill(body)
+        self.loop(var, trip, body, parallel, code, scope, scale=WARP)
+        self.positions.pop(var, None)
+        self.guard, self.guard_lins = None, ()
+
+    def reduce_phase(self, scope: int, ph: Reduce, outer, code: list[Item]) -> None:
+        if self.lane is None:
+            return super().reduce_phase(scope, ph, outer, code)
+        acc = self.accumulator(ph.init, code, scope, outer)
+        self.scalars[ph.acc] = acc
+        self.scalar_fp[ph.acc] = True
+
+        def fill(body: list[Item]) -> None:
+            body.extend(self.reduce_body(scope, ph, outer, acc))
+            if self.guard is not None:  # lanes past the row's end keep their partial result
+                last = max(i for i, ins in enumerate(body) if isinstance(ins, Instr) and ins.dst == acc)
+                body[last] = replace(body[last], mask=self.guard)
+
+        self.lane_loop(ph.var, ph.extent, scope, False, code, fill)
+        combine = _COMBINE[ph.update.prim]
+        for offset in (16, 8, 4, 2, 1):  # butterfly: after five steps every lane holds the whole row's result
+            other = self.emit(code, Prim.SHFL_XOR, (acc, Imm(offset)), RegFile.FP)
+            code.append(Instr(self.mn(combine), combine, acc, (acc, other)))
+
+    def map_phase(self, scope: int, ph: Map, outer, code: list[Item]) -> None:
+        if self.lane is None:
+            return super().map_phase(scope, ph, outer, code)
+        self.lane_loop(ph.var, ph.extent, scope, True, code,
+                       lambda body: self.store(ph, body, {}, scope, outer + (ph.var,)))
+
+    def point_store(self, ph: Map, code: list, cse: dict, scope: int) -> None:
+        """A once-per-row store (layer norm's mean and rstd) from lane 0 only."""
+        first = self.emit(code, Prim.ICMP_LT, (self.lane, Imm(1)), RegFile.PRED)
+        self.guard, self.guard_lins = first, ((Lin(0, ((1, WARP, 1),)), 1),)
+        self.store(ph, code, cse, scope, ())
+        self.guard, self.guard_lins = None, ()
+
+    def phases(self, outer: tuple[str, ...]) -> list[Item]:
+        if self.lane is None:
+            return super().phases(outer)
+        code: list[Item] = []
+        point_cse: dict = {}
+        for scope, ph in enumerate(self.kernel.phases):
+            if isinstance(ph, Reduce):
+                self.reduce_phase(scope, ph, outer, code)
+            elif isinstance(ph, Let):  # every lane computes the row's scalars (they hold the same totals)
+                self.scalar_fp[ph.name] = bool(is_fp(ph.value, self.kernel, self.scalar_fp))
+                self.scalars[ph.name] = self.expr(ph.value, code, point_cse, scope, outer)
+            elif ph.var is None:
+                self.point_store(ph, code, point_cse, scope)
+            else:
+                self.map_phase(scope, ph, outer, code)
+        return code
+
+
+def _points_only(kernel: Kernel) -> Kernel:
+    """An elementwise kernel's row loop becomes one more parallel dimension: a thread per element."""
+    maps = [p for p in kernel.phases if isinstance(p, Map)]
+    if len(maps) != len(kernel.phases) or len({(m.var, m.extent) for m in maps}) != 1 or maps[0].var is None:
+        return kernel
+    var, extent = maps[0].var, maps[0].extent
+    phases = tuple(Map(None, 1, m.buf, m.index, m.value) for m in maps)
+    return replace(kernel, parallel=kernel.parallel + ((var, extent),), phases=phases)
+
+
+def _row_kernel(kernel: Kernel) -> bool:
+    """Softmax and layer norm: reductions and maps all along one variable, reductions that combine."""
+    loops = {p.var for p in kernel.phases if isinstance(p, (Reduce, Map)) and p.var is not None}
+    reduces = [p for p in kernel.phases if isinstance(p, Reduce)]
+    return bool(reduces) and len(loops) == 1 and all(
+        isinstance(r.update, Op) and r.update.prim in _COMBINE and Scalar(r.acc) in r.update.args
+        and is_fp(r.init, kernel, {}) for r in reduces)
+
+
+def _decompose(sel: _SimtSelector, index: Reg, unit: int, parallel) -> None:
+    """Each parallel variable's coordinate from `index` (= gid // unit), innermost fastest."""
+    inner = 1
+    for i, (var, extent) in reversed(list(enumerate(parallel))):
+        x = index if inner == 1 else sel.emit(sel.prologue, Prim.IDIV, (index, Imm(inner)))
+        outermost = i == 0
+        c = x if outermost else sel.emit(sel.prologue, Prim.IREM, (x, Imm(extent)))
+        sel.coords[var] = (c, ((unit * inner, 0 if outermost else extent, 1),))
+        inner *= extent
+
+
+def thread_index(sel: _Selector, block: int) -> Reg:
+    """gid = ctaid.x * ntid.x + tid.x"""
+    tid = sel.new(RegFile.GP)
+    cta = sel.new(RegFile.GP)
+    sel.prologue.append(Instr(sel.mn(Prim.SREG), Prim.SREG, tid, (Imm("tid"),)))
+    sel.prologue.append(Instr(sel.mn(Prim.SREG), Prim.SREG, cta, (Imm("ctaid"),)))
+    g = sel.new(RegFile.GP)
+    sel.prologue.append(Instr(sel.mn(Prim.IMUL), Prim.IMUL, g, (cta, Imm(block))))
+    sel.prologue.append(Instr(sel.mn(Prim.IADD), Prim.IADD, g, (g, tid)))
+    return g
+
+
+def select_simt(kernel: Kernel, target: Target | None = None, gpu=None) -> SimtProgram:
+    """Lower one kernel to one SIMT kernel launch (PTX instruction stream + geometry); `gpu` (an isa.gpu.Gpu)
+    lets a GEMM pick tiles that keep all its SMs busy."""
+    target = target or GPU_TARGETS["simt"]
+    from isasim.lowering.isel_simt_gemm import gemm_shape, select_gemm
+    shape = gemm_shape(kernel)
+    if shape is not None:
+        return select_gemm(kernel, target, shape, gpu)
+    kernel = _points_only(kernel)
+    parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
+    rows = kernel.points
+    sel = _SimtSelector(kernel, target, {})
+    warp = _row_kernel(kernel)
+    unit = WARP if warp else 1
+    threads = rows * unit
+    block = min(BLOCK, -(-threads // WARP) * WARP)
+    grid = -(-threads // block)
+    gid = thread_index(sel, block)
+    if warp:
+        row = sel.emit(sel.prologue, Prim.IDIV, (gid, Imm(WARP)))
+        sel.lane = sel.emit(sel.prologue, Prim.IREM, (gid, Imm(WARP)))
+        sel.lane_var = next(p.var for p in kernel.phases if isinstance(p, Reduce))
+    else:
+        row = gid
+    live: tuple = ()
+    if grid * block != threads:
+        leave = sel.emit(sel.prologue, Prim.ICMP_GE, (row, Imm(rows)), RegFile.PRED)
+        sel.prologue.append(Instr(sel.mn(Prim.EXIT_IF), Prim.EXIT_IF, None, (leave,)))
+        live = ((Lin(0, ((unit, 0, 1),)), rows),)
+    _decompose(sel, row, unit, parallel)
+    code = sel.phases(())
+    buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in kernel.buffers)
+    program = Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(code), kernel.flops)
+    strategy = "warp per row, shuffle reduction" if warp else "thread per element"
+    return SimtProgram(program, grid, block, (), live, strategy)

@@ -1,0 +1,329 @@
+"""GEMMs on the GPU SIMT target: output tiles staged through shared memory, a register tile per thread.
+
+The classic SIMT SGEMM (Volkov & Demmel, SC 2008; CUTLASS's SIMT path, "Efficient GEMM in CUDA"):
+- a block of 16x16 threads owns a 64x64 tile of the output; each thread accumulates a 4x4 register tile,
+  rows ty + 16r and columns tx + 16c, so a warp's stores cover 16 consecutive columns (coalesced); when
+  64x64 tiles would leave SMs idle, 32x32 tiles with 2x2 per thread may be faster (select_gemm asks the
+  cost model);
+- per step of 16 along k, the block's threads copy the 64x16 slice of A and the 16x64 slice of B into shared
+  memory (four elements each, consecutive threads on the operand's contiguous dimension, so each warp's
+  loads are coalesced), wait at bar.sync, then run 16 k-steps of 4 + 4 shared loads and 16 FMAs from
+  registers, and wait again before the next slice overwrites the tiles;
+- the tiles are stored k-major with rows padded by 2 words, which spreads a k-fastest copy over all 32 banks;
+- edges (M, N or K not a multiple of the tile) are guarded: a copy past the edge stores 0, which adds nothing.
+Each output's sum runs k = 0, 1, ..., K-1 through one fused multiply-add chain, as on the CPU targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
+from isasim.isa.semantics import Prim
+from isasim.isa.simt_program import Lin, SimtProgram, WarpAccess
+from isasim.isa.targets import Target
+from isasim.lowering.isel_simt import BLOCK, _SimtSelector, thread_index
+from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar, canonical
+from isasim.models.graph import DType
+
+SIDE = 16  # threads along each edge of the block (16 x 16 = BLOCK)
+STEP = 16  # k per shared-memory slice
+PAD = 2  # words added to each shared row (see the module docstring)
+REGISTER_TILES = (4, 2)  # outputs per thread along each edge: 64x64 tiles, or 32x32 when those are too few
+MIN_EDGE = 32  # smaller GEMMs (the pooler's single row) run a warp per output instead
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    batch: tuple[tuple[str, int], ...]
+    m: int
+    n: int
+    k: int
+    a: Load
+    b: Load
+    store: Map
+
+
+def gemm_shape(kernel: Kernel) -> GemmShape | None:
+    """The pieces of a GEMM kernel (lowering/ops_linalg.py), or None for any other kernel or a small one."""
+    if len(kernel.phases) != 2 or len(kernel.parallel) < 2:
+        return None
+    red, store = kernel.phases
+    if not (isinstance(red, Reduce) and isinstance(store, Map) and store.var is None):
+        return None
+    up = red.update
+    if not (isinstance(up, Op) and up.prim is Prim.FMA and isinstance(up.args[0], Load)
+            and isinstance(up.args[1], Load) and up.args[2] == Scalar(red.acc)):
+        return None
+    (mv, m), (nv, n) = kernel.parallel[-2:]
+    a, b = up.args[0], up.args[1]
+    if a.index.dynamic or b.index.dynamic or a.index.coef(nv) or b.index.coef(mv) or min(m, n) < MIN_EDGE:
+        return None
+    return GemmShape(kernel.parallel[:-2], m, n, red.extent, a, b, store)
+
+
+def select_gemm(kernel: Kernel, target: Target, g: GemmShape, gpu=None) -> SimtProgram:
+    """64x64 tiles; given the GPU, whichever register tile the cost model finds faster on it (as cuBLAS's
+    heuristics and Triton's autotuner pick tiles per problem: 64x64 tiles may leave SMs idle on small
+    problems, 32x32 ones issue twice the shared loads per FMA)."""
+    if gpu is None:
+        return _GemmBuilder(kernel, target, g, REGISTER_TILES[0]).build()
+    key = (canonical(kernel), gpu.name)
+    if key not in _CHOSEN:  # the same GEMM in every layer is tuned once
+        from isasim.isa.simt_cost import cost_simt
+
+        cycles = {per: cost_simt(_GemmBuilder(kernel, target, g, per).build(), gpu).cycles for per in REGISTER_TILES}
+        _CHOSEN[key] = min(REGISTER_TILES, key=lambda per: cycles[per])
+    return _GemmBuilder(kernel, target, g, _CHOSEN[key]).build()
+
+
+_CHOSEN: dict = {}  # (canonical kernel, GPU) -> register tile
+
+
+class _GemmBuilder:
+    def __init__(self, kernel: Kernel, target: Target, g: GemmShape, per: int):
+        self.kernel, self.target, self.g = kernel, target, g
+        self.per = per
+        self.tile = SIDE * per
+        self.row = self.tile + PAD
+        self.sel = _SimtSelector(kernel, target, {})
+        self.mv, self.nv = kernel.parallel[-2][0], kernel.parallel[-1][0]
+        self.red: Reduce = kernel.phases[0]
+        self.tiles_m, self.tiles_n = -(-g.m // self.tile), -(-g.n // self.tile)
+        self.batch_points = 1
+        for _, e in g.batch:
+            self.batch_points *= e
+        self.grid = self.batch_points * self.tiles_m * self.tiles_n
+
+    # ---- small helpers ----------------------------------------------------------------------------
+    def op(self, code: list, prim: Prim, *srcs, file: RegFile = RegFile.GP) -> Reg:
+        return self.sel.emit(code, prim, tuple(srcs), file)
+
+    def isz(self, buf: str) -> int:
+        return self.kernel.buffer(buf).dtype.itemsize
+
+    def build(self) -> SimtProgram:
+        sel, g, pro = self.sel, self.g, self.sel.prologue
+        gid = thread_index(sel, BLOCK)
+        tid = pro[0].dst
+        cta = pro[1].dst
+        tx = self.op(pro, Prim.IREM, tid, Imm(SIDE))
+        ty = self.op(pro, Prim.IDIV, tid, Imm(SIDE))
+        tn = self.op(pro, Prim.IREM, cta, Imm(self.tiles_n))
+        rest = self.op(pro, Prim.IDIV, cta, Imm(self.tiles_n))
+        tm = self.op(pro, Prim.IREM, rest, Imm(self.tiles_m)) if g.batch else rest
+        # coordinates of the thread's first output (row ty, column tx of its tile) and of its batch
+        per_block = BLOCK * self.tiles_n
+        m0 = self.op(pro, Prim.IMUL, tm, Imm(self.tile))
+        row = self.op(pro, Prim.IADD, m0, ty)
+        n0 = self.op(pro, Prim.IMUL, tn, Imm(self.tile))
+        col = self.op(pro, Prim.IADD, n0, tx)
+        sel.coords[self.mv] = (row, ((per_block, self.tiles_m if g.batch else 0, self.tile), (SIDE, SIDE, 1)))
+        sel.coords[self.nv] = (col, ((BLOCK, self.tiles_n, self.tile), (1, SIDE, 1)))
+        self.m0, self.n0 = (m0, ((per_block, self.tiles_m if g.batch else 0, self.tile),)), \
+            (n0, ((BLOCK, self.tiles_n, self.tile),))
+        if g.batch:
+            b = self.op(pro, Prim.IDIV, cta, Imm(self.tiles_n * self.tiles_m))
+            inner = 1
+            for i, (var, extent) in reversed(list(enumerate(g.batch))):
+                x = b if inner == 1 else self.op(pro, Prim.IDIV, b, Imm(inner))
+                c = x if i == 0 else self.op(pro, Prim.IREM, x, Imm(extent))
+                sel.coords[var] = (c, ((BLOCK * self.tiles_n * self.tiles_m * inner, 0 if i == 0 else extent, 1),))
+                inner *= extent
+        del gid
+        accs = [[self.op(pro, Prim.FMOV, Imm(0.0), file=RegFile.FP) for _ in range(self.per)] for _ in range(self.per)]
+        code: list[Item] = []
+        copy_a = self.copier("As", g.a, self.mv, g.m, tid, code)
+        copy_b = self.copier("Bs", g.b, self.nv, g.n, tid, code)
+        # per trip: the loaded slice into shared memory; wait; prefetch the next slice into the same registers
+        # (its loads' latency hides behind this slice's FMAs: Volkov & Demmel's double buffering); compute; wait
+        body: list[Item] = copy_a.stores + copy_b.stores
+        body.append(Instr(sel.mn(Prim.BARRIER), Prim.BARRIER, None, ()))
+        body += copy_a.body + copy_b.body
+        body += self.products(ty, tx, accs, code)
+        body.append(Instr(sel.mn(Prim.BARRIER), Prim.BARRIER, None, ()))
+        counter = sel.new(RegFile.GP)
+        code.append(Instr(sel.mn(Prim.IMOV), Prim.IMOV, counter, (Imm(-(-g.k // STEP)),)))
+        more = sel.new(RegFile.PRED)
+        latch = tuple(copy_a.latch + copy_b.latch) + (
+            Instr(sel.mn(Prim.ISUB), Prim.ISUB, counter, (counter, Imm(1))),
+            Instr(sel.mn(Prim.ICMP_NE), Prim.ICMP_NE, more, (counter, Imm(0))),
+            Instr(sel.mn(Prim.BRANCH_NZ), Prim.BRANCH_NZ, None, (more,)))
+        code.append(Loop(counter, -(-g.k // STEP), tuple(body), latch, False, self.red.var))
+        code += self.epilogue(accs)
+        buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in self.kernel.buffers)
+        shared = (BufferSpec("As", STEP * self.row, DType.F32, False), BufferSpec("Bs", STEP * self.row, DType.F32, False))
+        program = Program(self.kernel.name, self.target.name, buffers, tuple(pro) + tuple(code), self.kernel.flops)
+        return SimtProgram(program, self.grid, BLOCK, shared, (),
+                           f"{self.tile}x{self.tile} shared-memory tiles, {self.per}x{self.per} per thread")
+
+    # ---- the cooperative copy of one operand's slice into shared memory ------------------------------
+    def copier(self, tile: str, load: Load, var: str, extent: int, tid: Reg, code: list) -> "_Copy":
+        """Copy code for one operand: four elements per thread per k step, consecutive threads along the
+        operand's contiguous dimension (k, or the output dimension `var`)."""
+        sel, pro, isz = self.sel, self.sel.prologue, self.isz(load.buf)
+        kv = self.red.var
+        ck, cv = load.index.coef(kv), load.index.coef(var)
+        k_fast = abs(ck) == 1 or cv == 0
+        # element e = tid + 256 i of the 16 x 64 slice: (kk, vv)
+        if k_fast:
+            kk, vv = self.op(pro, Prim.IREM, tid, Imm(STEP)), self.op(pro, Prim.IDIV, tid, Imm(STEP))
+            k_terms, v_terms, di_k, di_v = ((1, STEP, 1),), ((STEP, SIDE, 1),), 0, BLOCK // STEP
+        else:
+            vv, kk = self.op(pro, Prim.IREM, tid, Imm(self.tile)), self.op(pro, Prim.IDIV, tid, Imm(self.tile))
+            v_terms, k_terms, di_v, di_k = ((1, self.tile, 1),), ((self.tile, BLOCK // self.tile, 1),), 0, BLOCK // self.tile
+        origin, origin_terms = self.m0 if var == self.mv else self.n0
+        # the global pointer: the operand's element (origin + vv, kk) of this thread's batch
+        ptr = self.op(pro, Prim.IADD, sel.base(load.buf), Imm(load.index.offset * isz))
+        terms = []
+        for v in dict.fromkeys(x for x, _ in load.index.terms):
+            c = load.index.coef(v)
+            if v in (kv, var) or not c:
+                continue
+            reg, lin = sel.coords[v]
+            t = self.op(pro, Prim.IMUL, reg, Imm(c * isz))
+            pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, t)))
+            terms += [(d, mo, mu * c * isz) for d, mo, mu in lin]
+        pos = self.op(pro, Prim.IADD, origin, vv)
+        for reg, coef in ((pos, cv), (kk, ck)):
+            if coef:
+                t = self.op(pro, Prim.IMUL, reg, Imm(coef * isz))
+                pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, t)))
+        terms += [(d, mo, mu * cv * isz) for d, mo, mu in origin_terms + v_terms]
+        terms += [(d, mo, mu * ck * isz) for d, mo, mu in k_terms]
+        # the shared address this thread writes: tile[kk][vv]
+        sptr = self.op(pro, Prim.IMOV, Addr(tile, 0))
+        t = self.op(pro, Prim.IMUL, kk, Imm(self.row * 4))
+        pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, sptr, (sptr, t)))
+        t = self.op(pro, Prim.IMUL, vv, Imm(4))
+        pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, sptr, (sptr, t)))
+        s_terms = tuple((d, mo, mu * self.row * 4) for d, mo, mu in k_terms) + tuple((d, mo, mu * 4) for d, mo, mu in v_terms)
+        first: list[Item] = []  # slice 0, before the loop
+        body: list[Item] = []  # slice t + 1, in trip t
+        stores: list[Instr] = []
+        step = STEP * ck * isz
+        # the position along k of the slice being loaded, which stops the prefetch at the matrix's end
+        kpos = self.op(pro, Prim.IADD, kk, Imm(STEP))
+        latch = [Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(step))),
+                 Instr(sel.mn(Prim.IADD), Prim.IADD, kpos, (kpos, Imm(STEP)))]
+        for i in range(self.per):
+            dk, dv = di_k * i, di_v * i
+            rows: list = []
+            row_pred = None
+            if extent % self.tile:
+                rows.append((Lin(dv, tuple(origin_terms + v_terms)), extent))
+                row_pred = self.op(pro, Prim.ICMP_LT, pos, Imm(extent - dv), file=RegFile.PRED)
+            value = sel.new(RegFile.FP)
+            disp = (dv * cv + dk * ck) * isz
+            # slice 0: guarded along k only when K is shorter than one slice
+            guards, pred = list(rows), row_pred
+            if self.g.k < STEP:
+                guards.append((Lin(dk, k_terms), self.g.k))
+                kp = self.op(pro, Prim.ICMP_LT, kk, Imm(self.g.k - dk), file=RegFile.PRED)
+                pred = kp if pred is None else self.op(pro, Prim.PAND, kp, pred, file=RegFile.PRED)
+            self.guarded_load(first, value, pred, Mem(ptr, disp),
+                              WarpAccess(False, load.buf, Lin(load.index.offset * isz + disp, tuple(terms)), isz,
+                                         tuple(guards)))
+            # slice t + 1 in trip t: past the end of K (the last trip, or a K tail) nothing is loaded
+            kp = self.op(body, Prim.ICMP_LT, kpos, Imm(self.g.k - dk), file=RegFile.PRED)
+            pred = kp if row_pred is None else self.op(body, Prim.PAND, kp, row_pred, file=RegFile.PRED)
+            self.guarded_load(body, value, pred, Mem(ptr, disp),
+                              WarpAccess(False, load.buf, Lin(load.index.offset * isz + disp + step, tuple(terms),
+                                                              (step,)),
+                                         isz, tuple(rows) + ((Lin(dk + STEP, k_terms, (STEP,)), self.g.k),)))
+            sdisp = (dk * self.row + dv) * 4
+            stores.append(Instr(sel.mn(Prim.STORE_SHARED), Prim.STORE_SHARED, Mem(sptr, sdisp), (value,), DType.F32,
+                                warp=WarpAccess(True, tile, Lin(sdisp, s_terms, (0,)), 4)))
+        first.append(Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(step))))
+        code.extend(first)
+        return _Copy(body, stores, latch)
+
+    def guarded_load(self, code: list, value: Reg, pred: Reg | None, mem: Mem, access: WarpAccess) -> None:
+        """value = the element, or 0 where the guard is false (outside the matrix the tile holds 0)."""
+        if pred is not None:
+            code.append(Instr(self.sel.mn(Prim.FMOV), Prim.FMOV, value, (Imm(0.0),)))
+        code.append(Instr(self.target.loads[DType.F32], Prim.LOAD, value, (mem,), DType.F32, mask=pred, warp=access))
+
+    # ---- the register tile's k steps -----------------------------------------------------------------
+    def products(self, ty: Reg, tx: Reg, accs, code: list) -> list[Item]:
+        sel, pro = self.sel, self.sel.prologue
+        a_ptr = self.op(pro, Prim.IMOV, Addr("As", 0))
+        t = self.op(pro, Prim.IMUL, ty, Imm(4))
+        pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, a_ptr, (a_ptr, t)))
+        b_ptr = self.op(pro, Prim.IMOV, Addr("Bs", 0))
+        t = self.op(pro, Prim.IMUL, tx, Imm(4))
+        pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, b_ptr, (b_ptr, t)))
+        loads: list[list[Instr]] = []
+        operands = []
+        for kk in range(STEP):
+            step, regs = [], {}
+            for name, ptr, terms in (("As", a_ptr, ((SIDE, SIDE, 4),)), ("Bs", b_ptr, ((1, SIDE, 4),))):
+                for i in range(self.per):
+                    r = sel.new(RegFile.FP)
+                    disp = (kk * self.row + SIDE * i) * 4
+                    step.append(Instr(sel.mn(Prim.LOAD_SHARED), Prim.LOAD_SHARED, r, (Mem(ptr, disp),), DType.F32,
+                                      warp=WarpAccess(True, name, Lin(disp, terms, (0,)), 4)))
+                    regs[name, i] = r
+            loads.append(step)
+            operands.append(regs)
+        # software-pipelined: step kk + 1's shared loads go out before step kk's FMAs, so their latency hides
+        # behind the 16 FMAs (Volkov & Demmel's register double buffering)
+        body: list[Item] = list(loads[0])
+        for kk in range(STEP):
+            if kk + 1 < STEP:
+                body += loads[kk + 1]
+            for r in range(self.per):
+                for c in range(self.per):
+                    acc = accs[r][c]
+                    body.append(Instr(sel.mn(Prim.FMA), Prim.FMA, acc,
+                                      (operands[kk]["As", r], operands[kk]["Bs", c], acc)))
+        return body
+
+    # ---- the epilogue: the store expression (bias add) for each of the 16 outputs ------------------
+    def epilogue(self, accs) -> list[Item]:
+        sel, g = self.sel, self.g
+        code: list[Item] = []
+        row, row_terms = sel.coords[self.mv]
+        col, col_terms = sel.coords[self.nv]
+        for r in range(self.per):
+            for c in range(self.per):
+                dm, dn = SIDE * r, SIDE * c
+                guards, pred = [], None
+                if g.m % self.tile:
+                    guards.append((Lin(dm, row_terms), g.m))
+                    pred = self.op(code, Prim.ICMP_LT, row, Imm(g.m - dm), file=RegFile.PRED)
+                if g.n % self.tile:
+                    guards.append((Lin(dn, col_terms), g.n))
+                    pc = self.op(code, Prim.ICMP_LT, col, Imm(g.n - dn), file=RegFile.PRED)
+                    pred = pc if pred is None else self.op(code, Prim.PAND, pc, pred, file=RegFile.PRED)
+                sel.scalars[self.red.acc] = accs[r][c]
+                sel.scalar_fp[self.red.acc] = True
+                sel.guard, sel.guard_lins = pred, tuple(guards)
+                shifted = _shift(g.store, {self.mv: dm, self.nv: dn})
+                sel.store(shifted, code, {}, 1, ())
+        sel.guard, sel.guard_lins = None, ()
+        return code
+
+
+@dataclass
+class _Copy:
+    body: list  # the guarded global loads of the next slice (and their predicates)
+    stores: list  # the loaded slice into the shared tile
+    latch: list
+
+
+def _shift(store: Map, by: dict[str, int]) -> Map:
+    """The store (and every load in its value) at coordinates moved by `by` elements per variable."""
+    from isasim.lowering.kernel import Affine
+
+    def ix(a: Affine) -> Affine:
+        return Affine(a.offset + sum(a.coef(v) * d for v, d in by.items()), a.terms, a.dynamic)
+
+    def ex(e):
+        if isinstance(e, Load):
+            return Load(e.buf, ix(e.index))
+        if isinstance(e, Op):
+            return Op(e.prim, tuple(ex(a) for a in e.args))
+        return e
+
+    return Map(store.var, store.extent, store.buf, ix(store.index), ex(store.value))
