@@ -207,10 +207,14 @@ def cmd_explain(args, out: Console) -> int:
     _check_shape_args(args)
     if not 1 <= args.iterations <= 100:
         raise UserError(f"--iterations {args.iterations} is out of range: use 1..100")
+    from isasim.cli.explain_simt import explain_simt, render_simt
+    from isasim.lowering.backends import is_simt
+
     targets = reports.pick_targets(args.target, args.uarch)
     args.core_aten = False
     lowered = lower_graph(_cost_only_graph(args, None))
-    results = [explain(lowered, t, u, args.op, args.iterations) for t, u in targets]
+    results = [explain_simt(lowered, t, u, args.op) if is_simt(t) else explain(lowered, t, u, args.op, args.iterations)
+               for t, u in targets]
     if args.chrome_trace:
         import json
 
@@ -221,7 +225,7 @@ def cmd_explain(args, out: Console) -> int:
         sys.stdout.write(json.dumps([r.to_json() for r in results], indent=2) + "\n")
     else:
         for r in results:
-            render_explanation(r, out)
+            (render_simt if r.target == "simt" else render_explanation)(r, out)
     return 0
 
 

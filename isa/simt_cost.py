@@ -19,6 +19,10 @@ Cycles, per kernel, the largest of:
 - latency: one warp's own in-order chain (dependent instructions wait their producers' latency) times the
   rounds of resident blocks the busiest SM runs - latency that occupancy cannot hide.
 Then the launch overhead is added (a documented per-part parameter): back-to-back kernels pay it in series.
+
+Bytes, under the CPU reports' level names: l1 = what the threads ask for (active threads x access width, global
+and shared), l2 = global sectors x 32 (what the SMs fetch from L2: L1 hits are not credited), llc = the same
+(the L2 is a GPU's last-level cache), dram = each buffer once when the kernel's buffers fit in L2.
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ class _Memory:
     sectors: int = 0
     shared_requests: int = 0
     wavefronts: int = 0
+    thread_bytes: int = 0  # what the threads asked for: active threads x access width, global and shared
     by_buffer: Counter = field(default_factory=Counter)
+    by_instruction: dict = field(default_factory=dict)  # position in walk order -> [requests, sectors or wavefronts]
 
 
 def _trip_weights(loops: tuple[Loop, ...], strides: tuple[int, ...], period: int) -> dict[int, int]:
@@ -72,54 +78,81 @@ def _trip_weights(loops: tuple[Loop, ...], strides: tuple[int, ...], period: int
     return hist
 
 
+CHUNK = 1 << 20  # threads evaluated at once, which bounds memory on big grids (batch 128: 50M threads)
+
+
+def _chunks(prog: SimtProgram):
+    """The grid's global thread ids, a slice of whole warps at a time, with which of them stay live."""
+    for start in range(0, prog.threads, CHUNK):
+        gid = np.arange(start, min(start + CHUNK, prog.threads), dtype=np.int64)
+        yield gid, guard_mask(prog.live, gid)
+
+
+def live_counts(prog: SimtProgram) -> tuple[int, int]:
+    """(threads, warps) that stay past the kernel's EXIT_IF."""
+    threads = warps = 0
+    for _, live in _chunks(prog):
+        threads += int(live.sum())
+        warps += simt_memory.requests(live)
+    return threads, warps
+
+
 def memory_costs(prog: SimtProgram, gpu: Gpu) -> _Memory:
-    gid = np.arange(prog.threads, dtype=np.int64)
-    live = guard_mask(prog.live, gid)
     bases = {**place(prog.program.buffers), **place_shared(prog)}
     period = math.lcm(gpu.sector_bytes, gpu.shared_banks * gpu.shared_bank_bytes)
-    out = _Memory()
-    for ins, _, depth in walk(prog.program.body):
+    accesses = []
+    for pos, (ins, _, depth) in enumerate(walk(prog.program.body)):
         if ins.prim not in _MEMORY:
             continue
         wa: WarpAccess = ins.warp
         if len(wa.byte.strides) != len(depth):
             raise AssertionError(f"{prog.name}: {ins} has strides for {len(wa.byte.strides)} loops, "
                                  f"but {len(depth)} enclose it")
-        addr0 = bases[wa.buf] + wa.byte.at(gid)
-
-        def cost(offset: int, active: np.ndarray) -> tuple[int, int]:
-            if wa.shared:
-                return simt_memory.requests(active), simt_memory.wavefronts(
-                    addr0 + offset, active, gpu.shared_banks, gpu.shared_bank_bytes)
-            return simt_memory.requests(active), simt_memory.sectors(addr0 + offset, active, gpu.sector_bytes,
-                                                                      wa.width)
-
-        requests = units = 0
         if any(lin.strides for lin, _ in wa.guards):  # who is active depends on the trip: every trip
-            for trips in itertools.product(*(range(lp.trip) for lp in depth)):
-                t = np.array(trips, dtype=np.int64)
-                r, u = cost(int(np.dot(wa.byte.strides, t)) if trips else 0, live & guard_mask(wa.guards, gid, t))
-                requests, units = requests + r, units + u
+            trips = [np.array(t, dtype=np.int64) for t in itertools.product(*(range(lp.trip) for lp in depth))]
+            accesses.append((pos, wa, trips, None))
         else:
-            active = live & guard_mask(wa.guards, gid)
-            for offset, n in _trip_weights(depth, wa.byte.strides, period).items():
-                r, u = cost(offset, active)
-                requests, units = requests + n * r, units + n * u
-        if wa.shared:
-            out.shared_requests += requests
-            out.wavefronts += units
-        else:
-            out.global_requests += requests
-            out.sectors += units
-            out.by_buffer[wa.buf] += units
+            accesses.append((pos, wa, None, _trip_weights(depth, wa.byte.strides, period)))
+    out = _Memory()
+    for gid, live in _chunks(prog):
+        for pos, wa, trips, weights in accesses:
+            addr0 = bases[wa.buf] + wa.byte.at(gid)
+
+            def cost(offset: int, active: np.ndarray) -> tuple[int, int, int]:
+                if wa.shared:
+                    units = simt_memory.wavefronts(addr0 + offset, active, gpu.shared_banks, gpu.shared_bank_bytes)
+                else:
+                    units = simt_memory.sectors(addr0 + offset, active, gpu.sector_bytes, wa.width)
+                return simt_memory.requests(active), units, int(active.sum()) * wa.width
+
+            total = np.zeros(3, dtype=np.int64)
+            if trips is not None:
+                for t in trips:
+                    offset = int(np.dot(wa.byte.strides, t)) if t.size else 0
+                    total += cost(offset, live & guard_mask(wa.guards, gid, t))
+            else:
+                active = live & guard_mask(wa.guards, gid)
+                for offset, n in weights.items():
+                    total += n * np.array(cost(offset, active), dtype=np.int64)
+            requests, units, nbytes = (int(x) for x in total)
+            seen = out.by_instruction.setdefault(pos, [0, 0])
+            seen[0] += requests
+            seen[1] += units
+            out.thread_bytes += nbytes
+            if wa.shared:
+                out.shared_requests += requests
+                out.wavefronts += units
+            else:
+                out.global_requests += requests
+                out.sectors += units
+                out.by_buffer[wa.buf] += units
     return out
 
 
 def warp_counts(prog: SimtProgram) -> Counter:
     """Warp instructions issued per mnemonic: all warps until EXIT_IF, then the warps with a live thread."""
-    gid = np.arange(prog.threads, dtype=np.int64)
     all_warps = prog.threads // simt_memory.WARP
-    live_warps = simt_memory.requests(guard_mask(prog.live, gid))
+    live_warps = live_counts(prog)[1]
     counts: Counter = Counter()
     warps = all_warps
     for ins, n, _ in walk(prog.program.body):
@@ -188,6 +221,13 @@ def _carried(body: list[Instr]) -> set[Reg]:
 
 def occupancy(prog: SimtProgram, regs: int, gpu: Gpu) -> tuple[int, str]:
     """Resident blocks per SM and the resource that limits them."""
+    limits = occupancy_limits(prog, regs, gpu)
+    limiter = min(limits, key=lambda k: (limits[k], k != "warps"))
+    return limits[limiter], limiter
+
+
+def occupancy_limits(prog: SimtProgram, regs: int, gpu: Gpu) -> dict[str, int]:
+    """How many blocks of this kernel each SM resource alone would let reside on one SM."""
     warps = prog.block // gpu.warp_size
     per_warp = -(-max(regs, 1) * gpu.warp_size // gpu.register_alloc_unit) * gpu.register_alloc_unit
     limits = {
@@ -198,8 +238,7 @@ def occupancy(prog: SimtProgram, regs: int, gpu: Gpu) -> tuple[int, str]:
     }
     if prog.shared_bytes:
         limits["shared memory"] = gpu.shared_per_sm // (prog.shared_bytes + gpu.shared_reserved_per_block)
-    limiter = min(limits, key=lambda k: (limits[k], k != "warps"))
-    return limits[limiter], limiter
+    return limits
 
 
 def warp_path(prog: SimtProgram, gpu: Gpu, global_latency: float) -> float:
@@ -243,6 +282,7 @@ def cost_simt(prog: SimtProgram, gpu: Gpu) -> SimtCost:
     share = on_busiest / prog.grid
     rounds = -(-on_busiest // resident)
     warps_resident = min(on_busiest, resident) * prog.block // gpu.warp_size
+    resource = limiter
     if on_busiest < resident:  # too few blocks to fill even one SM's capacity: the grid limits occupancy
         limiter = "grid"
     pipes: Counter = Counter()
@@ -268,17 +308,17 @@ def cost_simt(prog: SimtProgram, gpu: Gpu) -> SimtCost:
     if launch > bounds[bound]:
         bound = "launch"
     bounds["launch"] = launch
-    live_threads = int(guard_mask(prog.live, np.arange(prog.threads, dtype=np.int64)).sum())
+    live_threads = live_counts(prog)[0]
     fp_ops = 0
     after_exit = False
     for ins, n, _ in walk(prog.program.body):
         if RESULT_IS_FP.get(ins.prim) and ins.prim not in (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F, Prim.SHFL_XOR):
             fp_ops += n * (live_threads if after_exit else prog.threads) * (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
         after_exit = after_exit or ins.prim is Prim.EXIT_IF
-    shared_bytes = mem.wavefronts * gpu.shared_banks * gpu.shared_bank_bytes
     simt = {
         "strategy": prog.strategy, "grid": prog.grid, "block": prog.block, "registers": regs,
         "shared_bytes": prog.shared_bytes, "blocks_per_sm": resident, "limiter": limiter,
+        "resource_limiter": resource, "blocks_on_busiest_sm": on_busiest,
         "occupancy": warps_resident / gpu.max_warps_per_sm if on_busiest else 0.0,
         "waves": -(-prog.grid // (resident * gpu.sms)), "global_requests": mem.global_requests,
         "sectors": mem.sectors, "sectors_per_request": mem.sectors / max(mem.global_requests, 1),
@@ -287,6 +327,6 @@ def cost_simt(prog: SimtProgram, gpu: Gpu) -> SimtCost:
         "sectors_by_buffer": dict(mem.by_buffer),
     }
     return SimtCost(prog.name, sum(counts.values()), dict(counts), cycles, bound, bounds,
-                    {bound: cycles}, {"l1": shared_bytes + l2_bytes, "l2": l2_bytes, "llc": l2_bytes,
+                    {bound: cycles}, {"l1": mem.thread_bytes, "l2": l2_bytes, "llc": l2_bytes,
                                       "dram": dram_bytes},
                     prog.program.flops, fp_ops, None, simt)

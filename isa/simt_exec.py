@@ -45,7 +45,8 @@ def new_shared(prog: SimtProgram) -> np.ndarray:
 @dataclass
 class SimtEvents(Events):
     """Warp-level counts: `instructions` are warp instructions issued (a warp issues an instruction when any
-    of its threads is alive, predicated or not)."""
+    of its threads is alive, predicated or not); bytes are what active threads load and store, global and
+    shared."""
 
     global_requests: int = 0
     sectors: int = 0
@@ -125,11 +126,14 @@ class SimtExecutor:
             self.events.shared_requests += seen[2]
             self.events.wavefronts += seen[3]
             where = (self.block_of[active], addr[active] // 4)
+            nbytes = int(active.sum()) * ins.dtype.itemsize
             if ins.prim is Prim.LOAD_SHARED:
+                self.events.bytes_loaded += nbytes
                 out = np.array(self.full(regs.get(ins.dst, np.float32(0))), dtype=np.float32)
                 out[active] = self.shared[where]
                 regs[ins.dst] = out
             else:
+                self.events.bytes_stored += nbytes
                 self.shared[where] = self.full(regs[ins.srcs[0]])[active]
             return
         n = simt_memory.sectors(addr, active, self.sector_bytes, ins.dtype.itemsize)

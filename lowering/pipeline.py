@@ -12,6 +12,7 @@ from isasim.isa.machine_state import Events, Memory
 from isasim.isa.program import Program
 from isasim.isa.targets import Target
 from isasim.lowering import ops_elementwise, ops_gather, ops_linalg, ops_rows, ops_views  # noqa: F401 (registers)
+from isasim.lowering.backends import is_simt
 from isasim.lowering.isel import select
 from isasim.lowering.kernel import Kernel, verify
 from isasim.lowering.registry import Context, lower_node
@@ -105,7 +106,7 @@ def run_graph(lowered: LoweredGraph, target: Target,
     """Execute every kernel of the graph for `target` on the graph's values, in isasim's executor or as
     machine code (native=True, no events); returns all storages. A SIMT target's executor counts sectors and
     banks with `machine`'s geometry (the target's default GPU when None)."""
-    if target.isa == "ptx" and machine is None:
+    if is_simt(target) and machine is None:
         from isasim.isa.gpu import load_gpu
         machine = load_gpu(target.default_uarch)
     values = lowered.graph.values
@@ -114,7 +115,7 @@ def run_graph(lowered: LoweredGraph, target: Target,
     storages = {name: np.ascontiguousarray(v).reshape(-1) for name, v in values.items()}
     for step in lowered.steps:
         events = None
-        if step.kernel is not None and target.isa == "ptx":
+        if step.kernel is not None and is_simt(target):
             from isasim.lowering.isel_simt import select_simt
             events = run_simt_program(select_simt(step.kernel, target, machine), storages, machine)
         elif step.kernel is not None:

@@ -70,3 +70,27 @@ def test_chrome_trace_of_the_timeline_has_every_instruction_on_its_port(capsys, 
     # the last retirement, one cycle on, over the iterations is the simulated rate the report gives
     last = max(ev["args"]["retired"] for ev in slices)
     assert (last + 1) / 3 == pytest.approx(e["simulated_cycles_per_iteration"])
+
+
+def test_simt_explanation_agrees_with_the_trace(capsys):
+    """The GPU view: the listing is the hottest loop as emitted, the memory columns are the cost model's
+    per-instruction figures, and the deciding bound is the trace's."""
+    import json as _json
+
+    from isasim.cli.main import main as cli
+
+    assert cli(["explain", "minilm", "--seq", "37", "--op", "linear", "--target", "simt", "--format", "json"]) == 0
+    (e,) = _json.loads(capsys.readouterr().out)
+    assert cli(["trace", "minilm", "--seq", "37", "--target", "simt", "--format", "json"]) == 0
+    op = next(o for o in _json.loads(capsys.readouterr().out)["targets"][0]["ops"] if o["name"] == e["kernel"])
+    assert e["decides"] == op["bound"] and e["cycles"] == op["cycles"] and e["grid"] == op["simt"]["grid"]
+    assert e["occupancy"]["limits"][e["occupancy"]["resource"]] == e["occupancy"]["resident_blocks"]
+    mnemonics = [ln["mnemonic"] for ln in e["listing"]]
+    assert "bar.sync" in mnemonics and mnemonics.count("fma.rn.f32") >= 16 * 4  # 16 k steps, >= 2x2 tile
+    shared = [ln["per_request"] for ln in e["listing"] if ln["mnemonic"] == "ld.shared.f32"]
+    assert shared and all(p == 1.0 for p in shared)  # the padded tiles are conflict-free
+    assert all(ln["per_request"] >= 1 for ln in e["listing"] if ln["mnemonic"].startswith("ld.global"))
+    assert e["decides"].split()[-1] in e["advice"] or e["decides"] in e["advice"].lower()
+    assert cli(["explain", "minilm", "--seq", "37", "--op", "softmax", "--target", "simt"]) == 0
+    text = capsys.readouterr().out
+    assert "shfl.sync.bfly.b32" in text and "occupancy" in text and " decides, " in text

@@ -50,8 +50,8 @@ def checked(graph, want: np.ndarray, atol: float = 1e-5):
     assert eb.instructions == es.instructions and (eb.sectors, eb.wavefronts) == (es.sectors, es.wavefronts)
     assert dict(eb.instructions) == dict(warp_counts(prog))
     m = memory_costs(prog, A100)
-    assert (m.sectors, m.global_requests, m.wavefronts, m.shared_requests) == \
-        (eb.sectors, eb.global_requests, eb.wavefronts, eb.shared_requests)
+    assert (m.sectors, m.global_requests, m.wavefronts, m.shared_requests, m.thread_bytes) == \
+        (eb.sectors, eb.global_requests, eb.wavefronts, eb.shared_requests, eb.bytes_loaded + eb.bytes_stored)
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=atol)
     return prog, eb
 
@@ -227,3 +227,19 @@ def test_ptxas_accepts_every_kernel(tiny_bert, gpu, tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 0, f"{k.op}: {r.stderr}"
         assert "Used" in r.stdout + r.stderr
+
+
+def test_cost_model_chunks_add_up(monkeypatch):
+    """Big grids are costed a slice of warps at a time: slices of 3 warps give the same totals as one."""
+    from isasim.isa import simt_cost
+
+    rng = np.random.default_rng(5)
+    x, w, b = rand(rng, 37, 45), rand(rng, 70, 45), rand(rng, 70)
+    g = one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(37, 70)])
+    progs = [select_simt(lower_graph(g).kernels[0])]
+    g = one_op_graph("aten.softmax.int", {"x": x}, (Ref("x"), -1), [(37, 45)])
+    progs.append(select_simt(lower_graph(g).kernels[0]))
+    whole = [(dataclasses.asdict(memory_costs(p, A100)), simt_cost.live_counts(p)) for p in progs]
+    monkeypatch.setattr(simt_cost, "CHUNK", 96)
+    assert whole == [(dataclasses.asdict(memory_costs(p, A100)), simt_cost.live_counts(p)) for p in progs]
+    assert progs[1].threads > 96
