@@ -108,11 +108,9 @@ def memory_costs(prog: SimtProgram, gpu: Gpu) -> _Memory:
         if len(wa.byte.strides) != len(depth):
             raise AssertionError(f"{prog.name}: {ins} has strides for {len(wa.byte.strides)} loops, "
                                  f"but {len(depth)} enclose it")
-        if any(lin.strides for lin, _ in wa.guards):  # who is active depends on the trip: every trip
-            trips = [np.array(t, dtype=np.int64) for t in itertools.product(*(range(lp.trip) for lp in depth))]
-            accesses.append((pos, wa, trips, None))
-        else:
-            accesses.append((pos, wa, None, _trip_weights(depth, wa.byte.strides, period)))
+        trips = [np.array(t, dtype=np.int64) for t in itertools.product(*(range(lp.trip) for lp in depth))] \
+            if any(lin.strides for lin, _ in wa.guards) else None
+        accesses.append((pos, wa, trips, _trip_weights(depth, wa.byte.strides, period)))
     out = _Memory()
     for gid, live in _chunks(prog):
         for pos, wa, trips, weights in accesses:
@@ -126,13 +124,24 @@ def memory_costs(prog: SimtProgram, gpu: Gpu) -> _Memory:
                 return simt_memory.requests(active), units, int(active.sum()) * wa.width
 
             total = np.zeros(3, dtype=np.int64)
-            if trips is not None:
+            steady = [(lin, limit) for lin, limit in wa.guards if not lin.strides]
+            active = live & guard_mask(tuple(steady), gid)
+            if trips is None:
+                for offset, n in weights.items():
+                    total += n * np.array(cost(offset, active), dtype=np.int64)
+            else:  # guards that move with the trips: group the trips where they pass for every thread
+                # each moving guard's lowest and highest value over the threads the others let through
+                reach = [(int(v.min()), int(v.max()), lin, limit) for lin, limit in wa.guards if lin.strides
+                         for v in (lin.at(gid[active]),)] if active.any() else []
+                full: Counter = Counter()
                 for t in trips:
                     offset = int(np.dot(wa.byte.strides, t)) if t.size else 0
-                    total += cost(offset, live & guard_mask(wa.guards, gid, t))
-            else:
-                active = live & guard_mask(wa.guards, gid)
-                for offset, n in weights.items():
+                    shift = [int(np.dot(lin.strides, t)) for _, _, lin, _ in reach]
+                    if all(hi + sh < limit for (_, hi, _, limit), sh in zip(reach, shift)):
+                        full[offset % period] += 1  # every thread passes: as without the guard
+                    elif not any(lo + sh >= limit for (lo, _, _, limit), sh in zip(reach, shift)):
+                        total += cost(offset, live & guard_mask(wa.guards, gid, t))  # some pass: exactly
+                for offset, n in full.items():
                     total += n * np.array(cost(offset, active), dtype=np.int64)
             requests, units, nbytes = (int(x) for x in total)
             seen = out.by_instruction.setdefault(pos, [0, 0])

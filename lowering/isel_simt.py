@@ -27,6 +27,7 @@ from isasim.lowering.kernel import Affine, Index, Kernel, Let, Load, Map, Op, Re
 BLOCK = 256  # threads per block: 8 warps, a common default that fills an SM with 8 resident blocks
 WARP = 32
 _COMBINE = {Prim.FADD: Prim.FADD, Prim.FMA: Prim.FADD, Prim.FMAX: Prim.FMAX}  # update -> how partials combine
+UNROLL = (4, 2, 1)  # a lane loop's unrolling: the largest that divides its trip count
 
 
 def _vars(terms) -> list[str]:
@@ -43,6 +44,7 @@ class _SimtSelector(_Selector):
     guard_lins: tuple = ()
     positions: dict[str, Reg] = field(default_factory=dict)  # a lane loop's element index (lane + 32 * trip)
     origins: dict[tuple, int] = field(default_factory=dict)  # a pointer's element offset, per stream key
+    lane_step: int = WARP  # elements a lane loop's trip advances (32 x its unrolling)
 
     # ---- where values live ------------------------------------------------------------------------
     def base(self, buf: str) -> Reg:
@@ -97,7 +99,7 @@ class _SimtSelector(_Selector):
                     if v in self.coords and dyn.index.coef(v):
                         terms += [(div, mod, mult * dyn.index.coef(v) * c * isz)
                                   for div, mod, mult in self.coords[v][1]]
-        strides = tuple(index.coef(v) * isz * (WARP if v == self.lane_var else 1) for v in chain)
+        strides = tuple(index.coef(v) * isz * (self.lane_step if v == self.lane_var else 1) for v in chain)
         return WarpAccess(False, buf, Lin(index.offset * isz, tuple(terms), strides), isz, self.guard_lins)
 
     def load(self, e: Load, code, cse, scope, chain, dst) -> Reg:
@@ -133,7 +135,7 @@ class _SimtSelector(_Selector):
         steps = [i for i in super().latch(var, counter, scope, scale) if i.prim is Prim.IADD]
         if var in self.positions:
             p = self.positions[var]
-            steps.append(Instr(self.mn(Prim.IADD), Prim.IADD, p, (p, Imm(WARP))))
+            steps.append(Instr(self.mn(Prim.IADD), Prim.IADD, p, (p, Imm(self.lane_step))))
         more = self.new(RegFile.PRED)
         return tuple(steps) + (Instr(self.mn(Prim.ISUB), Prim.ISUB, counter, (counter, Imm(1))),
                                Instr(self.mn(Prim.ICMP_NE), Prim.ICMP_NE, more, (counter, Imm(0))),
@@ -141,22 +143,34 @@ class _SimtSelector(_Selector):
 
     # ---- warp per row -----------------------------------------------------------------------------
     def lane_loop(self, var: str, extent: int, scope: int, parallel: bool, code: list[Item], fill) -> None:
-        """for (j = lane; j < extent; j += 32): `fill(body)`, as a counted loop of ceil(extent / 32) trips
-        whose accesses are guarded by j < extent when the row is not a multiple of 32."""
+        """for (j = lane; j < extent; j += 32): `fill(body, shift)`, as a counted loop of ceil(extent / 32)
+        trips unrolled UNROLL times (NVVM unrolls such loops too): each trip's loads go out first, so a warp
+        has several in flight instead of waiting out the memory latency of each. Where the row is not a
+        multiple of 32, accesses are guarded by j < extent. Each lane still sees its elements in order."""
         trip = -(-extent // WARP)
-        self.trips[var] = trip
-        body: list[Item] = []
+        unroll = next(u for u in UNROLL if trip % u == 0)
+        self.trips[var] = trip // unroll
+        self.lane_step = WARP * unroll
+        pos = None
         if extent % WARP:
             pos = self.new(RegFile.GP)
             code.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, pos, (self.lane,)))
             self.positions[var] = pos
-            self.guard = self.new(RegFile.PRED)
-            body.append(Instr(self.mn(Prim.ICMP_LT), Prim.ICMP_LT, self.guard, (pos, Imm(extent))))
-            self.guard_lins = ((Lin(0, ((1, WARP, 1),), (WARP,)), extent),)
-        fill(body)
-        self.loop(var, trip, body, parallel, code, scope, scale=WARP)
+        guards: list[Item] = []
+        loads: list[Item] = []
+        rest: list[Item] = []
+        for u in range(unroll):
+            if pos is not None:
+                self.guard = self.new(RegFile.PRED)
+                guards.append(Instr(self.mn(Prim.ICMP_LT), Prim.ICMP_LT, self.guard, (pos, Imm(extent - WARP * u))))
+                self.guard_lins = ((Lin(WARP * u, ((1, WARP, 1),), (self.lane_step,)), extent),)
+            part: list[Item] = []
+            fill(part, WARP * u)
+            for ins in part:
+                (loads if isinstance(ins, Instr) and ins.prim is Prim.LOAD else rest).append(ins)
+        self.loop(var, trip // unroll, guards + loads + rest, parallel, code, scope, scale=self.lane_step)
         self.positions.pop(var, None)
-        self.guard, self.guard_lins = None, ()
+        self.guard, self.guard_lins, self.lane_step = None, (), WARP
 
     def reduce_phase(self, scope: int, ph: Reduce, outer, code: list[Item]) -> None:
         if self.lane is None:
@@ -165,8 +179,8 @@ class _SimtSelector(_Selector):
         self.scalars[ph.acc] = acc
         self.scalar_fp[ph.acc] = True
 
-        def fill(body: list[Item]) -> None:
-            body.extend(self.reduce_body(scope, ph, outer, acc))
+        def fill(body: list[Item], shift: int) -> None:
+            body.extend(self.reduce_body(scope, _shifted(ph, ph.var, shift), outer, acc))
             if self.guard is not None:  # lanes past the row's end keep their partial result
                 last = max(i for i, ins in enumerate(body) if isinstance(ins, Instr) and ins.dst == acc)
                 body[last] = replace(body[last], mask=self.guard)
@@ -181,7 +195,8 @@ class _SimtSelector(_Selector):
         if self.lane is None:
             return super().map_phase(scope, ph, outer, code)
         self.lane_loop(ph.var, ph.extent, scope, True, code,
-                       lambda body: self.store(ph, body, {}, scope, outer + (ph.var,)))
+                       lambda body, shift: self.store(_shifted(ph, ph.var, shift), body, {}, scope,
+                                                      outer + (ph.var,)))
 
     def point_store(self, ph: Map, code: list, cse: dict, scope: int) -> None:
         """A once-per-row store (layer norm's mean and rstd) from lane 0 only."""
@@ -208,6 +223,30 @@ class _SimtSelector(_Selector):
         return code
 
 
+def _shift_expr(e, var: str, by: int):
+    if isinstance(e, Load):
+        i = e.index
+        return Load(e.buf, Affine(i.offset + i.coef(var) * by, i.terms, i.dynamic))
+    if isinstance(e, Op):
+        return Op(e.prim, tuple(_shift_expr(a, var, by) for a in e.args))
+    return e
+
+
+def _shifted(ph, var: str, by: int):
+    """A phase (Reduce or Map) working on element var + by instead of var."""
+    if not by:
+        return ph
+    if isinstance(ph, Reduce):
+        return replace(ph, update=_shift_expr(ph.update, var, by), store=ph.store and _shifted(ph.store, var, by))
+    i = ph.index
+    return replace(ph, index=Affine(i.offset + i.coef(var) * by, i.terms, i.dynamic),
+                   value=_shift_expr(ph.value, var, by))
+
+
+def _uses_index(e) -> bool:
+    return isinstance(e, Index) or (isinstance(e, Op) and any(_uses_index(a) for a in e.args))
+
+
 def _points_only(kernel: Kernel) -> Kernel:
     """An elementwise kernel's row loop becomes one more parallel dimension: a thread per element."""
     maps = [p for p in kernel.phases if isinstance(p, Map)]
@@ -222,6 +261,9 @@ def _row_kernel(kernel: Kernel) -> bool:
     """Softmax and layer norm: reductions and maps all along one variable, reductions that combine."""
     loops = {p.var for p in kernel.phases if isinstance(p, (Reduce, Map)) and p.var is not None}
     reduces = [p for p in kernel.phases if isinstance(p, Reduce)]
+    exprs = [e for p in kernel.phases for e in ((p.init, p.update) if isinstance(p, Reduce) else (p.value,))]
+    if any(_uses_index(e) for e in exprs):  # an element's index is a loop count on the thread mapping only
+        return False
     return bool(reduces) and len(loops) == 1 and all(
         isinstance(r.update, Op) and r.update.prim in _COMBINE and Scalar(r.acc) in r.update.args
         and is_fp(r.init, kernel, {}) for r in reduces)
