@@ -97,6 +97,67 @@ def live_counts(prog: SimtProgram) -> tuple[int, int]:
     return threads, warps
 
 
+def _period(prog: SimtProgram, wa: WarpAccess) -> int | None:
+    """A number of whole warps after which the access's addresses and who takes part repeat exactly, or None:
+    every term is (gid // div) % mod, which repeats every div * mod threads (mod 0: never)."""
+    period = simt_memory.WARP
+    for lin in [wa.byte] + [g for g, _ in wa.guards] + [g for g, _ in prog.live]:
+        for div, mod, _ in lin.terms:
+            if not mod:
+                return None
+            period = math.lcm(period, div * mod)
+    return period
+
+
+def _domains(prog: SimtProgram, wa: WarpAccess):
+    """(thread ids, which are live, how many times they stand for the grid): one period of the access's
+    pattern when the grid holds whole periods (every term takes the same values in each period, so each
+    period's warps touch the very same addresses), else the whole grid a chunk at a time."""
+    period = _period(prog, wa)
+    if period is not None and period < prog.threads and prog.threads % period == 0:
+        gid = np.arange(period, dtype=np.int64)
+        yield gid, guard_mask(prog.live, gid), prog.threads // period
+        return
+    for gid, live in _chunks(prog):
+        yield gid, live, 1
+
+
+def _access_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, weights, base: int, gpu: Gpu,
+                 period: int) -> np.ndarray:
+    """(requests, sectors or wavefronts, bytes) of one memory instruction over the threads `gid`, all trips."""
+    addr0 = base + wa.byte.at(gid)
+
+    def cost(offset: int, active: np.ndarray) -> np.ndarray:
+        if wa.shared:
+            units = simt_memory.wavefronts(addr0 + offset, active, gpu.shared_banks, gpu.shared_bank_bytes)
+        else:
+            units = simt_memory.sectors(addr0 + offset, active, gpu.sector_bytes, wa.width)
+        return np.array([simt_memory.requests(active), units, int(active.sum()) * wa.width], dtype=np.int64)
+
+    total = np.zeros(3, dtype=np.int64)
+    steady = tuple((lin, limit) for lin, limit in wa.guards if not lin.strides)
+    active = live & guard_mask(steady, gid)
+    if trips is None:
+        for offset, n in weights.items():
+            total += n * cost(offset, active)
+        return total
+    # guards that move with the trips: group the trips where they pass for every thread; each moving guard's
+    # lowest and highest value over the threads the others let through tells
+    reach = [(int(v.min()), int(v.max()), lin, limit) for lin, limit in wa.guards if lin.strides
+             for v in (lin.at(gid[active]),)] if active.any() else []
+    full: Counter = Counter()
+    for t in trips:
+        offset = int(np.dot(wa.byte.strides, t)) if t.size else 0
+        shift = [int(np.dot(lin.strides, t)) for _, _, lin, _ in reach]
+        if all(hi + sh < limit for (_, hi, _, limit), sh in zip(reach, shift)):
+            full[offset % period] += 1  # every thread passes: as without the guard
+        elif not any(lo + sh >= limit for (lo, _, _, limit), sh in zip(reach, shift)):
+            total += cost(offset, live & guard_mask(wa.guards, gid, t))  # some pass: exactly
+    for offset, n in full.items():
+        total += n * cost(offset, active)
+    return total
+
+
 def memory_costs(prog: SimtProgram, gpu: Gpu) -> _Memory:
     bases = {**place(prog.program.buffers), **place_shared(prog)}
     period = math.lcm(gpu.sector_bytes, gpu.shared_banks * gpu.shared_bank_bytes)
@@ -112,49 +173,20 @@ def memory_costs(prog: SimtProgram, gpu: Gpu) -> _Memory:
             if any(lin.strides for lin, _ in wa.guards) else None
         accesses.append((pos, wa, trips, _trip_weights(depth, wa.byte.strides, period)))
     out = _Memory()
-    for gid, live in _chunks(prog):
-        for pos, wa, trips, weights in accesses:
-            addr0 = bases[wa.buf] + wa.byte.at(gid)
-
-            def cost(offset: int, active: np.ndarray) -> tuple[int, int, int]:
-                if wa.shared:
-                    units = simt_memory.wavefronts(addr0 + offset, active, gpu.shared_banks, gpu.shared_bank_bytes)
-                else:
-                    units = simt_memory.sectors(addr0 + offset, active, gpu.sector_bytes, wa.width)
-                return simt_memory.requests(active), units, int(active.sum()) * wa.width
-
-            total = np.zeros(3, dtype=np.int64)
-            steady = [(lin, limit) for lin, limit in wa.guards if not lin.strides]
-            active = live & guard_mask(tuple(steady), gid)
-            if trips is None:
-                for offset, n in weights.items():
-                    total += n * np.array(cost(offset, active), dtype=np.int64)
-            else:  # guards that move with the trips: group the trips where they pass for every thread
-                # each moving guard's lowest and highest value over the threads the others let through
-                reach = [(int(v.min()), int(v.max()), lin, limit) for lin, limit in wa.guards if lin.strides
-                         for v in (lin.at(gid[active]),)] if active.any() else []
-                full: Counter = Counter()
-                for t in trips:
-                    offset = int(np.dot(wa.byte.strides, t)) if t.size else 0
-                    shift = [int(np.dot(lin.strides, t)) for _, _, lin, _ in reach]
-                    if all(hi + sh < limit for (_, hi, _, limit), sh in zip(reach, shift)):
-                        full[offset % period] += 1  # every thread passes: as without the guard
-                    elif not any(lo + sh >= limit for (lo, _, _, limit), sh in zip(reach, shift)):
-                        total += cost(offset, live & guard_mask(wa.guards, gid, t))  # some pass: exactly
-                for offset, n in full.items():
-                    total += n * np.array(cost(offset, active), dtype=np.int64)
-            requests, units, nbytes = (int(x) for x in total)
-            seen = out.by_instruction.setdefault(pos, [0, 0])
-            seen[0] += requests
-            seen[1] += units
-            out.thread_bytes += nbytes
-            if wa.shared:
-                out.shared_requests += requests
-                out.wavefronts += units
-            else:
-                out.global_requests += requests
-                out.sectors += units
-                out.by_buffer[wa.buf] += units
+    for pos, wa, trips, weights in accesses:
+        total = np.zeros(3, dtype=np.int64)  # requests, sectors or wavefronts, bytes
+        for gid, live, repeats in _domains(prog, wa):
+            total += repeats * _access_cost(wa, gid, live, trips, weights, bases[wa.buf], gpu, period)
+        requests, units, nbytes = (int(x) for x in total)
+        out.by_instruction[pos] = [requests, units]
+        out.thread_bytes += nbytes
+        if wa.shared:
+            out.shared_requests += requests
+            out.wavefronts += units
+        else:
+            out.global_requests += requests
+            out.sectors += units
+            out.by_buffer[wa.buf] += units
     return out
 
 

@@ -230,7 +230,8 @@ def test_ptxas_accepts_every_kernel(tiny_bert, gpu, tmp_path):
 
 
 def test_cost_model_chunks_add_up(monkeypatch):
-    """Big grids are costed a slice of warps at a time: slices of 3 warps give the same totals as one."""
+    """Big grids are costed one period of an access's pattern, or a slice of warps at a time: both give the
+    totals of evaluating every thread at once."""
     from isasim.isa import simt_cost
 
     rng = np.random.default_rng(5)
@@ -240,6 +241,9 @@ def test_cost_model_chunks_add_up(monkeypatch):
     g = one_op_graph("aten.softmax.int", {"x": x}, (Ref("x"), -1), [(37, 45)])
     progs.append(select_simt(lower_graph(g).kernels[0]))
     whole = [(dataclasses.asdict(memory_costs(p, A100)), simt_cost.live_counts(p)) for p in progs]
+    assert simt_cost._period(progs[0], next(i.warp for i in _instrs(progs[0]) if i.prim is Prim.LOAD_SHARED)) \
+        < progs[0].threads  # the shared tiles' pattern repeats every block: the default takes one period
     monkeypatch.setattr(simt_cost, "CHUNK", 96)
+    monkeypatch.setattr(simt_cost, "_period", lambda prog, wa: None)
     assert whole == [(dataclasses.asdict(memory_costs(p, A100)), simt_cost.live_counts(p)) for p in progs]
     assert progs[1].threads > 96
