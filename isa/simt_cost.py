@@ -97,9 +97,16 @@ def live_counts(prog: SimtProgram) -> tuple[int, int]:
     return threads, warps
 
 
+def _strides_grid(wa: WarpAccess) -> bool:
+    """Whether the access sits in a grid-stride loop (its threads move to other elements trip by trip)."""
+    return any(lin.gid_steps for lin in [wa.byte] + [g for g, _ in wa.guards])
+
+
 def _period(prog: SimtProgram, wa: WarpAccess) -> int | None:
     """A number of whole warps after which the access's addresses and who takes part repeat exactly, or None:
     every term is (gid // div) % mod, which repeats every div * mod threads (mod 0: never)."""
+    if _strides_grid(wa):
+        return None
     period = simt_memory.WARP
     for lin in [wa.byte] + [g for g, _ in wa.guards] + [g for g, _ in prog.live]:
         for div, mod, _ in lin.terms:
@@ -135,6 +142,14 @@ def _access_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, weigh
         return np.array([simt_memory.requests(active), units, int(active.sum()) * wa.width], dtype=np.int64)
 
     total = np.zeros(3, dtype=np.int64)
+    if _strides_grid(wa):  # each trip of a grid-stride loop is a new set of elements: evaluate every trip
+        for t in trips:
+            addr = base + wa.byte.value(gid, t)
+            active = live & guard_mask(wa.guards, gid, t)
+            units = simt_memory.wavefronts(addr, active, gpu.shared_banks, gpu.shared_bank_bytes) if wa.shared \
+                else simt_memory.sectors(addr, active, gpu.sector_bytes, wa.width)
+            total += np.array([simt_memory.requests(active), units, int(active.sum()) * wa.width], dtype=np.int64)
+        return total
     steady = tuple((lin, limit) for lin, limit in wa.guards if not lin.strides)
     active = live & guard_mask(steady, gid)
     if trips is None:
@@ -170,7 +185,7 @@ def memory_costs(prog: SimtProgram, gpu: Gpu) -> _Memory:
             raise AssertionError(f"{prog.name}: {ins} has strides for {len(wa.byte.strides)} loops, "
                                  f"but {len(depth)} enclose it")
         trips = [np.array(t, dtype=np.int64) for t in itertools.product(*(range(lp.trip) for lp in depth))] \
-            if any(lin.strides for lin, _ in wa.guards) else None
+            if any(lin.strides for lin, _ in wa.guards) or _strides_grid(wa) else None
         accesses.append((pos, wa, trips, _trip_weights(depth, wa.byte.strides, period)))
     out = _Memory()
     for pos, wa, trips, weights in accesses:

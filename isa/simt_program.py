@@ -22,20 +22,30 @@ from isasim.isa.program import BufferSpec, Program
 
 @dataclass(frozen=True)
 class Lin:
-    """An integer per thread and loop trip: offset + sum(coef * ((gid // div) % mod)) + sum(stride * trip).
+    """An integer per thread and loop trip: offset + sum(coef * ((g // div) % mod)) + sum(stride * trip), where
+    g = gid + sum(gid_step * trip) is the element a grid-stride loop's trip gives the thread (g = gid without
+    one).
 
-    mod 0 means no modulo; `strides` has one entry per enclosing loop, outermost first."""
+    mod 0 means no modulo; `strides` and `gid_steps` have one entry per enclosing loop, outermost first."""
 
     offset: int
     terms: tuple[tuple[int, int, int], ...] = ()  # (div, mod, coef)
     strides: tuple[int, ...] = ()
+    gid_steps: tuple[int, ...] = ()
 
     def at(self, gid: np.ndarray) -> np.ndarray:
+        """The value at trip 0 of every loop (or of `gid` already moved to another trip's element)."""
         v = np.full(gid.shape, self.offset, dtype=np.int64)
         for div, mod, coef in self.terms:
             f = gid // div
             v += coef * (f % mod if mod else f)
         return v
+
+    def value(self, gid: np.ndarray, trips: np.ndarray) -> np.ndarray:
+        """The value at the given trip of each enclosing loop."""
+        if self.gid_steps:
+            gid = gid + int(np.dot(self.gid_steps, trips))
+        return self.at(gid) + (int(np.dot(self.strides, trips)) if self.strides else 0)
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,5 @@ def guard_mask(guards: tuple[tuple[Lin, int], ...], gid: np.ndarray, trips: np.n
     """Which threads pass every guard, at loop trips `trips` (one row per enclosing loop), or at trip 0."""
     ok = np.ones(gid.shape, dtype=bool)
     for lin, limit in guards:
-        v = lin.at(gid)
-        if trips is not None and lin.strides:
-            v = v + int(np.dot(lin.strides, trips))
-        ok &= v < limit
+        ok &= (lin.value(gid, trips) if trips is not None else lin.at(gid)) < limit
     return ok

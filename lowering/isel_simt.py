@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Item, Mem, Program, Reg, RegFile
+from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_program import Lin, SimtProgram, WarpAccess
 from isasim.isa.targets import GPU_TARGETS, Target
@@ -45,6 +45,8 @@ class _SimtSelector(_Selector):
     positions: dict[str, Reg] = field(default_factory=dict)  # a lane loop's element index (lane + 32 * trip)
     origins: dict[tuple, int] = field(default_factory=dict)  # a pointer's element offset, per stream key
     lane_step: int = WARP  # elements a lane loop's trip advances (32 x its unrolling)
+    point_code: list | None = None  # where a point's coordinates and pointers go (default: the prologue)
+    grid_stride: tuple = ()  # inside a grid-stride loop: (threads in the grid, elements in all)
 
     # ---- where values live ------------------------------------------------------------------------
     def base(self, buf: str) -> Reg:
@@ -65,15 +67,17 @@ class _SimtSelector(_Selector):
         key = (scope, buf, index.terms, chain)
         if key not in self.streams:
             isz = self.kernel.buffer(buf).dtype.itemsize
-            r = self.emit(self.prologue, Prim.IADD, (self.base(buf), Imm(index.offset * isz)))
+            base = self.base(buf)
+            code = self.prologue if self.point_code is None else self.point_code
+            r = self.emit(code, Prim.IADD, (base, Imm(index.offset * isz)))
             for v in _vars(index.terms):
                 c = index.coef(v)
                 if v in self.coords and c:
-                    t = self.emit(self.prologue, Prim.IMUL, (self.coords[v][0], Imm(c * isz)))
-                    self.prologue.append(Instr(self.mn(Prim.IADD), Prim.IADD, r, (r, t)))
+                    t = self.emit(code, Prim.IMUL, (self.coords[v][0], Imm(c * isz)))
+                    code.append(Instr(self.mn(Prim.IADD), Prim.IADD, r, (r, t)))
             if self.lane_var in chain and index.coef(self.lane_var):
-                t = self.emit(self.prologue, Prim.IMUL, (self.lane, Imm(index.coef(self.lane_var) * isz)))
-                self.prologue.append(Instr(self.mn(Prim.IADD), Prim.IADD, r, (r, t)))
+                t = self.emit(code, Prim.IMUL, (self.lane, Imm(index.coef(self.lane_var) * isz)))
+                code.append(Instr(self.mn(Prim.IADD), Prim.IADD, r, (r, t)))
             self.streams[key] = _Stream(r, chain, {v: index.coef(v) * isz for v in chain},
                                         {v: self.trips[v] for v in chain}, scope)
             self.origins[key] = index.offset
@@ -100,7 +104,13 @@ class _SimtSelector(_Selector):
                         terms += [(div, mod, mult * dyn.index.coef(v) * c * isz)
                                   for div, mod, mult in self.coords[v][1]]
         strides = tuple(index.coef(v) * isz * (self.lane_step if v == self.lane_var else 1) for v in chain)
-        return WarpAccess(False, buf, Lin(index.offset * isz, tuple(terms), strides), isz, self.guard_lins)
+        guards = self.guard_lins
+        if self.grid_stride:  # the grid-stride loop encloses everything: element gid + trip * threads
+            threads, points = self.grid_stride
+            steps = (threads,) + (0,) * len(chain)
+            return WarpAccess(False, buf, Lin(index.offset * isz, tuple(terms), (0,) + strides, steps), isz,
+                              guards + ((Lin(0, ((1, 0, 1),), (0,) * len(steps), steps), points),))
+        return WarpAccess(False, buf, Lin(index.offset * isz, tuple(terms), strides), isz, guards)
 
     def load(self, e: Load, code, cse, scope, chain, dst) -> Reg:
         buf = self.kernel.buffer(e.buf)
@@ -269,15 +279,38 @@ def _row_kernel(kernel: Kernel) -> bool:
         and is_fp(r.init, kernel, {}) for r in reduces)
 
 
-def _decompose(sel: _SimtSelector, index: Reg, unit: int, parallel) -> None:
+def _decompose(sel: _SimtSelector, index: Reg, unit: int, parallel, code: list) -> None:
     """Each parallel variable's coordinate from `index` (= gid // unit), innermost fastest."""
     inner = 1
     for i, (var, extent) in reversed(list(enumerate(parallel))):
-        x = index if inner == 1 else sel.emit(sel.prologue, Prim.IDIV, (index, Imm(inner)))
+        x = index if inner == 1 else sel.emit(code, Prim.IDIV, (index, Imm(inner)))
         outermost = i == 0
-        c = x if outermost else sel.emit(sel.prologue, Prim.IREM, (x, Imm(extent)))
+        c = x if outermost else sel.emit(code, Prim.IREM, (x, Imm(extent)))
         sel.coords[var] = (c, ((unit * inner, 0 if outermost else extent, 1),))
         inner *= extent
+
+
+def _grid_stride(sel: _SimtSelector, gid: Reg, threads: int, points: int, parallel) -> list[Item]:
+    """for (i = gid; i < points; i += threads) { the element's coordinates, pointers and phases }: the CUDA
+    grid-stride loop, for grids larger than the GPU holds at once; the last trip is guarded."""
+    trips = -(-points // threads)
+    idx = sel.emit(sel.prologue, Prim.IMOV, (gid,))
+    body: list[Item] = []
+    if points % threads:
+        sel.guard = sel.emit(body, Prim.ICMP_LT, (idx, Imm(points)), RegFile.PRED)
+    sel.point_code = body
+    sel.grid_stride = (threads, points)
+    _decompose(sel, idx, 1, parallel, body)
+    body += sel.phases(())
+    sel.point_code, sel.guard = None, None
+    counter = sel.new(RegFile.GP)
+    more = sel.new(RegFile.PRED)
+    latch = (Instr(sel.mn(Prim.IADD), Prim.IADD, idx, (idx, Imm(threads))),
+             Instr(sel.mn(Prim.ISUB), Prim.ISUB, counter, (counter, Imm(1))),
+             Instr(sel.mn(Prim.ICMP_NE), Prim.ICMP_NE, more, (counter, Imm(0))),
+             Instr(sel.mn(Prim.BRANCH_NZ), Prim.BRANCH_NZ, None, (more,)))
+    return [Instr(sel.mn(Prim.IMOV), Prim.IMOV, counter, (Imm(trips),)), Loop(counter, trips, tuple(body), latch,
+                                                                           True, "grid")]
 
 
 def thread_index(sel: _Selector, block: int) -> Reg:
@@ -309,21 +342,28 @@ def select_simt(kernel: Kernel, target: Target | None = None, gpu=None) -> SimtP
     threads = rows * unit
     block = min(BLOCK, -(-threads // WARP) * WARP)
     grid = -(-threads // block)
+    if not warp and gpu is not None:  # a grid that fills every SM once; beyond it threads loop
+        grid = min(grid, gpu.sms * (gpu.max_threads_per_sm // block))
     gid = thread_index(sel, block)
-    if warp:
-        row = sel.emit(sel.prologue, Prim.IDIV, (gid, Imm(WARP)))
-        sel.lane = sel.emit(sel.prologue, Prim.IREM, (gid, Imm(WARP)))
-        sel.lane_var = next(p.var for p in kernel.phases if isinstance(p, Reduce))
+    if not warp and grid * block < threads:
+        code = _grid_stride(sel, gid, grid * block, rows, parallel)
+        live: tuple = ()
     else:
-        row = gid
-    live: tuple = ()
-    if grid * block != threads:
-        leave = sel.emit(sel.prologue, Prim.ICMP_GE, (row, Imm(rows)), RegFile.PRED)
-        sel.prologue.append(Instr(sel.mn(Prim.EXIT_IF), Prim.EXIT_IF, None, (leave,)))
-        live = ((Lin(0, ((unit, 0, 1),)), rows),)
-    _decompose(sel, row, unit, parallel)
-    code = sel.phases(())
+        if warp:
+            row = sel.emit(sel.prologue, Prim.IDIV, (gid, Imm(WARP)))
+            sel.lane = sel.emit(sel.prologue, Prim.IREM, (gid, Imm(WARP)))
+            sel.lane_var = next(p.var for p in kernel.phases if isinstance(p, Reduce))
+        else:
+            row = gid
+        live = ()
+        if grid * block != threads:
+            leave = sel.emit(sel.prologue, Prim.ICMP_GE, (row, Imm(rows)), RegFile.PRED)
+            sel.prologue.append(Instr(sel.mn(Prim.EXIT_IF), Prim.EXIT_IF, None, (leave,)))
+            live = ((Lin(0, ((unit, 0, 1),)), rows),)
+        _decompose(sel, row, unit, parallel, sel.prologue)
+        code = sel.phases(())
     buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in kernel.buffers)
     program = Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(code), kernel.flops)
-    strategy = "warp per row, shuffle reduction" if warp else "thread per element"
+    strategy = "warp per row, shuffle reduction" if warp else \
+        "thread per element" + (", grid-stride loop" if sel.grid_stride else "")
     return SimtProgram(program, grid, block, (), live, strategy)

@@ -40,10 +40,10 @@ def run(prog, values: dict, executor=run_simt):
     return mem, executor(prog, mem, *GEOMETRY)
 
 
-def checked(graph, want: np.ndarray, atol: float = 1e-5):
+def checked(graph, want: np.ndarray, atol: float = 1e-5, gpu=None):
     """Run the graph's kernel both ways; check bits, counts and the cost model's closed forms."""
     (kernel,) = lower_graph(graph).kernels
-    prog = select_simt(kernel)
+    prog = select_simt(kernel, gpu=gpu)
     (mb, eb), (ms, es) = run(prog, graph.values), run(prog, graph.values, step_simt)
     got = mb.read("out")
     assert got.tobytes() == ms.read("out").tobytes()
@@ -109,6 +109,25 @@ def test_elementwise_is_one_thread_per_element_and_coalesced():
     assert prog.grid * prog.block >= 350 and prog.strategy == "thread per element"
     # 350 floats read and written: 1400 bytes each way, in 32-byte sectors of consecutive threads
     assert ev.sectors == 2 * sum(-(-min(32, 350 - w * 32) * 4 // 32) for w in range(-(-350 // 32)))
+
+
+@pytest.mark.parametrize("n", [5000, 4096, 3000])
+def test_grid_stride_loop_beyond_what_the_gpu_holds(n):
+    """A grid larger than the GPU holds at once becomes a grid-stride loop (here a one-SM A100: 8 blocks of
+    256 threads), its last trip guarded unless the elements divide evenly."""
+    one_sm = dataclasses.replace(A100, sms=1)
+    x = rand(np.random.default_rng(n), 2, n // 2)
+    g = one_op_graph("aten.gelu.default", {"x": x}, (Ref("x"),), [(2, n // 2)])
+    want = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
+    prog, ev = checked(g, want, gpu=one_sm)
+    assert prog.grid * prog.block == 2048 and "grid-stride" in prog.strategy
+    loads = [i for i in _instrs(prog) if i.prim is Prim.LOAD]
+    assert all((i.mask is not None) == (n % 2048 != 0) for i in loads)
+    assert ev.sectors == 2 * n * 4 // 32  # every element read and written once, coalesced
+    if shutil.which("ptxas"):
+        r = subprocess.run(["ptxas", "-arch=sm_80", "-", "-o", "/dev/null"], input=emit_ptx(prog, "sm_80"),
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
 
 
 def _instrs(prog):
