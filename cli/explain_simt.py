@@ -90,7 +90,8 @@ def _advice(c, gpu: Gpu, listing: list[SimtLine], occ: dict) -> str:
     if decider == "latency":
         return head + (f"one warp's own dependency chain, once per round of resident blocks. "
                        f"{occ['resident_warps']} warps per SM ({occ['achieved']:.0%} occupancy, limited by "
-                       f"{occ['limiter']}) cannot hide the {gpu.l2_latency:g}-cycle L2 latency of each load. More "
+                       f"{occ['limiter']}) cannot hide the {c.simt['global_latency']:g}-cycle {c.simt['global_level']} "
+                       f"latency of each load. More "
                        f"warps per SM (more blocks: smaller tiles, split-K, fewer registers) or more independent "
                        f"loads per warp (unrolling its loop) would move it.")
     if decider == "pipe lsu":
@@ -139,7 +140,12 @@ def explain_simt(lowered, target: Target, gpu: Gpu, op: str) -> SimtExplanation:
     listing = []
     for ins in body:
         t = gpu.timing(ins.mnemonic)
-        listing.append(SimtLine(_ptx(writer, ins), ins.mnemonic, t.pipe, t.per_clock_per_sm, t.latency, t.source,
+        latency, source = t.latency, t.source
+        if ins.prim in (Prim.LOAD, Prim.STORE):  # the level the model found the kernel's data in
+            latency = c.simt["global_latency"]
+            fits = "fit" if c.simt["global_level"] == "L2" else "do not fit"
+            source = f"{c.simt['global_level']} latency: the kernel's buffers {fits} in L2. {source}"
+        listing.append(SimtLine(_ptx(writer, ins), ins.mnemonic, t.pipe, t.per_clock_per_sm, latency, source,
                                 per_request.get(id(ins))))
     limits = occupancy_limits(prog, c.simt["registers"], gpu)
     occ = {"limits": limits, "resident_blocks": c.simt["blocks_per_sm"], "resource": c.simt["resource_limiter"],

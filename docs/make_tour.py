@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from isasim.cli.main import main as isasim
+from isasim.isa.gpu import load_gpu
 
 
 def run(*argv: str) -> str:
@@ -74,13 +75,41 @@ def sections(model: str, seq: int, out: Path) -> list[str]:
         + "\n![roofline and cycles by op family](compare.png)\n\n`--plot compare.png` drew the chart: left, "
         "each op family of each target (on its default core) under that core's compute and DRAM ceilings; "
         "right, where each target's cycles go.\n",
-        "## 5. Why you can trust the numbers\n\nThe same programs that are counted are executed: `isasim check` "
+        gpu_section(m, s, rows),
+        "## 6. Why you can trust the numbers\n\nThe same programs that are counted are executed: `isasim check` "
         "runs every lowered kernel on real weights and compares with PyTorch, and checks that the executor's "
-        "instruction counts equal the cost model's:\n\n"
-        + block("isasim check minilm --seq 32 --target x86-64 --target avx512 --target neon",
+        "instruction counts equal the cost model's (on the GPU: warp instructions, run by the whole grid in "
+        "lockstep):\n\n"
+        + block("isasim check minilm --seq 32 --target x86-64 --target avx512 --target neon --target simt",
                 run("check", "minilm", "--seq", "32", "--target", "x86-64", "--target", "avx512", "--target",
-                    "neon")),
+                    "neon", "--target", "simt")),
     ]
+
+
+def gpu_section(m: str, s: str, rows: dict) -> str:
+    """The same model as GPU kernels: launches, occupancy, and what bounds a GEMM and a layer norm."""
+    gpu = rows[("simt", "a100")]
+    table = run("trace", m, "--seq", s, "--target", "simt").splitlines()
+    layer0 = next(i for i, ln in enumerate(table) if "layer 0 " in ln)
+    total = next(i for i, ln in enumerate(table) if ln.startswith("│ total"))
+    excerpt = "\n".join(ln.rstrip() for ln in table[:5] + table[layer0:layer0 + 18] + table[total - 1:])
+    gemm = json.loads(run("explain", m, "--seq", s, "--op", "linear", "--target", "simt", "--format", "json"))[0]
+    norm = json.loads(run("explain", m, "--seq", s, "--op", "layer_norm", "--target", "simt", "--format",
+                          "json"))[0]
+    return (f"## 5. The same model on a GPU\n\nOn the `simt` target every op is a kernel launch: a grid of "
+            f"blocks of 32-thread warps running one PTX instruction stream. GEMMs stage tiles of both operands in "
+            f"shared memory; softmax and layer norm give each row a warp, which sums with warp shuffles; the "
+            f"rest is a thread per element. The A100 model predicts {gpu['seconds'] * 1e3:.2f} ms, "
+            f"{gpu['flop_per_cycle'] / gpu['peak_flop_per_cycle']:.0%} of the FP32 peak; note the launch "
+            f"overhead deciding most small kernels, and the occupancy column:\n\n"
+            + block(f"isasim trace {m} --seq {s} --target simt", excerpt)
+            + f"\nThe first linear layer: {gemm['strategy']}, {gemm['grid']} blocks of {gemm['block']} threads:\n\n"
+            + block(f"isasim explain {m} --seq {s} --op linear --target simt --format json",
+                    json.dumps({k: gemm[k] for k in ("occupancy", "decides", "advice")}, indent=2), "json")
+            + f"\nA layer norm is a warp per row: with {norm['grid']} blocks on {load_gpu('a100').sms} SMs, latency is what "
+            f"occupancy has to hide:\n\n"
+            + block(f"isasim explain {m} --seq {s} --op layer_norm --target simt --format json",
+                    json.dumps({k: norm[k] for k in ("occupancy", "decides", "advice")}, indent=2), "json"))
 
 
 def main() -> None:

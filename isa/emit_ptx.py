@@ -146,7 +146,7 @@ class _Writer:
         return "\n".join(head + self.lines + ["$Lexit:", "\tret;", "}", ""])
 
 
-INDEX_BITS = 31  # thread indices are below 2^31 (a grid's x dimension holds at most 2^31 - 1 blocks)
+INDEX_BITS = 31  # dividends are below 2^31: isel_simt.py asserts it of element indices; GEMMs divide only ids
 
 
 def magic_number(d: int) -> tuple[int, int]:

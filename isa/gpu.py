@@ -10,7 +10,7 @@ cycles of one SM.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -66,6 +66,13 @@ class Gpu:
     field_sources: Mapping[str, str]  # clock_source, sms_source, ... as written in the file
 
     isa = "ptx"
+
+    def key(self) -> tuple:
+        """Everything the cost model reads, hashable: a cache key that tells a modified copy (a test's one-SM
+        A100) from the original."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in ("instructions", "sources",
+                                                                                 "field_sources")) \
+            + tuple(sorted(self.instructions.items()))
 
     @property
     def dram_bytes_per_cycle(self) -> float:

@@ -6,6 +6,9 @@ memory instruction's `WarpAccess` gives each thread's address in closed form, so
 counted warp by warp (isa/simt_memory.py). Trips whose offsets agree modulo the period of both (a 128-byte
 row of banks, a multiple of the sector) cost the same, so each residue is evaluated once and weighted by how
 many trips land on it - exact, not sampled. The executor counts the same figures from the addresses it forms.
+One exception: a gather (an embedding's row lookup) reads rows named by data, which no closed form knows;
+it is costed as if every looked-up row were distinct (an upper bound when tokens repeat), while the
+executor counts the rows really read.
 
 Occupancy (CUDA C++ Programming Guide, "Occupancy Calculator" rules): resident blocks per SM are limited by
 warps, threads, blocks, registers (allocated per warp in units) and shared memory (plus a per-block
@@ -38,7 +41,7 @@ from isasim.isa import simt_memory
 from isasim.isa.cost import KernelCost, reads
 from isasim.isa.gpu import Gpu
 from isasim.isa.machine_state import place
-from isasim.isa.program import Instr, Item, Loop, Reg, RegFile, walk
+from isasim.isa.program import Imm, Instr, Item, Loop, Reg, RegFile, walk
 from isasim.isa.semantics import RESULT_IS_FP, Prim
 from isasim.isa.simt_exec import place_shared
 from isasim.isa.simt_program import SimtProgram, WarpAccess, guard_mask
@@ -49,7 +52,9 @@ _REG_WORDS = {RegFile.FP: 1, RegFile.GP: 2, RegFile.PRED: 0, RegFile.MASK: 0}  #
 
 @dataclass(frozen=True)
 class SimtCost(KernelCost):
-    """A KernelCost whose `instructions` are warp instructions, plus the launch and memory details."""
+    """A KernelCost whose `instructions` are warp instructions, plus the launch and memory details. Its
+    `fp_ops` count every live thread that issues a floating-point instruction, predicated or not (a guarded
+    tail's idle threads included)."""
 
     simt: dict = field(default_factory=dict)
 
@@ -235,6 +240,11 @@ def registers(prog: SimtProgram) -> int:
                 order.append(it)
 
     flat(prog.program.body)
+    # A register written once, by a move of an immediate, is a constant that ptxas folds into the
+    # instructions that read it (PTX arithmetic takes immediate operands): it occupies no register.
+    writes = Counter(ins.dst for ins in order if isinstance(ins.dst, Reg))
+    folded = {ins.dst for ins in order if ins.prim in (Prim.FMOV, Prim.IMOV) and isinstance(ins.srcs[0], Imm)
+              and writes[ins.dst] == 1}
     first: dict[Reg, int] = {}  # first write (or read, for a value that arrives in a register)
     last: dict[Reg, int] = {}
     first_read: dict[Reg, int] = {}
@@ -256,7 +266,7 @@ def registers(prog: SimtProgram) -> int:
             elif r in carried:  # a trip reads what the previous trip wrote
                 first[r], last[r] = s, max(last[r], e)
     live = np.zeros(len(order) + 1, dtype=np.int64)
-    for r in first:
+    for r in first.keys() - folded:
         live[first[r]] += _REG_WORDS[r.file] * r.lanes
         live[last[r] + 1] -= _REG_WORDS[r.file] * r.lanes
     return int(np.cumsum(live).max()) if len(order) else 0
@@ -323,7 +333,8 @@ def warp_path(prog: SimtProgram, gpu: Gpu, global_latency: float) -> float:
             done = start + latency(it)
             if isinstance(it.dst, Reg):
                 ready[it.dst] = done
-            end = max(end, done)
+            if it.prim is not Prim.STORE:  # a global store is fire-and-forget: the warp issues on (and may
+                end = max(end, done)       # exit) while the memory system completes it
         return max(t, end)
 
     return block(prog.program.body)
@@ -381,6 +392,7 @@ def cost_simt(prog: SimtProgram, gpu: Gpu) -> SimtCost:
         "shared_requests": mem.shared_requests, "wavefronts": mem.wavefronts,
         "bank_conflict_factor": mem.wavefronts / max(mem.shared_requests, 1),
         "sectors_by_buffer": dict(mem.by_buffer),
+        "global_level": "L2" if footprint <= gpu.l2_bytes else "DRAM", "global_latency": global_latency,
     }
     return SimtCost(prog.name, sum(counts.values()), dict(counts), cycles, bound, bounds,
                     {bound: cycles}, {"l1": mem.thread_bytes, "l2": l2_bytes, "llc": l2_bytes,

@@ -264,13 +264,16 @@ def get_target(name: str) -> Target:
 # ---- GPU SIMT: PTX, one thread's instruction stream --------------------------------------------------------
 # General-purpose values are 64-bit (.s64/.u64 registers) as on the CPU targets; registers are PTX's virtual
 # ones, allocated by ptxas, so isasim does not allocate them (it estimates the count; isa/simt_cost.py).
+# NaN behaves as the executors' semantics (numpy): max.NaN/min.NaN return NaN if either operand is one (PTX
+# ISA 7.0, sm_80+; plain max.f32 would return the other operand), and a != b is setp.neu (true if
+# unordered), while a < b is the ordered setp.lt.
 _PTX = {
     Prim.FADD: "add.rn.f32", Prim.FSUB: "sub.rn.f32", Prim.FMUL: "mul.rn.f32", Prim.FDIV: "div.rn.f32",
-    Prim.FSQRT: "sqrt.rn.f32", Prim.FMAX: "max.f32", Prim.FMIN: "min.f32", Prim.FMA: "fma.rn.f32",
+    Prim.FSQRT: "sqrt.rn.f32", Prim.FMAX: "max.NaN.f32", Prim.FMIN: "min.NaN.f32", Prim.FMA: "fma.rn.f32",
     Prim.FNMA: "fma.rn.f32",  # emitted as fma with a negated operand, which SASS's FFMA folds in
     Prim.FROUND: "cvt.rni.f32.f32", Prim.FABS: "abs.f32", Prim.FNEG: "neg.f32", Prim.FMOV: "mov.f32",
     Prim.CVT_F2I: "cvt.rzi.s64.f32", Prim.CVT_I2F: "cvt.rn.f32.s64", Prim.BITS_I2F: "mov.b32",
-    Prim.FCMP_LT: "setp.lt.f32", Prim.FCMP_NE: "setp.ne.f32", Prim.ICMP_NE: "setp.ne.s64",
+    Prim.FCMP_LT: "setp.lt.f32", Prim.FCMP_NE: "setp.neu.f32", Prim.ICMP_NE: "setp.ne.s64",
     Prim.ICMP_GE: "setp.ge.s64", Prim.ICMP_LT: "setp.lt.s64", Prim.PAND: "and.pred", Prim.SETCC: "selp.s64",
     Prim.IADD: "add.s64", Prim.ISUB: "sub.s64", Prim.IMUL: "mul.lo.s64", Prim.ISHL: "shl.b64",
     Prim.IAND: "and.b64", Prim.IMOV: "mov.u64", Prim.IDIV: "div.const", Prim.IREM: "rem.const",

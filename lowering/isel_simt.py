@@ -22,11 +22,14 @@ from isasim.isa.simt_program import Lin, SimtProgram, WarpAccess
 from isasim.isa.targets import GPU_TARGETS, Target
 from isasim.lowering.isel import _Selector, _Stream
 from isasim.models.graph import DType
-from isasim.lowering.kernel import Affine, Index, Kernel, Let, Load, Map, Op, Reduce, Scalar, is_fp
+from isasim.lowering.kernel import Affine, Const, Index, Kernel, Let, Load, Map, Op, Reduce, Scalar, is_fp
 
 BLOCK = 256  # threads per block: 8 warps, a common default that fills an SM with 8 resident blocks
 WARP = 32
 _COMBINE = {Prim.FADD: Prim.FADD, Prim.FMA: Prim.FADD, Prim.FMAX: Prim.FMAX}  # update -> how partials combine
+# Every lane starts its partial result at the reduction's init and the butterfly combines all 32, so the init
+# must be the combine's neutral element (0 + 0 = 0, max(-inf, x) = x); any other init keeps a thread per row.
+_NEUTRAL = {Prim.FADD: 0.0, Prim.FMAX: float("-inf")}
 UNROLL = (4, 2, 1)  # a lane loop's unrolling: the largest that divides its trip count
 
 
@@ -257,6 +260,13 @@ def _uses_index(e) -> bool:
     return isinstance(e, Index) or (isinstance(e, Op) and any(_uses_index(a) for a in e.args))
 
 
+def _gathers(e) -> bool:
+    """Whether e loads through an index read from memory (an embedding's row lookup)."""
+    if isinstance(e, Load):
+        return bool(e.index.dynamic)
+    return isinstance(e, Op) and any(_gathers(a) for a in e.args)
+
+
 def _points_only(kernel: Kernel) -> Kernel:
     """An elementwise kernel's row loop becomes one more parallel dimension: a thread per element."""
     maps = [p for p in kernel.phases if isinstance(p, Map)]
@@ -274,9 +284,11 @@ def _row_kernel(kernel: Kernel) -> bool:
     exprs = [e for p in kernel.phases for e in ((p.init, p.update) if isinstance(p, Reduce) else (p.value,))]
     if any(_uses_index(e) for e in exprs):  # an element's index is a loop count on the thread mapping only
         return False
+    if any(_gathers(e) for e in exprs) or any(isinstance(p, Map) and p.index.dynamic for p in kernel.phases):
+        return False  # the warp's address model follows affine rows; a gather keeps a thread per point
     return bool(reduces) and len(loops) == 1 and all(
         isinstance(r.update, Op) and r.update.prim in _COMBINE and Scalar(r.acc) in r.update.args
-        and is_fp(r.init, kernel, {}) for r in reduces)
+        and r.init == Const(_NEUTRAL[_COMBINE[r.update.prim]]) for r in reduces)
 
 
 def _decompose(sel: _SimtSelector, index: Reg, unit: int, parallel, code: list) -> None:
@@ -327,12 +339,26 @@ def thread_index(sel: _Selector, block: int) -> Reg:
 
 def select_simt(kernel: Kernel, target: Target | None = None, gpu=None) -> SimtProgram:
     """Lower one kernel to one SIMT kernel launch (PTX instruction stream + geometry); `gpu` (an isa.gpu.Gpu)
-    lets a GEMM pick tiles that keep all its SMs busy."""
+    lets a GEMM pick tiles that keep all its SMs busy, and caps an elementwise grid at the blocks the GPU
+    holds at once (beyond them, threads loop: a grid-stride loop)."""
     target = target or GPU_TARGETS["simt"]
     from isasim.lowering.isel_simt_gemm import gemm_shape, select_gemm
     shape = gemm_shape(kernel)
     if shape is not None:
         return select_gemm(kernel, target, shape, gpu)
+    if gpu is None:
+        return _select(kernel, target, None)
+    from isasim.isa.simt_cost import occupancy, registers
+    # First guess: the blocks that threads and block slots alone allow; the kernel's registers may allow fewer.
+    prog = _select(kernel, target, gpu.sms * max(1, min(gpu.max_threads_per_sm // BLOCK, gpu.max_blocks_per_sm)))
+    resident = occupancy(prog, registers(prog), gpu)[0]
+    if prog.grid > gpu.sms * resident:
+        prog = _select(kernel, target, gpu.sms * resident)
+    return prog
+
+
+def _select(kernel: Kernel, target: Target, max_grid: int | None) -> SimtProgram:
+    """select_simt for a non-GEMM kernel, with at most `max_grid` blocks (None: one thread per point)."""
     kernel = _points_only(kernel)
     parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
     rows = kernel.points
@@ -340,10 +366,13 @@ def select_simt(kernel: Kernel, target: Target | None = None, gpu=None) -> SimtP
     warp = _row_kernel(kernel)
     unit = WARP if warp else 1
     threads = rows * unit
+    # Coordinates come from magic-number divisions (isa/emit_ptx.py), exact for dividends below 2^31; a
+    # grid-stride index runs up to twice the points.
+    assert threads <= 2 ** 30, f"{kernel.name}: {threads} threads; SIMT index arithmetic needs at most 2^30"
     block = min(BLOCK, -(-threads // WARP) * WARP)
     grid = -(-threads // block)
-    if not warp and gpu is not None:  # a grid that fills every SM once; beyond it threads loop
-        grid = min(grid, gpu.sms * (gpu.max_threads_per_sm // block))
+    if not warp and max_grid is not None:
+        grid = min(grid, max_grid)
     gid = thread_index(sel, block)
     if not warp and grid * block < threads:
         code = _grid_stride(sel, gid, grid * block, rows, parallel)

@@ -68,7 +68,7 @@ def select_gemm(kernel: Kernel, target: Target, g: GemmShape, gpu=None) -> SimtP
     problems, 32x32 ones issue twice the shared loads per FMA)."""
     if gpu is None:
         return _GemmBuilder(kernel, target, g, REGISTER_TILES[0]).build()
-    key = (canonical(kernel), gpu.name)
+    key = (canonical(kernel), gpu.key())
     if key not in _CHOSEN:  # the same GEMM in every layer is tuned once
         from isasim.isa.simt_cost import cost_simt
 
