@@ -33,6 +33,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for token ids and seeded weights (default 0)")
 
 
+def _training_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--training", action="store_true",
+                   help="cost one fine-tuning step instead of a forward pass: forward, backward and the AdamW "
+                   "update of a 2-label classifier, per target, and the whole fine-tuning run it implies")
+    p.add_argument("--epochs", type=int, default=3, help="with --training: epochs of the run (default 3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="isasim", description="ISA-level simulator and cost model for BERT: capture the graph "
                      "from PyTorch, lower every op to machine instructions, count and execute them.")
@@ -45,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", type=Path, help="write the report to this file instead of stdout")
     t.add_argument("--chrome-trace", type=Path, metavar="FILE",
                    help="also write the kernels as Chrome trace events (open in Perfetto or chrome://tracing)")
+    _training_args(t)
     t.add_argument("--core-aten", action="store_true",
                    help="decompose to core ATen (addmm, bmm, native_layer_norm, ...) before lowering: slower capture, and eval-mode dropout becomes a clone that is costed")
 
@@ -94,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
     cm.add_argument("--plot", type=Path, metavar="FILE.png",
                     help="also draw a roofline per op family and the cycles by op family (matplotlib)")
+    _training_args(cm)
 
     ft = sub.add_parser("finetune", help="fine-tune a BERT to tell movie from TV-show sentences (the shipped "
                         "dataset) and save it", description="BertForSequenceClassification on the base model's "
@@ -158,6 +167,8 @@ def cmd_trace(args, out: Console) -> int:
 
     _check_shape_args(args)
     targets = reports.pick_targets(args.target, args.uarch)
+    if args.training:
+        return _training(args, targets, out)
     with _progress(sys.stderr.isatty()) as progress:
         graph = _cost_only_graph(args, progress)
         report = reports.trace(lower_graph(graph), targets, progress)
@@ -179,6 +190,35 @@ def cmd_trace(args, out: Console) -> int:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
         render.trace_tables(report, out)
+    return 0
+
+
+def _training(args, targets, out: Console) -> int:
+    """trace/compare --training: one fine-tuning step per target, and the run (epochs x steps) it implies."""
+    from isasim.cli import reports, training
+    from isasim.lowering.pipeline import lower_graph
+    from isasim.models import registry
+    from isasim.models.finetune import load_split
+    from isasim.models.training import capture_training
+
+    if args.epochs < 1:
+        raise UserError(f"--epochs {args.epochs} is out of range: use 1 or more")
+    if getattr(args, "core_aten", False) or getattr(args, "chrome_trace", None) or getattr(args, "output", None):
+        raise UserError("--training prints its summary only: drop --core-aten, --chrome-trace and -o")
+    with _progress(sys.stderr.isatty()) as progress:
+        if progress:
+            progress("capturing the training step", 0, 1)
+        step = capture_training(registry.resolve(args.model), args.seq, args.batch, seed=args.seed)
+        report = reports.trace(lower_graph(step.captured.graph), targets, progress)
+    summary = training.summarise(report, args.epochs, len(load_split("train")))
+    if args.format == "json":
+        sys.stdout.write(training.render_json(summary))
+    elif args.format == "csv":
+        sys.stdout.write(training.render_csv(summary))
+    elif args.format == "table":
+        training.render_table(summary, out)
+    else:
+        raise UserError(f"--format {args.format} is not available with --training: use table, json or csv")
     return 0
 
 
@@ -235,6 +275,11 @@ def cmd_compare(args, out: Console) -> int:
 
     _check_shape_args(args)
     args.core_aten = False
+    if args.training:
+        from isasim.cli import reports
+        if args.plot:
+            raise UserError("--plot draws the forward pass's roofline: drop it with --training")
+        return _training(args, reports.pick_targets(None, None), out)
     with _progress(sys.stderr.isatty()) as progress:
         result = compare.compare(lower_graph(_cost_only_graph(args, progress)), progress)
     if args.plot:

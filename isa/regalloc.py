@@ -187,6 +187,7 @@ def _pressure(iv: dict[Reg, list[int]], file: RegFile) -> int:
 
 def _rematerialise(program: Program, file: RegFile, budget: int, fresh: _Fresh) -> Program:
     """Reload the least-used constants at each use until the file's pressure fits its registers."""
+    reloaded: set[Reg] = set()
     while True:
         lay = _Layout.of(program.body)
         iv = lay.intervals()
@@ -203,7 +204,8 @@ def _rematerialise(program: Program, file: RegFile, budget: int, fresh: _Fresh) 
                 defs[r] = pos
                 writes[r] = writes.get(r, 0) + 1
         consts = [r for r, p in defs.items() if r.file is file and isinstance(lay.instrs[p].srcs[0], Imm)
-                  and lay.instrs[p].prim in (Prim.FMOV, Prim.IMOV) and r in uses and writes[r] == 1]
+                  and lay.instrs[p].prim in (Prim.FMOV, Prim.IMOV) and r in uses and writes[r] == 1
+                  and r not in reloaded]  # a reload right before its use: nothing left to gain
         if not consts:
             raise RegisterPressure(f"{program.name}: needs more than {budget} {file.value} registers")
         victim = min(consts, key=lambda r: (len(uses[r]), -(iv[r][1] - iv[r][0])))
@@ -212,6 +214,7 @@ def _rematerialise(program: Program, file: RegFile, budget: int, fresh: _Fresh) 
         replace_at: dict[int, Instr | None] = {defs[victim]: None}
         for pos in uses[victim]:
             tmp = fresh(file, victim.lanes)
+            reloaded.add(tmp)
             before[pos] = [replace(load, dst=tmp)]
             ins = lay.instrs[pos]
             replace_at[pos] = replace(ins, srcs=tuple(tmp if s == victim else s for s in ins.srcs))

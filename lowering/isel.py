@@ -145,12 +145,14 @@ class _Selector:
             cse[e] = r
         return r
 
-    def load(self, e: Load, code, cse, scope, chain, dst) -> Reg:
-        buf = self.kernel.buffer(e.buf)
-        s = self.stream(scope, e.buf, e.index, chain)
+    def located(self, buf_name: str, index: Affine, code, cse, scope, chain) -> tuple[Reg, Access]:
+        """The register holding the element's address, and the access the cache model sees. A dynamic
+        index (a gather, or an embedding gradient's scatter) is loaded, scaled and added to the pointer."""
+        buf = self.kernel.buffer(buf_name)
+        s = self.stream(scope, buf_name, index, chain)
         strides = [s.strides[v] for v in chain]
         base: Reg = s.reg
-        for dyn, coef in e.index.dynamic:
+        for dyn, coef in index.dynamic:
             idx = self.expr(dyn, code, cse, scope, chain)
             scale = self.const(Const(coef * buf.dtype.itemsize, fp=False))
             t = self.new(RegFile.GP)
@@ -162,9 +164,13 @@ class _Selector:
                 for j, v in enumerate(chain):
                     if dyn.index.coef(v):
                         strides[j] += coef * buf.dtype.itemsize
+        return base, Access(buf_name, self.first_byte(index, chain, buf.dtype.itemsize), tuple(strides),
+                            buf.dtype.itemsize)
+
+    def load(self, e: Load, code, cse, scope, chain, dst) -> Reg:
+        buf = self.kernel.buffer(e.buf)
+        base, acc = self.located(e.buf, e.index, code, cse, scope, chain)
         r = dst or self.new(RegFile.FP if buf.dtype.name == "F32" else RegFile.GP)
-        acc = Access(e.buf, self.first_byte(e.index, chain, buf.dtype.itemsize), tuple(strides),
-                     buf.dtype.itemsize)
         code.append(Instr(self.target.loads[buf.dtype], Prim.LOAD, r, (Mem(base),), buf.dtype, acc))
         return r
 
@@ -254,7 +260,9 @@ class _Selector:
     def map_phase(self, scope: int, ph: Map, outer: tuple[str, ...], code: list[Item]) -> None:
         body: list[Item] = []
         self.store(ph, body, {}, scope, outer + (ph.var,))
-        self.loop(ph.var, ph.extent, body, True, code, scope)
+        # A map that reads what it writes (an embedding gradient's scatter-add) carries a value from one
+        # iteration to the next through memory: its iterations must run in order.
+        self.loop(ph.var, ph.extent, body, not _reads(ph.value, ph.buf), code, scope)
 
     def accumulator(self, init: Expr, code: list[Item], scope: int, chain: tuple[str, ...]) -> Reg:
         """A fresh register holding the initial value: the loop writes it, so it shares no register."""
@@ -272,10 +280,14 @@ class _Selector:
     def store(self, ph: Map, code: list[Instr], cse: dict, scope: int, chain: tuple[str, ...]) -> None:
         val = self.expr(ph.value, code, cse, scope, chain)
         buf = self.kernel.buffer(ph.buf)
-        s = self.stream(scope, ph.buf, ph.index, chain)
-        acc = Access(ph.buf, self.first_byte(ph.index, chain, buf.dtype.itemsize), tuple(s.strides[v] for v in chain),
-                     buf.dtype.itemsize)
-        code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, Mem(s.reg), (val,), buf.dtype, acc))
+        base, acc = self.located(ph.buf, ph.index, code, cse, scope, chain)
+        code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, Mem(base), (val,), buf.dtype, acc))
+
+
+def _reads(e: Expr, buf: str) -> bool:
+    if isinstance(e, Load):
+        return e.buf == buf
+    return isinstance(e, Op) and any(_reads(a, buf) for a in e.args)
 
 
 def nest(sel: _Selector, parallel: tuple[tuple[str, int], ...], inner: list[Item]) -> list[Item]:

@@ -115,14 +115,18 @@ class _SimtSelector(_Selector):
                               guards + ((Lin(0, ((1, 0, 1),), (0,) * len(steps), steps), points),))
         return WarpAccess(False, buf, Lin(index.offset * isz, tuple(terms), strides), isz, guards)
 
-    def load(self, e: Load, code, cse, scope, chain, dst) -> Reg:
-        buf = self.kernel.buffer(e.buf)
-        m = self.address(scope, e.buf, e.index, chain)
-        for dyn, coef in e.index.dynamic:  # a gather: the loaded index, scaled, added to the row pointer
+    def located(self, scope: int, buf: str, index: Affine, code, cse, chain) -> Mem:
+        m = self.address(scope, buf, index, chain)
+        for dyn, coef in index.dynamic:  # a gather (or scatter): the loaded index, scaled, added to the pointer
             idx = self.expr(dyn, code, cse, scope, chain)
-            t = self.emit(code, Prim.IMUL, (idx, Imm(coef * buf.dtype.itemsize)))
+            t = self.emit(code, Prim.IMUL, (idx, Imm(coef * self.kernel.buffer(buf).dtype.itemsize)))
             code.append(Instr(self.mn(Prim.IADD), Prim.IADD, t, (t, m.base)))
             m = Mem(t, m.disp)
+        return m
+
+    def load(self, e: Load, code, cse, scope, chain, dst) -> Reg:
+        buf = self.kernel.buffer(e.buf)
+        m = self.located(scope, e.buf, e.index, code, cse, chain)
         r = dst or self.new(RegFile.FP if buf.dtype is DType.F32 else RegFile.GP)
         code.append(Instr(self.target.loads[buf.dtype], Prim.LOAD, r, (m,), buf.dtype, None, mask=self.guard,
                           warp=self.access(e.buf, e.index, chain)))
@@ -131,7 +135,8 @@ class _SimtSelector(_Selector):
     def store(self, ph: Map, code, cse, scope, chain) -> None:
         val = self.expr(ph.value, code, cse, scope, chain)
         buf = self.kernel.buffer(ph.buf)
-        code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, self.address(scope, ph.buf, ph.index, chain),
+        code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, self.located(scope, ph.buf, ph.index, code, cse,
+                                                                                  chain),
                           (val,), buf.dtype, None, mask=self.guard, warp=self.access(ph.buf, ph.index, chain)))
 
     def expr(self, e, code, cse, scope, chain, dst=None) -> Reg:

@@ -11,7 +11,8 @@ from isasim.isa.execute import execute
 from isasim.isa.machine_state import Events, Memory
 from isasim.isa.program import Program
 from isasim.isa.targets import Target
-from isasim.lowering import ops_elementwise, ops_gather, ops_linalg, ops_rows, ops_views  # noqa: F401 (registers)
+from isasim.lowering import (ops_backward, ops_elementwise, ops_gather, ops_linalg, ops_rows,  # noqa: F401
+                             ops_views)  # (they register their lowerings)
 from isasim.lowering.backends import is_simt
 from isasim.lowering.isel import select
 from isasim.lowering.kernel import Kernel, verify

@@ -1,0 +1,104 @@
+"""A fine-tuning step (models/training.py): captured forward + backward + AdamW, lowered on every target, executed,
+and compared with torch.autograd and torch.optim.AdamW; the backward lowerings one by one; `--training` reports."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from oprunner import one_op_graph, run_op
+
+from isasim.cli.main import main
+from isasim.isa.targets import GPU_TARGETS, TARGETS
+from isasim.lowering.pipeline import lower_graph, materialize, run_graph
+from isasim.models import registry
+from isasim.models.graph import Ref
+from isasim.models.training import PHASES, capture_training, reference_step
+
+ALL = {**TARGETS, **GPU_TARGETS}
+
+
+@pytest.fixture(scope="module")
+def tiny_step():
+    cfg = transformers.BertConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=96,
+                                  vocab_size=60, max_position_embeddings=64)
+    spec = dataclasses.replace(registry.resolve("bert-base"), config=cfg, name="tiny")
+    step = capture_training(spec, 8, 2, with_values=True)
+    return step, reference_step(step), lower_graph(step.captured.graph)
+
+
+@pytest.mark.parametrize("target", sorted(ALL))
+def test_gradients_and_updated_weights_match_torch(tiny_step, target):
+    """Every gradient and every AdamW-updated parameter within 1e-4 of torch's, relative to the tensor's largest
+    value (+1e-3: the attention key's bias has a gradient of exactly zero in theory, 1e-12 rounding noise in
+    practice, which no two summation orders agree on)."""
+    step, want, lowered = tiny_step
+    storages = run_graph(lowered, ALL[target])
+    got = [materialize(lowered.context.views[r], storages) for r in step.captured.graph.outputs]
+    n = len(step.params)
+    assert abs(float(got[0].reshape(())) - float(want["loss"][0])) < 1e-4
+    for i, name in enumerate(step.params):
+        for kind, value in (("grad", got[1 + i]), ("param", got[1 + n + i])):
+            ref = want[f"{kind}.{name}"]
+            err = np.abs(value.reshape(ref.shape) - ref).max()
+            assert err <= 1e-4 * (np.abs(ref).max() + 1e-3), (kind, name, err)
+
+
+def test_every_node_has_its_phase(tiny_step):
+    step, _, lowered = tiny_step
+    phases = {}
+    for node in step.captured.graph.nodes:
+        phases.setdefault(node.module.split(".")[0], []).append(node)
+    assert set(phases) == set(PHASES)
+    ops = {p: {n.op for n in nodes} for p, nodes in phases.items()}
+    assert "aten.nll_loss_forward.default" in ops["forward"] and "aten.gelu_backward.default" in ops["backward"]
+    assert "aten.embedding_dense_backward.default" in ops["backward"] and "aten.lerp.Scalar" in ops["optimizer"]
+    owners = {n.module.removeprefix("optimizer.") for n in phases["optimizer"]}
+    assert owners == set(step.params)  # every parameter's update, and nothing else, in the optimizer phase
+
+
+def test_embedding_gradient_adds_repeated_ids_and_skips_padding():
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    ids = np.array([[1, 4, 1, 0, 1], [4, 2, 0, 0, 1]], dtype=np.int64)
+    graph = one_op_graph("aten.embedding_dense_backward.default", {"g": g, "ids": ids},
+                         (Ref("g"), Ref("ids"), 6, 0, False), [(6, 3)])
+    want = torch.ops.aten.embedding_dense_backward(torch.from_numpy(g), torch.from_numpy(ids), 6, 0, False).numpy()
+    for target in ("x86-64", "avx512", "neon"):
+        np.testing.assert_allclose(run_op(graph, target)[0], want, rtol=1e-6, atol=1e-6)
+    assert np.all(want[0] == 0) and np.all(want[5] == 0)  # padding id 0 and an unused id stay zero
+
+
+@pytest.mark.parametrize("op,args,fn", [
+    ("aten._log_softmax.default", (Ref("x"), -1, False), lambda x: torch.log_softmax(x, -1)),
+    ("aten.sum.dim_IntList", (Ref("x"), [0]), lambda x: x.sum(0)),
+    ("aten.tanh_backward.default", (Ref("x"), Ref("y")), lambda x: torch.ops.aten.tanh_backward(x, x.tanh())),
+    ("aten.gelu_backward.default", (Ref("x"), Ref("x")), lambda x: torch.ops.aten.gelu_backward(x, x)),
+    ("aten._softmax_backward_data.default", (Ref("x"), Ref("y"), -1, torch.float32),
+     lambda x: torch.ops.aten._softmax_backward_data(x, x.tanh(), -1, torch.float32)),
+])
+def test_backward_ops_match_torch(op, args, fn):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((7, 40)) * 3).astype(np.float32)
+    y = np.tanh(x)
+    args = tuple("torch.float32" if a is torch.float32 else a for a in args)
+    want = fn(torch.from_numpy(x)).numpy()
+    graph = one_op_graph(op, {"x": x, "y": y}, args, [want.shape])
+    for target in ("x86-64", "aarch64", "avx2", "neon"):
+        np.testing.assert_allclose(run_op(graph, target)[0].reshape(want.shape), want, rtol=1e-5, atol=2e-5)
+
+
+def test_trace_training_reports_each_phase_and_the_run(capsys):
+    assert main(["trace", "minilm", "--training", "--seq", "8", "--batch", "4", "--target", "avx2", "--target",
+                 "simt", "--epochs", "2", "--format", "json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["steps_per_epoch"] == -(-r["train_sentences"] // 4) and r["epochs"] == 2
+    for t in r["targets"]:
+        assert all(t["cycles"][p] > 0 for p in PHASES)
+        step_s = sum(t["cycles"].values()) / (t["clock_ghz"] * 1e9)
+        assert t["step_ms"] == pytest.approx(step_s * 1e3)
+        assert t["run_s"] == pytest.approx(step_s * r["steps_per_epoch"] * 2)
+        assert t["cycles"]["backward"] > t["cycles"]["forward"]  # two GEMMs per forward GEMM
+    assert main(["trace", "minilm", "--training", "--epochs", "0"]) == 2
