@@ -203,6 +203,8 @@ def _training(args, targets, out: Console) -> int:
 
     if args.epochs < 1:
         raise UserError(f"--epochs {args.epochs} is out of range: use 1 or more")
+    render = {"table": lambda r: training.render_table(r, out), "json": training.render_json,
+              "csv": training.render_csv, "markdown": training.render_markdown}[args.format]
     if getattr(args, "core_aten", False) or getattr(args, "chrome_trace", None) or getattr(args, "output", None):
         raise UserError("--training prints its summary only: drop --core-aten, --chrome-trace and -o")
     with _progress(sys.stderr.isatty()) as progress:
@@ -210,15 +212,9 @@ def _training(args, targets, out: Console) -> int:
             progress("capturing the training step", 0, 1)
         step = capture_training(registry.resolve(args.model), args.seq, args.batch, seed=args.seed)
         report = reports.trace(lower_graph(step.captured.graph), targets, progress)
-    summary = training.summarise(report, args.epochs, len(load_split("train")))
-    if args.format == "json":
-        sys.stdout.write(training.render_json(summary))
-    elif args.format == "csv":
-        sys.stdout.write(training.render_csv(summary))
-    elif args.format == "table":
-        training.render_table(summary, out)
-    else:
-        raise UserError(f"--format {args.format} is not available with --training: use table, json or csv")
+    text = render(training.summarise(report, args.epochs, len(load_split("train"))))
+    if text:
+        sys.stdout.write(text)
     return 0
 
 

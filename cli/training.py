@@ -91,3 +91,13 @@ def render_csv(r: TrainingReport) -> str:
         w.writerow([t.target, t.uarch, t.kernels, t.instructions, *(round(t.cycles[p], 1) for p in PHASES),
                     round(t.step_ms, 4), round(t.run_s, 3)])
     return buf.getvalue()
+
+
+def render_markdown(r: TrainingReport) -> str:
+    lines = ["| target | uarch | forward ms | backward ms | optimizer ms | step ms | fine-tuning run |",
+             "|---|---|---|---|---|---|---|"]
+    for t in r.targets:
+        ms = {p: t.cycles[p] / (t.clock_ghz * 1e6) for p in PHASES}
+        lines.append(f"| {t.target} | {t.uarch} | {ms['forward']:,.2f} | {ms['backward']:,.2f} | "
+                     f"{ms['optimizer']:,.2f} | {t.step_ms:,.2f} | {_duration(t.run_s)} |")
+    return "\n".join(lines) + "\n"

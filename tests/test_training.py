@@ -102,3 +102,12 @@ def test_trace_training_reports_each_phase_and_the_run(capsys):
         assert t["run_s"] == pytest.approx(step_s * r["steps_per_epoch"] * 2)
         assert t["cycles"]["backward"] > t["cycles"]["forward"]  # two GEMMs per forward GEMM
     assert main(["trace", "minilm", "--training", "--epochs", "0"]) == 2
+    assert main(["compare", "minilm", "--training", "--plot", "x.png"]) == 2  # the roofline is the forward's
+
+
+def test_training_markdown_lists_every_phase():
+    from isasim.cli.training import StepCost, TrainingReport, render_markdown
+
+    cost = StepCost("simt", "a100", 1.0, 3, 10, {"forward": 1e6, "backward": 2e6, "optimizer": 5e5}, 3.5, 42.0)
+    text = render_markdown(TrainingReport("m", 8, 2, 1, 10, 5, {}, [cost]))
+    assert "| simt | a100 | 1.00 | 2.00 | 0.50 | 3.50 | 42.00 s |" in text
