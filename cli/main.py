@@ -275,7 +275,10 @@ def cmd_compare(args, out: Console) -> int:
         from isasim.cli import reports
         if args.plot:
             raise UserError("--plot draws the forward pass's roofline: drop it with --training")
-        return _training(args, reports.pick_targets(None, None), out)
+        from isasim.isa.targets import ALL_TARGETS
+        from isasim.lowering.backends import machine_names
+        every = [reports.pick_targets([t.name], [u])[0] for t in ALL_TARGETS.values() for u in machine_names(t)]
+        return _training(args, every, out)
     with _progress(sys.stderr.isatty()) as progress:
         result = compare.compare(lower_graph(_cost_only_graph(args, progress)), progress)
     if args.plot:
