@@ -260,9 +260,9 @@ class _Selector:
     def map_phase(self, scope: int, ph: Map, outer: tuple[str, ...], code: list[Item]) -> None:
         body: list[Item] = []
         self.store(ph, body, {}, scope, outer + (ph.var,))
-        # A map that reads what it writes (an embedding gradient's scatter-add) carries a value from one
-        # iteration to the next through memory: its iterations must run in order.
-        self.loop(ph.var, ph.extent, body, not _reads(ph.value, ph.buf), code, scope)
+        # A map that reads its output elsewhere than where it writes (an embedding gradient's scatter-add,
+        # whose rows repeat) carries values from one iteration to the next: its iterations run in order.
+        self.loop(ph.var, ph.extent, body, not _carries(ph.value, ph), code, scope)
 
     def accumulator(self, init: Expr, code: list[Item], scope: int, chain: tuple[str, ...]) -> Reg:
         """A fresh register holding the initial value: the loop writes it, so it shares no register."""
@@ -284,10 +284,11 @@ class _Selector:
         code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, Mem(base), (val,), buf.dtype, acc))
 
 
-def _reads(e: Expr, buf: str) -> bool:
+def _carries(e: Expr, ph: Map) -> bool:
+    """Whether e reads ph's output at an element other than the one ph writes (or one chosen by data)."""
     if isinstance(e, Load):
-        return e.buf == buf
-    return isinstance(e, Op) and any(_reads(a, buf) for a in e.args)
+        return e.buf == ph.buf and (e.index != ph.index or bool(e.index.dynamic))
+    return isinstance(e, Op) and any(_carries(a, ph) for a in e.args)
 
 
 def nest(sel: _Selector, parallel: tuple[tuple[str, int], ...], inner: list[Item]) -> list[Item]:

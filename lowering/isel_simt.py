@@ -115,7 +115,7 @@ class _SimtSelector(_Selector):
                               guards + ((Lin(0, ((1, 0, 1),), (0,) * len(steps), steps), points),))
         return WarpAccess(False, buf, Lin(index.offset * isz, tuple(terms), strides), isz, guards)
 
-    def located(self, scope: int, buf: str, index: Affine, code, cse, chain) -> Mem:
+    def _address_of(self, scope: int, buf: str, index: Affine, code, cse, chain) -> Mem:
         m = self.address(scope, buf, index, chain)
         for dyn, coef in index.dynamic:  # a gather (or scatter): the loaded index, scaled, added to the pointer
             idx = self.expr(dyn, code, cse, scope, chain)
@@ -126,7 +126,7 @@ class _SimtSelector(_Selector):
 
     def load(self, e: Load, code, cse, scope, chain, dst) -> Reg:
         buf = self.kernel.buffer(e.buf)
-        m = self.located(scope, e.buf, e.index, code, cse, chain)
+        m = self._address_of(scope, e.buf, e.index, code, cse, chain)
         r = dst or self.new(RegFile.FP if buf.dtype is DType.F32 else RegFile.GP)
         code.append(Instr(self.target.loads[buf.dtype], Prim.LOAD, r, (m,), buf.dtype, None, mask=self.guard,
                           warp=self.access(e.buf, e.index, chain)))
@@ -135,8 +135,8 @@ class _SimtSelector(_Selector):
     def store(self, ph: Map, code, cse, scope, chain) -> None:
         val = self.expr(ph.value, code, cse, scope, chain)
         buf = self.kernel.buffer(ph.buf)
-        code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, self.located(scope, ph.buf, ph.index, code, cse,
-                                                                                  chain),
+        code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, self._address_of(scope, ph.buf, ph.index, code,
+                                                                                      cse, chain),
                           (val,), buf.dtype, None, mask=self.guard, warp=self.access(ph.buf, ph.index, chain)))
 
     def expr(self, e, code, cse, scope, chain, dst=None) -> Reg:
