@@ -37,7 +37,7 @@ def _training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--training", action="store_true",
                    help="cost one fine-tuning step instead of a forward pass: forward, backward and the AdamW "
                    "update of a 2-label classifier, per target, and the whole fine-tuning run it implies")
-    p.add_argument("--epochs", type=int, default=3, help="with --training: epochs of the run (default 3)")
+    p.add_argument("--epochs", type=int, help="with --training: epochs of the run (default 3)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +169,7 @@ def cmd_trace(args, out: Console) -> int:
     targets = reports.pick_targets(args.target, args.uarch)
     if args.training:
         return _training(args, targets, out)
+    _no_epochs_without_training(args)
     with _progress(sys.stderr.isatty()) as progress:
         graph = _cost_only_graph(args, progress)
         report = reports.trace(lower_graph(graph), targets, progress)
@@ -193,6 +194,11 @@ def cmd_trace(args, out: Console) -> int:
     return 0
 
 
+def _no_epochs_without_training(args) -> None:
+    if args.epochs is not None:
+        raise UserError("--epochs sizes a fine-tuning run: add --training")
+
+
 def _training(args, targets, out: Console) -> int:
     """trace/compare --training: one fine-tuning step per target, and the run (epochs x steps) it implies."""
     from isasim.cli import reports, training
@@ -201,6 +207,7 @@ def _training(args, targets, out: Console) -> int:
     from isasim.models.finetune import load_split
     from isasim.models.training import capture_training
 
+    args.epochs = 3 if args.epochs is None else args.epochs
     if args.epochs < 1:
         raise UserError(f"--epochs {args.epochs} is out of range: use 1 or more")
     render = {"table": lambda r: training.render_table(r, out), "json": training.render_json,
@@ -279,6 +286,7 @@ def cmd_compare(args, out: Console) -> int:
         from isasim.lowering.backends import machine_names
         every = [reports.pick_targets([t.name], [u])[0] for t in ALL_TARGETS.values() for u in machine_names(t)]
         return _training(args, every, out)
+    _no_epochs_without_training(args)
     with _progress(sys.stderr.isatty()) as progress:
         result = compare.compare(lower_graph(_cost_only_graph(args, progress)), progress)
     if args.plot:

@@ -6,9 +6,9 @@ memory instruction's `WarpAccess` gives each thread's address in closed form, so
 counted warp by warp (isa/simt_memory.py). Trips whose offsets agree modulo the period of both (a 128-byte
 row of banks, a multiple of the sector) cost the same, so each residue is evaluated once and weighted by how
 many trips land on it - exact, not sampled. The executor counts the same figures from the addresses it forms.
-One exception: a gather (an embedding's row lookup) reads rows named by data, which no closed form knows;
-it is costed as if every looked-up row were distinct (an upper bound when tokens repeat), while the
-executor counts the rows really read.
+One exception: a gather or scatter (an embedding's row lookup, its gradient's row update) touches rows named
+by data, which no closed form knows; it is costed as if every row were distinct (an upper bound when tokens
+repeat), while the executor counts the rows really touched.
 
 Occupancy (CUDA C++ Programming Guide, "Occupancy Calculator" rules): resident blocks per SM are limited by
 warps, threads, blocks, registers (allocated per warp in units) and shared memory (plus a per-block

@@ -102,6 +102,7 @@ def test_trace_training_reports_each_phase_and_the_run(capsys):
         assert t["run_s"] == pytest.approx(step_s * r["steps_per_epoch"] * 2)
         assert t["cycles"]["backward"] > t["cycles"]["forward"]  # two GEMMs per forward GEMM
     assert main(["trace", "minilm", "--training", "--epochs", "0"]) == 2
+    assert main(["trace", "minilm", "--epochs", "2"]) == 2  # an epoch count without a run to size
     assert main(["compare", "minilm", "--training", "--plot", "x.png"]) == 2  # the roofline is the forward's
 
 
