@@ -14,7 +14,7 @@ from isasim.isa.targets import Target
 from isasim.lowering.isel import select
 from isasim.lowering.backends import is_simt
 from isasim.lowering.pipeline import LoweredGraph
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 
 
 def emit_model(lowered: LoweredGraph, target: Target, uarch: Uarch, outdir: Path, op: str | None = None,
@@ -100,8 +100,8 @@ def emit_ptx_model(lowered: LoweredGraph, steps, target: Target, gpu, outdir: Pa
             "name": step.node.name, "op": step.node.op, "module": step.node.module,
             "shape": list(step.node.out.shape), "file": path.name, "entry": ptx_symbol(prog.name),
             "arguments": [{"name": b.name, "dtype": b.dtype.value, "elements": b.size,
-                           "role": "output" if b.is_output else "input"} for b in prog.program.buffers],
-            "grid": prog.grid, "block": prog.block, "strategy": prog.strategy,
+                           "role": "output" if b.is_output else "input"} for b in prog.buffers],
+            "grid": prog.launch.grid, "block": prog.launch.block, "strategy": prog.launch.strategy,
             "warp_instructions": cost.instructions, "cycles": cost.cycles, "bound": cost.bound,
             "registers_estimate": cost.simt["registers"], "ptxas": ptxas_report(path, gpu.ptx_target),
         })

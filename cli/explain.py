@@ -18,7 +18,7 @@ from isasim.isa.targets import Target
 from isasim.isa.timeline import cycles, render, simulate
 from isasim.lowering.isel import select
 from isasim.lowering.pipeline import LoweredGraph
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 
 
 @dataclass

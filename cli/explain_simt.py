@@ -23,7 +23,7 @@ from isasim.isa.semantics import Prim
 from isasim.isa.simt_cost import cost_simt, memory_costs, occupancy_limits
 from isasim.isa.targets import Target
 from isasim.lowering.isel_simt import select_simt
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 
 _MEMORY = (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED)
 
@@ -123,17 +123,17 @@ def explain_simt(lowered, target: Target, gpu: Gpu, op: str) -> SimtExplanation:
     prog = select_simt(step.kernel, target, gpu)
     c = cost_simt(prog, gpu)
     mem = memory_costs(prog, gpu)
-    trips, loop = hottest_loop(prog.program.body)
+    trips, loop = hottest_loop(prog.body)
     body = list(loop.body) + list(loop.latch) if loop is not None else \
-        [it for it in prog.program.body if not isinstance(it, Loop)]
+        [it for it in prog.body if not isinstance(it, Loop)]
     chosen = {id(ins) for ins in body}
     per_request = {}
-    for pos, (ins, _, _) in enumerate(walk(prog.program.body)):
+    for pos, (ins, _, _) in enumerate(walk(prog.body)):
         if id(ins) in chosen and pos in mem.by_instruction:
             requests, units = mem.by_instruction[pos]
             per_request[id(ins)] = units / max(requests, 1)
     elsewhere: dict[str, int] = {}
-    for ins, n, depth in walk(prog.program.body):
+    for ins, n, depth in walk(prog.body):
         if id(ins) not in chosen:
             elsewhere[ins.mnemonic] = elsewhere.get(ins.mnemonic, 0) + n
     writer = _Writer(prog)
@@ -151,8 +151,8 @@ def explain_simt(lowered, target: Target, gpu: Gpu, op: str) -> SimtExplanation:
     occ = {"limits": limits, "resident_blocks": c.simt["blocks_per_sm"], "resource": c.simt["resource_limiter"],
            "blocks_on_busiest_sm": c.simt["blocks_on_busiest_sm"], "limiter": c.simt["limiter"],
            "achieved": c.simt["occupancy"], "resident_warps": round(c.simt["occupancy"] * gpu.max_warps_per_sm)}
-    return SimtExplanation(step.node.name, step.node.op, target.name, gpu.name, prog.strategy, prog.grid, prog.block,
-                           c.simt["registers"], prog.shared_bytes, occ, trips or 1, listing, elsewhere,
+    return SimtExplanation(step.node.name, step.node.op, target.name, gpu.name, prog.launch.strategy, prog.launch.grid, prog.launch.block,
+                           c.simt["registers"], prog.launch.shared_bytes, occ, trips or 1, listing, elsewhere,
                            dict(c.bounds), c.bound,
                            c.cycles, _advice(c, gpu, listing, occ))
 

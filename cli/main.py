@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 
 EXIT_USAGE = 2
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from isasim.cli.compare import Comparison, Row
 from isasim.isa.targets import get_any_target
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 
 
 def roofline_points(cmp: Comparison) -> dict[str, list[tuple[str, float, float]]]:

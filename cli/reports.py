@@ -17,7 +17,7 @@ from isasim.isa.targets import Target, get_any_target
 from isasim.lowering.backends import cost_kernel, expected_counts, is_simt, load_machine
 from isasim.lowering.kernel import Kernel, canonical
 from isasim.lowering.pipeline import LoweredGraph, materialize, run_graph
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 from isasim.models.graph import Ref
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)

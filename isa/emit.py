@@ -15,7 +15,7 @@ from isasim.isa.program import Addr, Imm, Instr, Item, Loop, Mem, Program, Reg, 
 from isasim.isa.regalloc import FLAGS
 from isasim.isa.semantics import Prim
 from isasim.isa.targets import Target
-from isasim.models.graph import DType
+from isasim.isa.dtype import DType
 
 _X86_32 = {"rax": "eax", "rcx": "ecx", "rdx": "edx", "rbx": "ebx", "rsi": "esi", "rdi": "edi", "rbp": "ebp"}
 _X86_8 = {"rax": "al", "rcx": "cl", "rdx": "dl", "rbx": "bl", "rsi": "sil", "rdi": "dil", "rbp": "bpl"}

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import struct
 
-from isasim.isa.program import Addr, Imm, Instr, Item, Loop, Mem, Reg, RegFile
+from isasim.isa.program import Addr, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
 from isasim.isa.semantics import Prim
-from isasim.isa.simt_program import SimtProgram
 
 PTX_VERSION = "8.0"
 _PREFIX = {RegFile.FP: "%f", RegFile.GP: "%rd", RegFile.PRED: "%p"}
@@ -32,11 +31,11 @@ def _float(v: float) -> str:
 
 
 class _Writer:
-    def __init__(self, prog: SimtProgram):
+    def __init__(self, prog: Program):
         self.prog = prog
         self.lines: list[str] = []
         self.labels = 0
-        self.shared = {b.name for b in prog.shared}
+        self.shared = {b.name for b in prog.launch.shared}
 
     def op(self, o) -> str:
         if isinstance(o, Reg):
@@ -127,7 +126,7 @@ class _Writer:
         self.lines.append("\t{ .reg .b32 %w; .reg .b64 %t; " + "; ".join(lines) + "; }")
 
     def text(self, target: str) -> str:
-        prog = self.prog.program
+        prog = self.prog
         self.items(prog.body)
         regs = {f: 0 for f in _PREFIX}
         for line in self.lines:
@@ -138,11 +137,11 @@ class _Writer:
                         regs[f] = max(regs[f], int(tok[len(pre):]))
         params = ",\n".join(f"\t.param .u64 {symbol(b.name)}" for b in prog.buffers)
         head = [f".version {PTX_VERSION}", f".target {target}", ".address_size 64", "",
-                f"// {self.prog.strategy}: grid {self.prog.grid} x block {self.prog.block}",
-                f".visible .entry {symbol(prog.name)}(", params, ")", f".maxntid {self.prog.block}, 1, 1", "{",
+                f"// {self.prog.launch.strategy}: grid {self.prog.launch.grid} x block {self.prog.launch.block}",
+                f".visible .entry {symbol(prog.name)}(", params, ")", f".maxntid {self.prog.launch.block}, 1, 1", "{",
                 f"\t.reg .pred %p<{regs[RegFile.PRED] + 1}>;", f"\t.reg .f32 %f<{regs[RegFile.FP] + 1}>;",
                 f"\t.reg .b64 %rd<{regs[RegFile.GP] + 1}>;", "\t.reg .b32 %r<2>;"]
-        head += [f"\t.shared .align 16 .b8 {b.name}[{b.size * b.dtype.itemsize}];" for b in self.prog.shared]
+        head += [f"\t.shared .align 16 .b8 {b.name}[{b.size * b.dtype.itemsize}];" for b in self.prog.launch.shared]
         return "\n".join(head + self.lines + ["$Lexit:", "\tret;", "}", ""])
 
 
@@ -161,6 +160,6 @@ def magic_number(d: int) -> tuple[int, int]:
     return -(-(1 << (INDEX_BITS + lg)) // d), INDEX_BITS + lg
 
 
-def emit_ptx(prog: SimtProgram, target: str) -> str:
+def emit_ptx(prog: Program, target: str) -> str:
     """The kernel as a PTX module for `target` (sm_80, sm_90)."""
     return _Writer(prog).text(target)

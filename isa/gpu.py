@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from isasim.isa.machine import UarchFileError
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 
 GPU_DIR = Path(__file__).with_name("gpu")
 PIPES = ("fp32", "int", "sfu", "conv", "lsu", "shuffle", "branch", "barrier")

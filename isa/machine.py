@@ -32,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 
 UARCH_DIR = Path(__file__).with_name("uarch")
 ISAS = ("x86-64", "aarch64")

@@ -14,7 +14,7 @@ import numpy as np
 
 from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Mem, Reg
 from isasim.isa.semantics import SEMANTICS, Prim
-from isasim.models.graph import DType
+from isasim.isa.dtype import DType
 
 ALIGN = 64  # buffers start on cache-line boundaries
 FIRST_ADDRESS = 4096  # address 0 stays unmapped, as on a real machine

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from isasim.isa.semantics import Prim
-from isasim.models.graph import DType
+from isasim.isa.dtype import DType
+
+if TYPE_CHECKING:
+    from isasim.isa.simt_launch import Launch
 
 
 class RegFile(Enum):
@@ -133,6 +136,7 @@ class Program:
     buffers: tuple[BufferSpec, ...]
     body: tuple[Item, ...]
     flops: int = 0  # matrix-multiply FLOPs of the op it computes (FlopCounterMode's convention)
+    launch: Launch | None = None  # SIMT: one thread's stream, run by a grid of blocks (isa/simt_launch.py)
 
 
 def walk(items: tuple[Item, ...], trips: int = 1, depth: tuple[Loop, ...] = ()):

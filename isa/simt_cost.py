@@ -41,10 +41,10 @@ from isasim.isa import simt_memory
 from isasim.isa.cost import KernelCost, reads
 from isasim.isa.gpu import Gpu
 from isasim.isa.machine_state import place
-from isasim.isa.program import Imm, Instr, Item, Loop, Reg, RegFile, walk
+from isasim.isa.program import Imm, Instr, Item, Loop, Program, Reg, RegFile, walk
 from isasim.isa.semantics import RESULT_IS_FP, Prim
 from isasim.isa.simt_exec import place_shared
-from isasim.isa.simt_program import SimtProgram, WarpAccess, guard_mask
+from isasim.isa.simt_launch import WarpAccess, guard_mask
 
 _MEMORY = (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED)
 _REG_WORDS = {RegFile.FP: 1, RegFile.GP: 2, RegFile.PRED: 0, RegFile.MASK: 0}  # 32-bit registers per value
@@ -86,14 +86,14 @@ def _trip_weights(loops: tuple[Loop, ...], strides: tuple[int, ...], period: int
 CHUNK = 1 << 20  # threads evaluated at once, which bounds memory on big grids (batch 128: 50M threads)
 
 
-def _chunks(prog: SimtProgram):
+def _chunks(prog: Program):
     """The grid's global thread ids, a slice of whole warps at a time, with which of them stay live."""
-    for start in range(0, prog.threads, CHUNK):
-        gid = np.arange(start, min(start + CHUNK, prog.threads), dtype=np.int64)
-        yield gid, guard_mask(prog.live, gid)
+    for start in range(0, prog.launch.threads, CHUNK):
+        gid = np.arange(start, min(start + CHUNK, prog.launch.threads), dtype=np.int64)
+        yield gid, guard_mask(prog.launch.live, gid)
 
 
-def live_counts(prog: SimtProgram) -> tuple[int, int]:
+def live_counts(prog: Program) -> tuple[int, int]:
     """(threads, warps) that stay past the kernel's EXIT_IF."""
     threads = warps = 0
     for _, live in _chunks(prog):
@@ -107,13 +107,13 @@ def _strides_grid(wa: WarpAccess) -> bool:
     return any(lin.gid_steps for lin in [wa.byte] + [g for g, _ in wa.guards])
 
 
-def _period(prog: SimtProgram, wa: WarpAccess) -> int | None:
+def _period(prog: Program, wa: WarpAccess) -> int | None:
     """A number of whole warps after which the access's addresses and who takes part repeat exactly, or None:
     every term is (gid // div) % mod, which repeats every div * mod threads (mod 0: never)."""
     if _strides_grid(wa):
         return None
     period = simt_memory.WARP
-    for lin in [wa.byte] + [g for g, _ in wa.guards] + [g for g, _ in prog.live]:
+    for lin in [wa.byte] + [g for g, _ in wa.guards] + [g for g, _ in prog.launch.live]:
         for div, mod, _ in lin.terms:
             if not mod:
                 return None
@@ -121,14 +121,14 @@ def _period(prog: SimtProgram, wa: WarpAccess) -> int | None:
     return period
 
 
-def _domains(prog: SimtProgram, wa: WarpAccess):
+def _domains(prog: Program, wa: WarpAccess):
     """(thread ids, which are live, how many times they stand for the grid): one period of the access's
     pattern when the grid holds whole periods (every term takes the same values in each period, so each
     period's warps touch the very same addresses), else the whole grid a chunk at a time."""
     period = _period(prog, wa)
-    if period is not None and period < prog.threads and prog.threads % period == 0:
+    if period is not None and period < prog.launch.threads and prog.launch.threads % period == 0:
         gid = np.arange(period, dtype=np.int64)
-        yield gid, guard_mask(prog.live, gid), prog.threads // period
+        yield gid, guard_mask(prog.launch.live, gid), prog.launch.threads // period
         return
     for gid, live in _chunks(prog):
         yield gid, live, 1
@@ -178,11 +178,11 @@ def _access_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, weigh
     return total
 
 
-def memory_costs(prog: SimtProgram, gpu: Gpu) -> _Memory:
-    bases = {**place(prog.program.buffers), **place_shared(prog)}
+def memory_costs(prog: Program, gpu: Gpu) -> _Memory:
+    bases = {**place(prog.buffers), **place_shared(prog)}
     period = math.lcm(gpu.sector_bytes, gpu.shared_banks * gpu.shared_bank_bytes)
     accesses = []
-    for pos, (ins, _, depth) in enumerate(walk(prog.program.body)):
+    for pos, (ins, _, depth) in enumerate(walk(prog.body)):
         if ins.prim not in _MEMORY:
             continue
         wa: WarpAccess = ins.warp
@@ -210,20 +210,20 @@ def memory_costs(prog: SimtProgram, gpu: Gpu) -> _Memory:
     return out
 
 
-def warp_counts(prog: SimtProgram) -> Counter:
+def warp_counts(prog: Program) -> Counter:
     """Warp instructions issued per mnemonic: all warps until EXIT_IF, then the warps with a live thread."""
-    all_warps = prog.threads // simt_memory.WARP
+    all_warps = prog.launch.threads // simt_memory.WARP
     live_warps = live_counts(prog)[1]
     counts: Counter = Counter()
     warps = all_warps
-    for ins, n, _ in walk(prog.program.body):
+    for ins, n, _ in walk(prog.body):
         counts[ins.mnemonic] += n * warps
         if ins.prim is Prim.EXIT_IF:
             warps = live_warps
     return counts
 
 
-def registers(prog: SimtProgram) -> int:
+def registers(prog: Program) -> int:
     """An estimate of the 32-bit registers a thread needs: the most values live at once in the stream (a value
     read inside a loop lives through the whole loop), 64-bit values counting two. ptxas's own count, from
     `isasim emit`, may differ: it rematerialises constants and schedules differently."""
@@ -239,7 +239,7 @@ def registers(prog: SimtProgram) -> int:
             else:
                 order.append(it)
 
-    flat(prog.program.body)
+    flat(prog.body)
     # A register written once, by a move of an immediate, is a constant that ptxas folds into the
     # instructions that read it (PTX arithmetic takes immediate operands): it occupies no register.
     writes = Counter(ins.dst for ins in order if isinstance(ins.dst, Reg))
@@ -285,29 +285,29 @@ def _carried(body: list[Instr]) -> set[Reg]:
     return carried
 
 
-def occupancy(prog: SimtProgram, regs: int, gpu: Gpu) -> tuple[int, str]:
+def occupancy(prog: Program, regs: int, gpu: Gpu) -> tuple[int, str]:
     """Resident blocks per SM and the resource that limits them."""
     limits = occupancy_limits(prog, regs, gpu)
     limiter = min(limits, key=lambda k: (limits[k], k != "warps"))
     return limits[limiter], limiter
 
 
-def occupancy_limits(prog: SimtProgram, regs: int, gpu: Gpu) -> dict[str, int]:
+def occupancy_limits(prog: Program, regs: int, gpu: Gpu) -> dict[str, int]:
     """How many blocks of this kernel each SM resource alone would let reside on one SM."""
-    warps = prog.block // gpu.warp_size
+    warps = prog.launch.block // gpu.warp_size
     per_warp = -(-max(regs, 1) * gpu.warp_size // gpu.register_alloc_unit) * gpu.register_alloc_unit
     limits = {
         "warps": gpu.max_warps_per_sm // warps,
-        "threads": gpu.max_threads_per_sm // prog.block,
+        "threads": gpu.max_threads_per_sm // prog.launch.block,
         "blocks": gpu.max_blocks_per_sm,
         "registers": gpu.registers_per_sm // (per_warp * warps),
     }
-    if prog.shared_bytes:
-        limits["shared memory"] = gpu.shared_per_sm // (prog.shared_bytes + gpu.shared_reserved_per_block)
+    if prog.launch.shared_bytes:
+        limits["shared memory"] = gpu.shared_per_sm // (prog.launch.shared_bytes + gpu.shared_reserved_per_block)
     return limits
 
 
-def warp_path(prog: SimtProgram, gpu: Gpu, global_latency: float) -> float:
+def warp_path(prog: Program, gpu: Gpu, global_latency: float) -> float:
     """Cycles one warp alone needs: in-order issue, each instruction waiting for its sources' producers."""
 
     def latency(ins: Instr) -> float:
@@ -337,18 +337,18 @@ def warp_path(prog: SimtProgram, gpu: Gpu, global_latency: float) -> float:
                 end = max(end, done)       # exit) while the memory system completes it
         return max(t, end)
 
-    return block(prog.program.body)
+    return block(prog.body)
 
 
-def cost_simt(prog: SimtProgram, gpu: Gpu) -> SimtCost:
+def cost_simt(prog: Program, gpu: Gpu) -> SimtCost:
     counts = warp_counts(prog)
     mem = memory_costs(prog, gpu)
     regs = registers(prog)
     resident, limiter = occupancy(prog, regs, gpu)
-    on_busiest = -(-prog.grid // gpu.sms)  # blocks on the busiest SM
-    share = on_busiest / prog.grid
+    on_busiest = -(-prog.launch.grid // gpu.sms)  # blocks on the busiest SM
+    share = on_busiest / prog.launch.grid
     rounds = -(-on_busiest // resident)
-    warps_resident = min(on_busiest, resident) * prog.block // gpu.warp_size
+    warps_resident = min(on_busiest, resident) * prog.launch.block // gpu.warp_size
     resource = limiter
     if on_busiest < resident:  # too few blocks to fill even one SM's capacity: the grid limits occupancy
         limiter = "grid"
@@ -356,7 +356,7 @@ def cost_simt(prog: SimtProgram, gpu: Gpu) -> SimtCost:
     for mn, n in counts.items():
         t = gpu.timing(mn)
         pipes[t.pipe] += n * share * gpu.warp_size / t.per_clock_per_sm
-    footprint = sum(b.size * b.dtype.itemsize for b in prog.program.buffers)
+    footprint = sum(b.size * b.dtype.itemsize for b in prog.buffers)
     l2_bytes = mem.sectors * gpu.sector_bytes
     dram_bytes = footprint if footprint <= gpu.l2_bytes else l2_bytes
     dram_bytes = min(dram_bytes, l2_bytes) if l2_bytes else dram_bytes
@@ -378,16 +378,16 @@ def cost_simt(prog: SimtProgram, gpu: Gpu) -> SimtCost:
     live_threads = live_counts(prog)[0]
     fp_ops = 0
     after_exit = False
-    for ins, n, _ in walk(prog.program.body):
+    for ins, n, _ in walk(prog.body):
         if RESULT_IS_FP.get(ins.prim) and ins.prim not in (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F, Prim.SHFL_XOR):
-            fp_ops += n * (live_threads if after_exit else prog.threads) * (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
+            fp_ops += n * (live_threads if after_exit else prog.launch.threads) * (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
         after_exit = after_exit or ins.prim is Prim.EXIT_IF
     simt = {
-        "strategy": prog.strategy, "grid": prog.grid, "block": prog.block, "registers": regs,
-        "shared_bytes": prog.shared_bytes, "blocks_per_sm": resident, "limiter": limiter,
+        "strategy": prog.launch.strategy, "grid": prog.launch.grid, "block": prog.launch.block, "registers": regs,
+        "shared_bytes": prog.launch.shared_bytes, "blocks_per_sm": resident, "limiter": limiter,
         "resource_limiter": resource, "blocks_on_busiest_sm": on_busiest,
         "occupancy": warps_resident / gpu.max_warps_per_sm if on_busiest else 0.0,
-        "waves": -(-prog.grid // (resident * gpu.sms)), "global_requests": mem.global_requests,
+        "waves": -(-prog.launch.grid // (resident * gpu.sms)), "global_requests": mem.global_requests,
         "sectors": mem.sectors, "sectors_per_request": mem.sectors / max(mem.global_requests, 1),
         "shared_requests": mem.shared_requests, "wavefronts": mem.wavefronts,
         "bank_conflict_factor": mem.wavefronts / max(mem.shared_requests, 1),
@@ -397,4 +397,4 @@ def cost_simt(prog: SimtProgram, gpu: Gpu) -> SimtCost:
     return SimtCost(prog.name, sum(counts.values()), dict(counts), cycles, bound, bounds,
                     {bound: cycles}, {"l1": mem.thread_bytes, "l2": l2_bytes, "llc": l2_bytes,
                                       "dram": dram_bytes},
-                    prog.program.flops, fp_ops, None, simt)
+                    prog.flops, fp_ops, None, simt)

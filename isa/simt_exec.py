@@ -21,25 +21,24 @@ import numpy as np
 
 from isasim.isa import simt_memory
 from isasim.isa.machine_state import Events, Memory, run_instr
-from isasim.isa.program import Addr, Instr, Item, Loop
+from isasim.isa.program import Addr, Instr, Item, Loop, Program
 from isasim.isa.semantics import Prim
-from isasim.isa.simt_program import SimtProgram
 
 SHARED_ALIGN = 128  # shared arrays start on a full row of banks
 
 
-def place_shared(prog: SimtProgram) -> dict[str, int]:
+def place_shared(prog: Program) -> dict[str, int]:
     base, addr = {}, 0
-    for b in prog.shared:
+    for b in prog.launch.shared:
         base[b.name] = addr
         addr += -(-b.size * b.dtype.itemsize // SHARED_ALIGN) * SHARED_ALIGN
     return base
 
 
-def new_shared(prog: SimtProgram) -> np.ndarray:
+def new_shared(prog: Program) -> np.ndarray:
     """Every block's shared memory: one row of float32 words per block."""
-    words = sum(-(-b.size * b.dtype.itemsize // SHARED_ALIGN) * SHARED_ALIGN // 4 for b in prog.shared)
-    return np.zeros((prog.grid, max(words, 1)), dtype=np.float32)
+    words = sum(-(-b.size * b.dtype.itemsize // SHARED_ALIGN) * SHARED_ALIGN // 4 for b in prog.launch.shared)
+    return np.zeros((prog.launch.grid, max(words, 1)), dtype=np.float32)
 
 
 @dataclass
@@ -56,14 +55,14 @@ class SimtEvents(Events):
 
 
 class SimtExecutor:
-    def __init__(self, prog: SimtProgram, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int,
+    def __init__(self, prog: Program, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int,
                  gid: np.ndarray | None = None, shared: np.ndarray | None = None):
         """Runs the threads `gid` (default: the whole grid; the stepped interpreter passes one warp and the
         block's shared memory)."""
         self.prog, self.mem = prog, mem
         self.sector_bytes, self.banks, self.bank_bytes = sector_bytes, banks, bank_bytes
-        self.gid = np.arange(prog.threads, dtype=np.int64) if gid is None else gid
-        self.block_of = self.gid // prog.block
+        self.gid = np.arange(prog.launch.threads, dtype=np.int64) if gid is None else gid
+        self.block_of = self.gid // prog.launch.block
         self.alive = np.ones(self.gid.shape, dtype=bool)
         self.live_warps = simt_memory.requests(self.alive)  # warps that still issue
         self.seen: dict = {}  # a shared access's last addresses and active threads, with their counts
@@ -73,7 +72,7 @@ class SimtExecutor:
         self.scratch = Events()
 
     def run(self) -> SimtEvents:
-        self.items(self.prog.program.body, {})
+        self.items(self.prog.body, {})
         return self.events
 
     def items(self, items: tuple[Item, ...], regs: dict) -> None:
@@ -93,7 +92,7 @@ class SimtExecutor:
         active = self.alive if ins.mask is None else self.alive & self.full(regs[ins.mask])
         p = ins.prim
         if p is Prim.SREG:
-            regs[ins.dst] = self.gid % self.prog.block if ins.srcs[0].value == "tid" else self.block_of
+            regs[ins.dst] = self.gid % self.prog.launch.block if ins.srcs[0].value == "tid" else self.block_of
         elif p is Prim.EXIT_IF:
             self.alive = self.alive & ~self.full(regs[ins.srcs[0]])
             self.live_warps = simt_memory.requests(self.alive)
@@ -152,6 +151,6 @@ class SimtExecutor:
             self.mem.store(ins.dtype, addr[active], self.full(regs[ins.srcs[0]])[active])
 
 
-def run_simt(prog: SimtProgram, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int) -> SimtEvents:
+def run_simt(prog: Program, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int) -> SimtEvents:
     """Run the whole grid; sectors and banks are counted with the GPU's geometry (isa/gpu/*.toml)."""
     return SimtExecutor(prog, mem, sector_bytes, banks, bank_bytes).run()

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from isasim.isa.machine_state import Memory
-from isasim.isa.program import Instr, Item, Loop
+from isasim.isa.program import Instr, Item, Loop, Program
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_exec import SimtEvents, SimtExecutor, new_shared
 from isasim.isa.simt_memory import WARP
-from isasim.isa.simt_program import SimtProgram
 
 
 @dataclass
@@ -47,7 +46,7 @@ def flatten(items: tuple[Item, ...], out: list | None = None) -> list:
 
 
 class _Warp:
-    def __init__(self, prog: SimtProgram, mem: Memory, geometry: tuple, first: int, shared: np.ndarray):
+    def __init__(self, prog: Program, mem: Memory, geometry: tuple, first: int, shared: np.ndarray):
         self.ex = SimtExecutor(prog, mem, *geometry, gid=np.arange(first, first + WARP, dtype=np.int64),
                                shared=shared)
         self.regs: dict = {}
@@ -72,13 +71,13 @@ class _Warp:
         return False
 
 
-def step_simt(prog: SimtProgram, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int) -> SimtEvents:
-    code = flatten(prog.program.body)
+def step_simt(prog: Program, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int) -> SimtEvents:
+    code = flatten(prog.body)
     shared = new_shared(prog)
     events = SimtEvents()
-    for block in range(prog.grid):
-        warps = [_Warp(prog, mem, (sector_bytes, banks, bank_bytes), block * prog.block + w * WARP, shared)
-                 for w in range(prog.block // WARP)]
+    for block in range(prog.launch.grid):
+        warps = [_Warp(prog, mem, (sector_bytes, banks, bank_bytes), block * prog.launch.block + w * WARP, shared)
+                 for w in range(prog.launch.block // WARP)]
         running = list(warps)
         while running:  # every warp to the next barrier (or its end), then release them together
             running = [w for w in running if w.run_to_barrier(code)]

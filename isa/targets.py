@@ -11,8 +11,8 @@ from types import MappingProxyType
 from typing import Callable, Mapping
 
 from isasim.isa.semantics import Prim
-from isasim.models.errors import UserError
-from isasim.models.graph import DType
+from isasim.isa.errors import UserError
+from isasim.isa.dtype import DType
 
 
 def _x86_imm(v: int) -> bool:

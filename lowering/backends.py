@@ -1,5 +1,5 @@
 """One entry point per question, whatever kind of machine a target is: CPU targets (scalar and SIMD) lower to
-a Program costed by isa/cost.py; the GPU SIMT target lowers to a SimtProgram costed by isa/simt_cost.py.
+a Program costed by isa/cost.py; the GPU SIMT target lowers to a Program costed by isa/simt_cost.py.
 The kind is a capability of the target (`Target.isa == "ptx"`), asked here once so callers need not."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def load_machine(name: str):
     """A CPU core (isa/uarch) or a GPU (isa/gpu) by name."""
     from isasim.isa.gpu import gpu_names, load_gpu
     from isasim.isa.machine import load_uarch, uarch_names
-    from isasim.models.errors import UserError
+    from isasim.isa.errors import UserError
 
     if name in gpu_names():
         return load_gpu(name)

@@ -18,7 +18,7 @@ from isasim.isa.program import Access, Addr, BufferSpec, Imm, Instr, Item, Loop,
 from isasim.isa.regalloc import FLOAT_COMPARES, allocate
 from isasim.isa.semantics import Prim
 from isasim.isa.targets import Target
-from isasim.models.graph import DType
+from isasim.isa.dtype import DType
 from isasim.lowering.kernel import Affine, Const, Expr, Index, Kernel, Let, Load, Map, Op, Reduce, Scalar, is_fp
 
 

@@ -24,7 +24,7 @@ from isasim.isa.semantics import Prim
 from isasim.lowering.isel import nest
 from isasim.lowering.isel_vector import VectorSelector, reduction_of
 from isasim.lowering.kernel import Affine, Kernel, Load, Map, Op, Reduce, Scalar
-from isasim.models.graph import DType
+from isasim.isa.dtype import DType
 
 MAX_MR, MAX_NR = 6, 6
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 
 from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
 from isasim.isa.semantics import Prim
-from isasim.isa.simt_program import Lin, SimtProgram, WarpAccess
+from isasim.isa.simt_launch import Launch, Lin, WarpAccess
 from isasim.isa.targets import GPU_TARGETS, Target
 from isasim.lowering.isel import _Selector, _Stream
-from isasim.models.graph import DType
+from isasim.isa.dtype import DType
 from isasim.lowering.kernel import Affine, Const, Index, Kernel, Let, Load, Map, Op, Reduce, Scalar, is_fp
 
 BLOCK = 256  # threads per block: 8 warps, a common default that fills an SM with 8 resident blocks
@@ -342,7 +342,7 @@ def thread_index(sel: _Selector, block: int) -> Reg:
     return g
 
 
-def select_simt(kernel: Kernel, target: Target | None = None, gpu=None) -> SimtProgram:
+def select_simt(kernel: Kernel, target: Target | None = None, gpu=None) -> Program:
     """Lower one kernel to one SIMT kernel launch (PTX instruction stream + geometry); `gpu` (an isa.gpu.Gpu)
     lets a GEMM pick tiles that keep all its SMs busy, and caps an elementwise grid at the blocks the GPU
     holds at once (beyond them, threads loop: a grid-stride loop)."""
@@ -357,12 +357,12 @@ def select_simt(kernel: Kernel, target: Target | None = None, gpu=None) -> SimtP
     # First guess: the blocks that threads and block slots alone allow; the kernel's registers may allow fewer.
     prog = _select(kernel, target, gpu.sms * max(1, min(gpu.max_threads_per_sm // BLOCK, gpu.max_blocks_per_sm)))
     resident = occupancy(prog, registers(prog), gpu)[0]
-    if prog.grid > gpu.sms * resident:
+    if prog.launch.grid > gpu.sms * resident:
         prog = _select(kernel, target, gpu.sms * resident)
     return prog
 
 
-def _select(kernel: Kernel, target: Target, max_grid: int | None) -> SimtProgram:
+def _select(kernel: Kernel, target: Target, max_grid: int | None) -> Program:
     """select_simt for a non-GEMM kernel, with at most `max_grid` blocks (None: one thread per point)."""
     kernel = _points_only(kernel)
     parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
@@ -397,7 +397,7 @@ def _select(kernel: Kernel, target: Target, max_grid: int | None) -> SimtProgram
         _decompose(sel, row, unit, parallel, sel.prologue)
         code = sel.phases(())
     buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in kernel.buffers)
-    program = Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(code), kernel.flops)
     strategy = "warp per row, shuffle reduction" if warp else \
         "thread per element" + (", grid-stride loop" if sel.grid_stride else "")
-    return SimtProgram(program, grid, block, (), live, strategy)
+    return Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(code), kernel.flops,
+                   Launch(grid, block, (), live, strategy))

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
 from isasim.isa.semantics import Prim
-from isasim.isa.simt_program import Lin, SimtProgram, WarpAccess
+from isasim.isa.simt_launch import Launch, Lin, WarpAccess
 from isasim.isa.targets import Target
 from isasim.lowering.isel_simt import BLOCK, _SimtSelector, thread_index
 from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar, canonical
-from isasim.models.graph import DType
+from isasim.isa.dtype import DType
 
 SIDE = 16  # threads along each edge of the block (16 x 16 = BLOCK)
 STEP = 16  # k per shared-memory slice
@@ -62,7 +62,7 @@ def gemm_shape(kernel: Kernel) -> GemmShape | None:
     return GemmShape(kernel.parallel[:-2], m, n, red.extent, a, b, store)
 
 
-def select_gemm(kernel: Kernel, target: Target, g: GemmShape, gpu=None) -> SimtProgram:
+def select_gemm(kernel: Kernel, target: Target, g: GemmShape, gpu=None) -> Program:
     """64x64 tiles; given the GPU, whichever register tile the cost model finds faster on it (as cuBLAS's
     heuristics and Triton's autotuner pick tiles per problem: 64x64 tiles may leave SMs idle on small
     problems, 32x32 ones issue twice the shared loads per FMA)."""
@@ -102,7 +102,7 @@ class _GemmBuilder:
     def isz(self, buf: str) -> int:
         return self.kernel.buffer(buf).dtype.itemsize
 
-    def build(self) -> SimtProgram:
+    def build(self) -> Program:
         sel, g, pro = self.sel, self.g, self.sel.prologue
         gid = thread_index(sel, BLOCK)
         tid = pro[0].dst
@@ -153,9 +153,9 @@ class _GemmBuilder:
         code += self.epilogue(accs)
         buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in self.kernel.buffers)
         shared = (BufferSpec("As", STEP * self.row, DType.F32, False), BufferSpec("Bs", STEP * self.row, DType.F32, False))
-        program = Program(self.kernel.name, self.target.name, buffers, tuple(pro) + tuple(code), self.kernel.flops)
-        return SimtProgram(program, self.grid, BLOCK, shared, (),
-                           f"{self.tile}x{self.tile} shared-memory tiles, {self.per}x{self.per} per thread")
+        return Program(self.kernel.name, self.target.name, buffers, tuple(pro) + tuple(code), self.kernel.flops,
+                       Launch(self.grid, BLOCK, shared, (),
+                              f"{self.tile}x{self.tile} shared-memory tiles, {self.per}x{self.per} per thread"))
 
     # ---- the cooperative copy of one operand's slice into shared memory ------------------------------
     def copier(self, tile: str, load: Load, var: str, extent: int, tid: Reg, code: list) -> "_Copy":

@@ -22,7 +22,7 @@ from isasim.isa.semantics import Prim
 from isasim.isa.targets import Target
 from isasim.lowering.isel import _Selector, finish, nest
 from isasim.lowering.kernel import Const, Expr, Index, Kernel, Load, Map, Op, Reduce, Scalar
-from isasim.models.graph import DType
+from isasim.isa.dtype import DType
 
 # Reductions a vector accumulator can split into lanes: update primitive -> (identity, horizontal combine)
 _REDUCTIONS = {Prim.FADD: (0.0, Prim.FADD), Prim.FMA: (0.0, Prim.FADD), Prim.FMAX: (float("-inf"), Prim.FMAX)}

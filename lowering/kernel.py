@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from isasim.isa.semantics import RESULT_IS_FP, Prim
-from isasim.models.graph import DType
+from isasim.isa.dtype import DType
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from isasim.lowering.kernel import Affine, Const, Expr, Index, Kernel, Let, Load
 from isasim.lowering.ops_elementwise import elementwise_kernel
 from isasim.lowering.ops_rows import _row_vars
 from isasim.lowering.registry import Context, output_name, register, unsupported
-from isasim.models.graph import DType, Node
+from isasim.isa.dtype import DType
+from isasim.models.graph import Node
 
 ZERO = Const(0.0)
 

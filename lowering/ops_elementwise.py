@@ -13,7 +13,8 @@ from isasim.lowering import mathlib
 from isasim.lowering.kernel import Const, Expr, Index, Kernel, Load, Map, op
 from isasim.lowering.registry import Context, register, unsupported
 from isasim.lowering.views import View
-from isasim.models.graph import DType, Node, Ref
+from isasim.isa.dtype import DType
+from isasim.models.graph import Node, Ref
 
 Typed = tuple[Expr, DType]
 

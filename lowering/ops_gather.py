@@ -6,7 +6,8 @@ from __future__ import annotations
 from isasim.lowering.kernel import Affine, Kernel, Load, Map
 from isasim.lowering.registry import Context, register, unsupported
 from isasim.lowering.views import View
-from isasim.models.graph import DType, Node, Ref
+from isasim.isa.dtype import DType
+from isasim.models.graph import Node, Ref
 
 
 def _indexed_kernel(ctx: Context, node: Node, src: View, dvars: tuple[str, ...], static: list[tuple[str, int]],

@@ -14,7 +14,8 @@ from isasim.isa.semantics import Prim as P
 from isasim.lowering import views as V
 from isasim.lowering.kernel import Const, Kernel, Load, Map, Reduce, Scalar, op
 from isasim.lowering.registry import Context, register, unsupported
-from isasim.models.graph import DType, Node, Ref
+from isasim.isa.dtype import DType
+from isasim.models.graph import Node, Ref
 
 
 def gemm_kernel(ctx: Context, node: Node, a: V.View, b: V.View, bias: V.View | None) -> Kernel:

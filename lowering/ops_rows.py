@@ -14,7 +14,8 @@ from isasim.lowering import mathlib
 from isasim.lowering import views as V
 from isasim.lowering.kernel import Const, Kernel, Let, Load, Map, Reduce, Scalar, op
 from isasim.lowering.registry import Context, output_name, register, unsupported
-from isasim.models.graph import DType, Node, Ref
+from isasim.isa.dtype import DType
+from isasim.models.graph import Node, Ref
 
 
 def _row_vars(ndim: int, dim: int) -> tuple[str | None, ...]:

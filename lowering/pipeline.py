@@ -90,12 +90,12 @@ def run_simt_program(program, storages: dict[str, np.ndarray], gpu):
     """Place a SIMT kernel's buffers in global memory, run the whole grid, write its outputs back."""
     from isasim.isa.simt_exec import run_simt
 
-    mem = Memory(program.program.buffers)
-    for b in program.program.buffers:
+    mem = Memory(program.buffers)
+    for b in program.buffers:
         if not b.is_output:
             mem.write(b.name, storages[b.name])
     events = run_simt(program, mem, gpu.sector_bytes, gpu.shared_banks, gpu.shared_bank_bytes)
-    for b in program.program.buffers:
+    for b in program.buffers:
         if b.is_output:
             storages[b.name] = mem.read(b.name)
     return events

@@ -11,7 +11,7 @@ from typing import Callable
 
 from isasim.lowering.kernel import Buffer, Kernel
 from isasim.lowering.views import View, contiguous_strides
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 from isasim.models.graph import Graph, Node, Ref, TensorMeta
 
 LOWERINGS: dict[str, Callable] = {}

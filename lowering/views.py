@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isasim.lowering.kernel import Affine
-from isasim.models.graph import DType
+from isasim.isa.dtype import DType
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ import torch
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 
-from isasim.models.errors import UserError
-from isasim.models.graph import DType, Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
+from isasim.isa.errors import UserError
+from isasim.isa.dtype import DType
+from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
 from isasim.models.inputs import check_shape, make_inputs
 from isasim.models.registry import ModelSpec, build_model, load_weights
 

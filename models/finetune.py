@@ -16,7 +16,7 @@ import torch
 import transformers
 
 from isasim.models import registry
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 
 DATA = Path(__file__).with_name("data") / "movie_tv"
 LABELS = {0: "movie", 1: "tv"}

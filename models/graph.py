@@ -13,19 +13,7 @@ from typing import Union
 import networkx as nx
 import numpy as np
 
-
-class DType(Enum):
-    F32 = "float32"
-    I64 = "int64"
-    BOOL = "bool"
-
-    @property
-    def itemsize(self) -> int:
-        return np.dtype(self.value).itemsize
-
-    @property
-    def numpy(self) -> np.dtype:
-        return np.dtype(self.value)
+from isasim.isa.dtype import DType
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from importlib import metadata
 from pathlib import Path
 
 from isasim import __version__
-from isasim.models.graph import DType, Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
+from isasim.isa.dtype import DType
+from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
 
 FORMAT = 1
 BUILTIN = ("bert-base", "bert-large", "minilm")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 
 
 def check_shape(config, seq: int, batch: int, name: str = "the model") -> None:

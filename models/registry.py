@@ -22,7 +22,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from isasim.models.errors import UserError  # noqa: E402
+from isasim.isa.errors import UserError  # noqa: E402
 
 KNOWN = ("bert-base", "bert-large", "minilm")
 SAFETENSORS = "model.safetensors"

@@ -26,7 +26,7 @@ import torch
 import transformers
 
 from isasim.models.capture import ASSERT_OPS, Captured, _arg, _meta, _numpy, _outs
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref
 from isasim.models.inputs import check_shape, make_inputs
 from isasim.models.registry import ModelSpec

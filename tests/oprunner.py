@@ -10,7 +10,8 @@ from isasim.isa.stepper import step_program
 from isasim.isa.targets import TARGETS
 from isasim.lowering.isel import select
 from isasim.lowering.pipeline import lower_graph, materialize, run_graph
-from isasim.models.graph import DType, Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
+from isasim.isa.dtype import DType
+from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
 
 _DT = {np.dtype(np.float32): DType.F32, np.dtype(np.int64): DType.I64, np.dtype(bool): DType.BOOL}
 

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from isasim.isa.machine import LEVEL_NAMES, UarchFileError, load_uarch, parse_uarch, uarch_names
-from isasim.models.errors import UserError
+from isasim.isa.errors import UserError
 
 X86_SCALAR = (
     "vmovss_load vmovss_store vaddss vsubss vmulss vdivss vsqrtss vmaxss vminss vfmadd231ss "

@@ -10,8 +10,9 @@ import torch
 import transformers
 
 from isasim.models.capture import capture
-from isasim.models.errors import UserError
-from isasim.models.graph import DType, Graph, PlaceholderKind, Ref, iter_refs
+from isasim.isa.errors import UserError
+from isasim.isa.dtype import DType
+from isasim.models.graph import Graph, PlaceholderKind, Ref, iter_refs
 from isasim.models.inputs import make_inputs
 from isasim.models.reference import final_hidden_state, flop_count, reference_outputs
 from isasim.models.registry import ModelSpec, resolve

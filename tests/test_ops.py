@@ -10,7 +10,8 @@ from oprunner import one_op_graph, run_op
 
 from isasim.isa.targets import TARGETS
 from isasim.lowering.registry import UnsupportedOp
-from isasim.models.graph import DType, Ref
+from isasim.isa.dtype import DType
+from isasim.models.graph import Ref
 
 TARGET_NAMES = list(TARGETS)
 dims = st.integers(1, 40)

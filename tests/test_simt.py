@@ -36,8 +36,8 @@ EXAMPLES = settings(max_examples=5, deadline=None)
 
 
 def run(prog, values: dict, executor=run_simt):
-    mem = Memory(prog.program.buffers)
-    for b in prog.program.buffers:
+    mem = Memory(prog.buffers)
+    for b in prog.buffers:
         if not b.is_output:
             mem.write(b.name, values[b.name])
     return mem, executor(prog, mem, *GEOMETRY)
@@ -114,7 +114,7 @@ def test_a_row_reduction_whose_init_is_not_neutral_keeps_a_thread_per_row():
     phases = tuple(dataclasses.replace(p, init=Const(1.0)) if isinstance(p, Reduce) and p.init == Const(0.0) else p
                    for p in kernel.phases)
     prog = select_simt(dataclasses.replace(kernel, phases=phases))
-    assert prog.strategy == "thread per element"
+    assert prog.launch.strategy == "thread per element"
     mem, _ = run(prog, g.values)
     e = np.exp(x - x.max(-1, keepdims=True))
     np.testing.assert_allclose(mem.read("out").reshape(6, 40), e / (e.sum(-1, keepdims=True) + 1), rtol=1e-5)
@@ -126,9 +126,9 @@ def test_a_store_does_not_hold_its_warp():
 
     x = rand(np.random.default_rng(0), 4, 64)
     prog = select_simt(lower_graph(one_op_graph("aten.relu.default", {"x": x}, (Ref("x"),), [(4, 64)])).kernels[0])
-    body = prog.program.body
+    body = prog.body
     assert body[-1].prim is Prim.STORE
-    without = dataclasses.replace(prog, program=dataclasses.replace(prog.program, body=body[:-1]))
+    without = dataclasses.replace(prog, body=body[:-1])
     assert warp_path(prog, A100, A100.dram_latency) == warp_path(without, A100, A100.dram_latency) + 1
 
 
@@ -137,7 +137,7 @@ def test_elementwise_is_one_thread_per_element_and_coalesced():
     g = one_op_graph("aten.gelu.default", {"x": x}, (Ref("x"),), [(5, 70)])
     want = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
     prog, ev = checked(g, want)
-    assert prog.grid * prog.block >= 350 and prog.strategy == "thread per element"
+    assert prog.launch.grid * prog.launch.block >= 350 and prog.launch.strategy == "thread per element"
     # 350 floats read and written: 1400 bytes each way, in 32-byte sectors of consecutive threads
     assert ev.sectors == 2 * sum(-(-min(32, 350 - w * 32) * 4 // 32) for w in range(-(-350 // 32)))
 
@@ -151,7 +151,7 @@ def test_grid_stride_loop_beyond_what_the_gpu_holds(n):
     g = one_op_graph("aten.gelu.default", {"x": x}, (Ref("x"),), [(2, n // 2)])
     want = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
     prog, ev = checked(g, want, gpu=one_sm)
-    assert prog.grid * prog.block == 2048 and "grid-stride" in prog.strategy
+    assert prog.launch.grid * prog.launch.block == 2048 and "grid-stride" in prog.launch.strategy
     loads = [i for i in _instrs(prog) if i.prim is Prim.LOAD]
     assert all((i.mask is not None) == (n % 2048 != 0) for i in loads)
     assert ev.sectors == 2 * n * 4 // 32  # every element read and written once, coalesced
@@ -163,7 +163,7 @@ def test_grid_stride_loop_beyond_what_the_gpu_holds(n):
 
 def _instrs(prog):
     from isasim.isa.program import walk
-    return [ins for ins, _, _ in walk(prog.program.body)]
+    return [ins for ins, _, _ in walk(prog.body)]
 
 
 def test_a_missing_barrier_shows_in_the_stepped_interpreter():
@@ -178,7 +178,7 @@ def test_a_missing_barrier_shows_in_the_stepped_interpreter():
     x, w, b = rand(rng, 64, 48), rand(rng, 64, 48), rand(rng, 64)
     g = one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(64, 64)])
     prog = select_simt(lower_graph(g).kernels[0])
-    racy = dataclasses.replace(prog, program=dataclasses.replace(prog.program, body=drop(prog.program.body)))
+    racy = dataclasses.replace(prog, body=drop(prog.body))
     good, _ = run(prog, g.values, step_simt)
     bad, _ = run(racy, g.values, step_simt)
     np.testing.assert_allclose(good.read("out").reshape(64, 64), x @ w.T + b, rtol=1e-5, atol=1e-4)
@@ -218,9 +218,9 @@ def test_occupancy_follows_the_programming_guide(gpu):
     for regs in (32, 64, 128, 255):
         blocks, limiter = occupancy(prog, regs, g)
         per_warp = -(-regs * 32 // g.register_alloc_unit) * g.register_alloc_unit
-        limits = {"registers": g.registers_per_sm // (per_warp * prog.block // 32),
-                  "shared memory": g.shared_per_sm // (prog.shared_bytes + g.shared_reserved_per_block),
-                  "warps": g.max_warps_per_sm // (prog.block // 32), "threads": g.max_threads_per_sm // prog.block,
+        limits = {"registers": g.registers_per_sm // (per_warp * prog.launch.block // 32),
+                  "shared memory": g.shared_per_sm // (prog.launch.shared_bytes + g.shared_reserved_per_block),
+                  "warps": g.max_warps_per_sm // (prog.launch.block // 32), "threads": g.max_threads_per_sm // prog.launch.block,
                   "blocks": g.max_blocks_per_sm}
         assert blocks == min(limits.values()) and limits[limiter] == blocks
     # 255 registers a thread: one 8-warp block needs 8 x 8192 of the SM's 65536 registers
@@ -262,7 +262,7 @@ def test_every_bert_op_runs_on_simt(tiny_bert):
     got = materialize(lowered.context.views[tiny_bert.graph.outputs[0]], storages)
     want = reference.final_hidden_state(tiny_bert)
     np.testing.assert_allclose(got.reshape(want.shape), want, atol=1e-4)
-    strategies = {select_simt(k).strategy for k in lowered.kernels}
+    strategies = {select_simt(k).launch.strategy for k in lowered.kernels}
     assert len(strategies) == 3  # tiles for the projections, warps for rows, threads for the rest
 
 
@@ -311,8 +311,8 @@ def test_cost_model_chunks_add_up(monkeypatch):
     progs.append(select_simt(lower_graph(g).kernels[0]))
     whole = [(dataclasses.asdict(memory_costs(p, A100)), simt_cost.live_counts(p)) for p in progs]
     assert simt_cost._period(progs[0], next(i.warp for i in _instrs(progs[0]) if i.prim is Prim.LOAD_SHARED)) \
-        < progs[0].threads  # the shared tiles' pattern repeats every block: the default takes one period
+        < progs[0].launch.threads  # the shared tiles' pattern repeats every block: the default takes one period
     monkeypatch.setattr(simt_cost, "CHUNK", 96)
     monkeypatch.setattr(simt_cost, "_period", lambda prog, wa: None)
     assert whole == [(dataclasses.asdict(memory_costs(p, A100)), simt_cost.live_counts(p)) for p in progs]
-    assert progs[1].threads > 96
+    assert progs[1].launch.threads > 96

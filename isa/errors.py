@@ -1,4 +1,4 @@
-"""Errors raised for bad user input.
+"""Errors raised for bad user input (the bottom layer: any module may raise one).
 
 A `UserError` message is one line that says what is wrong and what to do about it; the CLI prints it and
 exits with status 2. Anything else that escapes is a bug and keeps its traceback.

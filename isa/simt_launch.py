@@ -1,7 +1,8 @@
-"""A SIMT kernel: one per-thread instruction stream, launched as a grid of blocks of threads.
+"""How a SIMT kernel runs: its launch geometry, and each memory instruction's per-thread addresses.
 
-The instructions are the same `Instr`/`Loop` items the CPU targets use (mnemonics are PTX's), run by every
-thread; loops inside a thread are sequential and have the same trip count in every thread, so a warp's 32
+A SIMT kernel is an ordinary `Program` (isa/program.py) with a `Launch`: one per-thread instruction stream,
+launched as a grid of blocks of threads. The instructions are the same `Instr`/`Loop` items the CPU targets
+use (mnemonics are PTX's), run by every thread; loops inside a thread are sequential and have the same trip count in every thread, so a warp's 32
 threads stay in lockstep except where a predicate guards an instruction (`Instr.mask`: PTX's `@p`) or where
 threads leave early (`Prim.EXIT_IF`, a divergent branch to the kernel's end).
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from isasim.isa.program import BufferSpec, Program
+from isasim.isa.program import BufferSpec
 
 
 @dataclass(frozen=True)
@@ -61,20 +62,15 @@ class WarpAccess:
 
 
 @dataclass(frozen=True)
-class SimtProgram:
+class Launch:
     """A kernel launch: `grid` blocks of `block` threads; `live` says which threads stay past the
-    EXIT_IF (all, when None); `shared` are the block's shared-memory arrays (float32)."""
+    EXIT_IF (all, when empty); `shared` are the block's shared-memory arrays (float32)."""
 
-    program: Program
     grid: int
     block: int
     shared: tuple[BufferSpec, ...] = ()
     live: tuple[tuple[Lin, int], ...] = ()
     strategy: str = ""  # how the op was mapped onto threads, for reports
-
-    @property
-    def name(self) -> str:
-        return self.program.name
 
     @property
     def threads(self) -> int:

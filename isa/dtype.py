@@ -1,0 +1,22 @@
+"""Element types: what a buffer, a register or a tensor holds. The bottom layer: the IR (isa/program.py), the
+machines and the captured graph (models/graph.py) all describe their data with it."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+
+class DType(Enum):
+    F32 = "float32"
+    I64 = "int64"
+    BOOL = "bool"
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.value).itemsize
+
+    @property
+    def numpy(self) -> np.dtype:
+        return np.dtype(self.value)
