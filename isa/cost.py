@@ -69,6 +69,23 @@ class _Acc:
     hottest: tuple[int, BlockCost] | None = None
 
 
+_NOT_ARITHMETIC = (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F, Prim.SHFL_XOR)  # they move or convert values
+
+
+def fp_ops(body: tuple[Item, ...], threads: int = 1, live_threads: int = 1) -> int:
+    """Dynamic floating-point operations: every lane of every floating-point arithmetic instruction, an FMA
+    counting two. On SIMT every thread that issues one counts, predicated or not: all `threads` of the grid
+    until its EXIT_IF, then the `live_threads` (a guarded tail's idle threads included)."""
+    total = 0
+    after_exit = False
+    for ins, n, _ in walk(body):
+        if RESULT_IS_FP.get(ins.prim) and ins.prim not in _NOT_ARITHMETIC:
+            total += n * ins.lanes * (live_threads if after_exit else threads) * \
+                (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
+        after_exit = after_exit or ins.prim is Prim.EXIT_IF
+    return total
+
+
 def reads(ins: Instr) -> list[Reg]:
     regs = [s.base if isinstance(s, Mem) else s for s in ins.srcs]
     if isinstance(ins.dst, Mem):
@@ -169,11 +186,8 @@ def cache_tree(program: Program) -> tuple:
 
 def cost_program(program: Program, uarch: Uarch) -> KernelCost:
     by_mnemonic: Counter = Counter()
-    fp_ops = 0
     for ins, n, _ in walk(program.body):
         by_mnemonic[ins.mnemonic] += n
-        if RESULT_IS_FP.get(ins.prim) and ins.prim not in (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F):
-            fp_ops += n * ins.lanes * (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
     acc = _Acc()
     _blocks(program.body, 1, uarch, acc)
     levels = [lv for lv in uarch.levels if lv.name != "dram"]
@@ -191,4 +205,4 @@ def cost_program(program: Program, uarch: Uarch) -> KernelCost:
     else:
         cycles, bound = acc.total, compute_bound
     return KernelCost(program.name, sum(by_mnemonic.values()), dict(by_mnemonic), cycles, bound, bounds,
-                      dict(acc.compute), nbytes, program.flops, fp_ops, acc.hottest[1] if acc.hottest else None)
+                      dict(acc.compute), nbytes, program.flops, fp_ops(program.body), acc.hottest[1] if acc.hottest else None)

@@ -139,6 +139,24 @@ class Program:
     launch: Launch | None = None  # SIMT: one thread's stream, run by a grid of blocks (isa/simt_launch.py)
 
 
+def layout(items: tuple[Item, ...]) -> list[tuple[Instr, int | None]]:
+    """The items as straight-line code for a stepping interpreter: (instruction, where a taken branch goes). A
+    loop's latch ends in its back-edge branch, which jumps to the loop's first instruction, as on the machine."""
+    code: list[tuple[Instr, int | None]] = []
+
+    def put(items: tuple[Item, ...]) -> None:
+        for it in items:
+            if isinstance(it, Instr):
+                code.append((it, None))
+                continue
+            head = len(code)
+            put(it.body)
+            code.extend((ins, head if ins.prim is Prim.BRANCH_NZ else None) for ins in it.latch)
+
+    put(items)
+    return code
+
+
 def walk(items: tuple[Item, ...], trips: int = 1, depth: tuple[Loop, ...] = ()):
     """Yield (instruction, dynamic executions, enclosing loops) for every instruction, latch included."""
     for it in items:

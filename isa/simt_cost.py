@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from isasim.isa import simt_memory
-from isasim.isa.cost import KernelCost, reads
+from isasim.isa.cost import KernelCost, fp_ops, reads
 from isasim.isa.gpu import Gpu
 from isasim.isa.machine_state import place
 from isasim.isa.program import Imm, Instr, Item, Loop, Program, Reg, RegFile, walk
-from isasim.isa.semantics import RESULT_IS_FP, Prim
+from isasim.isa.semantics import Prim
 from isasim.isa.simt_exec import place_shared
 from isasim.isa.simt_launch import WarpAccess, guard_mask
 
@@ -375,13 +375,6 @@ def cost_simt(prog: Program, gpu: Gpu) -> SimtCost:
     if launch > bounds[bound]:
         bound = "launch"
     bounds["launch"] = launch
-    live_threads = live_counts(prog)[0]
-    fp_ops = 0
-    after_exit = False
-    for ins, n, _ in walk(prog.body):
-        if RESULT_IS_FP.get(ins.prim) and ins.prim not in (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F, Prim.SHFL_XOR):
-            fp_ops += n * (live_threads if after_exit else prog.launch.threads) * (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
-        after_exit = after_exit or ins.prim is Prim.EXIT_IF
     simt = {
         "strategy": prog.launch.strategy, "grid": prog.launch.grid, "block": prog.launch.block, "registers": regs,
         "shared_bytes": prog.launch.shared_bytes, "blocks_per_sm": resident, "limiter": limiter,
@@ -397,4 +390,4 @@ def cost_simt(prog: Program, gpu: Gpu) -> SimtCost:
     return SimtCost(prog.name, sum(counts.values()), dict(counts), cycles, bound, bounds,
                     {bound: cycles}, {"l1": mem.thread_bytes, "l2": l2_bytes, "llc": l2_bytes,
                                       "dram": dram_bytes},
-                    prog.flops, fp_ops, None, simt)
+                    prog.flops, fp_ops(prog.body, prog.launch.threads, live_counts(prog)[0]), None, simt)

@@ -1,7 +1,8 @@
 """The stepped SIMT interpreter: one warp at a time, following a program counter, warps meeting at barriers.
 
-The program is flattened into a list with jumps: a loop's latch ends in its predicated `bra` back to the
-loop's first instruction, decided by the counter register as in real code. Each block's warps then run in
+The program is laid out as a list with jumps (isa/program.py `layout`, as the CPU stepper's): a loop's latch
+ends in its predicated `bra` back to the loop's first instruction, decided by the counter register as in real
+code. Each block's warps then run in
 turn: a warp runs until it reaches bar.sync (or the end, or all its threads have exited), and when every
 warp of the block is waiting, all go on. So warps really interleave through shared memory, and only the
 barriers keep it consistent: a barrier missing from the lowering would show up here as a different result,
@@ -13,36 +14,13 @@ share one definition of every instruction; tests hold their results and counts e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from isasim.isa.machine_state import Memory
-from isasim.isa.program import Instr, Item, Loop, Program
+from isasim.isa.program import Program, layout
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_exec import SimtEvents, SimtExecutor, new_shared
 from isasim.isa.simt_memory import WARP
-
-
-@dataclass
-class _Jump:
-    """Go back to `target` while the predicate (the latch's setp) holds."""
-
-    ins: Instr
-    target: int
-
-
-def flatten(items: tuple[Item, ...], out: list | None = None) -> list:
-    out = [] if out is None else out
-    for it in items:
-        if isinstance(it, Loop):
-            start = len(out)
-            flatten(it.body, out)
-            for ins in it.latch:
-                out.append(_Jump(ins, start) if ins.prim is Prim.BRANCH_NZ else ins)
-        else:
-            out.append(it)
-    return out
 
 
 class _Warp:
@@ -55,24 +33,23 @@ class _Warp:
     def run_to_barrier(self, code: list) -> bool:
         """Step until a barrier (True: waiting there) or the end of the kernel (False)."""
         while self.pc < len(code) and self.ex.alive.any():
-            item = code[self.pc]
+            ins, target = code[self.pc]
             self.pc += 1
-            if isinstance(item, _Jump):
-                self.ex.instr(item.ins, self.regs)
-                taken = np.broadcast_to(self.regs[item.ins.srcs[0]], self.ex.gid.shape)[self.ex.alive]
+            self.ex.instr(ins, self.regs)
+            if target is not None:  # a loop's back edge: taken while the latch's predicate holds
+                taken = np.broadcast_to(self.regs[ins.srcs[0]], self.ex.gid.shape)[self.ex.alive]
                 if taken.any() != taken.all():
                     raise RuntimeError(f"{self.ex.prog.name}: a loop branch diverged inside a warp")
                 if taken.all():
-                    self.pc = item.target
+                    self.pc = target
                 continue
-            self.ex.instr(item, self.regs)
-            if item.prim is Prim.BARRIER:
+            if ins.prim is Prim.BARRIER:
                 return True
         return False
 
 
 def step_simt(prog: Program, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int) -> SimtEvents:
-    code = flatten(prog.body)
+    code = layout(prog.body)
     shared = new_shared(prog)
     events = SimtEvents()
     for block in range(prog.launch.grid):
