@@ -1,3 +1,25 @@
-"""isasim: an ISA-level simulator and cost model for neural networks."""
+"""isasim: an ISA-level simulator and cost model for neural networks.
+
+    import isasim
+    isasim.trace("bert-base", targets=["avx512"], seq=128).to_dict()
+
+The functions (trace, training_step, check, compare, explain, emit) live in isasim/api.py and load on first
+use, so `import isasim` and the command line start fast.
+"""
 
 __version__ = "0.1.0"
+
+_API = ("trace", "training_step", "check", "compare", "explain", "emit")
+__all__ = [*_API, "UserError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from isasim import api
+
+        return getattr(api, name)
+    if name == "UserError":
+        from isasim.isa.errors import UserError
+
+        return UserError
+    raise AttributeError(f"module 'isasim' has no attribute {name!r}")

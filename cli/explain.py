@@ -1,123 +1,19 @@
-"""`isasim explain`: one kernel's hottest loop, instruction by instruction, and why it costs what it costs."""
+"""`isasim explain`, rendered: a CPU kernel's hottest loop with its timeline, or a GPU kernel's launch,
+occupancy and bounds (the explanations come from backends/cpu_explain.py and backends/simt_explain.py);
+and the timelines as a Chrome trace."""
 
 from __future__ import annotations
-
-import math
-from collections import Counter
-from dataclasses import asdict, dataclass, field
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from isasim.isa.cost import BlockCost, block_cost, carried_latency
-from isasim.isa.emit import emitter_for, hottest_loop
-from isasim.isa.semantics import Prim
-from isasim.isa.machine import Uarch
-from isasim.isa.targets import Target
-from isasim.isa.timeline import cycles, render, simulate
-from isasim.lowering.isel import select
-from isasim.lowering.pipeline import LoweredGraph
-from isasim.isa.errors import UserError
+from isasim.backends.cpu_explain import Explanation
+from isasim.backends.simt_explain import SimtExplanation
 
 
-@dataclass
-class Line:
-    instruction: str
-    mnemonic: str
-    latency: float
-    rthroughput: float
-    ports: list[str]
-    source: str
-
-
-@dataclass
-class Explanation:
-    kernel: str
-    op: str
-    target: str
-    uarch: str
-    trips: int  # how many times the loop body runs in the whole kernel
-    listing: list[Line]
-    pressure: dict[str, float]  # cycles per iteration on each port, work split evenly (llvm-mca's view)
-    bound: dict  # the analytic bounds per iteration and the one that decides
-    advice: str
-    timeline: list[str]
-    simulated_cycles_per_iteration: float
-    iterations: int
-    chrome_events: list[dict] = field(default_factory=list)  # the timeline as Chrome trace slices
-
-    def to_json(self) -> dict:
-        out = asdict(self)
-        out.pop("chrome_events")
-        return out
-
-
-def _advice(bc: BlockCost, chain: float, sequential: bool, lanes: int) -> str:
-    """What decides, by how much, and what would move it (`lanes`: the target's vector width)."""
-    others = {"ports": bc.ports, "issue": bc.issue}
-    wider = "vector lanes doing several elements per instruction" if lanes == 1 else \
-        f"wider vectors than these {lanes} lanes"
-    if bc.bound == "latency":
-        runner = max(others, key=others.get)
-        accs = max(2, math.ceil(bc.latency / max(bc.ports, bc.issue, 1e-9)))
-        return (f"a {chain:g}-cycle dependency chain through the loop-carried register bounds this loop at "
-                f"{bc.latency:g} cycles per iteration; {runner} alone would allow {others[runner]:g}. With about "
-                f"{accs} independent accumulators (or vector lanes) the chain would stop deciding and {runner} "
-                f"would.")
-    if bc.bound.startswith("port"):
-        return (f"the ports {bc.busiest_port} decide at {bc.ports:g} cycles per iteration (issue alone: "
-                f"{bc.issue:g}{', carried chain: %g' % bc.latency if sequential else ''}); fewer instructions on "
-                f"those ports, or {wider}, would move it.")
-    return (f"the issue width decides at {bc.issue:g} cycles per iteration (ports alone: {bc.ports:g}): the "
-            f"loop simply has many instructions per element; {wider} would divide them.")
-
-
-def assembly(program, target: Target, body: list) -> list[str]:
-    """Each instruction as the emitter writes it (registers named, real syntax)."""
-    emitter = emitter_for(program, target)
-    emitter.sym = "loop"
-    return [emitter.branch(".Lloop") if ins.prim is Prim.BRANCH_NZ else emitter.instr(ins) for ins in body]
-
-
-def explain(lowered: LoweredGraph, target: Target, uarch: Uarch, op: str, iterations: int) -> Explanation:
-    steps = [s for s in lowered.steps if s.kernel is not None
-             and op in (s.node.name, s.node.op, s.node.op.split(".")[1])]
-    if not steps:
-        raise UserError(f"no kernel matches --op {op}: give a node name (e.g. linear_3) or an op (e.g. gelu)")
-    step = steps[0]
-    program = select(step.kernel, target)
-    trips, loop = hottest_loop(program.body)
-    if loop is None:
-        raise UserError(f"kernel {step.node.name} has no loop to explain")
-    body = list(loop.body) + list(loop.latch)
-    asm = assembly(program, target, body)
-    listing = []
-    pressure: Counter = Counter()
-    for ins in body:
-        t = uarch.timing(ins.mnemonic)
-        listing.append(Line(asm[len(listing)], ins.mnemonic, t.latency, t.rthroughput, list(t.ports), t.source))
-        for p in t.ports:
-            pressure[p] += t.rthroughput
-    bc = block_cost(body, uarch, not loop.parallel)
-    chain = carried_latency(body, uarch) if not loop.parallel else 0.0
-    events = simulate(body, uarch, iterations)
-    return Explanation(
-        step.node.name, step.node.op, target.name, uarch.name, trips, listing,
-        {p: round(pressure.get(p, 0.0), 3) for p in uarch.ports},
-        {"ports": bc.ports, "busiest_ports": bc.busiest_port, "issue": bc.issue, "latency": bc.latency,
-         "cycles_per_iteration": bc.cycles, "decides": bc.bound},
-        _advice(bc, chain, not loop.parallel, target.vector_lanes), render(asm, events),
-        cycles(events) / iterations, iterations, _slices(events, asm))
-
-
-def _slices(events, asm: list[str]) -> list[dict]:
-    """Each instruction's execution as a slice on its port's track (1 microsecond in the viewer = 1 cycle),
-    with when it was dispatched and retired."""
-    return [{"ph": "X", "tid": e.port, "ts": e.started, "dur": max(e.finished - e.started, 0.5),
-             "name": asm[e.index], "cat": f"iteration {e.iteration}",
-             "args": {"iteration": e.iteration, "dispatched": e.dispatched, "started": e.started,
-                      "finished": e.finished, "retired": e.retired}} for e in events]
+def render(e: Explanation | SimtExplanation, console: Console) -> None:
+    (render_simt if isinstance(e, SimtExplanation) else render_explanation)(e, console)
 
 
 def chrome_trace(results: list[Explanation]) -> dict:
@@ -128,6 +24,7 @@ def chrome_trace(results: list[Explanation]) -> dict:
                        "args": {"name": f"{r.kernel} on {r.target} / {r.uarch} (1 us = 1 cycle)"}})
         events += [dict(e, pid=pid) for e in r.chrome_events]
     return {"traceEvents": events, "displayTimeUnit": "ns"}
+
 
 
 def render_explanation(e: Explanation, console: Console) -> None:
@@ -152,3 +49,36 @@ def render_explanation(e: Explanation, console: Console) -> None:
                   f"cycles per iteration including the warm-up")
     for row in e.timeline:
         console.print(row, highlight=False, markup=False)
+
+
+def render_simt(e: SimtExplanation, console: Console) -> None:
+    console.print(f"[bold]{e.kernel}[/] ({e.op}) on {e.target} / {e.uarch}: {e.strategy}; grid {e.grid} x block "
+                  f"{e.block}, ~{e.registers} registers per thread (isasim's estimate; `isasim emit` shows "
+                  f"ptxas's), {e.shared_bytes:,} bytes of shared memory per block")
+    o = e.occupancy
+    grid = (f"; but the grid gives the busiest SM only {o['blocks_on_busiest_sm']}"
+            if o["limiter"] == "grid" else "")
+    console.print("occupancy: blocks per SM allowed by " + ", ".join(f"{k} {v}" for k, v in o["limits"].items())
+                  + f" -> {o['resident_blocks']} can reside (limited by {o['resource']}){grid}: {o['resident_warps']} "
+                  f"warps, {o['achieved']:.0%} of the SM's warp slots")
+    where = "its hottest loop runs" if e.trips > 1 else "its instruction stream runs"
+    console.print(f"{where} {e.trips:,} times per warp; one pass:")
+    table = Table(title_justify="left")
+    for col in ("#", "PTX", "pipe", "per clk/SM", "latency", "per request", "source"):
+        table.add_column(col, overflow="fold")
+    shown: dict[str, int] = {}
+    for i, ln in enumerate(e.listing):
+        req = "-" if ln.per_request is None else \
+            f"{ln.per_request:.2f} {'wavefronts' if 'shared' in ln.mnemonic else 'sectors'}"
+        source = ln.source if ln.mnemonic not in shown else f"as #{shown[ln.mnemonic]}"
+        shown.setdefault(ln.mnemonic, i)
+        table.add_row(str(i), escape(ln.instruction), ln.pipe, f"{ln.per_clock_per_sm:g}", f"{ln.latency:g}", req,
+                      escape(source))
+    console.print(table)
+    if e.elsewhere:
+        console.print("the rest of each warp's stream: " + ", ".join(
+            f"{n:,} {m}" for m, n in sorted(e.elsewhere.items(), key=lambda kv: -kv[1])))
+    console.print("bounds (cycles): " + ", ".join(f"{k} {v:,.0f}" for k, v in
+                                                  sorted(e.bounds.items(), key=lambda kv: -kv[1]))
+                  + f" -> [bold]{e.cycles:,.0f} cycles, {e.decides}[/] (the launch overhead is added to the largest)")
+    console.print(e.advice)

@@ -139,40 +139,16 @@ def _progress(enabled: bool):
         yield update
 
 
-def _check_shape_args(args) -> None:
-    if args.batch < 1:
-        raise UserError(f"--batch {args.batch} is out of range: use 1 or more")
-
-
-def _cost_only_graph(args, progress):
-    """The model's graph without values: from the on-disk cache when this capture was made before."""
-    from isasim.models import graph_cache
-
-    key = graph_cache.key(args.model, args.seq, args.batch, args.seed, args.core_aten)
-    graph = graph_cache.load(key)
-    if graph is None:
-        from isasim.models import capture, registry
-
-        spec = registry.resolve(args.model)
-        if progress:
-            progress("capturing the graph", 0, 1)
-        graph = capture.capture(spec, args.seq, args.batch, seed=args.seed, core_aten=args.core_aten).graph
-        graph_cache.save(key, graph)
-    return graph
-
-
 def cmd_trace(args, out: Console) -> int:
-    from isasim.cli import render, reports
-    from isasim.lowering.pipeline import lower_graph
+    from isasim import api
+    from isasim.cli import render
 
-    _check_shape_args(args)
-    targets = reports.pick_targets(args.target, args.uarch)
     if args.training:
-        return _training(args, targets, out)
+        return _training(args, out, every_machine=False)
     _no_epochs_without_training(args)
     with _progress(sys.stderr.isatty()) as progress:
-        graph = _cost_only_graph(args, progress)
-        report = reports.trace(lower_graph(graph), targets, progress)
+        report = api.trace(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
+                           core_aten=args.core_aten, progress=progress)
     if args.chrome_trace:
         args.chrome_trace.write_text(render.trace_chrome(report))
     if args.format == "json":
@@ -199,96 +175,66 @@ def _no_epochs_without_training(args) -> None:
         raise UserError("--epochs sizes a fine-tuning run: add --training")
 
 
-def _training(args, targets, out: Console) -> int:
+def _training(args, out: Console, every_machine: bool) -> int:
     """trace/compare --training: one fine-tuning step per target, and the run (epochs x steps) it implies."""
-    from isasim.cli import reports, training
-    from isasim.lowering.pipeline import lower_graph
-    from isasim.models import registry
-    from isasim.models.finetune import load_split
-    from isasim.models.training import capture_training
+    from isasim import api
+    from isasim.cli import training
 
-    args.epochs = 3 if args.epochs is None else args.epochs
-    if args.epochs < 1:
-        raise UserError(f"--epochs {args.epochs} is out of range: use 1 or more")
-    render = {"table": lambda r: training.render_table(r, out), "json": training.render_json,
-              "csv": training.render_csv, "markdown": training.render_markdown}[args.format]
     if getattr(args, "core_aten", False) or getattr(args, "chrome_trace", None) or getattr(args, "output", None):
         raise UserError("--training prints its summary only: drop --core-aten, --chrome-trace and -o")
+    render = {"table": lambda r: training.render_table(r, out), "json": training.render_json,
+              "csv": training.render_csv, "markdown": training.render_markdown}[args.format]
     with _progress(sys.stderr.isatty()) as progress:
-        if progress:
-            progress("capturing the training step", 0, 1)
-        step = capture_training(registry.resolve(args.model), args.seq, args.batch, seed=args.seed)
-        report = reports.trace(lower_graph(step.captured.graph), targets, progress)
-    text = render(training.summarise(report, args.epochs, len(load_split("train"))))
+        report = api.training_step(args.model, getattr(args, "target", None), getattr(args, "uarch", None),
+                                   seq=args.seq, batch=args.batch, seed=args.seed,
+                                   epochs=3 if args.epochs is None else args.epochs, every_machine=every_machine,
+                                   progress=progress)
+    text = render(report)
     if text:
         sys.stdout.write(text)
     return 0
 
 
 def cmd_emit(args, out: Console) -> int:
-    from isasim.cli import reports
-    from isasim.cli.emitting import emit_model
-    from isasim.lowering.pipeline import lower_graph
+    from isasim import api
 
-    _check_shape_args(args)
-    targets = reports.pick_targets(args.target, args.uarch)
-    args.core_aten = False
     with _progress(sys.stderr.isatty()) as progress:
-        lowered = lower_graph(_cost_only_graph(args, progress))
-        for target, uarch in targets:
-            where = args.output / target.name if len(targets) > 1 else args.output
-            manifest = emit_model(lowered, target, uarch, where, args.op, progress)
-            out.print(f"{len(manifest['kernels'])} {target.name} kernels for {uarch.name} in {where}")
+        emitted = api.emit(args.model, args.output, args.target, args.uarch, seq=args.seq, batch=args.batch,
+                           seed=args.seed, op=args.op, progress=progress)
+    for where, manifest in emitted:
+        out.print(f"{len(manifest['kernels'])} {manifest['target']} kernels for {manifest['uarch']} in {where}")
     return 0
 
 
 def cmd_explain(args, out: Console) -> int:
-    from isasim.cli import reports
-    from isasim.cli.explain import chrome_trace, explain, render_explanation
-    from isasim.lowering.pipeline import lower_graph
+    import json
 
-    _check_shape_args(args)
-    if not 1 <= args.iterations <= 100:
-        raise UserError(f"--iterations {args.iterations} is out of range: use 1..100")
-    from isasim.cli.explain_simt import explain_simt, render_simt
-    from isasim.lowering.backends import is_simt
+    from isasim import api
+    from isasim.cli.explain import chrome_trace, render
 
-    targets = reports.pick_targets(args.target, args.uarch)
-    args.core_aten = False
-    lowered = lower_graph(_cost_only_graph(args, None))
-    results = [explain_simt(lowered, t, u, args.op) if is_simt(t) else explain(lowered, t, u, args.op, args.iterations)
-               for t, u in targets]
+    results = api.explain(args.model, args.op, args.target, args.uarch, seq=args.seq, batch=args.batch,
+                          seed=args.seed, iterations=args.iterations)
     if args.chrome_trace:
-        import json
-
         args.chrome_trace.write_text(json.dumps(chrome_trace(results)))
     if args.format == "json":
-        import json
-
-        sys.stdout.write(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+        sys.stdout.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     else:
         for r in results:
-            (render_simt if r.target == "simt" else render_explanation)(r, out)
+            render(r, out)
     return 0
 
 
 def cmd_compare(args, out: Console) -> int:
+    from isasim import api
     from isasim.cli import compare
-    from isasim.lowering.pipeline import lower_graph
 
-    _check_shape_args(args)
-    args.core_aten = False
     if args.training:
-        from isasim.cli import reports
         if args.plot:
             raise UserError("--plot draws the forward pass's roofline: drop it with --training")
-        from isasim.isa.targets import ALL_TARGETS
-        from isasim.lowering.backends import machine_names
-        every = [reports.pick_targets([t.name], [u])[0] for t in ALL_TARGETS.values() for u in machine_names(t)]
-        return _training(args, every, out)
+        return _training(args, out, every_machine=True)
     _no_epochs_without_training(args)
     with _progress(sys.stderr.isatty()) as progress:
-        result = compare.compare(lower_graph(_cost_only_graph(args, progress)), progress)
+        result = api.compare(args.model, seq=args.seq, batch=args.batch, seed=args.seed, progress=progress)
     if args.plot:
         from isasim.cli.plot import plot_comparison
 
@@ -302,49 +248,18 @@ def cmd_compare(args, out: Console) -> int:
 
 
 def cmd_check(args, out: Console) -> int:
-    from isasim.cli import render, reports
-    from isasim.lowering.pipeline import lower_graph
-    from isasim.models import capture, reference, registry
+    from isasim import api
+    from isasim.cli import render
 
-    _check_shape_args(args)
-    targets = reports.pick_targets(args.target, args.uarch)
-    spec = registry.resolve(args.model)
-    inputs = labels = None
-    seq, batch = args.seq, args.batch
-    if args.dataset:
-        inputs, labels = _dataset_inputs(spec, args)
-        batch, seq = inputs["input_ids"].shape
     with _progress(sys.stderr.isatty()) as progress:
-        captured = capture.capture(spec, seq, batch, text=args.text, seed=args.seed, with_values=True,
-                                   inputs=inputs)
-        ref = reference.reference_outputs(captured)
-        final = reference.final_hidden_state(captured)
-        report = reports.check(lower_graph(captured.graph), targets, ref, final, args.tolerance, progress,
-                               args.on_host, labels)
+        report = api.check(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
+                           text=args.text, tolerance=args.tolerance, on_host=args.on_host, dataset=args.dataset,
+                           progress=progress)
     if args.format == "json":
         sys.stdout.write(render.to_json(report) + "\n")
     else:
         render.check_table(report, out)
     return 0 if report.passed else 1
-
-
-def _dataset_inputs(spec, args):
-    """Every sentence of a split of the movie/TV dataset as one batch, padded to the longest (+ its labels)."""
-    import numpy as np
-
-    from isasim.models.finetune import encode, load_split
-    from isasim.models.inputs import _tokenize
-
-    if spec.num_labels == 0:
-        raise UserError(f"--dataset needs a sequence classifier (a folder saved by `isasim finetune`); "
-                        f"{spec.name} has no classification head")
-    if args.text is not None:
-        raise UserError("--dataset and --text both choose the inputs: give one")
-    rows = load_split(args.dataset)
-    seq = max(sum(_tokenize(r["text"], 512)[1]) for r in rows)
-    if seq > spec.config.max_position_embeddings:
-        raise UserError(f"a sentence of {args.dataset} needs {seq} tokens, more than {spec.name} accepts")
-    return encode([r["text"] for r in rows], seq), np.array([r["label"] for r in rows])
 
 
 def cmd_finetune(args, out: Console) -> int:
@@ -362,30 +277,20 @@ def cmd_finetune(args, out: Console) -> int:
 def cmd_targets(args, out: Console) -> int:
     from rich.table import Table
 
-    from isasim.isa.gpu import load_gpu, gpu_names
-    from isasim.isa.machine import load_uarch, uarch_names
-    from isasim.isa.targets import GPU_TARGETS, TARGETS
-    from isasim.lowering.backends import machine_names
+    from isasim.backends import all_machines, load_machine, machine_names
+    from isasim.isa.targets import ALL_TARGETS
 
     table = Table(title="targets", title_justify="left")
     for col in ("target", "ISA", "microarchitectures (default first)", "what it emits"):
         table.add_column(col)
-    for t in list(TARGETS.values()) + list(GPU_TARGETS.values()):
+    for t in ALL_TARGETS.values():
         names = [t.default_uarch] + [n for n in machine_names(t) if n != t.default_uarch]
         table.add_row(t.name, t.isa, ", ".join(names), t.description)
     out.print(table)
-    for name in uarch_names():
-        u = load_uarch(name)
-        fusion = ", sub+jnz macro-fused" if u.fuses_sub_branch else ""
-        out.print(f"[bold]{u.name}[/] ({u.isa}, {u.clock_ghz} GHz, issue width {u.issue_width}{fusion}): "
-                  f"{u.description}")
-        for s in u.sources:
-            out.print(f"   {s}")
-    for name in gpu_names():
-        g = load_gpu(name)
-        out.print(f"[bold]{g.name}[/] (ptx {g.ptx_target}, {g.sms} SMs at {g.clock_ghz} GHz, "
-                  f"{g.fp32_lanes():g} FP32 lanes per SM, {g.dram_gb_per_s:g} GB/s): {g.description}")
-        for s in g.sources:
+    for name in all_machines():
+        m = load_machine(name)
+        out.print(f"[bold]{m.name}[/] ({m.summary()}): {m.description}")
+        for s in m.sources:
             out.print(f"   {s}")
     return 0
 

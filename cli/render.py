@@ -9,9 +9,8 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from isasim.cli.reports import CheckReport, TraceReport
-
-LEVELS = ("l1", "l2", "llc", "dram")
+from isasim.engine.check import CheckReport
+from isasim.engine.trace import LEVELS, TraceReport
 
 
 def human(n: float) -> str:
@@ -38,7 +37,7 @@ def trace_tables(report: TraceReport, console: Console) -> None:
             table.add_row(f"[bold]{first}[/]")
             for r in rows:
                 module = r.module.split(".", 3)[-1] if r.layer.startswith("layer") else r.module
-                table.add_row(short_op(r.op), module, r.shape, human(r.instructions), human(r.cycles), r.bound,
+                table.add_row(short_op(r.op), module, r.shape, human(r.instructions), human(r.cycles), r.bound.label,
                               *(human(r.bytes[lv]) for lv in LEVELS))
             if repeats:
                 table.add_row(f"[italic]{repeats[0]}-{repeats[-1].split()[-1]}[/]",
@@ -65,7 +64,7 @@ def _simt_row(r) -> list[str]:
             human(g["shared_bytes"]), f"{g['occupancy']:.0%} {_LIMITER.get(g['limiter'], g['limiter'])}",
             human(r.instructions), f"{g['sectors_per_request']:.1f}",
             f"{g['bank_conflict_factor']:.2f}" if g["shared_requests"] else "-", human(r.bytes["dram"]),
-            human(r.cycles), r.bound]
+            human(r.cycles), r.bound.label]
 
 
 def _simt_table(t, console: Console) -> None:
@@ -103,7 +102,7 @@ def _layers(ops) -> list[tuple[str, list, list[str]]]:
         groups[-1][1].append(r)
 
     def key(rows):
-        return [(r.op, r.module.split(".", 3)[-1], r.shape, r.instructions, r.cycles, r.bound,
+        return [(r.op, r.module.split(".", 3)[-1], r.shape, r.instructions, r.cycles, r.bound.label,
                  tuple(r.bytes.values())) for r in rows]
 
     out: list[tuple[str, list, list[str]]] = []
@@ -136,7 +135,7 @@ def trace_csv(report: TraceReport) -> str:
     for t in report.targets:
         for r in t.ops:
             w.writerow([t.target, t.uarch, r.layer, r.name, r.op, r.module, r.shape, r.instructions,
-                        f"{r.cycles:.1f}", r.bound, *(r.bytes[lv] for lv in LEVELS), r.flops, r.fp_ops,
+                        f"{r.cycles:.1f}", r.bound.label, *(r.bytes[lv] for lv in LEVELS), r.flops, r.fp_ops,
                         *((r.simt[k] for k in SIMT_CSV) if r.simt else ("",) * len(SIMT_CSV))])
     return buf.getvalue()
 
@@ -178,10 +177,10 @@ def trace_chrome(report: TraceReport) -> str:
             events.append({"ph": "X", "pid": pid, "tid": 0, "ts": ts, "dur": dur, "name": short_op(r.op),
                            "cat": r.layer, "args": {"node": r.name, "module": r.module, "shape": r.shape,
                                                     "instructions": r.instructions, "cycles": r.cycles,
-                                                    "bound": r.bound, "bytes": r.bytes}})
+                                                    "bound": r.bound.label, "bytes": r.bytes}})
             ts += dur
     return json.dumps({"traceEvents": events, "displayTimeUnit": "ms"})
 
 
 def to_json(report) -> str:
-    return json.dumps(report.to_json(), indent=2)
+    return json.dumps(report.to_dict(), indent=2)

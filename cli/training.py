@@ -1,55 +1,17 @@
-"""`isasim trace MODEL --training` and `isasim compare MODEL --training`: one fine-tuning step per target, split
-into forward, backward and optimizer, and the whole fine-tuning run it implies (epochs x steps per epoch over
-the shipped movie/TV training split) — the seed article's CPU-versus-GPU question, answered with numbers."""
+"""`isasim trace --training` and `isasim compare --training`, rendered: a fine-tuning step per target
+(engine/training.py) as a table, JSON, CSV or markdown."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
 
 from rich.console import Console
 from rich.table import Table
 
-from isasim.cli.reports import TraceReport
+from isasim.engine.training import TrainingReport
 from isasim.models.training import PHASES
-
-
-@dataclass
-class StepCost:
-    target: str
-    uarch: str
-    clock_ghz: float
-    kernels: int
-    instructions: int
-    cycles: dict[str, float]  # per phase
-    step_ms: float
-    run_s: float  # the whole fine-tuning run: epochs x steps per epoch steps
-
-
-@dataclass
-class TrainingReport:
-    model: str
-    seq: int
-    batch: int
-    epochs: int
-    train_sentences: int
-    steps_per_epoch: int
-    optimizer: dict
-    targets: list[StepCost]
-
-
-def summarise(report: TraceReport, epochs: int, train_sentences: int) -> TrainingReport:
-    steps = -(-train_sentences // report.batch)
-    rows = []
-    for t in report.targets:
-        cycles = {p: sum(r.cycles for r in t.ops if r.module.split(".")[0] == p) for p in PHASES}
-        step_s = sum(cycles.values()) / (t.clock_ghz * 1e9)
-        rows.append(StepCost(t.target, t.uarch, t.clock_ghz, len(t.ops), t.instructions, cycles, step_s * 1e3,
-                             step_s * steps * epochs))
-    return TrainingReport(report.model, report.seq, report.batch, epochs, train_sentences, steps,
-                          report.config.get("training", {}), rows)
 
 
 def render_table(r: TrainingReport, console: Console) -> None:
@@ -79,7 +41,7 @@ def _duration(s: float) -> str:
 
 
 def render_json(r: TrainingReport) -> str:
-    return json.dumps(asdict(r), indent=2) + "\n"
+    return json.dumps(r.to_dict(), indent=2) + "\n"
 
 
 def render_csv(r: TrainingReport) -> str:

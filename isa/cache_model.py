@@ -254,7 +254,7 @@ def distinct_lines(base: int, width: int, dims: Sequence[tuple[int, int]], line:
 
 
 # ------------------------------------------------------------------------------------------------ model
-class _Analysis:
+class Analysis:
     """Per-tree quantities that do not depend on the cache: footprints and per-site distinct lines."""
 
     def __init__(self, tree: Kernel, line: int) -> None:
@@ -415,7 +415,7 @@ def _kept(fill_ratio: float, ramp: tuple[float, float]) -> float:
     return (hi - fill_ratio) / (hi - lo)
 
 
-def _check_levels(levels: Sequence[CacheLevel]) -> int:
+def check_levels(levels: Sequence[CacheLevel]) -> int:
     if not 1 <= len(levels) <= 3:
         raise ValueError(f"expected 1 to 3 cache levels, got {len(levels)}")
     line = levels[0].line
@@ -431,13 +431,13 @@ def core_bytes(tree: Kernel) -> int:
 
 def compulsory_lines(tree: Kernel, line: int) -> float:
     """Model estimate of the distinct lines the whole tree touches (cold misses of an infinite cache)."""
-    return _Analysis(tree, line).fills(float("inf"), DEFAULT_RAMP)
+    return Analysis(tree, line).fills(float("inf"), DEFAULT_RAMP)
 
 
 def loop_footprints(tree: Kernel, line: int) -> dict[tuple[int, ...], float]:
     """Lines one iteration of each loop touches, keyed by path (child indices from a virtual extent-1 root
     `()` whose single iteration is the whole tree)."""
-    return dict(_Analysis(tree, line).footprint)
+    return dict(Analysis(tree, line).footprint)
 
 
 def analytic_fills(
@@ -447,8 +447,8 @@ def analytic_fills(
     ramp: tuple[float, float] = DEFAULT_RAMP,
 ) -> tuple[float, ...]:
     """Estimated line fills per level, L1 first; non-increasing down the hierarchy."""
-    line = _check_levels(levels)
-    analysis = _Analysis(tree, line)
+    line = check_levels(levels)
+    analysis = Analysis(tree, line)
     out: list[float] = []
     for lv in levels:
         f = analysis.fills(capacity_fraction * lv.lines, ramp)
@@ -463,5 +463,5 @@ def analytic_traffic(
     ramp: tuple[float, float] = DEFAULT_RAMP,
 ) -> Traffic:
     """Bytes moved into each level by `tree`, in O(depth x tree size)."""
-    line = _check_levels(levels)
+    line = check_levels(levels)
     return Traffic.from_fills(core_bytes(tree), analytic_fills(tree, levels, capacity_fraction, ramp), line)

@@ -18,13 +18,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from isasim.isa import cache_model
+from isasim.isa.hardware import Bound, decider
 from isasim.isa.machine import Uarch
 from isasim.isa.machine_state import place
 from isasim.isa.program import Instr, Item, Loop, Mem, Program, Reg, walk
 from isasim.isa.semantics import RESULT_IS_FP, Prim
-
-LEVELS = ("l1", "l2", "llc", "dram")
-
 
 @dataclass(frozen=True)
 class BlockCost:
@@ -38,33 +36,35 @@ class BlockCost:
         return max(self.ports, self.issue, self.latency)
 
     @property
-    def bound(self) -> str:
+    def bound(self) -> Bound:
         best = self.cycles
         if self.latency == best and self.latency > 0:
-            return "latency"
+            return Bound("latency", best)
         if self.ports == best:
-            return f"port {self.busiest_port}"
-        return "issue"
+            return Bound("port", best, self.busiest_port)
+        return Bound("issue", best)
 
 
 @dataclass(frozen=True)
 class KernelCost:
+    """What one kernel costs on one machine, CPU core or GPU (isa/simt_cost.py fills `simt`)."""
+
     name: str
-    instructions: int
+    instructions: int  # dynamic instructions; warp instructions on SIMT
     by_mnemonic: dict[str, int]
     cycles: float
-    bound: str
-    bounds: dict[str, float]  # cycles each bound alone would take: "compute" and one per memory level
-    compute_split: dict[str, float]  # compute cycles by the bound that decided each block
+    bound: Bound  # the one that decided
+    bounds: tuple[Bound, ...]  # the cycles each alone would take (CPU: compute and one per memory level)
     bytes: dict[str, int]
     flops: int
-    fp_ops: int  # dynamic floating-point arithmetic instructions (scalar: one operation each)
-    inner_loop: BlockCost | None = None  # per trip of the innermost loop that runs most often
+    fp_ops: int  # dynamic floating-point operations (isa/cost.py `fp_ops`)
+    inner_loop: BlockCost | None = None  # CPU: per trip of the innermost loop that runs most often
+    simt: dict | None = None  # SIMT: launch geometry, registers, occupancy and its limiter, sectors
 
 
 @dataclass
 class _Acc:
-    compute: Counter = field(default_factory=Counter)  # bound name -> cycles it decided
+    compute: Counter = field(default_factory=Counter)  # (kind, where) of a block's bound -> cycles it decided
     total: float = 0.0
     hottest: tuple[int, BlockCost] | None = None
 
@@ -155,7 +155,7 @@ def _blocks(items: tuple[Item, ...], trips: int, uarch: Uarch, acc: _Acc, own: l
     straight = [it for it in items if isinstance(it, Instr)] + (own or [])
     if straight:
         bc = block_cost(straight, uarch, sequential)
-        acc.compute[bc.bound] += trips * bc.cycles
+        acc.compute[bc.bound.kind, bc.bound.where] += trips * bc.cycles
         acc.total += trips * bc.cycles
         if own is not None and (acc.hottest is None or trips > acc.hottest[0]):
             acc.hottest = (trips, bc)
@@ -195,14 +195,10 @@ def cost_program(program: Program, uarch: Uarch) -> KernelCost:
         cache_tree(program),
         tuple(cache_model.CacheLevel(lv.name, lv.size, lv.assoc, lv.line) for lv in levels))
     nbytes = {"l1": traffic.l1, "l2": traffic.l2, "llc": traffic.llc, "dram": traffic.dram}
-    bounds = {"compute": acc.total}
-    for lv in uarch.levels:
-        bounds[lv.name] = nbytes[lv.name] / lv.bytes_per_cycle
-    compute_bound = max(acc.compute.items(), key=lambda kv: kv[1])[0] if acc.compute else "issue"
-    mem_bound = max(LEVELS, key=lambda n: bounds.get(n, 0.0))
-    if bounds.get(mem_bound, 0.0) > acc.total:
-        cycles, bound = bounds[mem_bound], mem_bound
-    else:
-        cycles, bound = acc.total, compute_bound
-    return KernelCost(program.name, sum(by_mnemonic.values()), dict(by_mnemonic), cycles, bound, bounds,
-                      dict(acc.compute), nbytes, program.flops, fp_ops(program.body), acc.hottest[1] if acc.hottest else None)
+    memory = tuple(Bound(lv.name, nbytes[lv.name] / lv.bytes_per_cycle) for lv in uarch.levels)
+    kind, where = max(acc.compute.items(), key=lambda kv: kv[1])[0] if acc.compute else ("issue", "")
+    slowest = decider(memory)
+    bound = slowest if slowest.cycles > acc.total else Bound(kind, acc.total, where)
+    return KernelCost(program.name, sum(by_mnemonic.values()), dict(by_mnemonic), bound.cycles, bound,
+                      (Bound("compute", acc.total),) + memory, nbytes, program.flops, fp_ops(program.body),
+                      acc.hottest[1] if acc.hottest else None)

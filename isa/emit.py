@@ -300,7 +300,7 @@ class A64Emitter(_Emitter):
                 v = int(s[0].value)
                 if i.mnemonic == "ldr_x":  # from the literal pool GNU as places at .ltorg
                     return f"ldr {X(d)}, ={v}"
-                if not _a64_mov_ok(v):
+                if not self.t.mov_imm_fits(v):
                     raise EmitError(f"{self.p.name}: immediate {v} needs more than one mov")
                 return f"mov {X(d)}, #{v}"
             if isinstance(s[0], Addr):
@@ -340,16 +340,17 @@ class A64Emitter(_Emitter):
         raise EmitError(f"{self.p.name}: no AArch64 encoding for {i}")
 
 
-def _a64_mov_ok(v: int) -> bool:
-    """mov is movz or movn of one 16-bit chunk at a 16-bit shift (bitmask immediates are not used)."""
-    return any(sum(1 for sh in range(0, 64, 16) if (u >> sh) & 0xFFFF) <= 1
-               for u in (v & (2**64 - 1), ~v & (2**64 - 1)))
-
-
-def emitter_for(program: Program, target: Target) -> _Emitter:
+def _emitter_for(program: Program, target: Target) -> _Emitter:
     return (X86Emitter if target.isa == "x86-64" else A64Emitter)(program, target)
+
+
+def instruction_lines(program: Program, target: Target, body: list[Instr]) -> list[str]:
+    """Each instruction as the emitter writes it (registers named, real syntax), a branch to `.Lloop`."""
+    emitter = _emitter_for(program, target)
+    emitter.sym = "loop"
+    return [emitter.branch(".Lloop") if ins.prim is Prim.BRANCH_NZ else emitter.instr(ins) for ins in body]
 
 
 def emit(program: Program, target: Target) -> str:
     """The program as an assembly file for GNU as; the function's symbol is symbol(program.name)."""
-    return emitter_for(program, target).text()
+    return _emitter_for(program, target).text()

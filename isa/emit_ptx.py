@@ -160,6 +160,13 @@ def magic_number(d: int) -> tuple[int, int]:
     return -(-(1 << (INDEX_BITS + lg)) // d), INDEX_BITS + lg
 
 
+def instruction_text(prog: Program, ins: Instr, loop_label: str = "$Lloop") -> str:
+    """One instruction as emit_ptx writes it, on one line (what `isasim explain` lists)."""
+    writer = _Writer(prog)
+    writer.instr(ins, loop_label)
+    return " ".join(line.strip() for line in writer.lines)
+
+
 def emit_ptx(prog: Program, target: str) -> str:
     """The kernel as a PTX module for `target` (sm_80, sm_90)."""
     return _Writer(prog).text(target)

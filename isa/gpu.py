@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from isasim.isa.hardware import Unit
 from isasim.isa.machine import UarchFileError
 from isasim.isa.errors import UserError
 
@@ -88,6 +89,33 @@ class Gpu:
         """FP32 FMA lanes per SM: what the peak FLOP rate is made of."""
         return self.timing("fma.rn.f32").per_clock_per_sm
 
+    # ---- the Machine protocol (isa/hardware.py) ------------------------------------------------------
+    def peak_ops_per_cycle(self, unit: Unit) -> float:
+        """Every SM's rate: `unit.lanes` per thread-instruction, at the instruction's results per clock per SM."""
+        return unit.ops * unit.lanes * self.timing(unit.instruction).per_clock_per_sm * self.sms
+
+    def bytes_per_cycle(self, level: str) -> float:
+        """Shared memory: one SM's; L2 and DRAM: the whole chip's."""
+        return {"shared": self.shared_bytes_per_cycle, "l2": self.l2_bytes_per_cycle,
+                "dram": self.dram_bytes_per_cycle}[level]
+
+    def memory_levels(self) -> tuple[str, ...]:
+        return ("shared", "l2", "dram")
+
+    def sizes(self) -> Mapping[str, int]:
+        return MappingProxyType({k: getattr(self, k) for k in _SIZE_SOURCE})
+
+    def summary(self) -> str:
+        return (f"ptx {self.ptx_target}, {self.sms} SMs at {self.clock_ghz} GHz, {self.fp32_lanes():g} FP32 lanes "
+                f"per SM, {self.dram_gb_per_s:g} GB/s")
+
+    def source(self, quantity: str) -> str:
+        """The source line of a size, a memory level, "clock", or an instruction's mnemonic."""
+        key = _SIZE_SOURCE.get(quantity) or {"clock": "clock_source", "shared": "shared_source",
+                                             "l2": "l2_source", "dram": "dram_source",
+                                             "launch": "launch_source"}.get(quantity)
+        return self.field_sources[key] if key else self.timing(quantity).source
+
 
 _INT_KEYS = ("sms", "schedulers_per_sm", "warp_size", "max_warps_per_sm", "max_threads_per_sm", "max_blocks_per_sm",
              "max_threads_per_block", "registers_per_sm", "register_alloc_unit", "max_registers_per_thread",
@@ -95,6 +123,15 @@ _INT_KEYS = ("sms", "schedulers_per_sm", "warp_size", "max_warps_per_sm", "max_t
              "shared_bank_bytes", "sector_bytes", "l2_bytes")
 _FLOAT_KEYS = ("clock_ghz", "shared_bytes_per_cycle", "shared_latency", "l2_bytes_per_cycle", "l2_latency",
                "dram_gb_per_s", "dram_latency", "launch_overhead_us")
+# The sizes a GPU reports, and the source line each is documented in.
+_SIZE_SOURCE = {
+    "sms": "sms_source", "schedulers_per_sm": "schedulers_source", "warp_size": "limits_source",
+    "max_warps_per_sm": "limits_source", "max_threads_per_sm": "limits_source", "max_blocks_per_sm": "limits_source",
+    "max_threads_per_block": "limits_source", "registers_per_sm": "registers_source",
+    "max_registers_per_thread": "registers_source", "shared_per_sm": "shared_source",
+    "shared_per_block": "shared_source", "shared_banks": "banks_source", "sector_bytes": "l2_source",
+    "l2_bytes": "l2_source",
+}
 _SOURCE_KEYS = ("clock_source", "sms_source", "schedulers_source", "limits_source", "registers_source",
                 "shared_source", "banks_source", "l2_source", "dram_source", "launch_source")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from isasim.isa.cache_model import Access, CacheLevel, Kernel, Loop, Traffic, _check_levels
+from isasim.isa.cache_model import Access, CacheLevel, Kernel, Loop, Traffic, check_levels
 
 __all__ = ["SimResult", "address_trace", "line_trace", "lru_misses", "simulate_lru"]
 
@@ -151,7 +151,7 @@ def lru_misses(lines: np.ndarray, level: CacheLevel) -> np.ndarray:
 
 def simulate_lru(tree: Kernel, levels: Sequence[CacheLevel]) -> SimResult:
     """Exact line fills of `tree` through the hierarchy `levels` (L1 first), from cold caches."""
-    line = _check_levels(levels)
+    line = check_levels(levels)
     lines, core, n = line_trace(tree, line)
     distinct = int(np.unique(lines).size)
     fills = []

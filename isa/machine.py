@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from isasim.isa.errors import UserError
+from isasim.isa.hardware import Unit
 
 UARCH_DIR = Path(__file__).with_name("uarch")
 ISAS = ("x86-64", "aarch64")
@@ -89,6 +90,37 @@ class Uarch:
             if lvl.name == name:
                 return lvl
         raise KeyError(f"{self.name} has no memory level {name!r}")
+
+    # ---- the Machine protocol (isa/hardware.py) ------------------------------------------------------
+    def peak_ops_per_cycle(self, unit: Unit) -> float:
+        return unit.ops * unit.lanes / self.timing(unit.instruction).rthroughput
+
+    def bytes_per_cycle(self, level: str) -> float:
+        return self.level(level).bytes_per_cycle
+
+    def memory_levels(self) -> tuple[str, ...]:
+        return tuple(lvl.name for lvl in self.levels)
+
+    def sizes(self) -> Mapping[str, int]:
+        """Bytes each cache level holds for this core (see the module docstring), and the cache line."""
+        out = {lvl.name: lvl.size for lvl in self.levels if lvl.size is not None}
+        out["line"] = self.levels[0].line
+        return MappingProxyType(out)
+
+    def summary(self) -> str:
+        fusion = ", sub+jnz macro-fused" if self.fuses_sub_branch else ""
+        return f"{self.isa}, {self.clock_ghz} GHz, issue width {self.issue_width}{fusion}"
+
+    def source(self, quantity: str) -> str:
+        if quantity == "clock":
+            return self.clock_source
+        if quantity == "issue_width":
+            return self.issue_width_source
+        if quantity in LEVEL_NAMES:
+            return self.level(quantity).source
+        if quantity == "line":
+            return self.levels[0].source
+        return self.timing(quantity).source
 
 
 class UarchFileError(ValueError):

@@ -121,8 +121,8 @@ def _move(target, file: RegFile, dst: Reg, src: Reg) -> Instr:
     if file is RegFile.FP and dst.lanes > 1:
         return Instr(target.vector.move, Prim.FMOV, dst, (src,), lanes=dst.lanes)
     if file is RegFile.FP:
-        return Instr("vmovaps" if target.isa == "x86-64" else "fmov", Prim.FMOV, dst, (src,))
-    return Instr("mov", Prim.IMOV, dst, (src,))
+        return Instr(target.fp_move, Prim.FMOV, dst, (src,))
+    return Instr(target.gp_move, Prim.IMOV, dst, (src,))
 
 
 def _tied(ins: Instr, target) -> list[int]:
@@ -330,14 +330,15 @@ def allocate(program: Program, target) -> Program:
     iv = lay.intervals()
     _check_flags(lay, iv, flags, target, program.name)
     mapping = _scan(lay, iv, flags, target, tuple(b.name for b in program.buffers), program.name)
-    return replace(program, body=_drop_self_moves(_rename(program.body, mapping)))
+    moves = frozenset({target.fp_move, target.gp_move} | ({target.vector.move} if target.vector else set()))
+    return replace(program, body=_drop_self_moves(_rename(program.body, mapping), moves))
 
 
-def _drop_self_moves(items: tuple[Item, ...]) -> tuple[Item, ...]:
-    """A copy whose source and destination got the same register is no instruction at all."""
+def _drop_self_moves(items: tuple[Item, ...], moves: frozenset[str]) -> tuple[Item, ...]:
+    """A copy whose source and destination got the same register is no instruction at all (a zero-extending
+    movzx onto itself is one, so only the target's plain moves are dropped)."""
     def keep(ins: Instr) -> bool:
-        move = ins.mnemonic in ("mov", "vmovaps", "fmov") or ins.mnemonic.startswith(("vmovaps_", "mov_16b"))
-        return not (move and ins.srcs == (ins.dst,))
+        return not (ins.mnemonic in moves and ins.srcs == (ins.dst,))
 
     out: list[Item] = []
     for it in items:
@@ -345,5 +346,6 @@ def _drop_self_moves(items: tuple[Item, ...]) -> tuple[Item, ...]:
             if keep(it):
                 out.append(it)
         else:
-            out.append(replace(it, body=_drop_self_moves(it.body), latch=tuple(i for i in it.latch if keep(i))))
+            out.append(replace(it, body=_drop_self_moves(it.body, moves),
+                               latch=tuple(i for i in it.latch if keep(i))))
     return tuple(out)

@@ -39,6 +39,7 @@ import numpy as np
 
 from isasim.isa import simt_memory
 from isasim.isa.cost import KernelCost, fp_ops, reads
+from isasim.isa.hardware import Bound, decider
 from isasim.isa.gpu import Gpu
 from isasim.isa.machine_state import place
 from isasim.isa.program import Imm, Instr, Item, Loop, Program, Reg, RegFile, walk
@@ -48,15 +49,6 @@ from isasim.isa.simt_launch import WarpAccess, guard_mask
 
 _MEMORY = (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED)
 _REG_WORDS = {RegFile.FP: 1, RegFile.GP: 2, RegFile.PRED: 0, RegFile.MASK: 0}  # 32-bit registers per value
-
-
-@dataclass(frozen=True)
-class SimtCost(KernelCost):
-    """A KernelCost whose `instructions` are warp instructions, plus the launch and memory details. Its
-    `fp_ops` count every live thread that issues a floating-point instruction, predicated or not (a guarded
-    tail's idle threads included)."""
-
-    simt: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -93,12 +85,12 @@ def _chunks(prog: Program):
         yield gid, guard_mask(prog.launch.live, gid)
 
 
-def live_counts(prog: Program) -> tuple[int, int]:
+def live_counts(prog: Program, gpu: Gpu) -> tuple[int, int]:
     """(threads, warps) that stay past the kernel's EXIT_IF."""
     threads = warps = 0
     for _, live in _chunks(prog):
         threads += int(live.sum())
-        warps += simt_memory.requests(live)
+        warps += simt_memory.requests(live, gpu)
     return threads, warps
 
 
@@ -107,12 +99,12 @@ def _strides_grid(wa: WarpAccess) -> bool:
     return any(lin.gid_steps for lin in [wa.byte] + [g for g, _ in wa.guards])
 
 
-def _period(prog: Program, wa: WarpAccess) -> int | None:
+def repeat_period(prog: Program, wa: WarpAccess, warp: int) -> int | None:
     """A number of whole warps after which the access's addresses and who takes part repeat exactly, or None:
     every term is (gid // div) % mod, which repeats every div * mod threads (mod 0: never)."""
     if _strides_grid(wa):
         return None
-    period = simt_memory.WARP
+    period = warp
     for lin in [wa.byte] + [g for g, _ in wa.guards] + [g for g, _ in prog.launch.live]:
         for div, mod, _ in lin.terms:
             if not mod:
@@ -121,11 +113,11 @@ def _period(prog: Program, wa: WarpAccess) -> int | None:
     return period
 
 
-def _domains(prog: Program, wa: WarpAccess):
+def _domains(prog: Program, wa: WarpAccess, warp: int):
     """(thread ids, which are live, how many times they stand for the grid): one period of the access's
     pattern when the grid holds whole periods (every term takes the same values in each period, so each
     period's warps touch the very same addresses), else the whole grid a chunk at a time."""
-    period = _period(prog, wa)
+    period = repeat_period(prog, wa, warp)
     if period is not None and period < prog.launch.threads and prog.launch.threads % period == 0:
         gid = np.arange(period, dtype=np.int64)
         yield gid, guard_mask(prog.launch.live, gid), prog.launch.threads // period
@@ -141,19 +133,19 @@ def _access_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, weigh
 
     def cost(offset: int, active: np.ndarray) -> np.ndarray:
         if wa.shared:
-            units = simt_memory.wavefronts(addr0 + offset, active, gpu.shared_banks, gpu.shared_bank_bytes)
+            units = simt_memory.wavefronts(addr0 + offset, active, gpu)
         else:
-            units = simt_memory.sectors(addr0 + offset, active, gpu.sector_bytes, wa.width)
-        return np.array([simt_memory.requests(active), units, int(active.sum()) * wa.width], dtype=np.int64)
+            units = simt_memory.sectors(addr0 + offset, active, gpu, wa.width)
+        return np.array([simt_memory.requests(active, gpu), units, int(active.sum()) * wa.width], dtype=np.int64)
 
     total = np.zeros(3, dtype=np.int64)
     if _strides_grid(wa):  # each trip of a grid-stride loop is a new set of elements: evaluate every trip
         for t in trips:
             addr = base + wa.byte.value(gid, t)
             active = live & guard_mask(wa.guards, gid, t)
-            units = simt_memory.wavefronts(addr, active, gpu.shared_banks, gpu.shared_bank_bytes) if wa.shared \
-                else simt_memory.sectors(addr, active, gpu.sector_bytes, wa.width)
-            total += np.array([simt_memory.requests(active), units, int(active.sum()) * wa.width], dtype=np.int64)
+            units = simt_memory.wavefronts(addr, active, gpu) if wa.shared \
+                else simt_memory.sectors(addr, active, gpu, wa.width)
+            total += np.array([simt_memory.requests(active, gpu), units, int(active.sum()) * wa.width], dtype=np.int64)
         return total
     steady = tuple((lin, limit) for lin, limit in wa.guards if not lin.strides)
     active = live & guard_mask(steady, gid)
@@ -179,7 +171,7 @@ def _access_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, weigh
 
 
 def memory_costs(prog: Program, gpu: Gpu) -> _Memory:
-    bases = {**place(prog.buffers), **place_shared(prog)}
+    bases = {**place(prog.buffers), **place_shared(prog, gpu)}
     period = math.lcm(gpu.sector_bytes, gpu.shared_banks * gpu.shared_bank_bytes)
     accesses = []
     for pos, (ins, _, depth) in enumerate(walk(prog.body)):
@@ -195,7 +187,7 @@ def memory_costs(prog: Program, gpu: Gpu) -> _Memory:
     out = _Memory()
     for pos, wa, trips, weights in accesses:
         total = np.zeros(3, dtype=np.int64)  # requests, sectors or wavefronts, bytes
-        for gid, live, repeats in _domains(prog, wa):
+        for gid, live, repeats in _domains(prog, wa, gpu.warp_size):
             total += repeats * _access_cost(wa, gid, live, trips, weights, bases[wa.buf], gpu, period)
         requests, units, nbytes = (int(x) for x in total)
         out.by_instruction[pos] = [requests, units]
@@ -210,10 +202,10 @@ def memory_costs(prog: Program, gpu: Gpu) -> _Memory:
     return out
 
 
-def warp_counts(prog: Program) -> Counter:
+def warp_counts(prog: Program, gpu: Gpu) -> Counter:
     """Warp instructions issued per mnemonic: all warps until EXIT_IF, then the warps with a live thread."""
-    all_warps = prog.launch.threads // simt_memory.WARP
-    live_warps = live_counts(prog)[1]
+    all_warps = prog.launch.threads // gpu.warp_size
+    live_warps = live_counts(prog, gpu)[1]
     counts: Counter = Counter()
     warps = all_warps
     for ins, n, _ in walk(prog.body):
@@ -340,8 +332,9 @@ def warp_path(prog: Program, gpu: Gpu, global_latency: float) -> float:
     return block(prog.body)
 
 
-def cost_simt(prog: Program, gpu: Gpu) -> SimtCost:
-    counts = warp_counts(prog)
+def cost_simt(prog: Program, gpu: Gpu) -> KernelCost:
+    """Its `instructions` are warp instructions; `simt` holds the launch, occupancy and memory details."""
+    counts = warp_counts(prog, gpu)
     mem = memory_costs(prog, gpu)
     regs = registers(prog)
     resident, limiter = occupancy(prog, regs, gpu)
@@ -361,20 +354,17 @@ def cost_simt(prog: Program, gpu: Gpu) -> SimtCost:
     dram_bytes = footprint if footprint <= gpu.l2_bytes else l2_bytes
     dram_bytes = min(dram_bytes, l2_bytes) if l2_bytes else dram_bytes
     global_latency = gpu.l2_latency if footprint <= gpu.l2_bytes else gpu.dram_latency
-    bounds = {
-        "issue": sum(counts.values()) * share / gpu.schedulers_per_sm,
-        **{f"pipe {p}": c for p, c in pipes.items()},
-        "shared": mem.wavefronts * share * gpu.shared_banks * gpu.shared_bank_bytes / gpu.shared_bytes_per_cycle,
-        "l2": l2_bytes / gpu.l2_bytes_per_cycle,
-        "dram": dram_bytes / gpu.dram_bytes_per_cycle,
-        "latency": rounds * warp_path(prog, gpu, global_latency),
-    }
-    bound = max(bounds, key=lambda k: bounds[k])
-    launch = gpu.launch_overhead_us * 1e3 * gpu.clock_ghz
-    cycles = bounds[bound] + launch
-    if launch > bounds[bound]:
-        bound = "launch"
-    bounds["launch"] = launch
+    bounds = (
+        Bound("issue", sum(counts.values()) * share / gpu.schedulers_per_sm),
+        *(Bound("pipe", c, p) for p, c in pipes.items()),
+        Bound("shared", mem.wavefronts * share * gpu.shared_banks * gpu.shared_bank_bytes / gpu.shared_bytes_per_cycle),
+        Bound("l2", l2_bytes / gpu.l2_bytes_per_cycle),
+        Bound("dram", dram_bytes / gpu.dram_bytes_per_cycle),
+        Bound("latency", rounds * warp_path(prog, gpu, global_latency)),
+    )
+    top = decider(bounds)
+    launch = Bound("launch", gpu.launch_overhead_us * 1e3 * gpu.clock_ghz)
+    cycles = top.cycles + launch.cycles
     simt = {
         "strategy": prog.launch.strategy, "grid": prog.launch.grid, "block": prog.launch.block, "registers": regs,
         "shared_bytes": prog.launch.shared_bytes, "blocks_per_sm": resident, "limiter": limiter,
@@ -387,7 +377,7 @@ def cost_simt(prog: Program, gpu: Gpu) -> SimtCost:
         "sectors_by_buffer": dict(mem.by_buffer),
         "global_level": "L2" if footprint <= gpu.l2_bytes else "DRAM", "global_latency": global_latency,
     }
-    return SimtCost(prog.name, sum(counts.values()), dict(counts), cycles, bound, bounds,
-                    {bound: cycles}, {"l1": mem.thread_bytes, "l2": l2_bytes, "llc": l2_bytes,
-                                      "dram": dram_bytes},
-                    prog.flops, fp_ops(prog.body, prog.launch.threads, live_counts(prog)[0]), None, simt)
+    return KernelCost(prog.name, sum(counts.values()), dict(counts), cycles,
+                      launch if launch.cycles > top.cycles else top, bounds + (launch,),
+                      {"l1": mem.thread_bytes, "l2": l2_bytes, "llc": l2_bytes, "dram": dram_bytes},
+                      prog.flops, fp_ops(prog.body, prog.launch.threads, live_counts(prog, gpu)[0]), simt=simt)

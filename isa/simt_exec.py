@@ -20,24 +20,31 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from isasim.isa import simt_memory
+from isasim.isa.gpu import Gpu
 from isasim.isa.machine_state import Events, Memory, run_instr
 from isasim.isa.program import Addr, Instr, Item, Loop, Program
+from isasim.isa.dtype import DType
 from isasim.isa.semantics import Prim
 
-SHARED_ALIGN = 128  # shared arrays start on a full row of banks
+F32_BYTES = DType.F32.itemsize  # the element every float buffer, register lane and shared word holds
+
+def _footprints(prog: Program, gpu: Gpu) -> list[int]:
+    """Bytes each shared array takes: rounded up to a full row of banks, where each array starts."""
+    row = gpu.shared_banks * gpu.shared_bank_bytes
+    return [-(-b.size * b.dtype.itemsize // row) * row for b in prog.launch.shared]
 
 
-def place_shared(prog: Program) -> dict[str, int]:
+def place_shared(prog: Program, gpu: Gpu) -> dict[str, int]:
     base, addr = {}, 0
-    for b in prog.launch.shared:
+    for b, size in zip(prog.launch.shared, _footprints(prog, gpu)):
         base[b.name] = addr
-        addr += -(-b.size * b.dtype.itemsize // SHARED_ALIGN) * SHARED_ALIGN
+        addr += size
     return base
 
 
-def new_shared(prog: Program) -> np.ndarray:
+def new_shared(prog: Program, gpu: Gpu) -> np.ndarray:
     """Every block's shared memory: one row of float32 words per block."""
-    words = sum(-(-b.size * b.dtype.itemsize // SHARED_ALIGN) * SHARED_ALIGN // 4 for b in prog.launch.shared)
+    words = sum(_footprints(prog, gpu)) // F32_BYTES
     return np.zeros((prog.launch.grid, max(words, 1)), dtype=np.float32)
 
 
@@ -55,19 +62,18 @@ class SimtEvents(Events):
 
 
 class SimtExecutor:
-    def __init__(self, prog: Program, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int,
-                 gid: np.ndarray | None = None, shared: np.ndarray | None = None):
+    def __init__(self, prog: Program, mem: Memory, gpu: Gpu, gid: np.ndarray | None = None,
+                 shared: np.ndarray | None = None):
         """Runs the threads `gid` (default: the whole grid; the stepped interpreter passes one warp and the
-        block's shared memory)."""
-        self.prog, self.mem = prog, mem
-        self.sector_bytes, self.banks, self.bank_bytes = sector_bytes, banks, bank_bytes
+        block's shared memory); sectors, banks and warps have the GPU's geometry."""
+        self.prog, self.mem, self.gpu = prog, mem, gpu
         self.gid = np.arange(prog.launch.threads, dtype=np.int64) if gid is None else gid
         self.block_of = self.gid // prog.launch.block
         self.alive = np.ones(self.gid.shape, dtype=bool)
-        self.live_warps = simt_memory.requests(self.alive)  # warps that still issue
+        self.live_warps = simt_memory.requests(self.alive, gpu)  # warps that still issue
         self.seen: dict = {}  # a shared access's last addresses and active threads, with their counts
-        self.shared_base = place_shared(prog)
-        self.shared = new_shared(prog) if shared is None else shared
+        self.shared_base = place_shared(prog, gpu)
+        self.shared = new_shared(prog, gpu) if shared is None else shared
         self.events = SimtEvents()
         self.scratch = Events()
 
@@ -95,7 +101,7 @@ class SimtExecutor:
             regs[ins.dst] = self.gid % self.prog.launch.block if ins.srcs[0].value == "tid" else self.block_of
         elif p is Prim.EXIT_IF:
             self.alive = self.alive & ~self.full(regs[ins.srcs[0]])
-            self.live_warps = simt_memory.requests(self.alive)
+            self.live_warps = simt_memory.requests(self.alive, self.gpu)
         elif p in (Prim.BARRIER, Prim.BRANCH_NZ):
             pass  # lockstep: every thread of a block is at this instruction together
         elif p is Prim.SHFL_XOR:
@@ -119,12 +125,12 @@ class SimtExecutor:
         if shared:
             seen = self.seen.get(id(ins))  # shared addresses repeat every trip: count each pattern once
             if seen is None or not (np.array_equal(seen[0], addr) and np.array_equal(seen[1], active)):
-                seen = (addr, active, simt_memory.requests(active),
-                        simt_memory.wavefronts(addr, active, self.banks, self.bank_bytes))
+                seen = (addr, active, simt_memory.requests(active, self.gpu),
+                        simt_memory.wavefronts(addr, active, self.gpu))
                 self.seen[id(ins)] = seen
             self.events.shared_requests += seen[2]
             self.events.wavefronts += seen[3]
-            where = (self.block_of[active], addr[active] // 4)
+            where = (self.block_of[active], addr[active] // F32_BYTES)
             nbytes = int(active.sum()) * ins.dtype.itemsize
             if ins.prim is Prim.LOAD_SHARED:
                 self.events.bytes_loaded += nbytes
@@ -135,8 +141,8 @@ class SimtExecutor:
                 self.events.bytes_stored += nbytes
                 self.shared[where] = self.full(regs[ins.srcs[0]])[active]
             return
-        n = simt_memory.sectors(addr, active, self.sector_bytes, ins.dtype.itemsize)
-        self.events.global_requests += simt_memory.requests(active)
+        n = simt_memory.sectors(addr, active, self.gpu, ins.dtype.itemsize)
+        self.events.global_requests += simt_memory.requests(active, self.gpu)
         self.events.sectors += n
         self.events.by_buffer[ins.warp.buf if ins.warp else "?"] += n
         nbytes = int(active.sum()) * ins.dtype.itemsize
@@ -151,6 +157,6 @@ class SimtExecutor:
             self.mem.store(ins.dtype, addr[active], self.full(regs[ins.srcs[0]])[active])
 
 
-def run_simt(prog: Program, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int) -> SimtEvents:
+def run_simt(prog: Program, mem: Memory, gpu: Gpu) -> SimtEvents:
     """Run the whole grid; sectors and banks are counted with the GPU's geometry (isa/gpu/*.toml)."""
-    return SimtExecutor(prog, mem, sector_bytes, banks, bank_bytes).run()
+    return SimtExecutor(prog, mem, gpu).run()

@@ -6,19 +6,20 @@ Shared memory: 32 banks of 4 bytes, bank = (byte address / 4) mod 32; threads re
 (broadcast), and distinct words in one bank are served one after another, so a request takes as many
 wavefronts as the most-loaded bank has distinct words (CUDA C++ Programming Guide, "Shared Memory").
 
-Both the executor (real addresses) and the cost model (closed-form addresses) call these, one row per warp.
+Both the executor (real addresses) and the cost model (closed-form addresses) call these, one row per warp;
+the geometry (warp size, sector bytes, banks) is the GPU's (isa/gpu/*.toml).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-WARP = 32
+from isasim.isa.gpu import Gpu
 
 
-def _distinct(keys: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _distinct(keys: np.ndarray, active: np.ndarray, warp: int) -> tuple[np.ndarray, np.ndarray]:
     """Per warp (row), the sorted keys with inactive lanes as -1, and a mask of each distinct active key."""
-    k = np.where(active, keys, -1).reshape(-1, WARP)
+    k = np.where(active, keys, -1).reshape(-1, warp)
     step = np.diff(k, axis=1)
     if not (step >= 0).all():  # already in order (consecutive threads, rising addresses): no sort needed
         k.sort(axis=1)
@@ -28,21 +29,22 @@ def _distinct(keys: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndar
     return k, first & (k >= 0)
 
 
-def requests(active: np.ndarray) -> int:
+def requests(active: np.ndarray, gpu: Gpu) -> int:
     """Warp instructions that touch memory: warps with at least one active thread."""
-    return int(active.reshape(-1, WARP).any(axis=1).sum())
+    return int(active.reshape(-1, gpu.warp_size).any(axis=1).sum())
 
 
-def sectors(addr: np.ndarray, active: np.ndarray, sector_bytes: int, width: int) -> int:
+def sectors(addr: np.ndarray, active: np.ndarray, gpu: Gpu, width: int) -> int:
     """Distinct sectors each warp's active threads touch, summed over warps (accesses are aligned, so an
     access of `width` <= sector bytes lies in one sector)."""
-    _, uniq = _distinct(np.asarray(addr) // sector_bytes, active)
+    _, uniq = _distinct(np.asarray(addr) // gpu.sector_bytes, active, gpu.warp_size)
     return int(uniq.sum())
 
 
-def wavefronts(addr: np.ndarray, active: np.ndarray, banks: int, bank_bytes: int) -> int:
+def wavefronts(addr: np.ndarray, active: np.ndarray, gpu: Gpu) -> int:
     """Shared-memory wavefronts, summed over warps: per warp, the most distinct words any one bank holds."""
-    words, uniq = _distinct(np.asarray(addr) // bank_bytes, active)
+    banks = gpu.shared_banks
+    words, uniq = _distinct(np.asarray(addr) // gpu.shared_bank_bytes, active, gpu.warp_size)
     rows = np.broadcast_to(np.arange(words.shape[0])[:, None], words.shape)
     key = rows[uniq] * banks + words[uniq] % banks
     per_bank = np.bincount(key, minlength=words.shape[0] * banks).reshape(-1, banks)

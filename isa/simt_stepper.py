@@ -20,12 +20,12 @@ from isasim.isa.machine_state import Memory
 from isasim.isa.program import Program, layout
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_exec import SimtEvents, SimtExecutor, new_shared
-from isasim.isa.simt_memory import WARP
+from isasim.isa.gpu import Gpu
 
 
 class _Warp:
-    def __init__(self, prog: Program, mem: Memory, geometry: tuple, first: int, shared: np.ndarray):
-        self.ex = SimtExecutor(prog, mem, *geometry, gid=np.arange(first, first + WARP, dtype=np.int64),
+    def __init__(self, prog: Program, mem: Memory, gpu: Gpu, first: int, shared: np.ndarray):
+        self.ex = SimtExecutor(prog, mem, gpu, gid=np.arange(first, first + gpu.warp_size, dtype=np.int64),
                                shared=shared)
         self.regs: dict = {}
         self.pc = 0
@@ -48,13 +48,13 @@ class _Warp:
         return False
 
 
-def step_simt(prog: Program, mem: Memory, sector_bytes: int, banks: int, bank_bytes: int) -> SimtEvents:
+def step_simt(prog: Program, mem: Memory, gpu: Gpu) -> SimtEvents:
     code = layout(prog.body)
-    shared = new_shared(prog)
+    shared = new_shared(prog, gpu)
     events = SimtEvents()
     for block in range(prog.launch.grid):
-        warps = [_Warp(prog, mem, (sector_bytes, banks, bank_bytes), block * prog.launch.block + w * WARP, shared)
-                 for w in range(prog.launch.block // WARP)]
+        warps = [_Warp(prog, mem, gpu, block * prog.launch.block + w * gpu.warp_size, shared)
+                 for w in range(prog.launch.block // gpu.warp_size)]
         running = list(warps)
         while running:  # every warp to the next barrier (or its end), then release them together
             running = [w for w in running if w.run_to_barrier(code)]

@@ -1,7 +1,9 @@
 """Targets: an instruction set's mnemonics for each primitive, and the capabilities instruction selection asks.
 
-Timing is not here: it lives in the microarchitecture descriptions (isa/uarch/*.toml), keyed by these
-mnemonics, so one target runs against several cores.
+Timing is not here: it lives in the microarchitecture descriptions (isa/uarch/*.toml) and the GPU descriptions
+(isa/gpu/*.toml), keyed by these mnemonics, so one target runs against several machines. Which backend lowers a
+target (backends/) follows from its capabilities: `simt` (threads in warps), `vector` (SIMD registers), or
+neither (a scalar register machine).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Callable, Mapping
 
 from isasim.isa.semantics import Prim
 from isasim.isa.errors import UserError
+from isasim.isa.hardware import Unit
 from isasim.isa.dtype import DType
 
 
@@ -33,7 +36,7 @@ def _x86_disp(disp: int, nbytes: int) -> bool:
     return _x86_imm(disp)
 
 
-def _a64_mov_ok(v: int) -> bool:
+def a64_mov_encodes(v: int) -> bool:
     """mov is movz or movn of one 16-bit chunk at a 16-bit shift (bitmask immediates are not used)."""
     return any(sum(1 for sh in range(0, 64, 16) if (u >> sh) & 0xFFFF) <= 1
                for u in (v & (2**64 - 1), ~v & (2**64 - 1)))
@@ -55,6 +58,7 @@ class Registers:
     two_address: bool  # integer ALU ops and FMA overwrite one of their sources (x86)
     fp_compare_to_flags: bool  # a float compare sets the flags (AArch64 fcmp) rather than a mask register
     mask: tuple[str, ...] = ()  # AVX-512 opmask registers (k0 means "no mask" in encodings, so k1-k7)
+    abi: str = ""  # the calling convention `args` follows
 
 
 @dataclass(frozen=True)
@@ -82,11 +86,10 @@ class VectorISA:
     masked_tails: bool  # opmask registers predicate the last, partial vector (AVX-512)
     compare_to_mask: bool  # vector compares write an opmask register rather than a vector of all-ones lanes
     select_overwrites_mask: bool  # the blend writes over its mask operand (AArch64 bsl)
+    # GEMM cache blocking: bytes of B one panel may hold (see _PANEL_BYTES)
+    panel_bytes: int
     mask_from_gp: str | None = None  # kmovw
     bcast_takes_offset: bool = True  # a broadcast load addresses [base + displacement] (not AArch64 ld1r)
-    # GEMM cache blocking: bytes of B one panel may hold. A quarter of the smallest L2 of the cores modelled
-    # (1 MB on Skylake-X, Zen 4, Neoverse N1/V1), leaving room for A's rows and C (BLIS sizes NC the same way)
-    panel_bytes: int = 256 * 1024
     fp_registers: tuple[str, ...] | None = None  # a larger register file than the scalar one (zmm0-31)
 
     def key(self, base: str, lanes: int) -> str:
@@ -94,9 +97,16 @@ class VectorISA:
 
 
 @dataclass(frozen=True)
+class SimtISA:
+    """A SIMT instruction set: a thread's instruction stream, run by warps of `warp_size` threads in lockstep."""
+
+    warp_size: int  # PTX's WARP_SZ: 32 on every NVIDIA GPU (PTX ISA 8.0, sec. 10.3 "Special Registers")
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
-    isa: str  # "x86-64" | "aarch64"
+    isa: str  # "x86-64" | "aarch64" | "ptx"
     default_uarch: str
     description: str
     mnemonics: Mapping[Prim, str]  # register forms
@@ -106,6 +116,8 @@ class Target:
     fp_zero: str  # how a register is set to 0.0 (a zero idiom)
     fp_const: str  # how a float constant is materialised (a load from the constant pool)
     pointer_init: str
+    fp_move: str  # a register-to-register copy: what register allocation inserts, and drops when it is a no-op
+    gp_move: str
     registers: Registers
     imm_forms: frozenset  # integer prims whose second operand may be an immediate
     imm_fits: Callable[[int], bool]  # whether an add/sub immediate is encodable
@@ -116,6 +128,7 @@ class Target:
     disp_fits: Callable[[int, int], bool] = _x86_disp  # (displacement, access bytes): encodable in a load
     mov_imm_fits: Callable[[int], bool] = _x86_imm64  # one mov makes it (else: a literal-pool load)
     vector: VectorISA | None = None
+    simt: SimtISA | None = None
     host_features: tuple[str, ...] = ()  # /proc/cpuinfo flags a host needs to run this target's code natively
 
     @property
@@ -128,6 +141,13 @@ class Target:
         if self.vector:
             return self.vector.key(self.vector.ops[Prim.FMA], self.vector.lanes)
         return self.mnemonics[Prim.FMA]
+
+    def peak_unit(self, dtype: DType = DType.F32) -> Unit:
+        """The instruction the peak rate of `dtype` arithmetic is made of: the widest FMA, per vector lane (CPU)
+        or per thread (SIMT); a machine's `peak_ops_per_cycle` gives its rate."""
+        if dtype is not DType.F32:
+            raise UserError(f"{self.name} models {DType.F32.value} arithmetic only, not {dtype.value}")
+        return Unit(self.fma, self.vector_lanes)
 
 
 _X86_SCALAR = {
@@ -158,14 +178,14 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
         loads=MappingProxyType({DType.F32: "vmovss_load", DType.I64: "mov_load64", DType.BOOL: "movzx_load8"}),
         stores=MappingProxyType({DType.F32: "vmovss_store", DType.I64: "mov_store64", DType.BOOL: "mov_store8"}),
         fp_int_select=MappingProxyType({True: "vblendvps", False: "cmovcc"}),
-        fp_zero="vxorps", fp_const="vmovss_load", pointer_init="lea",
+        fp_zero="vxorps", fp_const="vmovss_load", pointer_init="lea", fp_move="vmovaps", gp_move="mov",
         registers=Registers(
             gp=("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "rbx", "rbp", "r12", "r13", "r14",
                 "r15"),
             fp=tuple(f"xmm{i}" for i in range(16)),
-            args=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),  # System V AMD64 ABI
+            args=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
             callee_saved=frozenset({"rbx", "rbp", "r12", "r13", "r14", "r15"}),
-            two_address=True, fp_compare_to_flags=False),
+            two_address=True, fp_compare_to_flags=False, abi="System V AMD64"),
         imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.IAND, Prim.ISHL, Prim.IMUL}), imm_fits=_x86_imm,
         setcc_zero_extend="movzx", fp_sign_masks=True, cvt_merges=True,
     ),
@@ -176,17 +196,17 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
         loads=MappingProxyType({DType.F32: "ldr_s", DType.I64: "ldr_x", DType.BOOL: "ldrb"}),
         stores=MappingProxyType({DType.F32: "str_s", DType.I64: "str_x", DType.BOOL: "strb"}),
         fp_int_select=MappingProxyType({True: "fcsel", False: "csel"}),
-        fp_zero="fmov_to_fp", fp_const="ldr_s", pointer_init="add",
+        fp_zero="fmov_to_fp", fp_const="ldr_s", pointer_init="add", fp_move="fmov", gp_move="mov",
         registers=Registers(
             gp=tuple(f"x{i}" for i in range(18)) + tuple(f"x{i}" for i in range(19, 29)),  # x18: platform
             fp=tuple(f"v{i}" for i in range(8)) + tuple(f"v{i}" for i in range(16, 32))
             + tuple(f"v{i}" for i in range(8, 16)),
-            args=tuple(f"x{i}" for i in range(8)),  # AAPCS64
+            args=tuple(f"x{i}" for i in range(8)),
             callee_saved=frozenset({f"x{i}" for i in range(19, 29)} | {f"v{i}" for i in range(8, 16)}),
-            two_address=False, fp_compare_to_flags=True),
+            two_address=False, fp_compare_to_flags=True, abi="AAPCS64"),
         imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.ISHL}), imm_fits=_a64_add_imm,
         setcc_zero_extend=None, fp_sign_masks=False, cvt_merges=False, disp_fits=_a64_disp,
-        mov_imm_fits=_a64_mov_ok,
+        mov_imm_fits=a64_mov_encodes,
     ),
 })
 
@@ -200,13 +220,19 @@ _X86_VECTOR_OPS = {
 _X86_WIDTHS = MappingProxyType({2: "xmm", 4: "xmm", 8: "ymm", 16: "zmm"})
 
 
+# GEMM cache blocking: the bytes of B one panel may hold, a quarter of the smallest L2 of the cores modelled
+# (1 MB on Skylake-X, Zen 4, Neoverse N1/V1; isa/uarch/*.toml), leaving room for A's rows and C (BLIS sizes its
+# NC loop the same way: Van Zee and van de Geijn, "BLIS", ACM TOMS 2015, sec. 3)
+_PANEL_BYTES = 256 * 1024
+
+
 def _x86_vector(lanes: int, rnd: str, select: str, **kw) -> VectorISA:
     w = _X86_WIDTHS[lanes]
     return VectorISA(
         lanes=lanes, suffix=_X86_WIDTHS, ops=MappingProxyType({**_X86_VECTOR_OPS, Prim.FROUND: rnd}),
         load=f"vmovups_load_{w}", store=f"vmovups_store_{w}", load_bcast=f"vbroadcastss_load_{w}",
         bcast=f"vbroadcastss_{w}", fp_const=f"vbroadcastss_load_{w}", fp_zero=f"vxorps_{w}",
-        move=f"vmovaps_{w}", select=f"{select}_{w}", pairwise=MappingProxyType({}), **kw)
+        move=f"vmovaps_{w}", select=f"{select}_{w}", pairwise=MappingProxyType({}), panel_bytes=_PANEL_BYTES, **kw)
 
 
 _AVX2 = _x86_vector(
@@ -234,7 +260,8 @@ _NEON = VectorISA(
     move="mov_16b", select="bsl_16b", extract_hi=MappingProxyType({}),
     pairwise=MappingProxyType({(Prim.FADDP, 2): "faddp_4s", (Prim.FADDP, 1): "faddp_s",
                                (Prim.FMAXP, 2): "fmaxp_4s", (Prim.FMAXP, 1): "fmaxp_s"}),
-    masked_tails=False, compare_to_mask=False, select_overwrites_mask=True, bcast_takes_offset=False)
+    masked_tails=False, compare_to_mask=False, select_overwrites_mask=True, bcast_takes_offset=False,
+    panel_bytes=_PANEL_BYTES)
 
 _x86 = TARGETS["x86-64"]
 _avx512_scalar = {**_X86_SCALAR, Prim.FCMP_LT: "vcmpss_k", Prim.FCMP_NE: "vcmpss_k", Prim.FROUND: "vrndscaless"}
@@ -292,13 +319,13 @@ GPU_TARGETS: Mapping[str, Target] = MappingProxyType({
         stores=MappingProxyType({DType.F32: "st.global.f32", DType.I64: "st.global.s64",
                                  DType.BOOL: "st.global.u8"}),
         fp_int_select=MappingProxyType({True: "selp.f32", False: "selp.s64"}),
-        fp_zero="mov.f32", fp_const="mov.f32", pointer_init="ld.param.u64",
+        fp_zero="mov.f32", fp_const="mov.f32", pointer_init="ld.param.u64", fp_move="mov.f32", gp_move="mov.u64",
         registers=Registers(gp=(), fp=(), args=(), callee_saved=frozenset(), two_address=False,
                             fp_compare_to_flags=False),
         imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND, Prim.IDIV, Prim.IREM,
                              Prim.ICMP_LT, Prim.ICMP_GE, Prim.ICMP_NE}),
         imm_fits=lambda v: -(2**63) <= v < 2**63, setcc_zero_extend=None, fp_sign_masks=False,
-        cvt_merges=False, disp_fits=lambda d, n: -(2**31) <= d < 2**31),
+        cvt_merges=False, disp_fits=lambda d, n: -(2**31) <= d < 2**31, simt=SimtISA(warp_size=32)),
 })
 
 

@@ -23,7 +23,7 @@ from isasim.lowering.kernel import Affine, Const, Expr, Index, Kernel, Let, Load
 
 
 @dataclass
-class _Stream:
+class Stream:
     reg: Reg
     chain: tuple[str, ...]  # enclosing loop variables, outermost first
     strides: dict[str, int]  # bytes per iteration of each loop variable
@@ -34,14 +34,14 @@ class _Stream:
 
 
 @dataclass
-class _Selector:
+class Selector:
     kernel: Kernel
     target: Target
     trips: dict[str, int]
     nregs: int = 0
     prologue: list[Instr] = field(default_factory=list)
     consts: dict[tuple, Reg] = field(default_factory=dict)
-    streams: dict[tuple, _Stream] = field(default_factory=dict)
+    streams: dict[tuple, Stream] = field(default_factory=dict)
     scalars: dict[str, Reg] = field(default_factory=dict)
     scalar_fp: dict[str, bool] = field(default_factory=dict)
     counters: dict[str, Reg] = field(default_factory=dict)
@@ -80,7 +80,7 @@ class _Selector:
             self.consts[key] = r
         return self.consts[key]
 
-    def stream(self, scope: int, buf: str, index: Affine, chain: tuple[str, ...]) -> _Stream:
+    def stream(self, scope: int, buf: str, index: Affine, chain: tuple[str, ...]) -> Stream:
         static = Affine(index.offset, index.terms)
         key = (scope, buf, static, chain)
         if key not in self.streams:
@@ -96,7 +96,7 @@ class _Selector:
                 self.prologue.append(Instr(self.target.pointer_init, Prim.IMOV, r, (Addr(buf, 0),)))
                 self.prologue.append(Instr(self.mn(Prim.IADD), Prim.IADD, r,
                                            (r, self.const(Const(off, fp=False)))))
-            self.streams[key] = _Stream(r, chain, {v: index.coef(v) * isz for v in chain},
+            self.streams[key] = Stream(r, chain, {v: index.coef(v) * isz for v in chain},
                                         {v: self.trips[v] for v in chain}, scope)
         return self.streams[key]
 
@@ -291,7 +291,7 @@ def _carries(e: Expr, ph: Map) -> bool:
     return isinstance(e, Op) and any(_carries(a, ph) for a in e.args)
 
 
-def nest(sel: _Selector, parallel: tuple[tuple[str, int], ...], inner: list[Item]) -> list[Item]:
+def nest(sel: Selector, parallel: tuple[tuple[str, int], ...], inner: list[Item]) -> list[Item]:
     """`inner` wrapped in the parallel loops, outermost first."""
     for var, extent in reversed(parallel):
         wrapped: list[Item] = []
@@ -300,17 +300,7 @@ def nest(sel: _Selector, parallel: tuple[tuple[str, int], ...], inner: list[Item
     return inner
 
 
-def finish(sel: _Selector, kernel: Kernel, target: Target, code: list[Item]) -> Program:
+def finish(sel: Selector, kernel: Kernel, target: Target, code: list[Item]) -> Program:
     buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in kernel.buffers)
     program = Program(kernel.name, target.name, buffers, tuple(sel.prologue) + tuple(code), kernel.flops)
     return allocate(program, target)
-
-
-def select(kernel: Kernel, target: Target) -> Program:
-    """Lower one kernel to one program for `target` (SIMD targets: lowering/isel_vector.py)."""
-    if target.vector is not None:
-        from isasim.lowering.isel_vector import select_vector
-        return select_vector(kernel, target)
-    parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
-    sel = _Selector(kernel, target, dict(parallel))
-    return finish(sel, kernel, target, nest(sel, parallel, sel.phases(tuple(v for v, _ in parallel))))

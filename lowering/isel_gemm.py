@@ -26,6 +26,8 @@ from isasim.lowering.isel_vector import VectorSelector, reduction_of
 from isasim.lowering.kernel import Affine, Kernel, Load, Map, Op, Reduce, Scalar
 from isasim.isa.dtype import DType
 
+F32_BYTES = DType.F32.itemsize  # the element every float buffer, register lane and shared word holds
+
 MAX_MR, MAX_NR = 6, 6
 
 
@@ -86,11 +88,11 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
     if not (outer or dot):
         return None
     cols = N // L if outer else N
-    col_bytes = L * 4 if outer else b.index.coef("n") * 4
+    col_bytes = L * F32_BYTES if outer else b.index.coef("n") * F32_BYTES
     mr, nr = _choose_block(sel, M, cols, outer)
     nstep = nr * L if outer else nr
     blocks = cols // nr
-    per = _panel(blocks, 4 * K * nstep, sel.vec.panel_bytes)
+    per = _panel(blocks, F32_BYTES * K * nstep, sel.vec.panel_bytes)
     bvars = tuple((v, e) for v, e in parallel if v not in ("m", "n"))
     loops = bvars + tuple((v, e) for v, e in (("nP", blocks // per), ("m0", M // mr), ("n0", per)) if e > 1)
     sel.trips.update(dict(loops))
@@ -103,7 +105,7 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
     A, B, OUT = Load(a.buf, blocked(a.index)), Load(b.buf, blocked(b.index)), Map(None, 1, st.buf,
                                                                                  blocked(st.index), st.value)
     BIAS = bias and Load(bias.buf, blocked(bias.index))
-    g = _Gemm(sel, mr, nr, k, K, pvars, A, B, OUT, BIAS, a.index.coef("m") * 4, col_bytes)
+    g = _Gemm(sel, mr, nr, k, K, pvars, A, B, OUT, BIAS, a.index.coef("m") * F32_BYTES, col_bytes)
     code = g.outer_product() if outer else g.dot_product()
     return nest(sel, loops, code)
 
@@ -137,20 +139,20 @@ class _Gemm:
         epilogue the displacement must suit its scalar loads too, so the vector loop and the epilogue share
         one pointer, which the vector loop advances."""
         if bcast and not self.s.vec.bcast_takes_offset:
-            return Affine(index.offset + (row + col) // 4, index.terms), 0
+            return Affine(index.offset + (row + col) // F32_BYTES, index.terms), 0
         fits = self.s.target.disp_fits
-        also = 4 if self.scalar_tail else nbytes
+        also = F32_BYTES if self.scalar_tail else nbytes
         for moved, disp in ((0, row + col), (row, col), (col, row), (row + col, 0)):
             if (fits(disp, nbytes) and fits(disp, also)) or disp == 0:
-                return Affine(index.offset + moved // 4, index.terms), disp
+                return Affine(index.offset + moved // F32_BYTES, index.terms), disp
         raise AssertionError("displacement 0 always fits")
 
     def load(self, ld: Load, row: int, col: int, code: list, lanes: int, scale: int, bcast: bool = False,
              mask: Reg | None = None, shift: int = 0, chain=None, scope: int = 0) -> Reg:
         s = self.s
         chain = self.chain if chain is None else chain
-        width = 4 if bcast or lanes == 1 else s.width(mask)
-        index, disp = self.address(ld.index, row, col, 4 * (1 if bcast else lanes), bcast)
+        width = F32_BYTES if bcast or lanes == 1 else s.width(mask)
+        index, disp = self.address(ld.index, row, col, F32_BYTES * (1 if bcast else lanes), bcast)
         stream = s.stream(scope, ld.buf, index, self.chain if scope == 0 else self.pvars)
         r = s.vnew(lanes=lanes) if lanes > 1 else s.new(RegFile.FP)
         acc = s.access(ld.buf, index, chain, scale, disp + shift, width)
@@ -194,7 +196,7 @@ class _Gemm:
         step(body, None, 0)
         s.loop(self.k, full, body, False, code, 0, scale=L)
         if rest and s.vec.masked_tails:  # masked lanes load as zero and add nothing
-            step(code, s.tail_mask(rest), full * L * 4)
+            step(code, s.tail_mask(rest), full * L * F32_BYTES)
             s._tail_done(0, self.k, full * L)
         sums = [[s.new(RegFile.FP) for _ in range(nr)] for _ in range(mr)]
         for r in range(mr):
@@ -202,7 +204,7 @@ class _Gemm:
                 s.horizontal(accs[r][c], Prim.FADD, sums[r][c], code)
         if rest and not s.vec.masked_tails:
             body = []
-            tail = full * L * 4  # where the epilogue's elements start along k (for the cache model)
+            tail = full * L * F32_BYTES  # where the epilogue's elements start along k (for the cache model)
             rows = [self.load(self.A, r * self.a_row, 0, body, 1, 1, shift=tail) for r in range(mr)]
             for c in range(nr):
                 col = self.load(self.B, 0, c * self.col_bytes, body, 1, 1, shift=tail)
@@ -232,8 +234,8 @@ class _Gemm:
         out_ix = self.OUT.index
 
         def offsets(ix: Affine, r: int, c: int) -> tuple[int, int]:
-            col = c * lanes * 4 if lanes > 1 else c * ix.coef("n0") // self.nr * 4
-            return r * ix.coef("m0") // self.mr * 4, col
+            col = c * lanes * F32_BYTES if lanes > 1 else c * ix.coef("n0") // self.nr * F32_BYTES
+            return r * ix.coef("m0") // self.mr * F32_BYTES, col
 
         for r in range(self.mr):
             for c in range(self.nr):
@@ -245,8 +247,8 @@ class _Gemm:
                     b = self.load(self.BIAS, row, col, code, lanes, 1, bcast=bcast, chain=self.pvars, scope=1)
                     mnem = s.vop(Prim.FADD) if lanes > 1 else s.mn(Prim.FADD)
                     code.append(Instr(mnem, Prim.FADD, v, (v, b), lanes=lanes))
-                index, disp = self.address(out_ix, *offsets(out_ix, r, c), lanes * 4)
+                index, disp = self.address(out_ix, *offsets(out_ix, r, c), lanes * F32_BYTES)
                 stream = s.stream(1, self.OUT.buf, index, self.pvars)
-                acc = s.access(self.OUT.buf, index, self.pvars, 1, disp, lanes * 4)
+                acc = s.access(self.OUT.buf, index, self.pvars, 1, disp, lanes * F32_BYTES)
                 mnem = s.vec.store if lanes > 1 else s.target.stores[DType.F32]
                 code.append(Instr(mnem, Prim.STORE, Mem(stream.reg, disp), (v,), DType.F32, acc, lanes=lanes))

@@ -19,13 +19,12 @@ from dataclasses import dataclass, field, replace
 from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_launch import Launch, Lin, WarpAccess
-from isasim.isa.targets import GPU_TARGETS, Target
-from isasim.lowering.isel import _Selector, _Stream
+from isasim.isa.targets import Target
+from isasim.lowering.isel import Selector, Stream
 from isasim.isa.dtype import DType
 from isasim.lowering.kernel import Affine, Const, Index, Kernel, Let, Load, Map, Op, Reduce, Scalar, is_fp
 
 BLOCK = 256  # threads per block: 8 warps, a common default that fills an SM with 8 resident blocks
-WARP = 32
 _COMBINE = {Prim.FADD: Prim.FADD, Prim.FMA: Prim.FADD, Prim.FMAX: Prim.FMAX}  # update -> how partials combine
 # Every lane starts its partial result at the reduction's init and the butterfly combines all 32, so the init
 # must be the combine's neutral element (0 + 0 = 0, max(-inf, x) = x); any other init keeps a thread per row.
@@ -38,7 +37,7 @@ def _vars(terms) -> list[str]:
 
 
 @dataclass
-class _SimtSelector(_Selector):
+class SimtSelector(Selector):
     coords: dict[str, tuple[Reg, tuple]] = field(default_factory=dict)  # var -> (register, Lin terms of it)
     bases: dict[str, Reg] = field(default_factory=dict)
     lane: Reg | None = None  # warp-per-row: the thread's lane, which walks the row's variable
@@ -47,9 +46,13 @@ class _SimtSelector(_Selector):
     guard_lins: tuple = ()
     positions: dict[str, Reg] = field(default_factory=dict)  # a lane loop's element index (lane + 32 * trip)
     origins: dict[tuple, int] = field(default_factory=dict)  # a pointer's element offset, per stream key
-    lane_step: int = WARP  # elements a lane loop's trip advances (32 x its unrolling)
+    lane_step: int = 0  # in a lane loop: the elements its trip advances (a warp x its unrolling)
     point_code: list | None = None  # where a point's coordinates and pointers go (default: the prologue)
     grid_stride: tuple = ()  # inside a grid-stride loop: (threads in the grid, elements in all)
+
+    @property
+    def warp(self) -> int:
+        return self.target.simt.warp_size
 
     # ---- where values live ------------------------------------------------------------------------
     def base(self, buf: str) -> Reg:
@@ -64,7 +67,7 @@ class _SimtSelector(_Selector):
         code.append(Instr(self.mn(prim), prim, r, srcs))
         return r
 
-    def stream(self, scope: int, buf: str, index: Affine, chain: tuple[str, ...]) -> _Stream:
+    def stream(self, scope: int, buf: str, index: Affine, chain: tuple[str, ...]) -> Stream:
         """One pointer per buffer and walk: accesses that differ only by a constant offset share it and
         reach their element through the load's displacement (`[%rd + 16]`)."""
         key = (scope, buf, index.terms, chain)
@@ -81,7 +84,7 @@ class _SimtSelector(_Selector):
             if self.lane_var in chain and index.coef(self.lane_var):
                 t = self.emit(code, Prim.IMUL, (self.lane, Imm(index.coef(self.lane_var) * isz)))
                 code.append(Instr(self.mn(Prim.IADD), Prim.IADD, r, (r, t)))
-            self.streams[key] = _Stream(r, chain, {v: index.coef(v) * isz for v in chain},
+            self.streams[key] = Stream(r, chain, {v: index.coef(v) * isz for v in chain},
                                         {v: self.trips[v] for v in chain}, scope)
             self.origins[key] = index.offset
         return self.streams[key]
@@ -99,7 +102,7 @@ class _SimtSelector(_Selector):
             if v in self.coords and index.coef(v):
                 terms += [(div, mod, mult * index.coef(v) * isz) for div, mod, mult in self.coords[v][1]]
         if self.lane_var in chain and index.coef(self.lane_var):
-            terms.append((1, WARP, index.coef(self.lane_var) * isz))
+            terms.append((1, self.warp, index.coef(self.lane_var) * isz))
         for dyn, c in index.dynamic:  # a gather: as if each index row were distinct (see WarpAccess)
             if isinstance(dyn, Load):
                 for v in _vars(dyn.index.terms):
@@ -165,12 +168,12 @@ class _SimtSelector(_Selector):
         trips unrolled UNROLL times (NVVM unrolls such loops too): each trip's loads go out first, so a warp
         has several in flight instead of waiting out the memory latency of each. Where the row is not a
         multiple of 32, accesses are guarded by j < extent. Each lane still sees its elements in order."""
-        trip = -(-extent // WARP)
+        trip = -(-extent // self.warp)
         unroll = next(u for u in UNROLL if trip % u == 0)
         self.trips[var] = trip // unroll
-        self.lane_step = WARP * unroll
+        self.lane_step = self.warp * unroll
         pos = None
-        if extent % WARP:
+        if extent % self.warp:
             pos = self.new(RegFile.GP)
             code.append(Instr(self.mn(Prim.IMOV), Prim.IMOV, pos, (self.lane,)))
             self.positions[var] = pos
@@ -180,15 +183,15 @@ class _SimtSelector(_Selector):
         for u in range(unroll):
             if pos is not None:
                 self.guard = self.new(RegFile.PRED)
-                guards.append(Instr(self.mn(Prim.ICMP_LT), Prim.ICMP_LT, self.guard, (pos, Imm(extent - WARP * u))))
-                self.guard_lins = ((Lin(WARP * u, ((1, WARP, 1),), (self.lane_step,)), extent),)
+                guards.append(Instr(self.mn(Prim.ICMP_LT), Prim.ICMP_LT, self.guard, (pos, Imm(extent - self.warp * u))))
+                self.guard_lins = ((Lin(self.warp * u, ((1, self.warp, 1),), (self.lane_step,)), extent),)
             part: list[Item] = []
-            fill(part, WARP * u)
+            fill(part, self.warp * u)
             for ins in part:
                 (loads if isinstance(ins, Instr) and ins.prim is Prim.LOAD else rest).append(ins)
         self.loop(var, trip // unroll, guards + loads + rest, parallel, code, scope, scale=self.lane_step)
         self.positions.pop(var, None)
-        self.guard, self.guard_lins, self.lane_step = None, (), WARP
+        self.guard, self.guard_lins, self.lane_step = None, (), 0
 
     def reduce_phase(self, scope: int, ph: Reduce, outer, code: list[Item]) -> None:
         if self.lane is None:
@@ -205,9 +208,11 @@ class _SimtSelector(_Selector):
 
         self.lane_loop(ph.var, ph.extent, scope, False, code, fill)
         combine = _COMBINE[ph.update.prim]
-        for offset in (16, 8, 4, 2, 1):  # butterfly: after five steps every lane holds the whole row's result
+        offset = self.warp // 2
+        while offset:  # butterfly: after log2(warp) steps every lane holds the whole row's result
             other = self.emit(code, Prim.SHFL_XOR, (acc, Imm(offset)), RegFile.FP)
             code.append(Instr(self.mn(combine), combine, acc, (acc, other)))
+            offset //= 2
 
     def map_phase(self, scope: int, ph: Map, outer, code: list[Item]) -> None:
         if self.lane is None:
@@ -219,7 +224,7 @@ class _SimtSelector(_Selector):
     def point_store(self, ph: Map, code: list, cse: dict, scope: int) -> None:
         """A once-per-row store (layer norm's mean and rstd) from lane 0 only."""
         first = self.emit(code, Prim.ICMP_LT, (self.lane, Imm(1)), RegFile.PRED)
-        self.guard, self.guard_lins = first, ((Lin(0, ((1, WARP, 1),)), 1),)
+        self.guard, self.guard_lins = first, ((Lin(0, ((1, self.warp, 1),)), 1),)
         self.store(ph, code, cse, scope, ())
         self.guard, self.guard_lins = None, ()
 
@@ -296,7 +301,7 @@ def _row_kernel(kernel: Kernel) -> bool:
         and r.init == Const(_NEUTRAL[_COMBINE[r.update.prim]]) for r in reduces)
 
 
-def _decompose(sel: _SimtSelector, index: Reg, unit: int, parallel, code: list) -> None:
+def _decompose(sel: SimtSelector, index: Reg, unit: int, parallel, code: list) -> None:
     """Each parallel variable's coordinate from `index` (= gid // unit), innermost fastest."""
     inner = 1
     for i, (var, extent) in reversed(list(enumerate(parallel))):
@@ -307,7 +312,7 @@ def _decompose(sel: _SimtSelector, index: Reg, unit: int, parallel, code: list) 
         inner *= extent
 
 
-def _grid_stride(sel: _SimtSelector, gid: Reg, threads: int, points: int, parallel) -> list[Item]:
+def _grid_stride(sel: SimtSelector, gid: Reg, threads: int, points: int, parallel) -> list[Item]:
     """for (i = gid; i < points; i += threads) { the element's coordinates, pointers and phases }: the CUDA
     grid-stride loop, for grids larger than the GPU holds at once; the last trip is guarded."""
     trips = -(-points // threads)
@@ -330,7 +335,7 @@ def _grid_stride(sel: _SimtSelector, gid: Reg, threads: int, points: int, parall
                                                                            True, "grid")]
 
 
-def thread_index(sel: _Selector, block: int) -> Reg:
+def thread_index(sel: Selector, block: int) -> Reg:
     """gid = ctaid.x * ntid.x + tid.x"""
     tid = sel.new(RegFile.GP)
     cta = sel.new(RegFile.GP)
@@ -342,39 +347,20 @@ def thread_index(sel: _Selector, block: int) -> Reg:
     return g
 
 
-def select_simt(kernel: Kernel, target: Target | None = None, gpu=None) -> Program:
-    """Lower one kernel to one SIMT kernel launch (PTX instruction stream + geometry); `gpu` (an isa.gpu.Gpu)
-    lets a GEMM pick tiles that keep all its SMs busy, and caps an elementwise grid at the blocks the GPU
-    holds at once (beyond them, threads loop: a grid-stride loop)."""
-    target = target or GPU_TARGETS["simt"]
-    from isasim.lowering.isel_simt_gemm import gemm_shape, select_gemm
-    shape = gemm_shape(kernel)
-    if shape is not None:
-        return select_gemm(kernel, target, shape, gpu)
-    if gpu is None:
-        return _select(kernel, target, None)
-    from isasim.isa.simt_cost import occupancy, registers
-    # First guess: the blocks that threads and block slots alone allow; the kernel's registers may allow fewer.
-    prog = _select(kernel, target, gpu.sms * max(1, min(gpu.max_threads_per_sm // BLOCK, gpu.max_blocks_per_sm)))
-    resident = occupancy(prog, registers(prog), gpu)[0]
-    if prog.launch.grid > gpu.sms * resident:
-        prog = _select(kernel, target, gpu.sms * resident)
-    return prog
-
-
-def _select(kernel: Kernel, target: Target, max_grid: int | None) -> Program:
-    """select_simt for a non-GEMM kernel, with at most `max_grid` blocks (None: one thread per point)."""
+def select_points(kernel: Kernel, target: Target, max_grid: int | None) -> Program:
+    """A non-GEMM kernel as a thread per output element (a warp per row for row reductions), with at most
+    `max_grid` blocks (None: one thread per point; beyond max_grid, threads loop over a grid-stride loop)."""
     kernel = _points_only(kernel)
     parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
     rows = kernel.points
-    sel = _SimtSelector(kernel, target, {})
+    sel = SimtSelector(kernel, target, {})
     warp = _row_kernel(kernel)
-    unit = WARP if warp else 1
+    unit = target.simt.warp_size if warp else 1
     threads = rows * unit
     # Coordinates come from magic-number divisions (isa/emit_ptx.py), exact for dividends below 2^31; a
     # grid-stride index runs up to twice the points.
     assert threads <= 2 ** 30, f"{kernel.name}: {threads} threads; SIMT index arithmetic needs at most 2^30"
-    block = min(BLOCK, -(-threads // WARP) * WARP)
+    block = min(BLOCK, -(-threads // target.simt.warp_size) * target.simt.warp_size)
     grid = -(-threads // block)
     if not warp and max_grid is not None:
         grid = min(grid, max_grid)
@@ -384,8 +370,8 @@ def _select(kernel: Kernel, target: Target, max_grid: int | None) -> Program:
         live: tuple = ()
     else:
         if warp:
-            row = sel.emit(sel.prologue, Prim.IDIV, (gid, Imm(WARP)))
-            sel.lane = sel.emit(sel.prologue, Prim.IREM, (gid, Imm(WARP)))
+            row = sel.emit(sel.prologue, Prim.IDIV, (gid, Imm(unit)))
+            sel.lane = sel.emit(sel.prologue, Prim.IREM, (gid, Imm(unit)))
             sel.lane_var = next(p.var for p in kernel.phases if isinstance(p, Reduce))
         else:
             row = gid

@@ -20,11 +20,14 @@ from dataclasses import dataclass
 
 from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
 from isasim.isa.semantics import Prim
+from isasim.isa.simt_cost import cost_simt
 from isasim.isa.simt_launch import Launch, Lin, WarpAccess
 from isasim.isa.targets import Target
-from isasim.lowering.isel_simt import BLOCK, _SimtSelector, thread_index
+from isasim.lowering.isel_simt import BLOCK, SimtSelector, thread_index
 from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar, canonical
 from isasim.isa.dtype import DType
+
+F32_BYTES = DType.F32.itemsize  # the element every float buffer, register lane and shared word holds
 
 SIDE = 16  # threads along each edge of the block (16 x 16 = BLOCK)
 STEP = 16  # k per shared-memory slice
@@ -67,26 +70,24 @@ def select_gemm(kernel: Kernel, target: Target, g: GemmShape, gpu=None) -> Progr
     heuristics and Triton's autotuner pick tiles per problem: 64x64 tiles may leave SMs idle on small
     problems, 32x32 ones issue twice the shared loads per FMA)."""
     if gpu is None:
-        return _GemmBuilder(kernel, target, g, REGISTER_TILES[0]).build()
+        return GemmBuilder(kernel, target, g, REGISTER_TILES[0]).build()
     key = (canonical(kernel), gpu.key())
     if key not in _CHOSEN:  # the same GEMM in every layer is tuned once
-        from isasim.isa.simt_cost import cost_simt
-
-        cycles = {per: cost_simt(_GemmBuilder(kernel, target, g, per).build(), gpu).cycles for per in REGISTER_TILES}
+        cycles = {per: cost_simt(GemmBuilder(kernel, target, g, per).build(), gpu).cycles for per in REGISTER_TILES}
         _CHOSEN[key] = min(REGISTER_TILES, key=lambda per: cycles[per])
-    return _GemmBuilder(kernel, target, g, _CHOSEN[key]).build()
+    return GemmBuilder(kernel, target, g, _CHOSEN[key]).build()
 
 
 _CHOSEN: dict = {}  # (canonical kernel, GPU) -> register tile
 
 
-class _GemmBuilder:
+class GemmBuilder:
     def __init__(self, kernel: Kernel, target: Target, g: GemmShape, per: int):
         self.kernel, self.target, self.g = kernel, target, g
         self.per = per
         self.tile = SIDE * per
         self.row = self.tile + PAD
-        self.sel = _SimtSelector(kernel, target, {})
+        self.sel = SimtSelector(kernel, target, {})
         self.mv, self.nv = kernel.parallel[-2][0], kernel.parallel[-1][0]
         self.red: Reduce = kernel.phases[0]
         self.tiles_m, self.tiles_n = -(-g.m // self.tile), -(-g.n // self.tile)
@@ -193,11 +194,11 @@ class _GemmBuilder:
         terms += [(d, mo, mu * ck * isz) for d, mo, mu in k_terms]
         # the shared address this thread writes: tile[kk][vv]
         sptr = self.op(pro, Prim.IMOV, Addr(tile, 0))
-        t = self.op(pro, Prim.IMUL, kk, Imm(self.row * 4))
+        t = self.op(pro, Prim.IMUL, kk, Imm(self.row * F32_BYTES))
         pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, sptr, (sptr, t)))
         t = self.op(pro, Prim.IMUL, vv, Imm(4))
         pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, sptr, (sptr, t)))
-        s_terms = tuple((d, mo, mu * self.row * 4) for d, mo, mu in k_terms) + tuple((d, mo, mu * 4) for d, mo, mu in v_terms)
+        s_terms = tuple((d, mo, mu * self.row * F32_BYTES) for d, mo, mu in k_terms) + tuple((d, mo, mu * F32_BYTES) for d, mo, mu in v_terms)
         first: list[Item] = []  # slice 0, before the loop
         body: list[Item] = []  # slice t + 1, in trip t
         stores: list[Instr] = []
@@ -231,9 +232,9 @@ class _GemmBuilder:
                               WarpAccess(False, load.buf, Lin(load.index.offset * isz + disp + step, tuple(terms),
                                                               (step,)),
                                          isz, tuple(rows) + ((Lin(dk + STEP, k_terms, (STEP,)), self.g.k),)))
-            sdisp = (dk * self.row + dv) * 4
+            sdisp = (dk * self.row + dv) * F32_BYTES
             stores.append(Instr(sel.mn(Prim.STORE_SHARED), Prim.STORE_SHARED, Mem(sptr, sdisp), (value,), DType.F32,
-                                warp=WarpAccess(True, tile, Lin(sdisp, s_terms, (0,)), 4)))
+                                warp=WarpAccess(True, tile, Lin(sdisp, s_terms, (0,)), F32_BYTES)))
         first.append(Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(step))))
         code.extend(first)
         return _Copy(body, stores, latch)
@@ -257,12 +258,12 @@ class _GemmBuilder:
         operands = []
         for kk in range(STEP):
             step, regs = [], {}
-            for name, ptr, terms in (("As", a_ptr, ((SIDE, SIDE, 4),)), ("Bs", b_ptr, ((1, SIDE, 4),))):
+            for name, ptr, terms in (("As", a_ptr, ((SIDE, SIDE, F32_BYTES),)), ("Bs", b_ptr, ((1, SIDE, F32_BYTES),))):
                 for i in range(self.per):
                     r = sel.new(RegFile.FP)
-                    disp = (kk * self.row + SIDE * i) * 4
+                    disp = (kk * self.row + SIDE * i) * F32_BYTES
                     step.append(Instr(sel.mn(Prim.LOAD_SHARED), Prim.LOAD_SHARED, r, (Mem(ptr, disp),), DType.F32,
-                                      warp=WarpAccess(True, name, Lin(disp, terms, (0,)), 4)))
+                                      warp=WarpAccess(True, name, Lin(disp, terms, (0,)), F32_BYTES)))
                     regs[name, i] = r
             loads.append(step)
             operands.append(regs)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from isasim.isa.program import Access, Imm, Instr, Item, Mem, Reg, RegFile
 from isasim.isa.semantics import Prim
-from isasim.isa.targets import Target
-from isasim.lowering.isel import _Selector, finish, nest
-from isasim.lowering.kernel import Const, Expr, Index, Kernel, Load, Map, Op, Reduce, Scalar
+from isasim.lowering.isel import Selector
+from isasim.lowering.kernel import Const, Expr, Index, Load, Map, Op, Reduce, Scalar
 from isasim.isa.dtype import DType
+
+F32_BYTES = DType.F32.itemsize  # the element every float buffer, register lane and shared word holds
 
 # Reductions a vector accumulator can split into lanes: update primitive -> (identity, horizontal combine)
 _REDUCTIONS = {Prim.FADD: (0.0, Prim.FADD), Prim.FMA: (0.0, Prim.FADD), Prim.FMAX: (float("-inf"), Prim.FMAX)}
@@ -54,7 +55,7 @@ def _mentions(e: Expr, target: Expr) -> bool:
     return isinstance(e, Op) and any(_mentions(a, target) for a in e.args)
 
 
-class VectorSelector(_Selector):
+class VectorSelector(Selector):
     @property
     def vec(self):
         return self.target.vector
@@ -134,7 +135,7 @@ class VectorSelector(_Selector):
 
     def width(self, mask: Reg | None) -> int:
         """Bytes a vector access moves: its live lanes (a masked lane touches no memory)."""
-        return 4 * (self.consts[("active", mask)] if mask is not None else self.lanes)
+        return F32_BYTES * (self.consts[("active", mask)] if mask is not None else self.lanes)
 
     def access(self, buf: str, index, chain: tuple[str, ...], scale: int, shift: int, width: int) -> Access:
         """What the cache model sees: `chain` names exactly the loops around the instruction; the innermost
@@ -255,8 +256,8 @@ class VectorSelector(_Selector):
         if self.vec.masked_tails:
             k = self.tail_mask(rest)
             tail_cse = {key: r for key, r in cse.items() if isinstance(key, tuple)}  # keep the broadcasts
-            v = self.vexpr(ph.value, code, tail_cse, scope, chain, code, {}, mask=k, shift=full * L * 4)
-            self.vstore(ph, v, code, scope, chain, mask=k, shift=full * L * 4)
+            v = self.vexpr(ph.value, code, tail_cse, scope, chain, code, {}, mask=k, shift=full * L * F32_BYTES)
+            self.vstore(ph, v, code, scope, chain, mask=k, shift=full * L * F32_BYTES)
             self._tail_done(scope, ph.var, full * L)
         else:
             body = []
@@ -293,7 +294,7 @@ class VectorSelector(_Selector):
         self.loop(ph.var, full, body, False, code, scope, scale=L)
         if rest and self.vec.masked_tails:
             tail_cse = {key: r for key, r in cse.items() if isinstance(key, tuple)}
-            body_into(code, tail_cse, self.tail_mask(rest), full * L * 4)
+            body_into(code, tail_cse, self.tail_mask(rest), full * L * F32_BYTES)
             self._tail_done(scope, ph.var, full * L)
         acc = self.new(RegFile.FP)
         self.horizontal(vacc, combine, acc, code)
@@ -320,14 +321,3 @@ class VectorSelector(_Selector):
                 mnem = self.mn(combine) if half == 1 else self.vop(combine, half)
                 code.append(Instr(mnem, combine, out, (v, hi), lanes=half))
             v, width = out, half
-
-
-def select_vector(kernel: Kernel, target: Target):
-    from isasim.lowering.isel_gemm import select_gemm
-
-    parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
-    sel = VectorSelector(kernel, target, dict(parallel))
-    blocked = select_gemm(sel, kernel, parallel)
-    if blocked is not None:
-        return finish(sel, kernel, target, blocked)
-    return finish(sel, kernel, target, nest(sel, parallel, sel.phases(tuple(v for v, _ in parallel))))

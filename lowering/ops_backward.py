@@ -20,7 +20,7 @@ from isasim.lowering import mathlib
 from isasim.lowering import views as V
 from isasim.lowering.kernel import Affine, Const, Expr, Index, Kernel, Let, Load, Map, Reduce, Scalar, op
 from isasim.lowering.ops_elementwise import elementwise_kernel
-from isasim.lowering.ops_rows import _row_vars
+from isasim.lowering.ops_rows import row_vars
 from isasim.lowering.registry import Context, output_name, register, unsupported
 from isasim.isa.dtype import DType
 from isasim.models.graph import Node
@@ -71,7 +71,7 @@ def lower_sum(ctx: Context, node: Node):
 def _row_kernel(ctx: Context, node: Node, views: list[V.View], dim: int, phases_of) -> Kernel:
     shape = views[0].shape
     dim %= len(shape)
-    dvars = _row_vars(len(shape), dim)
+    dvars = row_vars(len(shape), dim)
     loads = [Load(v.storage, v.index(dvars)) for v in views]
     out = ctx.out_view(node)
     phases = phases_of(*loads, shape[dim], out.storage, out.index(dvars))

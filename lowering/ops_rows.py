@@ -18,7 +18,7 @@ from isasim.isa.dtype import DType
 from isasim.models.graph import Node, Ref
 
 
-def _row_vars(ndim: int, dim: int) -> tuple[str | None, ...]:
+def row_vars(ndim: int, dim: int) -> tuple[str | None, ...]:
     return tuple("j" if d == dim else f"p{d}" for d in range(ndim))
 
 
@@ -28,7 +28,7 @@ def lower_softmax(ctx: Context, node: Node):
     if x.dtype is not DType.F32 or node.out.dtype is not DType.F32:
         raise unsupported(node, "softmax outside float32")
     dim = node.args[1] % len(x.shape)
-    dvars = _row_vars(len(x.shape), dim)
+    dvars = row_vars(len(x.shape), dim)
     n = x.shape[dim]
     xj = Load(x.storage, x.index(dvars))
     shifted = op(P.FSUB, xj, Scalar("m"))

@@ -113,9 +113,9 @@ def to_graph(ep: ExportedProgram, model_name: str, inputs: dict[str, torch.Tenso
             raise NotImplementedError(f"input kind {spec.kind} is not supported")
         name = spec.arg.name
         target = spec.target if spec.target is not None else name
-        placeholders.append(Placeholder(name, kind, _meta(fx_nodes[name].meta["val"]), target))
+        placeholders.append(Placeholder(name, kind, tensor_meta(fx_nodes[name].meta["val"]), target))
         if values is not None:
-            values[name] = _numpy(_placeholder_value(ep, kind, target, inputs))
+            values[name] = to_numpy(_placeholder_value(ep, kind, target, inputs))
 
     alias: dict[str, Ref] = {p.name: Ref(p.name) for p in placeholders}
     nodes = []
@@ -130,21 +130,21 @@ def to_graph(ep: ExportedProgram, model_name: str, inputs: dict[str, torch.Tenso
         if op in ASSERT_OPS or (n.meta.get("val") is None and not n.users):
             continue
         if op in IDENTITY_OPS:
-            alias[n.name] = _arg(n.args[0], alias)
+            alias[n.name] = graph_arg(n.args[0], alias)
             continue
         nodes.append(
             Node(
                 name=n.name,
                 op=op,
-                args=tuple(_arg(a, alias) for a in n.args),
-                kwargs=tuple((k, _arg(v, alias)) for k, v in n.kwargs.items()),
-                outs=_outs(n),
+                args=tuple(graph_arg(a, alias) for a in n.args),
+                kwargs=tuple((k, graph_arg(v, alias)) for k, v in n.kwargs.items()),
+                outs=node_outputs(n),
                 module=_module(n),
             )
         )
         alias[n.name] = Ref(n.name)
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
-    outputs = tuple(_arg(a, alias) for a in out_node.args[0])
+    outputs = tuple(graph_arg(a, alias) for a in out_node.args[0])
     return Graph(model_name, tuple(placeholders), tuple(nodes), outputs, values)
 
 
@@ -156,7 +156,7 @@ def _placeholder_value(ep, kind: PlaceholderKind, target: str, inputs) -> torch.
     return ep.constants[target]  # non-persistent buffers and lifted tensor constants
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
+def to_numpy(t: torch.Tensor) -> np.ndarray:
     _dtype(t.dtype)
     return t.detach().cpu().contiguous().numpy().copy()
 
@@ -168,24 +168,24 @@ def _dtype(dt: torch.dtype) -> DType:
         raise UserError(f"tensors of dtype {dt} are not supported: use a float32 model") from None
 
 
-def _meta(val) -> TensorMeta:
+def tensor_meta(val) -> TensorMeta:
     return TensorMeta(tuple(int(d) for d in val.shape), _dtype(val.dtype))
 
 
-def _outs(n: torch.fx.Node) -> tuple[TensorMeta, ...]:
+def node_outputs(n: torch.fx.Node) -> tuple[TensorMeta, ...]:
     val = n.meta.get("val")
     if isinstance(val, torch.Tensor):
-        return (_meta(val),)
+        return (tensor_meta(val),)
     if isinstance(val, (tuple, list)) and all(isinstance(v, torch.Tensor) for v in val):
-        return tuple(_meta(v) for v in val)
+        return tuple(tensor_meta(v) for v in val)
     raise NotImplementedError(f"node {n.name} ({n.target}) has a non-tensor output {type(val).__name__}")
 
 
-def _arg(a, alias: dict[str, Ref]):
+def graph_arg(a, alias: dict[str, Ref]):
     if isinstance(a, torch.fx.Node):
         return alias[a.name]
     if isinstance(a, (list, tuple)):
-        return tuple(_arg(x, alias) for x in a)
+        return tuple(graph_arg(x, alias) for x in a)
     if a is None or isinstance(a, (bool, int, float, str)):
         return a
     if isinstance(a, torch.device):

@@ -31,9 +31,9 @@ def load_split(split: str) -> list[dict]:
 
 def encode(texts: list[str], seq: int) -> dict[str, torch.Tensor]:
     """[CLS] text [SEP] with the bert-base-uncased vocabulary, truncated or padded to `seq` (mask 0 on pads)."""
-    from isasim.models.inputs import _tokenize
+    from isasim.models.inputs import tokenize
 
-    rows = [_tokenize(t, seq) for t in texts]
+    rows = [tokenize(t, seq) for t in texts]
     return {"input_ids": torch.tensor([r[0] for r in rows], dtype=torch.int64),
             "attention_mask": torch.tensor([r[1] for r in rows], dtype=torch.int64),
             "token_type_ids": torch.zeros(len(rows), seq, dtype=torch.int64)}

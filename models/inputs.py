@@ -30,7 +30,7 @@ def make_inputs(
         ids = torch.randint(0, vocab, (batch, seq), generator=gen, dtype=torch.int64)
         mask = torch.ones(batch, seq, dtype=torch.int64)
     else:
-        row, row_mask = _tokenize(text, seq)
+        row, row_mask = tokenize(text, seq)
         too_big = [i for i in row if i >= vocab]
         if too_big:
             raise UserError(
@@ -42,7 +42,7 @@ def make_inputs(
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros(batch, seq, dtype=torch.int64)}
 
 
-def _tokenize(text: str, seq: int) -> tuple[list[int], list[int]]:
+def tokenize(text: str, seq: int) -> tuple[list[int], list[int]]:
     from transformers import BertTokenizer
 
     from isasim.models.registry import vocab_file

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import transformers
 
-from isasim.models.capture import ASSERT_OPS, Captured, _arg, _meta, _numpy, _outs
+from isasim.models.capture import ASSERT_OPS, Captured, graph_arg, tensor_meta, to_numpy, node_outputs
 from isasim.isa.errors import UserError
 from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref
 from isasim.models.inputs import check_shape, make_inputs
@@ -179,7 +179,7 @@ def capture_training(spec: ModelSpec, seq: int, batch: int, seed: int = 0, with_
              + [(f"exp_avg_sq.{k}", PlaceholderKind.BUFFER, f"exp_avg_sq.{k}") for k in names]
              + [(f"buffer.{k}", PlaceholderKind.BUFFER, k) for k in buffers]
              + [(k, PlaceholderKind.INPUT, k) for k in ("input_ids", "attention_mask", "token_type_ids", "labels")])
-    values = {name: _numpy(t) for (name, _, _), t in zip(kinds, flat)} if with_values else None
+    values = {name: to_numpy(t) for (name, _, _), t in zip(kinds, flat)} if with_values else None
     graph = _to_graph(gm, spec.name, kinds, names, values)
     cfg = spec.config
     graph.config = {
@@ -200,7 +200,7 @@ def _to_graph(gm: torch.fx.GraphModule, model: str, kinds, names: list[str], val
     """The traced step as a Graph: placeholders in `kinds` order, each node tagged with its phase."""
     fx = list(gm.graph.nodes)
     ph = [n for n in fx if n.op == "placeholder"]
-    placeholders = tuple(Placeholder(name, kind, _meta(n.meta["val"]), target)
+    placeholders = tuple(Placeholder(name, kind, tensor_meta(n.meta["val"]), target)
                          for (name, kind, target), n in zip(kinds, ph))
     alias: dict[str, Ref] = {n.name: Ref(p.name) for n, p in zip(ph, placeholders)}
     out_node = next(n for n in fx if n.op == "output")
@@ -223,10 +223,10 @@ def _to_graph(gm: torch.fx.GraphModule, model: str, kinds, names: list[str], val
         at = position[n.name]
         phase = "forward" if at <= loss_at else "backward" if at <= grads_end else \
             f"optimizer.{owner.get(n.name, '')}".rstrip(".")
-        nodes.append(Node(n.name, op, tuple(_arg(a, alias) for a in n.args),
-                          tuple((k, _arg(v, alias)) for k, v in n.kwargs.items()), _outs(n), phase))
+        nodes.append(Node(n.name, op, tuple(graph_arg(a, alias) for a in n.args),
+                          tuple((k, graph_arg(v, alias)) for k, v in n.kwargs.items()), node_outputs(n), phase))
         alias[n.name] = Ref(n.name)
-    outputs = tuple(_arg(a, alias) for a in outs)
+    outputs = tuple(graph_arg(a, alias) for a in outs)
     return Graph(model, placeholders, tuple(nodes), outputs, values)
 
 

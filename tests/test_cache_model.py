@@ -18,7 +18,7 @@ from isasim.isa.cache_model import (
     distinct_lines,
     loop_footprints,
 )
-from isasim.isa.cache_model import _Analysis  # item footprints, to skip cliff shapes
+from isasim.isa.cache_model import Analysis  # item footprints, to skip cliff shapes
 from isasim.isa.lru_cache import line_trace, lru_misses, simulate_lru
 
 # Small caches keep exact traces short while every kernel still crosses each capacity.
@@ -235,7 +235,7 @@ def _near_cliff(tree, band=(0.6, 1.6)) -> bool:
     """Some reuse distance the model thresholds -- a loop iteration's footprint, or one body item's (the
     distance between sibling loops re-reading a row) -- lies where set conflicts blur the capacity step."""
     fps = list(loop_footprints(tree, 64).values())
-    fps += [f for items in _Analysis(tree, 64).item_footprint.values() for f in items]
+    fps += [f for items in Analysis(tree, 64).item_footprint.values() for f in items]
     return any(band[0] * lv.lines <= f <= band[1] * lv.lines for lv in LEVELS for f in fps)
 
 

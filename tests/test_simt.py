@@ -24,7 +24,7 @@ from isasim.isa.simt_cost import cost_simt, memory_costs, occupancy, registers, 
 from isasim.isa.simt_exec import run_simt
 from isasim.isa.simt_stepper import step_simt
 from isasim.lowering.isel_simt import select_simt
-from isasim.lowering.isel_simt_gemm import REGISTER_TILES, _GemmBuilder, gemm_shape
+from isasim.lowering.isel_simt_gemm import REGISTER_TILES, GemmBuilder, gemm_shape
 from isasim.lowering.pipeline import lower_graph, materialize, run_graph
 from isasim.isa.targets import GPU_TARGETS, TARGETS
 from isasim.lowering.kernel import Const, Reduce
@@ -289,7 +289,7 @@ def test_ptxas_accepts_every_register_tile(per, tmp_path):
     x, w, b = rand(rng, 70, 45), rand(rng, 37, 45), rand(rng, 37)
     g = one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(70, 37)])
     (kernel,) = lower_graph(g).kernels
-    prog = _GemmBuilder(kernel, GPU_TARGETS["simt"], gemm_shape(kernel), per).build()
+    prog = GemmBuilder(kernel, GPU_TARGETS["simt"], gemm_shape(kernel), per).build()
     mem, _ = run(prog, g.values)
     np.testing.assert_allclose(mem.read("out").reshape(70, 37), x @ w.T + b, rtol=1e-5, atol=1e-4)
     for arch in ("sm_80", "sm_90"):
@@ -310,9 +310,9 @@ def test_cost_model_chunks_add_up(monkeypatch):
     g = one_op_graph("aten.softmax.int", {"x": x}, (Ref("x"), -1), [(37, 45)])
     progs.append(select_simt(lower_graph(g).kernels[0]))
     whole = [(dataclasses.asdict(memory_costs(p, A100)), simt_cost.live_counts(p)) for p in progs]
-    assert simt_cost._period(progs[0], next(i.warp for i in _instrs(progs[0]) if i.prim is Prim.LOAD_SHARED)) \
+    assert simt_cost.repeat_period(progs[0], next(i.warp for i in _instrs(progs[0]) if i.prim is Prim.LOAD_SHARED)) \
         < progs[0].launch.threads  # the shared tiles' pattern repeats every block: the default takes one period
     monkeypatch.setattr(simt_cost, "CHUNK", 96)
-    monkeypatch.setattr(simt_cost, "_period", lambda prog, wa: None)
+    monkeypatch.setattr(simt_cost, "repeat_period", lambda prog, wa: None)
     assert whole == [(dataclasses.asdict(memory_costs(p, A100)), simt_cost.live_counts(p)) for p in progs]
     assert progs[1].launch.threads > 96

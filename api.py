@@ -1,0 +1,140 @@
+"""isasim as a library: the same answers as the `isasim` command, as report objects.
+
+    import isasim
+    report = isasim.trace("bert-base", targets=["avx512"], seq=128)
+    report.targets[0].cycles, report.targets[0].bounds        # totals, and the cycles each kind of bound decided
+    report.targets[0].ops[0].bound                            # Bound(kind='port', cycles=..., where='p05')
+    report.to_dict()                                          # what `isasim trace --format json` prints
+    report.to_pandas()                                        # a row per op and target (needs pandas)
+
+A model is bert-base, bert-large, minilm, or a folder with config.json (and model.safetensors for real
+weights). Targets and machines are named as `isasim targets` lists them: `targets=None` means every target,
+each on its default machine; `machines` picks another machine for the targets of its instruction set.
+Long work reports through `progress(what, done, total)`. Bad input raises isasim.UserError, whose message
+is one line that says what to do.
+
+docs/api.md shows each function with real output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from isasim.engine.graphs import check_shape, lowered_for_cost
+from isasim.engine.targets import Progress, every_pair, pick_targets
+from isasim.isa.errors import UserError
+
+if TYPE_CHECKING:
+    from isasim.engine.check import CheckReport
+    from isasim.engine.compare import Comparison
+    from isasim.engine.trace import TraceReport
+    from isasim.engine.training import TrainingReport
+
+Names = Sequence[str] | str | None
+
+
+def _names(names: Names) -> list[str] | None:
+    return [names] if isinstance(names, str) else (list(names) if names else None)
+
+
+def trace(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
+          seed: int = 0, core_aten: bool = False, progress: Progress | None = None) -> TraceReport:
+    """What every op of the model's forward pass costs on each target: instructions, cycles, the deciding
+    bound and bytes per memory level, per op and in total. Nothing is executed."""
+    from isasim.engine.trace import trace as run
+
+    check_shape(batch)
+    chosen = pick_targets(_names(targets), _names(machines))
+    return run(lowered_for_cost(model, seq, batch, seed, core_aten, progress), chosen, progress)
+
+
+def training_step(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
+                  seed: int = 0, epochs: int = 3, every_machine: bool = False, progress: Progress | None = None
+                  ) -> TrainingReport:
+    """One fine-tuning step of a 2-label classifier on the model (forward, backward, AdamW) per target, and
+    the whole run of `epochs` over the shipped movie/TV training split; `every_machine`: every target on
+    every machine, as `compare` lays them out."""
+    from isasim.engine.trace import trace as run
+    from isasim.engine.training import summarise
+    from isasim.lowering.pipeline import lower_graph
+    from isasim.models import registry
+    from isasim.models.finetune import load_split
+    from isasim.models.training import capture_training
+
+    check_shape(batch)
+    chosen = every_pair() if every_machine else pick_targets(_names(targets), _names(machines))
+    if epochs < 1:
+        raise UserError(f"--epochs {epochs} is out of range: use 1 or more")
+    if progress:
+        progress("capturing the training step", 0, 1)
+    step = capture_training(registry.resolve(model), seq, batch, seed=seed)
+    report = run(lower_graph(step.captured.graph), chosen, progress)
+    return summarise(report, epochs, len(load_split("train")))
+
+
+def check(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
+          seed: int = 0, text: str | None = None, tolerance: float = 1e-4, on_host: bool = False,
+          dataset: str | None = None, progress: Progress | None = None) -> CheckReport:
+    """Execute every lowered kernel on each target with the model's weights and real inputs, and compare
+    every op and the final output with PyTorch; `passed` only if every target stays within `tolerance` and
+    counts what the cost model predicts. `on_host` also runs the emitted machine code; `dataset` (train, dev
+    or test) runs a fine-tuned classifier on that split of the movie/TV dataset, as one batch."""
+    from isasim.engine.check import check as run
+    from isasim.engine.graphs import dataset_inputs
+    from isasim.lowering.pipeline import lower_graph
+    from isasim.models import capture, reference, registry
+
+    check_shape(batch)
+    chosen = pick_targets(_names(targets), _names(machines))
+    spec = registry.resolve(model)
+    inputs = labels = None
+    if dataset:
+        inputs, labels = dataset_inputs(spec, dataset, text)
+        batch, seq = inputs["input_ids"].shape
+    captured = capture.capture(spec, seq, batch, text=text, seed=seed, with_values=True, inputs=inputs)
+    ref = reference.reference_outputs(captured)
+    final = reference.final_hidden_state(captured)
+    return run(lower_graph(captured.graph), chosen, ref, final, tolerance, progress, on_host, labels)
+
+
+def compare(model: str, *, seq: int = 128, batch: int = 1, seed: int = 0, progress: Progress | None = None
+            ) -> Comparison:
+    """Every target on every machine side by side (time, FLOP/cycle against the machine's peak, bytes per
+    level, speed-up over scalar x86-64, the dominant bound) and each op family's share of the cycles."""
+    from isasim.engine.compare import compare as run
+
+    check_shape(batch)
+    return run(lowered_for_cost(model, seq, batch, seed, False, progress), progress)
+
+
+def explain(model: str, op: str, targets: Names = None, machines: Names = None, *, seq: int = 128,
+            batch: int = 1, seed: int = 0, iterations: int = 4) -> list:
+    """One kernel (the first that the node name or op `op` picks) taught on each target: on a CPU its
+    hottest loop with each instruction's costs and sources, port pressure, the deciding bound, advice and a
+    timeline of `iterations`; on a GPU its launch, occupancy, hottest loop and bounds."""
+    from isasim.engine.explain import explain as run
+
+    check_shape(batch)
+    chosen = pick_targets(_names(targets), _names(machines))
+    if not 1 <= iterations <= 100:
+        raise UserError(f"--iterations {iterations} is out of range: use 1..100")
+    lowered = lowered_for_cost(model, seq, batch, seed)
+    return [run(lowered, t, m, op, iterations) for t, m in chosen]
+
+
+def emit(model: str, output: str | Path, targets: Names = None, machines: Names = None, *, seq: int = 128,
+         batch: int = 1, seed: int = 0, op: str | None = None, progress: Progress | None = None
+         ) -> list[tuple[Path, dict]]:
+    """Every kernel (or those `op` picks) as a file the target's toolchain accepts, with manifest.json, in
+    `output` (a folder per target when there are several); returns each folder with its manifest."""
+    from isasim.engine.emit import emit_model
+
+    check_shape(batch)
+    chosen = pick_targets(_names(targets), _names(machines))
+    lowered = lowered_for_cost(model, seq, batch, seed, False, progress)
+    out = []
+    for target, machine in chosen:
+        where = Path(output) / target.name if len(chosen) > 1 else Path(output)
+        out.append((where, emit_model(lowered, target, machine, where, op, progress)))
+    return out

@@ -1,0 +1,123 @@
+"""CPU cores: the scalar and the SIMD backend.
+
+Both lower a kernel to a register program, cost it per straight-line block on a core's ports, issue width
+and latency chains plus the cache model (isa/cost.py), execute it in the batched executor (isa/execute.py)
+and the stepped interpreter (isa/stepper.py), emit it for GNU as (isa/emit.py), and run that machine code
+on the host or under qemu (isa/native.py). They differ only in instruction selection: the SIMD backend
+vectorises (lowering/select.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from isasim.backends.base import Backend, Storages, arguments, in_memory
+from isasim.backends.cpu_explain import Explanation, explain_cpu
+from isasim.isa import native
+from isasim.isa.cost import KernelCost, cost_program
+from isasim.isa.emit import emit, hottest_loop, symbol
+from isasim.isa.execute import execute
+from isasim.isa.machine import Uarch, load_uarch, uarch_names
+from isasim.isa.machine_state import Events
+from isasim.isa.program import Instr, Program, walk
+from isasim.isa.stepper import step_program
+from isasim.isa.targets import Target
+from isasim.lowering.kernel import Kernel
+from isasim.lowering.select import select_scalar, select_vector
+from isasim.models.graph import Node
+
+
+class CpuBackend(Backend):
+    file_suffix = ".s"
+
+    def machine_names(self, target: Target) -> tuple[str, ...]:
+        return uarch_names(target.isa)
+
+    def all_machine_names(self) -> tuple[str, ...]:
+        return uarch_names()
+
+    def load_machine(self, name: str) -> Uarch:
+        return load_uarch(name)
+
+    def cost(self, program: Program, machine: Uarch) -> KernelCost:
+        return cost_program(program, machine)
+
+    def counts(self, program: Program, machine: Uarch) -> dict[str, int]:
+        counts: Counter = Counter()
+        for ins, n, _ in walk(program.body):
+            counts[ins.mnemonic] += n
+        return dict(counts)
+
+    def execute(self, program: Program, storages: Storages, machine: Uarch) -> Events:
+        return in_memory(program, storages, lambda mem: execute(program, mem))
+
+    def step(self, program: Program, storages: Storages, machine: Uarch) -> Events:
+        return in_memory(program, storages, lambda mem: step_program(program, mem))
+
+    def emit(self, program: Program, target: Target, machine: Uarch) -> str:
+        return emit(program, target)
+
+    def manifest_entry(self, program: Program, cost: KernelCost, path: Path, machine: Uarch) -> dict:
+        inner = cost.inner_loop
+        hot = hottest_loop(program.body)[1]
+        keys = sorted({i.mnemonic for i in hot.body + hot.latch if isinstance(i, Instr)}) if hot else []
+        return {
+            "symbol": symbol(program.name),
+            "arguments": arguments(program),
+            "instructions": cost.instructions,
+            "cycles": cost.cycles,
+            "inner_loop": None if inner is None else {
+                "predicted_cycles_per_iteration": inner.cycles, "bound": inner.bound.label,
+                "ports": inner.ports, "issue": inner.issue, "latency": inner.latency, "timing_keys": keys},
+        }
+
+    def manifest_header(self, target: Target, machine: Uarch) -> dict:
+        return {"abi": target.registers.abi,
+                "calling": "void symbol(void *arg0, ...): the buffers' base addresses, in 'arguments' order"}
+
+    def explain(self, program: Program, node: Node, target: Target, machine: Uarch, iterations: int
+                ) -> Explanation:
+        return explain_cpu(program, node, target, machine, iterations)
+
+    def can_run_native(self, target: Target) -> str | None:
+        if native.host_isa() == target.isa and not native.host_supports(target.isa, target.host_features):
+            missing = [f for f in target.host_features if not native.host_supports(target.isa, (f,))]
+            return (f"--on-host: this CPU cannot run {target.name} code (it lacks {', '.join(missing)}): drop "
+                    f"--on-host for {target.name}, or run it on a CPU that has them")
+        if not native.can_run(target.isa, target.host_features):
+            return (f"--on-host: this machine can run neither {target.isa} code nor qemu for it: run 'bash "
+                    f".ci/install-tools' or drop --on-host")
+        return None
+
+    def run_native(self, program: Program, target: Target, storages: Storages) -> None:
+        """Assemble the program, run the machine code (natively, or under qemu for AArch64), and write its
+        outputs back into `storages`."""
+        buffers = [np.zeros(b.size, b.dtype.numpy) if b.is_output else
+                   np.ascontiguousarray(storages[b.name].astype(b.dtype.numpy)) for b in program.buffers]
+        native.run(target.isa, emit(program, target), symbol(program.name), buffers)
+        for b, arr in zip(program.buffers, buffers):
+            if b.is_output:
+                storages[b.name] = arr
+
+
+class ScalarBackend(CpuBackend):
+    kind = "scalar CPU"
+
+    def accepts(self, target: Target) -> bool:
+        return target.simt is None and target.vector is None
+
+    def select(self, kernel: Kernel, target: Target, machine: Uarch | None = None) -> Program:
+        return select_scalar(kernel, target)
+
+
+class SimdBackend(CpuBackend):
+    kind = "SIMD CPU"
+
+    def accepts(self, target: Target) -> bool:
+        return target.simt is None and target.vector is not None
+
+    def select(self, kernel: Kernel, target: Target, machine: Uarch | None = None) -> Program:
+        return select_vector(kernel, target)

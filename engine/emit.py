@@ -1,0 +1,38 @@
+"""`emit`: every kernel of a model as a file its real toolchain accepts (GNU as, ptxas), plus manifest.json:
+how to call each kernel, and what isasim predicts it costs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from isasim.backends import backend_for
+from isasim.engine.explain import matching_steps
+from isasim.engine.targets import Progress
+from isasim.isa.hardware import Machine
+from isasim.isa.targets import Target
+from isasim.lowering.pipeline import LoweredGraph
+
+
+def emit_model(lowered: LoweredGraph, target: Target, machine: Machine, outdir: Path, op: str | None = None,
+               progress: Progress | None = None) -> dict:
+    """Write each kernel (or those `op` names) into `outdir`, and the manifest; returns the manifest."""
+    backend = backend_for(target)
+    steps = [s for s in lowered.steps if s.kernel is not None] if op is None else matching_steps(lowered, op)
+    outdir.mkdir(parents=True, exist_ok=True)
+    kernels = []
+    for done, step in enumerate(steps, 1):
+        program = backend.select(step.kernel, target, machine)
+        cost = backend.cost(program, machine)
+        path = outdir / f"{step.node.name}{backend.file_suffix}"
+        path.write_text(backend.emit(program, target, machine))
+        kernels.append({"name": step.node.name, "op": step.node.op, "module": step.node.module,
+                        "shape": list(step.node.out.shape), "file": path.name,
+                        **backend.manifest_entry(program, cost, path, machine)})
+        if progress:
+            progress(f"emitting {target.name}", done, len(steps))
+    manifest = {"model": lowered.graph.config.get("model", lowered.graph.model), "target": target.name,
+                "uarch": machine.name, "isa": target.isa, **backend.manifest_header(target, machine),
+                "kernels": kernels}
+    (outdir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest

@@ -1,0 +1,33 @@
+"""Which targets, on which machines: a report's columns."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from isasim.backends import load_machine, machine_names
+from isasim.isa.errors import UserError
+from isasim.isa.hardware import Machine
+from isasim.isa.targets import ALL_TARGETS, Target, get_any_target
+
+Progress = Callable[[str, int, int], None]  # (what, done, total): long work reports through one of these
+
+
+def pick_targets(names: list[str] | None, machines: list[str] | None) -> list[tuple[Target, Machine]]:
+    """Each requested target (default: all) with its machine: the first of `machines` of its ISA, else its
+    default one."""
+    targets = [get_any_target(n) for n in (names or list(ALL_TARGETS))]
+    chosen = [load_machine(u) for u in (machines or [])]
+    for u in chosen:
+        if not any(t.isa == u.isa for t in targets):
+            raise UserError(f"--uarch {u.name} is an {u.isa} core, but no {u.isa} target was chosen: "
+                            f"add --target for it or drop --uarch {u.name}")
+    out = []
+    for t in targets:
+        match = [u for u in chosen if u.isa == t.isa]
+        out.append((t, match[0] if match else load_machine(t.default_uarch)))
+    return out
+
+
+def every_pair() -> list[tuple[Target, Machine]]:
+    """Every target on every machine its timing can come from: what `compare` tabulates."""
+    return [(t, load_machine(m)) for t in ALL_TARGETS.values() for m in machine_names(t)]

@@ -1,0 +1,55 @@
+"""Instruction selection's entry points, one per kind of machine: which selector, and which code shape, each
+kernel gets. The backends (backends/) call these; the selectors live in isel*.py.
+
+- scalar CPU: lowering/isel.py, a register program per kernel;
+- SIMD CPU: register-blocked micro-kernels for GEMMs (lowering/isel_gemm.py), else every phase vectorised
+  along its own variable (lowering/isel_vector.py);
+- SIMT GPU: shared-memory tiled GEMMs (lowering/isel_simt_gemm.py), else a thread per element or a warp per
+  row (lowering/isel_simt.py), on a grid the GPU can hold.
+"""
+
+from __future__ import annotations
+
+from isasim.isa.gpu import Gpu
+from isasim.isa.program import Program
+from isasim.isa.simt_cost import occupancy, registers
+from isasim.isa.targets import Target
+from isasim.lowering import isel_gemm, isel_simt_gemm
+from isasim.lowering.isel import Selector, finish, nest
+from isasim.lowering.isel_simt import BLOCK, select_points
+from isasim.lowering.isel_vector import VectorSelector
+from isasim.lowering.kernel import Kernel
+
+
+def select_scalar(kernel: Kernel, target: Target) -> Program:
+    """Lower one kernel to one scalar program for `target`."""
+    parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
+    sel = Selector(kernel, target, dict(parallel))
+    return finish(sel, kernel, target, nest(sel, parallel, sel.phases(tuple(v for v, _ in parallel))))
+
+
+def select_vector(kernel: Kernel, target: Target) -> Program:
+    """Lower one kernel to one program on the target's vector registers."""
+    parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
+    sel = VectorSelector(kernel, target, dict(parallel))
+    blocked = isel_gemm.select_gemm(sel, kernel, parallel)
+    if blocked is not None:
+        return finish(sel, kernel, target, blocked)
+    return finish(sel, kernel, target, nest(sel, parallel, sel.phases(tuple(v for v, _ in parallel))))
+
+
+def select_simt(kernel: Kernel, target: Target, gpu: Gpu | None = None) -> Program:
+    """Lower one kernel to one SIMT kernel launch (PTX instruction stream + geometry); `gpu` lets a GEMM pick
+    tiles that keep all its SMs busy, and caps an elementwise grid at the blocks the GPU holds at once (beyond
+    them, threads loop: a grid-stride loop)."""
+    shape = isel_simt_gemm.gemm_shape(kernel)
+    if shape is not None:
+        return isel_simt_gemm.select_gemm(kernel, target, shape, gpu)
+    if gpu is None:
+        return select_points(kernel, target, None)
+    # First guess: the blocks that threads and block slots alone allow; the kernel's registers may allow fewer.
+    prog = select_points(kernel, target, gpu.sms * max(1, min(gpu.max_threads_per_sm // BLOCK, gpu.max_blocks_per_sm)))
+    resident = occupancy(prog, registers(prog), gpu)[0]
+    if prog.launch.grid > gpu.sms * resident:
+        prog = select_points(kernel, target, gpu.sms * resident)
+    return prog
