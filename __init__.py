@@ -7,7 +7,7 @@ The functions (trace, training_step, check, compare, explain, emit) live in isas
 use, so `import isasim` and the command line start fast.
 """
 
-__version__ = "0.1.0"
+from isasim.version import __version__
 
 _API = ("trace", "training_step", "check", "compare", "explain", "emit")
 __all__ = [*_API, "UserError", "__version__"]

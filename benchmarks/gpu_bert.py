@@ -21,8 +21,8 @@ import sys
 import time
 from collections import defaultdict
 
-from isasim.cli.compare import family
-from isasim.cli.reports import trace
+from isasim.engine.compare import family
+from isasim.engine.trace import trace
 from isasim.isa.gpu import load_gpu
 from isasim.isa.targets import GPU_TARGETS
 from isasim.lowering.pipeline import lower_graph
@@ -75,7 +75,7 @@ def sweep(seqs: list[int]) -> None:
         by_family: dict[str, dict] = defaultdict(lambda: {"bounds": defaultdict(float), "fp": 0, "dram": 0})
         for op in report.targets[0].ops:
             f = by_family[family(op.op)]
-            f["bounds"][op.bound] += op.cycles
+            f["bounds"][op.bound.label] += op.cycles
             f["fp"] += op.fp_ops
             f["dram"] += op.bytes["dram"]
         for fam, f in by_family.items():

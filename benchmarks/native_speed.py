@@ -23,7 +23,7 @@ from isasim.isa.emit import emit, symbol
 from isasim.isa.machine import load_uarch
 from isasim.isa.native import host_supports, run_x86_64
 from isasim.isa.targets import TARGETS
-from isasim.lowering.isel import select
+from isasim.backends import backend_for
 from isasim.lowering.pipeline import lower_graph
 from isasim.models import capture, registry
 
@@ -46,7 +46,7 @@ def best_of(fn, repeat: int) -> float:
 
 def call_overhead(lowered, target) -> float:
     tiny = min(lowered.kernels, key=lambda k: sum(b.size for b in k.buffers))
-    prog = select(tiny, target)
+    prog = backend_for(target).select(tiny, target)
     bufs = [np.zeros(b.size, b.dtype.numpy) for b in prog.buffers]
     asm, sym = emit(prog, target), symbol(prog.name)
     run_x86_64(asm, sym, bufs, isolate=False)
@@ -66,7 +66,7 @@ def measure_target(lowered, target, uarch, ghz: float) -> dict:
             continue
         key = (k.op, step.node.out.shape)
         if key not in per:
-            program = select(k, target)
+            program = backend_for(target).select(k, target)
             c = cost_program(program, uarch)
             buffers = [np.zeros(b.size, b.dtype.numpy) if b.is_output else np.ones(b.size, b.dtype.numpy)
                        for b in program.buffers]

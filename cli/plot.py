@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isasim.cli.compare import Comparison, Row
+from isasim.engine.compare import Comparison, Row
 from isasim.isa.targets import get_any_target
 from isasim.isa.errors import UserError
 

@@ -48,6 +48,7 @@ __all__ = [
     "host_isa",
     "host_supports",
     "can_run",
+    "missing_tools",
     "run_x86_64",
     "run_aarch64",
     "run",
@@ -119,6 +120,15 @@ def can_run(isa: str, features: tuple[str, ...] = ()) -> bool:
         return True if isa != host_isa() else host_supports(isa, features)
     except NativeUnavailable:
         return False
+
+
+def missing_tools(isa: str) -> str | None:
+    """Why run_<isa> cannot assemble, link or run here (which tool is missing, and how to install it), or None."""
+    try:
+        _x86_tools() if _norm_isa(isa) == "x86-64" else _aarch64_tools()
+    except NativeUnavailable as e:
+        return str(e)
+    return None
 
 
 def _which(name: str, pkg: str) -> str:

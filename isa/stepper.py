@@ -1,8 +1,9 @@
 """The stepped interpreter: one instruction at a time on registers, flags and memory.
 
-The program is laid out as a flat instruction list (isa/program.py `layout`); each loop's back-edge branch
-jumps to the loop's first instruction while its counter is not zero, as on the machine. Slow (one Python step per dynamic instruction)
-and meant for small shapes, teaching and as the reference the batched executor must match bit for bit.
+The program is laid out as a flat instruction list (isa/program.py `layout`); each loop's back-edge
+branch jumps to the loop's first instruction while its counter is not zero, as on the machine. Slow (one
+Python step per dynamic instruction) and meant for small shapes, teaching and as the reference the batched
+executor must match bit for bit.
 """
 
 from __future__ import annotations

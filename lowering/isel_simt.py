@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
+from isasim.isa.program import (Addr, BufferSpec, Imm, Instr, Item, Launch, Lin, Loop, Mem, Program, Reg, RegFile,
+                                WarpAccess)
 from isasim.isa.semantics import Prim
-from isasim.isa.simt_launch import Launch, Lin, WarpAccess
 from isasim.isa.targets import Target
 from isasim.lowering.isel import Selector, Stream
 from isasim.isa.dtype import DType
@@ -183,7 +183,8 @@ class SimtSelector(Selector):
         for u in range(unroll):
             if pos is not None:
                 self.guard = self.new(RegFile.PRED)
-                guards.append(Instr(self.mn(Prim.ICMP_LT), Prim.ICMP_LT, self.guard, (pos, Imm(extent - self.warp * u))))
+                guards.append(Instr(self.mn(Prim.ICMP_LT), Prim.ICMP_LT, self.guard,
+                                    (pos, Imm(extent - self.warp * u))))
                 self.guard_lins = ((Lin(self.warp * u, ((1, self.warp, 1),), (self.lane_step,)), extent),)
             part: list[Item] = []
             fill(part, self.warp * u)

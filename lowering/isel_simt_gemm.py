@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from isasim.isa.program import Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
+from isasim.isa.program import (Addr, BufferSpec, Imm, Instr, Item, Launch, Lin, Loop, Mem, Program, Reg, RegFile,
+                                WarpAccess)
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_cost import cost_simt
-from isasim.isa.simt_launch import Launch, Lin, WarpAccess
 from isasim.isa.targets import Target
 from isasim.lowering.isel_simt import BLOCK, SimtSelector, thread_index
 from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar, canonical

@@ -15,7 +15,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from isasim import __version__
+from isasim.version import __version__
 from isasim.isa.dtype import DType
 from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
 

@@ -1,17 +1,20 @@
-"""Build one-op graphs by hand and run them through lowering, so op tests need no model capture."""
+"""Build one-op graphs by hand and run them through lowering and each target's backend, so op tests need no
+model capture and one test body serves every target."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from isasim.isa.execute import execute
-from isasim.isa.machine_state import Memory
-from isasim.isa.stepper import step_program
-from isasim.isa.targets import TARGETS
-from isasim.lowering.isel import select
-from isasim.lowering.pipeline import lower_graph, materialize, run_graph
+from isasim.backends import backend_for, load_machine, machine_names
+from isasim.engine.run import run_graph
 from isasim.isa.dtype import DType
+from isasim.isa.targets import ALL_TARGETS
+from isasim.lowering.pipeline import lower_graph, materialize
 from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
+
+TARGET_NAMES = list(ALL_TARGETS)  # every target, CPU and GPU
+PAIRS = [(t, m) for t in ALL_TARGETS.values() for m in machine_names(t)]  # every target on every machine
+PAIR_IDS = [f"{t.name}-{m}" for t, m in PAIRS]
 
 _DT = {np.dtype(np.float32): DType.F32, np.dtype(np.int64): DType.I64, np.dtype(bool): DType.BOOL}
 
@@ -28,24 +31,26 @@ def one_op_graph(op: str, inputs: dict[str, np.ndarray], args: tuple, out_shapes
 
 def run_op(graph: Graph, target: str = "x86-64") -> list[np.ndarray]:
     lowered = lower_graph(graph)
-    storages = run_graph(lowered, TARGETS[target])
+    storages = run_graph(lowered, ALL_TARGETS[target])
     node = graph.nodes[-1]
     return [materialize(lowered.context.views[Ref(node.name, i)], storages) for i in range(len(node.outs))]
 
 
-def programs(graph: Graph, target: str = "x86-64"):
-    lowered = lower_graph(graph)
-    return [select(k, TARGETS[target]) for k in lowered.kernels]
+def machine_of(target: str, machine: str | None = None):
+    return load_machine(machine or ALL_TARGETS[target].default_uarch)
 
 
-def both_executors(program, values: dict[str, np.ndarray]):
-    """Run a program in the batched executor and the stepped interpreter on the same inputs."""
+def programs(graph: Graph, target: str = "x86-64", machine: str | None = None):
+    t = ALL_TARGETS[target]
+    return [backend_for(t).select(k, t, machine_of(target, machine)) for k in lower_graph(graph).kernels]
+
+
+def both_executors(program, values: dict[str, np.ndarray], target: str = "x86-64", machine: str | None = None):
+    """Run a program in the batched executor and in the stepped interpreter on the same inputs: for each,
+    the storages it wrote its outputs into and what it counted."""
+    backend, m = backend_for(ALL_TARGETS[target]), machine_of(target, machine)
     results = []
-    for run in (execute, step_program):
-        mem = Memory(program.buffers)
-        for b in program.buffers:
-            if not b.is_output:
-                mem.write(b.name, values[b.name])
-        events = run(program, mem)
-        results.append((mem, events))
+    for run in (backend.execute, backend.step):
+        storages = {name: np.ascontiguousarray(v).reshape(-1) for name, v in values.items()}
+        results.append((storages, run(program, storages, m)))
     return results

@@ -8,7 +8,7 @@ import pytest
 
 from isasim.cli.main import main
 from isasim.isa.targets import ALL_TARGETS, TARGETS
-from isasim.lowering.backends import machine_names
+from isasim.backends import machine_names
 
 
 def run(capsys, *argv):
@@ -44,13 +44,11 @@ def test_markdown_and_csv_have_a_line_per_row(capsys):
 def test_plot_draws_what_the_report_says(capsys, tmp_path):
     """The roofline's points are each family's fp operations per DRAM byte and per cycle from the JSON
     report, and every row's stacked shares are its family shares."""
+    import isasim
     from isasim.cli import compare
     from isasim.cli.plot import plot_comparison
-    from isasim.lowering.pipeline import lower_graph
-    from isasim.models import capture, registry
 
-    graph = capture.capture(registry.resolve("minilm"), 8, 1).graph
-    result = compare.compare(lower_graph(graph))
+    result = isasim.compare("minilm", seq=8)
     drawn = plot_comparison(result, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads(compare.render_json(result))

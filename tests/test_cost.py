@@ -4,16 +4,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from oprunner import both_executors, one_op_graph, programs
+from oprunner import PAIR_IDS, PAIRS, both_executors, one_op_graph, programs
 
-from isasim.isa.cost import cost_program
-from isasim.isa.machine import load_uarch, uarch_names
+from isasim.backends import backend_for, load_machine
+from isasim.isa.machine import load_uarch
 from isasim.isa.targets import TARGETS
 from isasim.models.graph import Ref
 
-PAIRS = [(t, u) for t in TARGETS.values() for u in uarch_names(t.isa)]
-IDS = [f"{t.name}-{u}" for t, u in PAIRS]
-SCALAR = [(t, u) for t, u in PAIRS if t.vector is None]
+SCALAR = [(t, u) for t, u in PAIRS if t.simt is None and t.vector is None]
 SIMD = [(t, u) for t, u in PAIRS if t.vector is not None]
 
 
@@ -23,18 +21,18 @@ def linear_graph(m, n, k, seed=0):
     return one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(m, n)])
 
 
-def cost(graph, target, uarch):
-    (prog,) = programs(graph, target.name)
-    return prog, cost_program(prog, load_uarch(uarch))
+def cost(graph, target, machine):
+    (prog,) = programs(graph, target.name, machine)
+    return prog, backend_for(target).cost(prog, load_machine(machine))
 
 
 @pytest.mark.parametrize("target,uarch", SCALAR, ids=[f"{t.name}-{u}" for t, u in SCALAR])
 def test_one_accumulator_gemm_is_bound_by_the_fma_chain(target, uarch):
     _, c = cost(linear_graph(8, 8, 64), target, uarch)
     fma = load_uarch(uarch).timing(target.mnemonics[next(p for p in target.mnemonics if p.name == "FMA")])
-    assert c.inner_loop.bound == "latency"
+    assert c.inner_loop.bound.kind == "latency"
     assert c.inner_loop.latency == fma.latency  # the accumulator chain: one FMA per trip
-    assert c.bound == "latency"
+    assert c.bound.kind == "latency" and c.bound.cycles == c.cycles
 
 
 @pytest.mark.parametrize("target,uarch", SIMD, ids=[f"{t.name}-{u}" for t, u in SIMD])
@@ -51,27 +49,27 @@ def test_register_blocked_gemm_is_bound_by_throughput(target, uarch):
 
 
 
-@pytest.mark.parametrize("target,uarch", PAIRS, ids=IDS)
+@pytest.mark.parametrize("target,uarch", PAIRS, ids=PAIR_IDS)
 @settings(max_examples=8, deadline=None)
 @given(m=st.integers(1, 12), n=st.integers(1, 12), k=st.integers(1, 40))
 def test_counts_and_bytes_agree_with_the_executor(target, uarch, m, n, k):
     g = linear_graph(m, n, k)
     prog, c = cost(g, target, uarch)
-    if target.vector is None:
+    if target in [t for t, _ in SCALAR]:  # one FMA per multiply-add
         fma = target.mnemonics[next(p for p in target.mnemonics if p.name == "FMA")]
         assert c.by_mnemonic[fma] == m * n * k
     assert c.flops == 2 * m * n * k
-    (_, events), _ = both_executors(prog, g.values)
+    assert c.fp_ops >= 2 * m * n * k  # every multiply-add, at least (lanes or threads may idle)
+    (_, events), _ = both_executors(prog, g.values, target.name, uarch)
     assert c.instructions == events.total
     assert c.bytes["l1"] == events.bytes_loaded + events.bytes_stored
 
 
-@pytest.mark.parametrize("target,uarch", PAIRS, ids=IDS)
-def test_cycles_cover_every_bound_and_traffic_is_ordered(target, uarch):
+@pytest.mark.parametrize("target,uarch", PAIRS, ids=PAIR_IDS)
+def test_traffic_is_ordered_and_covers_what_must_move(target, uarch):
     x = np.ones((64, 1000), np.float32)
     g = one_op_graph("aten.add.Tensor", {"x": x, "y": x.copy()}, (Ref("x"), Ref("y")), [x.shape])
     _, c = cost(g, target, uarch)
-    assert c.cycles >= max(c.bounds.values()) - 1e-9
     # A masked tail and the vector loop before it share a cache line the model counts once for each, so
     # fills from L2 can exceed the core's bytes by that line per row (1.6% here).
     assert c.bytes["l1"] * 1.02 >= c.bytes["l2"] >= c.bytes["llc"] >= c.bytes["dram"]
@@ -79,8 +77,9 @@ def test_cycles_cover_every_bound_and_traffic_is_ordered(target, uarch):
     assert c.bytes["dram"] >= compulsory
 
 
-@pytest.mark.parametrize("target,uarch", PAIRS[:1] + PAIRS[-1:], ids=[IDS[0], IDS[-1]])
+@pytest.mark.parametrize("target,uarch", [SCALAR[0], SIMD[-1]], ids=lambda p: getattr(p, "name", p))
 def test_cost_grows_with_the_problem(target, uarch):
+    """On a CPU core every size costs more (a GPU this small is launch-bound: tests/test_simt.py)."""
     prev = None
     for size in (8, 16, 32, 64, 128):
         _, c = cost(linear_graph(size, size, size), target, uarch)

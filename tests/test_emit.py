@@ -15,10 +15,15 @@ from isasim.isa.machine_state import Memory
 from isasim.isa.program import walk
 from isasim.isa.native import assemble, can_run, run_aarch64, run_x86_64
 from isasim.isa.targets import TARGETS
-from isasim.lowering.isel import select
-from isasim.lowering.pipeline import lower_graph, run_graph
+from isasim.backends import backend_for
+from isasim.engine.run import run_graph
+from isasim.lowering.pipeline import lower_graph
 
 RUNNERS = {"x86-64": run_x86_64, "aarch64": run_aarch64}
+
+
+def select(kernel, target):
+    return backend_for(target).select(kernel, target)
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +116,8 @@ def test_strides_too_wide_for_an_immediate(target):
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((3, 1100), (2, 1100), (2,)))
     g = one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(3, 2)])
     program = select(lower_graph(g).kernels[0], TARGETS[target])
-    (mem_b, ev_b), (mem_s, ev_s) = both_executors(program, g.values)
-    assert mem_b.read("out").tobytes() == mem_s.read("out").tobytes() and ev_b.instructions == ev_s.instructions
+    (out_b, ev_b), (out_s, ev_s) = both_executors(program, g.values, target)
+    assert out_b["out"].tobytes() == out_s["out"].tobytes() and ev_b.instructions == ev_s.instructions
     buffers = [np.ascontiguousarray(g.values[bf.name].reshape(-1)) if not bf.is_output
                else np.zeros(bf.size, np.float32) for bf in program.buffers]
     assemble(TARGETS[target].isa, emit(program, TARGETS[target]), program.name)
@@ -120,7 +125,7 @@ def test_strides_too_wide_for_an_immediate(target):
     if run is None:
         return
     run(emit(program, TARGETS[target]), symbol(program.name), buffers)
-    assert buffers[-1].tobytes() == mem_b.read("out").tobytes()
+    assert buffers[-1].tobytes() == out_b["out"].tobytes()
     np.testing.assert_allclose(buffers[-1].reshape(3, 2), x @ w.T + b, rtol=1e-4, atol=1e-4)
 
 

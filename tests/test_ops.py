@@ -1,4 +1,5 @@
-"""Each lowered op, executed on every target, against PyTorch on random shapes (tails like 37 included)."""
+"""Each lowered op, executed on every target (CPU and GPU), against PyTorch on random shapes (tails like 37
+included)."""
 
 import numpy as np
 import pytest
@@ -6,14 +7,12 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from oprunner import one_op_graph, run_op
+from oprunner import TARGET_NAMES, one_op_graph, run_op
 
-from isasim.isa.targets import TARGETS
 from isasim.lowering.registry import UnsupportedOp
 from isasim.isa.dtype import DType
 from isasim.models.graph import Ref
 
-TARGET_NAMES = list(TARGETS)
 dims = st.integers(1, 40)
 SETTINGS = settings(max_examples=12, deadline=None)
 

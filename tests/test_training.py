@@ -12,7 +12,8 @@ from oprunner import one_op_graph, run_op
 
 from isasim.cli.main import main
 from isasim.isa.targets import GPU_TARGETS, TARGETS
-from isasim.lowering.pipeline import lower_graph, materialize, run_graph
+from isasim.engine.run import run_graph
+from isasim.lowering.pipeline import lower_graph, materialize
 from isasim.models import registry
 from isasim.models.graph import Ref
 from isasim.models.training import PHASES, capture_training, reference_step
@@ -107,7 +108,8 @@ def test_trace_training_reports_each_phase_and_the_run(capsys):
 
 
 def test_training_markdown_lists_every_phase():
-    from isasim.cli.training import StepCost, TrainingReport, render_markdown
+    from isasim.cli.training import render_markdown
+    from isasim.engine.training import StepCost, TrainingReport
 
     cost = StepCost("simt", "a100", 1.0, 3, 10, {"forward": 1e6, "backward": 2e6, "optimizer": 5e5}, 3.5, 42.0)
     text = render_markdown(TrainingReport("m", 8, 2, 1, 10, 5, {}, [cost]))
