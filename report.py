@@ -9,6 +9,7 @@ A report is a dataclass. `to_dict` turns it, recursively, into dicts, lists, str
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from isasim.isa.errors import UserError
@@ -49,3 +50,12 @@ class Report:
         except ImportError:
             raise UserError("to_pandas needs pandas: pip install 'isasim[pandas]' (or pandas)") from None
         return pandas.DataFrame(self.records())
+
+
+@dataclass
+class ModelReport(Report):
+    """A report on one model at one input shape (its fields come first in every such report)."""
+
+    model: str
+    seq: int
+    batch: int

@@ -15,7 +15,7 @@ from isasim.isa.hardware import Machine
 from isasim.isa.targets import Target
 from isasim.lowering.pipeline import LoweredGraph, materialize
 from isasim.models.graph import Ref
-from isasim.report import Report
+from isasim.report import ModelReport
 
 
 @dataclass
@@ -43,10 +43,7 @@ class TargetCheck:
 
 
 @dataclass
-class CheckReport(Report):
-    model: str
-    seq: int
-    batch: int
+class CheckReport(ModelReport):
     tolerance: float
     passed: bool
     targets: list[TargetCheck]

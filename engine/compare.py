@@ -9,7 +9,7 @@ from isasim.engine.targets import Progress, every_pair
 from isasim.engine.trace import LEVELS, TraceReport, trace
 from isasim.isa.targets import TARGETS
 from isasim.lowering.pipeline import LoweredGraph
-from isasim.report import Report
+from isasim.report import ModelReport
 
 FAMILIES = (
     ("GEMM", ("linear", "addmm", "mm")),
@@ -56,10 +56,7 @@ class Row:
 
 
 @dataclass
-class Comparison(Report):
-    model: str
-    seq: int
-    batch: int
+class Comparison(ModelReport):
     flops: int
     rows: list[Row]
 

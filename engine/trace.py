@@ -13,7 +13,7 @@ from isasim.isa.hardware import Bound, Machine
 from isasim.isa.targets import Target
 from isasim.lowering.kernel import Kernel, canonical
 from isasim.lowering.pipeline import LoweredGraph
-from isasim.report import Report
+from isasim.report import ModelReport
 
 LEVELS = ("l1", "l2", "llc", "dram")  # a report's byte columns (on a GPU: threads' bytes, L2, L2, DRAM)
 
@@ -57,10 +57,7 @@ class TargetTrace:
 
 
 @dataclass
-class TraceReport(Report):
-    model: str
-    seq: int
-    batch: int
+class TraceReport(ModelReport):
     params: int
     flops: int  # matrix-multiply FLOPs, counted as torch's FlopCounterMode counts them
     views: int  # ops that only re-describe storage and cost nothing

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from isasim.engine.trace import TraceReport
 from isasim.models.training import PHASES
-from isasim.report import Report
+from isasim.report import ModelReport
 
 
 @dataclass
@@ -24,10 +24,7 @@ class StepCost:
 
 
 @dataclass
-class TrainingReport(Report):
-    model: str
-    seq: int
-    batch: int
+class TrainingReport(ModelReport):
     epochs: int
     train_sentences: int
     steps_per_epoch: int

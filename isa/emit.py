@@ -9,6 +9,7 @@ runs most often is wrapped in llvm-mca region markers so its prediction can be c
 from __future__ import annotations
 
 import struct
+from typing import Callable
 
 from isasim.isa import emit_vector
 from isasim.isa.program import Addr, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
@@ -76,6 +77,14 @@ class _Emitter:
         if bits not in self.pool:
             self.pool[bits] = f".LC{len(self.pool)}_{self.sym}"
         return self.pool[bits]
+
+    def fp_move(self, i: Instr, zero: Callable[[], str], const: Callable[[], str], copy: Callable[[], str]) -> str:
+        """A float move in one of its three forms: the target's zero idiom, a load from the constant pool, or a
+        register copy (each given as a function, so that a pool entry is made only for the form used)."""
+        if not isinstance(i.srcs[0], Imm):
+            return copy()
+        zeros = {self.t.fp_zero} | ({self.t.vector.fp_zero} if self.t.vector else set())
+        return zero() if i.mnemonic in zeros else const()
 
     def used(self) -> list[str]:
         names: set[str] = set()
@@ -166,11 +175,9 @@ class X86Emitter(_Emitter):
             return {DType.F32: f"vmovss DWORD PTR {addr}, {R(s[0])}", DType.I64: f"mov QWORD PTR {addr}, {R(s[0])}",
                     DType.BOOL: f"mov BYTE PTR {addr}, {self.r8(s[0])}"}[i.dtype]
         if p is Prim.FMOV:
-            if isinstance(s[0], Imm):
-                if i.mnemonic == "vxorps":
-                    return f"vxorps {R(d)}, {R(d)}, {R(d)}"
-                return f"vmovss {R(d)}, DWORD PTR {self.const(s[0].value)}[rip]"
-            return f"vmovaps {R(d)}, {R(s[0])}"
+            return self.fp_move(i, lambda: f"vxorps {R(d)}, {R(d)}, {R(d)}",
+                                lambda: f"vmovss {R(d)}, DWORD PTR {self.const(s[0].value)}[rip]",
+                                lambda: f"vmovaps {R(d)}, {R(s[0])}")
         if p is Prim.IMOV:
             if isinstance(s[0], Imm):
                 return f"mov {R(d)}, {int(s[0].value)}"
@@ -290,11 +297,8 @@ class A64Emitter(_Emitter):
             return {DType.F32: f"st{u}r {S(s[0])}, {addr}", DType.I64: f"st{u}r {X(s[0])}, {addr}",
                     DType.BOOL: f"st{u}rb {self.w(s[0])}, {addr}"}[i.dtype]
         if p is Prim.FMOV:
-            if isinstance(s[0], Imm):
-                if i.mnemonic == "fmov_to_fp":
-                    return f"fmov {S(d)}, wzr"
-                return f"ldr {S(d)}, {self.const(s[0].value)}"
-            return f"fmov {S(d)}, {S(s[0])}"
+            return self.fp_move(i, lambda: f"fmov {S(d)}, wzr", lambda: f"ldr {S(d)}, {self.const(s[0].value)}",
+                                lambda: f"fmov {S(d)}, {S(s[0])}")
         if p is Prim.IMOV:
             if isinstance(s[0], Imm):
                 v = int(s[0].value)

@@ -7,7 +7,7 @@ read as xmm3), as the hardware reads the low lanes. Opmask predication prints as
 
 from __future__ import annotations
 
-from isasim.isa.program import Imm, Instr, Reg, RegFile
+from isasim.isa.program import Instr, Reg, RegFile
 from isasim.isa.semantics import Prim
 
 _X86_WIDTH = {1: "xmm", 2: "xmm", 4: "xmm", 8: "ymm", 16: "zmm"}
@@ -47,11 +47,9 @@ def x86(em, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA 
     if p is Prim.STORE:
         return f"vmovups {_X86_PTR[w]} PTR {mem(d)}{k}, {R(s[0])}"
     if p is Prim.FMOV:
-        if isinstance(s[0], Imm):
-            if i.mnemonic.startswith("vxorps"):
-                return f"vxorps {R(d)}, {R(d)}, {R(d)}"
-            return f"vbroadcastss {R(d)}, DWORD PTR {em.const(s[0].value)}[rip]"
-        return f"vmovaps {R(d)}, {R(s[0])}"
+        return em.fp_move(i, lambda: f"vxorps {R(d)}, {R(d)}, {R(d)}",
+                          lambda: f"vbroadcastss {R(d)}, DWORD PTR {em.const(s[0].value)}[rip]",
+                          lambda: f"vmovaps {R(d)}, {R(s[0])}")
     if p is Prim.BCAST:
         return f"vbroadcastss {R(d)}, {R(s[0], 1)}"
     if p is Prim.MASK_BITS:
@@ -124,11 +122,8 @@ def a64(em, i: Instr) -> str:  # noqa: C901 - one case per primitive
     if p is Prim.STORE:
         return f"st{a64_unscaled(d.disp, 16)}r q{n(s[0])}, {mem(d)}"
     if p is Prim.FMOV:
-        if isinstance(s[0], Imm):
-            if i.mnemonic == "movi_zero":
-                return f"movi v{n(d)}.2d, #0"
-            return f"ldr q{n(d)}, {em.const_vector(s[0].value)}"
-        return f"mov v{n(d)}.16b, v{n(s[0])}.16b"
+        return em.fp_move(i, lambda: f"movi v{n(d)}.2d, #0", lambda: f"ldr q{n(d)}, {em.const_vector(s[0].value)}",
+                          lambda: f"mov v{n(d)}.16b, v{n(s[0])}.16b")
     if p is Prim.BCAST:
         return f"dup v{n(d)}.4s, v{n(s[0])}.s[0]"
     if p in (Prim.FADDP, Prim.FMAXP):

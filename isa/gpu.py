@@ -9,7 +9,6 @@ cycles of one SM.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
@@ -17,8 +16,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from isasim.isa.hardware import Unit
-from isasim.isa.machine import UarchFileError
-from isasim.isa.errors import UserError
+from isasim.isa.datafile import MachineFileError, files, load, nonnegative, positive, required, text
 
 GPU_DIR = Path(__file__).with_name("gpu")
 PIPES = ("fp32", "int", "sfu", "conv", "lsu", "shuffle", "branch", "barrier")
@@ -136,53 +134,33 @@ _SOURCE_KEYS = ("clock_source", "sms_source", "schedulers_source", "limits_sourc
                 "shared_source", "banks_source", "l2_source", "dram_source", "launch_source")
 
 
-def _get(t: Mapping[str, Any], key: str, kind, where: str):
-    if key not in t:
-        raise UarchFileError(f"{where}: missing {key!r}")
-    v = t[key]
-    if isinstance(v, bool) or not isinstance(v, kind):
-        raise UarchFileError(f"{where}: {key!r} must be {kind}, got {v!r}")
-    if isinstance(v, (int, float)) and v <= 0 and key != "shared_reserved_per_block":
-        raise UarchFileError(f"{where}: {key!r} must be positive, got {v!r}")
-    if isinstance(v, str) and not v.strip():
-        raise UarchFileError(f"{where}: empty {key!r}")
-    return v
+def _number(t: Mapping[str, Any], key: str, kind, where: str) -> float:
+    value = required(t, key, kind, where)
+    return nonnegative(value, key, where) if key == "shared_reserved_per_block" else positive(value, key, where)
 
 
 def parse_gpu(data: Mapping[str, Any], where: str) -> Gpu:
     instrs = {}
-    for mn, t in _get(data, "instructions", dict, where).items():
+    for mn, t in required(data, "instructions", dict, where).items():
         here = f"{where} [instructions.\"{mn}\"]"
-        pipe = _get(t, "pipe", str, here)
+        pipe = text(t, "pipe", here)
         if pipe not in PIPES:
-            raise UarchFileError(f"{here}: pipe must be one of {PIPES}, got {pipe!r}")
-        instrs[mn] = GpuInstr(pipe, float(_get(t, "per_clock_per_sm", (int, float), here)),
-                              float(_get(t, "latency", (int, float), here)), _get(t, "source", str, here))
-    sources = tuple(_get(data, "sources", list, where))
+            raise MachineFileError(f"{here}: pipe must be one of {PIPES}, got {pipe!r}")
+        instrs[mn] = GpuInstr(pipe, _number(t, "per_clock_per_sm", (int, float), here),
+                              _number(t, "latency", (int, float), here), text(t, "source", here))
     return Gpu(
-        name=_get(data, "name", str, where), description=_get(data, "description", str, where),
-        ptx_target=_get(data, "ptx_target", str, where),
-        **{k: int(_get(data, k, int, where)) for k in _INT_KEYS},
-        **{k: float(_get(data, k, (int, float), where)) for k in _FLOAT_KEYS},
-        instructions=MappingProxyType(instrs), sources=sources,
-        field_sources=MappingProxyType({k: _get(data, k, str, where) for k in _SOURCE_KEYS}))
-
-
-def _files() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(GPU_DIR.glob("*.toml"))}
+        name=text(data, "name", where), description=text(data, "description", where),
+        ptx_target=text(data, "ptx_target", where),
+        **{k: int(_number(data, k, int, where)) for k in _INT_KEYS},
+        **{k: _number(data, k, (int, float), where) for k in _FLOAT_KEYS},
+        instructions=MappingProxyType(instrs), sources=tuple(required(data, "sources", list, where)),
+        field_sources=MappingProxyType({k: text(data, k, where) for k in _SOURCE_KEYS}))
 
 
 @cache
 def load_gpu(name: str) -> Gpu:
-    files = _files()
-    if name not in files:
-        raise UserError(f"unknown GPU {name!r}: choose one of {', '.join(files)}")
-    with files[name].open("rb") as fh:
-        gpu = parse_gpu(tomllib.load(fh), files[name].name)
-    if gpu.name != name:
-        raise UarchFileError(f"{files[name].name}: name {gpu.name!r} does not match the file name")
-    return gpu
+    return load(GPU_DIR, name, "GPU", parse_gpu)
 
 
 def gpu_names() -> tuple[str, ...]:
-    return tuple(_files())
+    return tuple(files(GPU_DIR))

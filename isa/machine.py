@@ -25,13 +25,13 @@ Conventions the TOML files follow (and the checks below enforce where they can):
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from isasim.isa.datafile import MachineFileError, files, load, nonnegative, positive, required, text
 from isasim.isa.errors import UserError
 from isasim.isa.hardware import Unit
 
@@ -123,133 +123,89 @@ class Uarch:
         return self.timing(quantity).source
 
 
-class UarchFileError(ValueError):
-    """A description file in isa/uarch/ is malformed: a bug in the data, not user input."""
-
-
-def _req(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in table:
-        raise UarchFileError(f"{where}: missing {key!r}")
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise UarchFileError(f"{where}: {key!r} must be {kind}, got {value!r}")
-    return value
-
-
-def _positive(value: float, key: str, where: str) -> float:
-    if value <= 0:
-        raise UarchFileError(f"{where}: {key!r} must be positive, got {value!r}")
-    return float(value)
-
-
-def _nonnegative(value: float, key: str, where: str) -> float:
-    if value < 0:
-        raise UarchFileError(f"{where}: {key!r} must not be negative, got {value!r}")
-    return float(value)
-
-
-def _source(table: Mapping[str, Any], where: str, key: str = "source") -> str:
-    text = _req(table, key, str, where).strip()
-    if not text:
-        raise UarchFileError(f"{where}: empty {key!r}")
-    return text
-
-
 def _parse_instr(mnemonic: str, t: Mapping[str, Any], ports: tuple[str, ...], where: str) -> InstrTiming:
     here = f"{where} [instructions.{mnemonic}]"
-    used = tuple(_req(t, "ports", list, here))
+    used = tuple(required(t, "ports", list, here))
     unknown = [p for p in used if p not in ports]
     if unknown:
-        raise UarchFileError(f"{here}: ports {used} must be among {ports}")
-    uops = _req(t, "uops", int, here)
+        raise MachineFileError(f"{here}: ports {used} must be among {ports}")
+    uops = required(t, "uops", int, here)
     if uops < 1:
-        raise UarchFileError(f"{here}: uops must be >= 1")
+        raise MachineFileError(f"{here}: uops must be >= 1")
     return InstrTiming(
         # a move eliminated at rename has latency 0 and uses no port (ports = []), only an issue slot
-        latency=float(_nonnegative(_req(t, "latency", (int, float), here), "latency", here)),
-        rthroughput=_positive(_req(t, "rthroughput", (int, float), here), "rthroughput", here),
+        latency=float(nonnegative(required(t, "latency", (int, float), here), "latency", here)),
+        rthroughput=positive(required(t, "rthroughput", (int, float), here), "rthroughput", here),
         ports=used,
         uops=uops,
-        source=_source(t, here),
+        source=text(t, "source", here),
     )
 
 
 def _parse_level(t: Mapping[str, Any], where: str) -> MemLevel:
-    name = _req(t, "name", str, where)
+    name = required(t, "name", str, where)
     here = f"{where} [[levels]] {name}"
     size = t.get("size")
     assoc = t.get("assoc")
     if name != "dram":
-        size = int(_positive(_req(t, "size", int, here), "size", here))
-        assoc = int(_positive(_req(t, "assoc", int, here), "assoc", here))
+        size = int(positive(required(t, "size", int, here), "size", here))
+        assoc = int(positive(required(t, "assoc", int, here), "assoc", here))
     return MemLevel(
         name=name,
         size=size,
         assoc=assoc,
-        line=int(_positive(_req(t, "line", int, here), "line", here)),
-        bytes_per_cycle=_positive(_req(t, "bytes_per_cycle", (int, float), here), "bytes_per_cycle", here),
+        line=int(positive(required(t, "line", int, here), "line", here)),
+        bytes_per_cycle=positive(required(t, "bytes_per_cycle", (int, float), here), "bytes_per_cycle", here),
         # a move eliminated at rename has latency 0 and uses no port (ports = []), only an issue slot
-        latency=float(_nonnegative(_req(t, "latency", (int, float), here), "latency", here)),
-        source=_source(t, here),
+        latency=float(nonnegative(required(t, "latency", (int, float), here), "latency", here)),
+        source=text(t, "source", here),
     )
 
 
 def parse_uarch(data: Mapping[str, Any], where: str) -> Uarch:
     """Build and check a Uarch from parsed TOML (``where`` names the file in error messages)."""
-    isa = _req(data, "isa", str, where)
+    isa = required(data, "isa", str, where)
     if isa not in ISAS:
-        raise UarchFileError(f"{where}: isa must be one of {ISAS}, got {isa!r}")
-    ports = tuple(_req(data, "ports", list, where))
+        raise MachineFileError(f"{where}: isa must be one of {ISAS}, got {isa!r}")
+    ports = tuple(required(data, "ports", list, where))
     if not ports or len(set(ports)) != len(ports):
-        raise UarchFileError(f"{where}: ports must be non-empty and unique")
-    levels = tuple(_parse_level(t, where) for t in _req(data, "levels", list, where))
+        raise MachineFileError(f"{where}: ports must be non-empty and unique")
+    levels = tuple(_parse_level(t, where) for t in required(data, "levels", list, where))
     if tuple(lvl.name for lvl in levels) != LEVEL_NAMES:
-        raise UarchFileError(f"{where}: levels must be {LEVEL_NAMES} in that order")
-    instrs = _req(data, "instructions", dict, where)
+        raise MachineFileError(f"{where}: levels must be {LEVEL_NAMES} in that order")
+    instrs = required(data, "instructions", dict, where)
     timings = {m: _parse_instr(m, t, ports, where) for m, t in instrs.items()}
-    sources = tuple(_req(data, "sources", list, where))
+    sources = tuple(required(data, "sources", list, where))
     if not sources:
-        raise UarchFileError(f"{where}: sources must list the references used")
+        raise MachineFileError(f"{where}: sources must list the references used")
     return Uarch(
-        name=_req(data, "name", str, where),
+        name=required(data, "name", str, where),
         isa=isa,
-        clock_ghz=_positive(_req(data, "clock_ghz", (int, float), where), "clock_ghz", where),
-        issue_width=int(_positive(_req(data, "issue_width", int, where), "issue_width", where)),
+        clock_ghz=positive(required(data, "clock_ghz", (int, float), where), "clock_ghz", where),
+        issue_width=int(positive(required(data, "issue_width", int, where), "issue_width", where)),
         ports=ports,
         levels=levels,
         instructions=MappingProxyType(timings),
         sources=sources,
-        description=_req(data, "description", str, where).strip(),
-        clock_source=_source(data, where, "clock_source"),
-        issue_width_source=_source(data, where, "issue_width_source"),
+        description=required(data, "description", str, where).strip(),
+        clock_source=text(data, "clock_source", where),
+        issue_width_source=text(data, "issue_width_source", where),
         fuses_sub_branch=bool(data.get("fuses_sub_branch", False)),
-        fusion_source=_source(data, where, "fusion_source") if data.get("fuses_sub_branch") else "",
+        fusion_source=text(data, "fusion_source", where) if data.get("fuses_sub_branch") else "",
     )
-
-
-def _files() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(UARCH_DIR.glob("*.toml"))}
 
 
 @cache
 def load_uarch(name: str) -> Uarch:
     """The microarchitecture called ``name`` (a file stem in isa/uarch/); cached."""
-    files = _files()
-    if name not in files:
-        raise UserError(f"unknown microarchitecture {name!r}: choose one of {', '.join(files)}")
-    path = files[name]
-    with path.open("rb") as fh:
-        uarch = parse_uarch(tomllib.load(fh), path.name)
-    if uarch.name != name:
-        raise UarchFileError(f"{path.name}: name {uarch.name!r} does not match the file name")
-    return uarch
+    return load(UARCH_DIR, name, "microarchitecture", parse_uarch)
 
 
 def uarch_names(isa: str | None = None) -> tuple[str, ...]:
     """Names of the described microarchitectures, optionally only those of one ISA."""
     if isa is not None and isa not in ISAS:
         raise UserError(f"unknown ISA {isa!r}: choose one of {', '.join(ISAS)}")
-    names = tuple(_files())
+    names = tuple(files(UARCH_DIR))
     if isa is None:
         return names
     return tuple(n for n in names if load_uarch(n).isa == isa)

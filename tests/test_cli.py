@@ -5,28 +5,17 @@ import subprocess
 import sys
 
 import pytest
-import transformers
 
-from isasim.cli.main import main
+from tiny import cli as run
+from tiny import save_bert
 
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     """A local Hugging Face folder with real (seeded) safetensors weights."""
-    import torch
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    cfg = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=48, vocab_size=120, max_position_embeddings=40)
-    torch.manual_seed(3)
-    transformers.BertModel(cfg).save_pretrained(folder)
-    return folder
+    return save_bert(tmp_path_factory.mktemp("tiny-bert"), 3, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=4, intermediate_size=48, vocab_size=120, max_position_embeddings=40)
 
 
 @pytest.mark.parametrize("argv,needle", [

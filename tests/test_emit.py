@@ -1,12 +1,11 @@
 """Emitted assembly is real: GNU as accepts every kernel, and the machine code computes, bit for bit, what
 isasim's executor computes — natively on this x86-64 host, under qemu-aarch64 for AArch64."""
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
-import transformers
+from tiny import capture_bert
 
 from isasim.cli.main import main
 from isasim.isa.emit import emit, symbol
@@ -29,13 +28,8 @@ def select(kernel, target):
 @pytest.fixture(scope="module")
 def tiny_bert():
     """Every op of a BERT forward (two layers, odd sizes) with real values flowing between kernels."""
-    from isasim.models import capture, registry
-
-    cfg = transformers.BertConfig(hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
-                                  intermediate_size=40, vocab_size=60, max_position_embeddings=32,
-                                  attn_implementation="eager")
-    spec = dataclasses.replace(registry.resolve("bert-base"), config=cfg, name="tiny")
-    lowered = lower_graph(capture.capture(spec, 7, 1, with_values=True).graph)
+    lowered = lower_graph(capture_bert(7, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
+                                       intermediate_size=40, vocab_size=60, max_position_embeddings=32).graph)
     storages = run_graph(lowered, TARGETS["x86-64"])  # every kernel's inputs, as the executor computed them
     return lowered, storages
 

@@ -4,29 +4,19 @@ dataset, save it as safetensors, and run every test sentence through the lowered
 import json
 
 import pytest
-import transformers
+
+from tiny import cli as run
+from tiny import save_bert
 
 from isasim.cli.main import main
 from isasim.models.finetune import load_split
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
     """A small BERT with the bert-base-uncased vocabulary (the dataset is tokenised with it)."""
-    import torch
-
-    folder = tmp_path_factory.mktemp("tiny-base")
-    cfg = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=48, max_position_embeddings=64)
-    torch.manual_seed(0)
-    transformers.BertModel(cfg).save_pretrained(folder, safe_serialization=True)
-    return folder
+    return save_bert(tmp_path_factory.mktemp("tiny-base"), 0, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=4, intermediate_size=48, max_position_embeddings=64)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import dataclasses
 
 import pytest
 
-from isasim.isa.machine import LEVEL_NAMES, UarchFileError, load_uarch, parse_uarch, uarch_names
+from isasim.isa.datafile import MachineFileError
+from isasim.isa.machine import LEVEL_NAMES, load_uarch, parse_uarch, uarch_names
 from isasim.isa.errors import UserError
 
 X86_SCALAR = (
@@ -85,61 +86,35 @@ def test_descriptions_are_read_only_and_cached():
         u.clock_ghz = 1.0  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(
-    "name, mnemonic, latency, rthroughput",
-    [
-        # hardware-facts.md, x86 table (uops.info / Agner Fog)
-        ("skylake-x", "vfmadd231ss", 4, 0.5),
-        ("skylake-x", "vaddss", 4, 0.5),
-        ("skylake-x", "vmulss", 4, 0.5),
-        ("zen4", "vaddss", 3, 0.5),
-        ("zen4", "vmulss", 3, 0.5),
-        ("zen4", "vfmadd231ss", 4, 0.5),
-        # hardware-facts.md, AArch64 table (Arm Software Optimization Guides): 2 FP pipes on N1, 4 on V1
-        ("neoverse-n1", "fmadd", 4, 0.5),
-        ("neoverse-n1", "fmul", 3, 0.5),
-        ("neoverse-n1", "fadd", 2, 0.5),
-        ("neoverse-v1", "fmadd", 4, 0.25),
-        ("neoverse-v1", "fmul", 3, 0.25),
-        ("neoverse-v1", "fadd", 2, 0.25),
-    ],
-)
+# (latency, reciprocal throughput) of timing keys, against the published tables: x86 from uops.info and
+# Agner Fog, AArch64 from Arm's Software Optimization Guides (2 FP pipes on N1, 4 on V1); the SIMD keys
+# against uops.info (ashvardanian/AssemblyStats uops/*.csv)
+SPOT_CHECKS = {
+    "skylake-x": {"vfmadd231ss": (4, 0.5), "vaddss": (4, 0.5), "vmulss": (4, 0.5), "vfmadd231ps_ymm": (4, 0.5),
+                  "vfmadd231ps_zmm": (4, 0.5),  # p0 + p5: two 512-bit FMA units
+                  "vpaddd_zmm": (1, 0.5),  # uops.info p05 (LLVM's p015 is wrong for 512-bit)
+                  "vcmpps_zmm": (4, 1.0)},
+    "zen4": {"vaddss": (3, 0.5), "vmulss": (3, 0.5), "vfmadd231ss": (4, 0.5), "vfmadd231ps_ymm": (4, 0.5),
+             "vfmadd231ps_zmm": (4, 1.0),  # double-pumped on the two 256-bit FMA pipes
+             "vaddps_zmm": (3, 1.0), "vmovups_store_zmm": (1, 2.0)},  # uops.info: one 256-bit store per cycle
+    "sapphirerapids": {"vfmadd231ps_ymm": (4, 0.5),
+                       "vfmadd231ps_zmm": (4, 0.5),  # server part: second 512-bit FMA on p5
+                       "vaddps_ymm": (3, 0.5)},  # Golden Cove fast adders (uops.info ADL-P)
+    "neoverse-n1": {"fmadd": (4, 0.5), "fmul": (3, 0.5), "fadd": (2, 0.5), "fmla_4s": (4, 0.5), "fmul_4s": (3, 0.5)},
+    "neoverse-v1": {"fmadd": (4, 0.25), "fmul": (3, 0.25), "fadd": (2, 0.25), "fmla_4s": (4, 0.25),
+                    "ldr_q": (6, 0.33)},
+}
+
+
+@pytest.mark.parametrize("name, mnemonic, latency, rthroughput",
+                         [(u, m, *v) for u, keys in SPOT_CHECKS.items() for m, v in keys.items()])
 def test_spot_checks_against_hardware_facts(name, mnemonic, latency, rthroughput):
     t = load_uarch(name).timing(mnemonic)
     assert (t.latency, t.rthroughput) == (latency, rthroughput)
 
 
-def test_skylake_fma_ports():
+def test_fma_ports():
     assert set(load_uarch("skylake-x").timing("vfmadd231ss").ports) == {"p0", "p1"}
-
-
-@pytest.mark.parametrize(
-    "name, mnemonic, latency, rthroughput",
-    [
-        # SIMD numbers checked against uops.info (ashvardanian/AssemblyStats uops/*.csv) and hardware-facts.md
-        ("skylake-x", "vfmadd231ps_ymm", 4, 0.5),
-        ("skylake-x", "vfmadd231ps_zmm", 4, 0.5),  # p0 + p5: two 512-bit FMA units
-        ("skylake-x", "vpaddd_zmm", 1, 0.5),  # uops.info p05 (LLVM's p015 is wrong for 512-bit)
-        ("skylake-x", "vcmpps_zmm", 4, 1.0),
-        ("zen4", "vfmadd231ps_ymm", 4, 0.5),
-        ("zen4", "vfmadd231ps_zmm", 4, 1.0),  # double-pumped on the two 256-bit FMA pipes
-        ("zen4", "vaddps_zmm", 3, 1.0),
-        ("zen4", "vmovups_store_zmm", 1, 2.0),  # uops.info: one 256-bit store per cycle
-        ("sapphirerapids", "vfmadd231ps_ymm", 4, 0.5),
-        ("sapphirerapids", "vfmadd231ps_zmm", 4, 0.5),  # server part: second 512-bit FMA on p5
-        ("sapphirerapids", "vaddps_ymm", 3, 0.5),  # Golden Cove fast adders (uops.info ADL-P)
-        ("neoverse-n1", "fmla_4s", 4, 0.5),
-        ("neoverse-n1", "fmul_4s", 3, 0.5),
-        ("neoverse-v1", "fmla_4s", 4, 0.25),
-        ("neoverse-v1", "ldr_q", 6, 0.33),
-    ],
-)
-def test_simd_spot_checks(name, mnemonic, latency, rthroughput):
-    t = load_uarch(name).timing(mnemonic)
-    assert (t.latency, t.rthroughput) == (latency, rthroughput)
-
-
-def test_zmm_fma_ports():
     assert set(load_uarch("skylake-x").timing("vfmadd231ps_zmm").ports) == {"p0", "p5"}
     assert set(load_uarch("sapphirerapids").timing("vfmadd231ps_zmm").ports) == {"p0", "p5"}
 
@@ -193,5 +168,5 @@ def test_parser_accepts_a_minimal_description():
     "bad", [{"ports": ["p9"]}, {"source": "  "}, {"latency": -1}, {"rthroughput": -1}, {"uops": 0}]
 )
 def test_parser_rejects_bad_entries(bad):
-    with pytest.raises(UarchFileError):
+    with pytest.raises(MachineFileError):
         parse_uarch(_minimal(**bad), "toy.toml")

@@ -72,41 +72,35 @@ def _fma_inputs():
 
 # ----------------------------------------------------------------- x86-64
 
-X86_ADD = f"""
+def x86_loop(name: str, args: str, body: str) -> str:
+    """An x86-64 function `name` that runs `body` for element rax = 0 .. N-1."""
+    return f"""
     .intel_syntax noprefix
     .text
-    .globl add_f32
-    .type add_f32, @function
-add_f32:                        # rdi=a, rsi=b, rdx=out
+    .globl {name}
+    .type {name}, @function
+{name}:                        # {args}
     xor eax, eax
 1:
-    vmovss xmm0, dword ptr [rdi + rax*4]
-    vaddss xmm0, xmm0, dword ptr [rsi + rax*4]
-    vmovss dword ptr [rdx + rax*4], xmm0
+{body}
     inc rax
     cmp rax, {N}
     jne 1b
     ret
-    .size add_f32, .-add_f32
+    .size {name}, .-{name}
 """
 
-X86_FMA = f"""
-    .intel_syntax noprefix
-    .text
-    .globl fma_f32
-    .type fma_f32, @function
-fma_f32:                        # out = a*b + c; rdi=a, rsi=b, rdx=c, rcx=out
-    xor eax, eax
-1:
+
+X86_ADD = x86_loop("add_f32", "rdi=a, rsi=b, rdx=out", """\
+    vmovss xmm0, dword ptr [rdi + rax*4]
+    vaddss xmm0, xmm0, dword ptr [rsi + rax*4]
+    vmovss dword ptr [rdx + rax*4], xmm0""")
+
+X86_FMA = x86_loop("fma_f32", "out = a*b + c; rdi=a, rsi=b, rdx=c, rcx=out", """\
     vmovss xmm0, dword ptr [rdx + rax*4]
     vmovss xmm1, dword ptr [rdi + rax*4]
     vfmadd231ss xmm0, xmm1, dword ptr [rsi + rax*4]
-    vmovss dword ptr [rcx + rax*4], xmm0
-    inc rax
-    cmp rax, {N}
-    jne 1b
-    ret
-"""
+    vmovss dword ptr [rcx + rax*4], xmm0""")
 
 X86_I64 = """
     .intel_syntax noprefix
@@ -232,27 +226,6 @@ def test_x86_bool_att_syntax():
     assert out.tobytes() == (a & b).tobytes()
 
 
-@needs_x86
-def test_x86_syntax_error_is_value_error():
-    bad = X86_ADD.replace("vaddss xmm0", "vaddzz xmm0")
-    with pytest.raises(ValueError) as e:
-        run_x86_64(bad, "add_f32", [np.zeros(N, np.float32)] * 3)
-    msg = str(e.value)
-    assert "assembly failed" in msg and "vaddzz" in msg and "kernel.s:" in msg
-
-
-@needs_x86
-def test_x86_missing_symbol():
-    with pytest.raises(ValueError, match="not exported"):
-        run_x86_64(X86_ADD, "no_such_fn", [np.zeros(N, np.float32)] * 3)
-
-
-@needs_x86
-def test_x86_crash_is_runtime_error():
-    with pytest.raises(RuntimeError, match=r"'crash'.*SIGSEGV"):
-        run_x86_64(X86_CRASH, "crash", [np.zeros(1, np.int64)])
-
-
 # ---------------------------------------------------------------- aarch64
 
 A64_ADD = f"""
@@ -369,25 +342,30 @@ def test_a64_2d_and_readonly_buffers():
     assert out.tobytes() == (a.ravel() + b.ravel()).tobytes()
 
 
-@needs_a64
-def test_a64_syntax_error_is_value_error():
-    bad = A64_ADD.replace("fadd s0, s0, s1", "fadd s0, s0, q9x")
+ISAS = [pytest.param("x86-64", marks=needs_x86), pytest.param("aarch64", marks=needs_a64)]
+RUNNERS = {"x86-64": run_x86_64, "aarch64": run_aarch64}
+SOURCES = {"x86-64": (X86_ADD, "vaddss xmm0", "vaddzz xmm0"), "aarch64": (A64_ADD, "fadd s0, s0, s1", "fadd s0, s0, q9x")}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_syntax_error_is_value_error(isa):
+    source, good, bad = SOURCES[isa]
     with pytest.raises(ValueError) as e:
-        run_aarch64(bad, "add_f32", [np.zeros(N, np.float32)] * 3)
+        RUNNERS[isa](source.replace(good, bad), "add_f32", [np.zeros(N, np.float32)] * 3)
     msg = str(e.value)
-    assert "assembly failed" in msg and "kernel.s:" in msg and "Error" in msg
+    assert "assembly failed" in msg and "kernel.s:" in msg and bad.split()[-1] in msg
 
 
-@needs_a64
-def test_a64_missing_symbol_is_value_error():
-    with pytest.raises(ValueError, match="link failed"):
-        run_aarch64(A64_ADD, "no_such_fn", [np.zeros(N, np.float32)] * 3)
+@pytest.mark.parametrize("isa", ISAS)
+def test_missing_symbol_is_value_error(isa):
+    with pytest.raises(ValueError, match="not exported" if isa == "x86-64" else "link failed"):
+        RUNNERS[isa](SOURCES[isa][0], "no_such_fn", [np.zeros(N, np.float32)] * 3)
 
 
-@needs_a64
-def test_a64_crash_is_runtime_error():
+@pytest.mark.parametrize("isa", ISAS)
+def test_crash_is_runtime_error(isa):
     with pytest.raises(RuntimeError, match=r"'crash'.*SIGSEGV"):
-        run_aarch64(A64_CRASH, "crash", [np.zeros(1, np.int64)])
+        RUNNERS[isa](X86_CRASH if isa == "x86-64" else A64_CRASH, "crash", [np.zeros(1, np.int64)])
 
 
 def test_missing_tool_message(monkeypatch):

@@ -10,10 +10,10 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-import transformers
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from oprunner import both_executors, one_op_graph
+from tiny import capture_bert
 
 from isasim.backends import backend_for
 from isasim.engine.run import run_graph
@@ -249,13 +249,8 @@ def test_cycles_are_the_deciding_bound_plus_the_launch(gpu):
 
 @pytest.fixture(scope="module")
 def tiny_bert():
-    from isasim.models import capture, registry
-
-    cfg = transformers.BertConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=96, vocab_size=60, max_position_embeddings=64,
-                                  attn_implementation="eager")
-    spec = dataclasses.replace(registry.resolve("bert-base"), config=cfg, name="tiny")
-    return capture.capture(spec, 37, 1, with_values=True)
+    return capture_bert(37, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=96,
+                        vocab_size=60, max_position_embeddings=64)
 
 
 def test_every_bert_op_runs_on_simt(tiny_bert):
