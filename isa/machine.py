@@ -1,6 +1,6 @@
 """Microarchitecture descriptions as data: one TOML file per core in ``isa/uarch/``.
 
-Every number in those files carries its source (DESIGN.md principle 2); this module only parses and
+Every number in those files carries its source (docs/design.md, "Hardware is data"); this module only parses and
 checks them into frozen dataclasses. Nothing here knows a hardware number.
 
 Conventions the TOML files follow (and the checks below enforce where they can):

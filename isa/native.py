@@ -54,7 +54,6 @@ __all__ = [
     "run",
 ]
 
-MAX_BUFFERS = {"x86-64": 6, "aarch64": 8}
 ALIGN = 64
 _ERR_LINES = 20
 _INSTALL = "bash .ci/install-tools (or apt-get install -y {pkg})"
@@ -65,6 +64,13 @@ class NativeUnavailable(Exception):
 
 
 # ----------------------------------------------------------------- host facts
+
+def max_buffers(isa: str) -> int:
+    """The buffers a kernel can take: one per argument register of the ISA's calling convention."""
+    from isasim.isa.targets import TARGETS
+
+    return next(len(t.registers.args) for t in TARGETS.values() if t.isa == isa)
+
 
 def host_isa() -> str:
     m = platform.machine().lower()
@@ -209,8 +215,9 @@ def _write_asm(tmp: Path, asm: str) -> Path:
 # -------------------------------------------------------------------- buffers
 
 def _byte_views(buffers, isa: str) -> list[np.ndarray]:
-    if len(buffers) > MAX_BUFFERS[isa]:
-        raise ValueError(f"{isa} kernels take at most {MAX_BUFFERS[isa]} buffers "
+    most = max_buffers(isa)
+    if len(buffers) > most:
+        raise ValueError(f"{isa} kernels take at most {most} buffers "
                          f"(all in argument registers), got {len(buffers)}")
     views = []
     for i, b in enumerate(buffers):
