@@ -1,0 +1,123 @@
+"""Write docs/api.md: isasim as a Python library, every example run by this script and shown with its output.
+
+    .venv/bin/python docs/make_api.py
+
+tests/test_api.py runs every example of docs/api.md again and checks it still prints what the page shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+INTRO = """# isasim as a library
+
+Everything the `isasim` command computes is a function of the `isasim` package that returns a report object:
+`trace`, `check`, `compare`, `explain`, `emit` and `training_step` (in `isasim/api.py`). A report is a
+dataclass: read its fields, turn it into what `--format json` prints with `.to_dict()`, or into a table
+with `.to_pandas()` (with pandas installed: `pip install 'isasim[pandas]'`). The command line (`cli/`) only
+parses arguments and renders these objects.
+
+Arguments, for every function: a model (`bert-base`, `bert-large`, `minilm`, or a folder with
+`config.json`), `targets` (names from `isasim targets`; default every target), `machines` (a CPU core or GPU
+for the targets of its instruction set; default each target's own), and `seq`, `batch`, `seed`. Long work
+reports through `progress=lambda what, done, total: ...`. Bad input raises `isasim.UserError`, whose message
+is one line that says what to do.
+
+Every example below was run by `docs/make_api.py`; the block under it is what it printed.
+"""
+
+EXAMPLES: list[tuple[str, str, str]] = [
+    ("Cost a forward pass: `isasim.trace`",
+     "Instructions, cycles, the deciding bound and bytes per memory level, per op and per target. Each target's "
+     "`bounds` adds up the cycles each kind of bound decided.",
+     """import isasim
+
+report = isasim.trace("minilm", targets=["avx512", "simt"], seq=8)
+for t in report.targets:
+    print(f"{t.target:7} {t.uarch:10} {t.instructions:>11,} instructions {t.cycles:>10,.0f} cycles "
+          f"{t.seconds * 1e6:6.1f} us, mostly {max(t.bounds, key=t.bounds.get)}-bound")"""),
+    ("One op, and its bound",
+     "A bound is a typed value (`isasim.isa.hardware.Bound`): its kind, where it applies (a port group, a GPU "
+     "pipe) and the cycles it alone would take. JSON shows its label.",
+     """avx512 = report.targets[0]
+i, op = next((i, op) for i, op in enumerate(avx512.ops) if op.bound.kind == "port")
+print(op.name, op.op, op.shape, op.module)
+print(repr(op.bound))
+print(report.to_dict()["targets"][0]["ops"][i]["bound"])"""),
+    ("As a table",
+     "One row per op and target.",
+     """df = report.to_pandas()
+print(df.shape)
+print(df.groupby("target")["cycles"].sum().round().to_dict())
+print(df[df.target == "simt"].nlargest(3, "cycles")[["name", "op", "bound"]].to_string(index=False))"""),
+    ("Every target on every machine: `isasim.compare`",
+     "Time, FLOP/cycle against the machine's peak (from its description), bytes per level, the speed-up over "
+     "scalar x86-64, and each op family's share of the cycles.",
+     """c = isasim.compare("minilm", seq=8)
+for r in c.rows[:2] + c.rows[-2:]:
+    print(f"{r.target:7} {r.uarch:15} {r.seconds * 1e6:8.1f} us {r.flop_per_cycle / r.peak_flop_per_cycle:6.1%} "
+          f"of peak, x{r.speedup_over_scalar_x86:.1f}, {r.dominant_bound}")"""),
+    ("Why one kernel costs what it costs: `isasim.explain`",
+     "On a CPU core: the hottest loop, each instruction's costs and sources, the deciding bound and advice. "
+     "On a GPU: the launch, occupancy and its limiter, the bounds.",
+     """scalar, gpu = isasim.explain("minilm", "layer_norm", targets=["x86-64", "simt"], seq=8)
+print(scalar.kernel, scalar.bound["decides"], len(scalar.listing), "instructions per iteration")
+print(scalar.advice)
+print(gpu.kernel, gpu.strategy, "|", gpu.decides, "|", gpu.occupancy["limiter"])"""),
+    ("Run it and compare with PyTorch: `isasim.check`",
+     "Every lowered kernel executed on the model's real weights; `passed` needs the final output within the "
+     "tolerance and the executor's counts equal to the cost model's.",
+     """result = isasim.check("minilm", targets="neon", seq=8)
+t = result.targets[0]
+print(result.passed, t.target, t.uarch, t.max_abs_err < 1e-5, t.counts_match_cost_model,
+      f"{t.instructions_executed:,} instructions executed")"""),
+    ("A fine-tuning step: `isasim.training_step`",
+     "Forward, backward and AdamW of a 2-label classifier, and the whole fine-tuning run on the shipped "
+     "movie/TV dataset.",
+     """step = isasim.training_step("minilm", targets="avx2", seq=8, batch=2, epochs=1)
+t = step.targets[0]
+print(step.steps_per_epoch, "steps;", {p: round(c) for p, c in t.cycles.items()}, f"{t.run_s:.1f} s in all")"""),
+    ("Real assembly and PTX: `isasim.emit`",
+     "Each kernel as a file its toolchain accepts, and a manifest with its calling convention and costs.",
+     """import tempfile
+
+(folder, manifest), = isasim.emit("minilm", tempfile.mkdtemp(), targets="neon", seq=8, op="gelu")
+kernel = manifest["kernels"][0]
+print(manifest["abi"], kernel["file"], kernel["symbol"], kernel["inner_loop"]["bound"])"""),
+    ("Bad input",
+     "One line that says what is wrong and what to do.",
+     """for bad in (lambda: isasim.trace("gpt-17"), lambda: isasim.trace("minilm", targets="riscv"),
+            lambda: isasim.trace("minilm", batch=0)):
+    try:
+        bad()
+    except isasim.UserError as e:
+        print(e)"""),
+]
+
+
+def run(examples: list[tuple[str, str, str]]) -> list[str]:
+    """Each example's printed output, all run in one namespace (later examples use earlier results)."""
+    namespace: dict = {}
+    outputs = []
+    for _, _, code in examples:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(compile(code, "<docs/api.md>", "exec"), namespace)
+        outputs.append(buf.getvalue().rstrip())
+    return outputs
+
+
+def main() -> None:
+    parts = [INTRO]
+    for (title, text, code), output in zip(EXAMPLES, run(EXAMPLES)):
+        parts.append(f"## {title}\n\n{text}\n\n```python\n{code}\n```\n\n```text\n{output}\n```\n")
+    (HERE / "api.md").write_text("\n".join(parts))
+    print(f"wrote {HERE / 'api.md'}")
+
+
+if __name__ == "__main__":
+    main()
