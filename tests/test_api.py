@@ -40,8 +40,6 @@ def test_the_report_is_what_the_command_prints(capsys):
     bounds = [op.bound for t in report.targets for op in t.ops]
     assert all(isinstance(b, Bound) and b.cycles > 0 for b in bounds)
     assert {b.kind for b in bounds} >= {"port", "launch"}  # a CPU core's bound and a GPU's
-    for t in report.targets:  # the cycles by kind of bound are the ops' cycles, each counted once
-        assert sum(t.bounds.values()) == pytest.approx(t.cycles)
 
 
 def test_to_pandas_needs_pandas_and_says_so(monkeypatch):
