@@ -13,6 +13,10 @@ _API = ("trace", "training_step", "check", "compare", "explain", "emit")
 __all__ = [*_API, "UserError", "__version__"]
 
 
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | {"api"})
+
+
 def __getattr__(name: str):
     if name in _API:
         from isasim import api

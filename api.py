@@ -28,6 +28,8 @@ from isasim.isa.errors import UserError
 if TYPE_CHECKING:
     from isasim.engine.check import CheckReport
     from isasim.engine.compare import Comparison
+    from isasim.engine.emit import EmitReport
+    from isasim.engine.explain import ExplainReport
     from isasim.engine.trace import TraceReport
     from isasim.engine.training import TrainingReport
 
@@ -35,7 +37,12 @@ Names = Sequence[str] | str | None
 
 
 def _names(names: Names) -> list[str] | None:
-    return [names] if isinstance(names, str) else (list(names) if names else None)
+    if names is None:
+        return None
+    names = [names] if isinstance(names, str) else list(names)
+    if not names:
+        raise UserError("no targets or machines named: give at least one (see `isasim targets`), or None for all")
+    return names
 
 
 def trace(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
@@ -63,6 +70,8 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
     from isasim.models.training import capture_training
 
     check_shape(batch)
+    if every_machine and (targets is not None or machines is not None):
+        raise UserError("every_machine=True costs every target on every machine: drop targets and machines")
     chosen = every_pair() if every_machine else pick_targets(_names(targets), _names(machines))
     if epochs < 1:
         raise UserError(f"--epochs {epochs} is out of range: use 1 or more")
@@ -109,32 +118,37 @@ def compare(model: str, *, seq: int = 128, batch: int = 1, seed: int = 0, progre
 
 
 def explain(model: str, op: str, targets: Names = None, machines: Names = None, *, seq: int = 128,
-            batch: int = 1, seed: int = 0, iterations: int = 4) -> list:
+            batch: int = 1, seed: int = 0, iterations: int = 4, progress: Progress | None = None
+            ) -> ExplainReport:
     """One kernel (the first that the node name or op `op` picks) taught on each target: on a CPU its
     hottest loop with each instruction's costs and sources, port pressure, the deciding bound, advice and a
-    timeline of `iterations`; on a GPU its launch, occupancy, hottest loop and bounds."""
+    timeline of `iterations`; on a GPU its launch, occupancy, hottest loop and bounds. The report iterates
+    over the explanations, one per target."""
+    from isasim.engine.explain import ExplainReport
     from isasim.engine.explain import explain as run
 
     check_shape(batch)
     chosen = pick_targets(_names(targets), _names(machines))
     if not 1 <= iterations <= 100:
         raise UserError(f"--iterations {iterations} is out of range: use 1..100")
-    lowered = lowered_for_cost(model, seq, batch, seed)
-    return [run(lowered, t, m, op, iterations) for t, m in chosen]
+    lowered = lowered_for_cost(model, seq, batch, seed, False, progress)
+    cfg = lowered.graph.config
+    explained = [run(lowered, t, m, op, iterations) for t, m in chosen]
+    return ExplainReport(cfg.get("model", model), seq, batch, op, explained)
 
 
 def emit(model: str, output: str | Path, targets: Names = None, machines: Names = None, *, seq: int = 128,
-         batch: int = 1, seed: int = 0, op: str | None = None, progress: Progress | None = None
-         ) -> list[tuple[Path, dict]]:
+         batch: int = 1, seed: int = 0, op: str | None = None, progress: Progress | None = None) -> EmitReport:
     """Every kernel (or those `op` picks) as a file the target's toolchain accepts, with manifest.json, in
-    `output` (a folder per target when there are several); returns each folder with its manifest."""
-    from isasim.engine.emit import emit_model
+    `output` (a folder per target when there are several)."""
+    from isasim.engine.emit import EmitReport, EmittedTarget, emit_model
 
     check_shape(batch)
     chosen = pick_targets(_names(targets), _names(machines))
     lowered = lowered_for_cost(model, seq, batch, seed, False, progress)
-    out = []
+    emitted = []
     for target, machine in chosen:
         where = Path(output) / target.name if len(chosen) > 1 else Path(output)
-        out.append((where, emit_model(lowered, target, machine, where, op, progress)))
-    return out
+        manifest = emit_model(lowered, target, machine, where, op, progress)
+        emitted.append(EmittedTarget(target.name, machine.name, str(where), manifest))
+    return EmitReport(lowered.graph.config.get("model", model), seq, batch, emitted)

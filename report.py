@@ -17,11 +17,13 @@ from isasim.isa.hardware import Bound
 
 
 def plain(value: Any) -> Any:
-    """`value` as JSON-ready data: dataclasses as dicts (fields in order), tuples as lists, bounds by label."""
+    """`value` as JSON-ready data: dataclasses as dicts (fields in order, less a report's `internal` ones),
+    tuples as lists, bounds by label."""
     if isinstance(value, Bound):
         return value.label
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        skip = getattr(value, "internal", ())
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in skip}
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -35,10 +37,7 @@ class Report:
     internal: tuple[str, ...] = ()  # fields for other renderings only (a Chrome trace's events), not for to_dict
 
     def to_dict(self) -> dict:
-        out = plain(self)
-        for name in self.internal:
-            out.pop(name, None)
-        return out
+        return plain(self)
 
     def records(self) -> list[dict]:
         """The report as table rows, one dict each (what `to_pandas` lays out)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -24,17 +23,19 @@ from isasim.lowering.kernel import Kernel
 Storages = dict[str, np.ndarray]  # every tensor's flat storage, by name
 
 
-def in_memory(program: Program, storages: Storages, run: Callable[[Memory], Events]) -> Events:
-    """Place the program's buffers in memory, run it, and write its outputs back into `storages`."""
+def load_memory(program: Program, storages: Storages) -> Memory:
+    """The program's buffers placed in memory, its inputs filled from `storages`."""
     mem = Memory(program.buffers)
     for b in program.buffers:
         if not b.is_output:
             mem.write(b.name, storages[b.name])
-    events = run(mem)
+    return mem
+
+
+def store_outputs(program: Program, mem: Memory, storages: Storages) -> None:
     for b in program.buffers:
         if b.is_output:
             storages[b.name] = mem.read(b.name)
-    return events
 
 
 def arguments(program: Program) -> list[dict]:
@@ -76,11 +77,11 @@ class Backend(ABC):
         """What the executor must count: instructions per mnemonic (warp instructions on SIMT)."""
 
     @abstractmethod
-    def execute(self, program: Program, storages: Storages, machine: Machine) -> Events:
-        """Run the program on `storages` in the batched executor, writing its outputs back; what it counted."""
+    def execute(self, program: Program, mem: Memory, machine: Machine) -> Events:
+        """Run the program on its buffers in `mem` (load_memory) in the batched executor; what it counted."""
 
     @abstractmethod
-    def step(self, program: Program, storages: Storages, machine: Machine) -> Events:
+    def step(self, program: Program, mem: Memory, machine: Machine) -> Events:
         """The same, one instruction (one warp) at a time: the reference the executor must match bit for bit."""
 
     @abstractmethod

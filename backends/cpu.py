@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from isasim.backends.base import Backend, Storages, arguments, in_memory
+from isasim.backends.base import Backend, Storages, arguments
 from isasim.backends.cpu_explain import Explanation, explain_cpu
 from isasim.isa import native
 from isasim.isa.cost import KernelCost, cost_program
 from isasim.isa.emit import emit, hottest_loop, symbol
 from isasim.isa.execute import execute
 from isasim.isa.machine import Uarch, load_uarch, uarch_names
-from isasim.isa.machine_state import Events
+from isasim.isa.machine_state import Events, Memory
 from isasim.isa.program import Instr, Program, walk
 from isasim.isa.stepper import step_program
 from isasim.isa.targets import Target
@@ -51,11 +51,11 @@ class CpuBackend(Backend):
             counts[ins.mnemonic] += n
         return dict(counts)
 
-    def execute(self, program: Program, storages: Storages, machine: Uarch) -> Events:
-        return in_memory(program, storages, lambda mem: execute(program, mem))
+    def execute(self, program: Program, mem: Memory, machine: Uarch) -> Events:
+        return execute(program, mem)
 
-    def step(self, program: Program, storages: Storages, machine: Uarch) -> Events:
-        return in_memory(program, storages, lambda mem: step_program(program, mem))
+    def step(self, program: Program, mem: Memory, machine: Uarch) -> Events:
+        return step_program(program, mem)
 
     def emit(self, program: Program, target: Target, machine: Uarch) -> str:
         return emit(program, target)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isasim.backends.base import Backend, Storages, arguments, in_memory
+from isasim.backends.base import Backend, arguments
 from isasim.backends.simt_explain import SimtExplanation, explain_simt
 from isasim.isa import ptxas
 from isasim.isa.cost import KernelCost
+from isasim.isa.datafile import MachineFileError
 from isasim.isa.emit_ptx import emit_ptx, symbol
 from isasim.isa.gpu import Gpu, gpu_names, load_gpu
-from isasim.isa.machine_state import Events
+from isasim.isa.machine_state import Events, Memory
 from isasim.isa.program import Program
 from isasim.isa.simt_cost import cost_simt, warp_counts
 from isasim.isa.simt_exec import run_simt
@@ -45,6 +46,9 @@ class SimtBackend(Backend):
         return load_gpu(name)
 
     def select(self, kernel: Kernel, target: Target, machine: Gpu | None = None) -> Program:
+        if machine is not None and machine.warp_size != target.simt.warp_size:  # two descriptions disagree
+            raise MachineFileError(f"{machine.name}: warp_size {machine.warp_size}, but {target.name} lowers for "
+                                   f"warps of {target.simt.warp_size}")
         return select_simt(kernel, target, machine)
 
     def cost(self, program: Program, machine: Gpu) -> KernelCost:
@@ -53,14 +57,14 @@ class SimtBackend(Backend):
     def counts(self, program: Program, machine: Gpu) -> dict[str, int]:
         return dict(warp_counts(program, machine))
 
-    def execute(self, program: Program, storages: Storages, machine: Gpu) -> Events:
-        return in_memory(program, storages, lambda mem: run_simt(program, mem, machine))
+    def execute(self, program: Program, mem: Memory, machine: Gpu) -> Events:
+        return run_simt(program, mem, machine)
 
-    def step(self, program: Program, storages: Storages, machine: Gpu) -> Events:
-        return in_memory(program, storages, lambda mem: step_simt(program, mem, machine))
+    def step(self, program: Program, mem: Memory, machine: Gpu) -> Events:
+        return step_simt(program, mem, machine)
 
     def emit(self, program: Program, target: Target, machine: Gpu) -> str:
-        return emit_ptx(program, machine.ptx_target)
+        return emit_ptx(program, machine)
 
     def manifest_entry(self, program: Program, cost: KernelCost, path: Path, machine: Gpu) -> dict:
         launch = program.launch

@@ -9,14 +9,12 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from isasim.cli.render import human
 from isasim.engine.compare import Comparison, Row, families
 
 
 def _human(n: float) -> str:
-    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f}{unit}"
-    return f"{n:.2f}"
+    return human(n, 2)
 
 
 HEAD = ("target", "uarch", "instructions", "cycles", "time", "FLOP/cycle", "of peak", "L1 B", "L2 B", "LLC B",

@@ -201,8 +201,8 @@ def cmd_emit(args, out: Console) -> int:
     with _progress(sys.stderr.isatty()) as progress:
         emitted = api.emit(args.model, args.output, args.target, args.uarch, seq=args.seq, batch=args.batch,
                            seed=args.seed, op=args.op, progress=progress)
-    for where, manifest in emitted:
-        out.print(f"{len(manifest['kernels'])} {manifest['target']} kernels for {manifest['uarch']} in {where}")
+    for t in emitted.targets:
+        out.print(f"{len(t.manifest['kernels'])} {t.target} kernels for {t.uarch} in {t.folder}")
     return 0
 
 

@@ -13,10 +13,13 @@ from isasim.engine.check import CheckReport
 from isasim.engine.trace import LEVELS, TraceReport
 
 
-def human(n: float) -> str:
+def human(n: float, decimals: int | None = None) -> str:
+    """1.23M, 4.56K; below a thousand, `decimals` places (default: none for whole numbers, else one)."""
     for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= size:
             return f"{n / size:.2f}{unit}"
+    if decimals is not None:
+        return f"{n:.{decimals}f}"
     return f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
 
 

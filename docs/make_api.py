@@ -21,11 +21,12 @@ dataclass: read its fields, turn it into what `--format json` prints with `.to_d
 with `.to_pandas()` (with pandas installed: `pip install 'isasim[pandas]'`). The command line (`cli/`) only
 parses arguments and renders these objects.
 
-Arguments, for every function: a model (`bert-base`, `bert-large`, `minilm`, or a folder with
-`config.json`), `targets` (names from `isasim targets`; default every target), `machines` (a CPU core or GPU
-for the targets of its instruction set; default each target's own), and `seq`, `batch`, `seed`. Long work
-reports through `progress=lambda what, done, total: ...`. Bad input raises `isasim.UserError`, whose message
-is one line that says what to do.
+Arguments: a model (`bert-base`, `bert-large`, `minilm`, or a folder with `config.json`), then `seq`,
+`batch` and `seed`; all but `compare` (which covers every target on every machine) also take `targets`
+(names from `isasim targets`; None for every target) and `machines` (a CPU core or GPU for the targets of
+its instruction set; default each target's own). Long work reports through
+`progress=lambda what, done, total: ...`. Bad input raises `isasim.UserError`, whose message is one line that
+says what to do; it names an argument by its command-line flag (`--batch` for `batch=`).
 
 Every example below was run by `docs/make_api.py`; the block under it is what it printed.
 """
@@ -85,9 +86,10 @@ print(step.steps_per_epoch, "steps;", {p: round(c) for p, c in t.cycles.items()}
      "Each kernel as a file its toolchain accepts, and a manifest with its calling convention and costs.",
      """import tempfile
 
-(folder, manifest), = isasim.emit("minilm", tempfile.mkdtemp(), targets="neon", seq=8, op="gelu")
-kernel = manifest["kernels"][0]
-print(manifest["abi"], kernel["file"], kernel["symbol"], kernel["inner_loop"]["bound"])"""),
+emitted = isasim.emit("minilm", tempfile.mkdtemp(), targets=["neon", "simt"], seq=8, op="gelu")
+for t in emitted.targets:
+    kernel = t.manifest["kernels"][0]
+    print(t.target, t.uarch, kernel["file"], t.manifest.get("abi") or t.manifest["ptx_target"], kernel["cycles"])"""),
     ("Bad input",
      "One line that says what is wrong and what to do.",
      """for bad in (lambda: isasim.trace("gpt-17"), lambda: isasim.trace("minilm", targets="riscv"),

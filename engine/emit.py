@@ -4,6 +4,7 @@ how to call each kernel, and what isasim predicts it costs."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from isasim.backends import backend_for
@@ -12,6 +13,25 @@ from isasim.engine.targets import Progress
 from isasim.isa.hardware import Machine
 from isasim.isa.targets import Target
 from isasim.lowering.pipeline import LoweredGraph
+from isasim.report import ModelReport
+
+
+@dataclass
+class EmittedTarget:
+    target: str
+    uarch: str
+    folder: str
+    manifest: dict  # what manifest.json in the folder says: each kernel's file, calling convention and costs
+
+
+@dataclass
+class EmitReport(ModelReport):
+    targets: list[EmittedTarget]
+
+    def records(self) -> list[dict]:
+        """One row per kernel file."""
+        return [{"target": t.target, "uarch": t.uarch, "folder": t.folder, "name": k["name"], "op": k["op"],
+                 "file": k["file"], "cycles": k["cycles"]} for t in self.targets for k in t.manifest["kernels"]]
 
 
 def emit_model(lowered: LoweredGraph, target: Target, machine: Machine, outdir: Path, op: str | None = None,

@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 
 from isasim.backends import backend_for
+from isasim.backends.base import load_memory, store_outputs
 from isasim.isa.hardware import Machine
 from isasim.isa.machine_state import Events
 from isasim.isa.program import Program
@@ -35,7 +36,9 @@ def run_graph(lowered: LoweredGraph, target: Target, on_step: OnStep | None = No
             if native:
                 backend.run_native(program, target, storages)
             else:
-                events = backend.execute(program, storages, machine)
+                mem = load_memory(program, storages)
+                events = backend.execute(program, mem, machine)
+                store_outputs(program, mem, storages)
         if on_step:
             on_step(step, program, events)
     return storages

@@ -52,8 +52,8 @@ class KernelCost:
     name: str
     instructions: int  # dynamic instructions; warp instructions on SIMT
     by_mnemonic: dict[str, int]
-    cycles: float
-    bound: Bound  # the one that decided
+    cycles: float  # CPU: the deciding bound's cycles; GPU: the deciding bound's plus the launch overhead
+    bound: Bound  # the one that decided (on a GPU, "launch" when the overhead exceeds every other bound)
     bounds: tuple[Bound, ...]  # the cycles each alone would take (CPU: compute and one per memory level)
     bytes: dict[str, int]
     flops: int

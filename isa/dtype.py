@@ -20,3 +20,6 @@ class DType(Enum):
     @property
     def numpy(self) -> np.dtype:
         return np.dtype(self.value)
+
+
+F32_BYTES = DType.F32.itemsize  # the element every float buffer, register lane and shared-memory word holds

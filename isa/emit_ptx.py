@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 
+from isasim.isa.gpu import Gpu
 from isasim.isa.program import Addr, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
 from isasim.isa.semantics import Prim
 
@@ -125,7 +126,7 @@ class _Writer:
             lines.append(f"mov.u64 {d}, {q}")
         self.lines.append("\t{ .reg .b32 %w; .reg .b64 %t; " + "; ".join(lines) + "; }")
 
-    def text(self, target: str) -> str:
+    def text(self, target: str, shared_align: int) -> str:
         prog = self.prog
         self.items(prog.body)
         regs = {f: 0 for f in _PREFIX}
@@ -141,7 +142,8 @@ class _Writer:
                 f".visible .entry {symbol(prog.name)}(", params, ")", f".maxntid {self.prog.launch.block}, 1, 1", "{",
                 f"\t.reg .pred %p<{regs[RegFile.PRED] + 1}>;", f"\t.reg .f32 %f<{regs[RegFile.FP] + 1}>;",
                 f"\t.reg .b64 %rd<{regs[RegFile.GP] + 1}>;", "\t.reg .b32 %r<2>;"]
-        head += [f"\t.shared .align 16 .b8 {b.name}[{b.size * b.dtype.itemsize}];" for b in self.prog.launch.shared]
+        head += [f"\t.shared .align {shared_align} .b8 {b.name}[{b.size * b.dtype.itemsize}];"
+                 for b in self.prog.launch.shared]
         return "\n".join(head + self.lines + ["$Lexit:", "\tret;", "}", ""])
 
 
@@ -167,6 +169,7 @@ def instruction_text(prog: Program, ins: Instr, loop_label: str = "$Lloop") -> s
     return " ".join(line.strip() for line in writer.lines)
 
 
-def emit_ptx(prog: Program, target: str) -> str:
-    """The kernel as a PTX module for `target` (sm_80, sm_90)."""
-    return _Writer(prog).text(target)
+def emit_ptx(prog: Program, gpu: Gpu) -> str:
+    """The kernel as a PTX module for the GPU's architecture (sm_80, sm_90); each shared array starts on a
+    row of banks, where the executor and the cost model place it (isa/simt_exec.py)."""
+    return _Writer(prog).text(gpu.ptx_target, gpu.shared_banks * gpu.shared_bank_bytes)

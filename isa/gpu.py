@@ -1,7 +1,9 @@
 """GPU descriptions as data: one TOML file per part in ``isa/gpu/``, every number with its source.
 
-The SIMT cost model (isa/simt_cost.py) reads these; nothing else here knows a hardware number.
-Conventions: latencies and bandwidths are in SM clock cycles at ``clock_ghz``; ``l2_bytes_per_cycle`` is the
+The SIMT cost model (isa/simt_cost.py), the executors and the memory model (isa/simt_exec.py,
+isa/simt_stepper.py, isa/simt_memory.py) and instruction selection (lowering/select.py: tiles and grids sized
+to the GPU) read these; no number of a GPU is written anywhere else. A `Gpu` is a `Machine`
+(isa/hardware.py). Conventions: latencies and bandwidths are in SM clock cycles at ``clock_ghz``; ``l2_bytes_per_cycle`` is the
 whole chip's; ``per_clock_per_sm`` is the CUDA C++ Programming Guide's "results per clock cycle per
 multiprocessor" (thread-instructions), so a warp instruction occupies its pipe for 32 / per_clock_per_sm
 cycles of one SM.
@@ -101,17 +103,17 @@ class Gpu:
         return ("shared", "l2", "dram")
 
     def sizes(self) -> Mapping[str, int]:
-        return MappingProxyType({k: getattr(self, k) for k in _SIZE_SOURCE})
+        """Every count and size of the description: SMs, warps, threads, blocks, registers, bytes."""
+        return MappingProxyType({k: getattr(self, k) for k in _INT_KEYS})
 
     def summary(self) -> str:
         return (f"ptx {self.ptx_target}, {self.sms} SMs at {self.clock_ghz} GHz, {self.fp32_lanes():g} FP32 lanes "
                 f"per SM, {self.dram_gb_per_s:g} GB/s")
 
     def source(self, quantity: str) -> str:
-        """The source line of a size, a memory level, "clock", or an instruction's mnemonic."""
-        key = _SIZE_SOURCE.get(quantity) or {"clock": "clock_source", "shared": "shared_source",
-                                             "l2": "l2_source", "dram": "dram_source",
-                                             "launch": "launch_source"}.get(quantity)
+        """The source line of any number of the description (a field, a memory level, "clock"), or of an
+        instruction's timing (its mnemonic)."""
+        key = _FIELD_SOURCE.get(quantity) or _LEVEL_SOURCE.get(quantity)
         return self.field_sources[key] if key else self.timing(quantity).source
 
 
@@ -121,17 +123,23 @@ _INT_KEYS = ("sms", "schedulers_per_sm", "warp_size", "max_warps_per_sm", "max_t
              "shared_bank_bytes", "sector_bytes", "l2_bytes")
 _FLOAT_KEYS = ("clock_ghz", "shared_bytes_per_cycle", "shared_latency", "l2_bytes_per_cycle", "l2_latency",
                "dram_gb_per_s", "dram_latency", "launch_overhead_us")
-# The sizes a GPU reports, and the source line each is documented in.
-_SIZE_SOURCE = {
-    "sms": "sms_source", "schedulers_per_sm": "schedulers_source", "warp_size": "limits_source",
-    "max_warps_per_sm": "limits_source", "max_threads_per_sm": "limits_source", "max_blocks_per_sm": "limits_source",
-    "max_threads_per_block": "limits_source", "registers_per_sm": "registers_source",
-    "max_registers_per_thread": "registers_source", "shared_per_sm": "shared_source",
-    "shared_per_block": "shared_source", "shared_banks": "banks_source", "sector_bytes": "l2_source",
-    "l2_bytes": "l2_source",
+# Every number of a GPU description, and the source line that documents it
+_FIELD_SOURCE = {
+    "clock_ghz": "clock_source", "sms": "sms_source", "schedulers_per_sm": "schedulers_source",
+    **dict.fromkeys(("warp_size", "max_warps_per_sm", "max_threads_per_sm", "max_blocks_per_sm",
+                     "max_threads_per_block"), "limits_source"),
+    **dict.fromkeys(("registers_per_sm", "register_alloc_unit", "max_registers_per_thread"), "registers_source"),
+    **dict.fromkeys(("shared_per_sm", "shared_per_block", "shared_reserved_per_block"), "shared_source"),
+    **dict.fromkeys(("shared_banks", "shared_bank_bytes", "shared_bytes_per_cycle", "shared_latency"),
+                    "banks_source"),
+    "sector_bytes": "sector_source",
+    **dict.fromkeys(("l2_bytes", "l2_bytes_per_cycle", "l2_latency"), "l2_source"),
+    **dict.fromkeys(("dram_gb_per_s", "dram_latency"), "dram_source"),
+    "launch_overhead_us": "launch_source",
 }
-_SOURCE_KEYS = ("clock_source", "sms_source", "schedulers_source", "limits_source", "registers_source",
-                "shared_source", "banks_source", "l2_source", "dram_source", "launch_source")
+_LEVEL_SOURCE = {"clock": "clock_source", "shared": "banks_source", "l2": "l2_source", "dram": "dram_source",
+                 "launch": "launch_source"}
+_SOURCE_KEYS = tuple(dict.fromkeys(_FIELD_SOURCE.values()))
 
 
 def _number(t: Mapping[str, Any], key: str, kind, where: str) -> float:

@@ -112,7 +112,9 @@ class Uarch:
         return f"{self.isa}, {self.clock_ghz} GHz, issue width {self.issue_width}{fusion}"
 
     def source(self, quantity: str) -> str:
-        if quantity == "clock":
+        """The source line of a number: "clock" (or "clock_ghz"), "issue_width", a memory level (its size,
+        bandwidth and latency), "line", or an instruction's timing key."""
+        if quantity in ("clock", "clock_ghz"):
             return self.clock_source
         if quantity == "issue_width":
             return self.issue_width_source

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from isasim.isa.machine_state import ALIGN
+
 __all__ = [
     "NativeUnavailable",
     "host_isa",
@@ -54,7 +56,6 @@ __all__ = [
     "run",
 ]
 
-ALIGN = 64
 _ERR_LINES = 20
 _INSTALL = "bash .ci/install-tools (or apt-get install -y {pkg})"
 
@@ -360,7 +361,7 @@ _DRIVER_C = r"""
 #include <string.h>
 #include <unistd.h>
 #define MAXB 8
-#define ALIGN 64
+#define ALIGN {ALIGN}
 extern void isasim_kernel_entry(void *, void *, void *, void *, void *, void *, void *, void *);
 static int rd(void *p, size_t n) {
     char *c = p;
@@ -388,7 +389,7 @@ int main(void) {
         if (wr(buf[i], size[i])) return 94;
     return 0;
 }
-"""
+""".replace("{ALIGN}", str(ALIGN))
 
 
 def _aarch64_driver(cc: str) -> Path:

@@ -23,10 +23,8 @@ from isasim.isa import simt_memory
 from isasim.isa.gpu import Gpu
 from isasim.isa.machine_state import Events, Memory, run_instr
 from isasim.isa.program import Addr, Instr, Item, Loop, Program
-from isasim.isa.dtype import DType
+from isasim.isa.dtype import F32_BYTES
 from isasim.isa.semantics import Prim
-
-F32_BYTES = DType.F32.itemsize  # the element every float buffer, register lane and shared word holds
 
 def _footprints(prog: Program, gpu: Gpu) -> list[int]:
     """Bytes each shared array takes: rounded up to a full row of banks, where each array starts."""

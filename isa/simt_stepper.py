@@ -8,7 +8,7 @@ warp of the block is waiting, all go on. So warps really interleave through shar
 barriers keep it consistent: a barrier missing from the lowering would show up here as a different result,
 where the batched executor (isa/simt_exec.py, all threads in one lockstep pass) could not see it.
 
-Each instruction runs through the batched executor's own `instr` on a 32-thread slice, so both executors
+Each instruction runs through the batched executor's own `instr` on one warp's slice of threads, so both executors
 share one definition of every instruction; tests hold their results and counts equal, bit for bit.
 """
 

@@ -24,9 +24,7 @@ from isasim.isa.semantics import Prim
 from isasim.lowering.isel import nest
 from isasim.lowering.isel_vector import VectorSelector, reduction_of
 from isasim.lowering.kernel import Affine, Kernel, Load, Map, Op, Reduce, Scalar
-from isasim.isa.dtype import DType
-
-F32_BYTES = DType.F32.itemsize  # the element every float buffer, register lane and shared word holds
+from isasim.isa.dtype import DType, F32_BYTES
 
 MAX_MR, MAX_NR = 6, 6
 

@@ -95,7 +95,7 @@ class SimtSelector(Selector):
         return Mem(s.reg, (index.offset - origin) * self.kernel.buffer(buf).dtype.itemsize)
 
     def access(self, buf: str, index: Affine, chain: tuple[str, ...]) -> WarpAccess:
-        """The address each thread forms, as a closed form (simt_program.Lin) of its id and loop trips."""
+        """The address each thread forms, as a closed form (isa/program.py `Lin`) of its id and loop trips."""
         isz = self.kernel.buffer(buf).dtype.itemsize
         terms = []
         for v in _vars(index.terms):

@@ -25,9 +25,7 @@ from isasim.isa.simt_cost import cost_simt
 from isasim.isa.targets import Target
 from isasim.lowering.isel_simt import BLOCK, SimtSelector, thread_index
 from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar, canonical
-from isasim.isa.dtype import DType
-
-F32_BYTES = DType.F32.itemsize  # the element every float buffer, register lane and shared word holds
+from isasim.isa.dtype import DType, F32_BYTES
 
 SIDE = 16  # threads along each edge of the block (16 x 16 = BLOCK)
 STEP = 16  # k per shared-memory slice
@@ -196,7 +194,7 @@ class GemmBuilder:
         sptr = self.op(pro, Prim.IMOV, Addr(tile, 0))
         t = self.op(pro, Prim.IMUL, kk, Imm(self.row * F32_BYTES))
         pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, sptr, (sptr, t)))
-        t = self.op(pro, Prim.IMUL, vv, Imm(4))
+        t = self.op(pro, Prim.IMUL, vv, Imm(F32_BYTES))
         pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, sptr, (sptr, t)))
         s_terms = tuple((d, mo, mu * self.row * F32_BYTES) for d, mo, mu in k_terms) + tuple((d, mo, mu * F32_BYTES) for d, mo, mu in v_terms)
         first: list[Item] = []  # slice 0, before the loop
@@ -249,10 +247,10 @@ class GemmBuilder:
     def products(self, ty: Reg, tx: Reg, accs, code: list) -> list[Item]:
         sel, pro = self.sel, self.sel.prologue
         a_ptr = self.op(pro, Prim.IMOV, Addr("As", 0))
-        t = self.op(pro, Prim.IMUL, ty, Imm(4))
+        t = self.op(pro, Prim.IMUL, ty, Imm(F32_BYTES))
         pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, a_ptr, (a_ptr, t)))
         b_ptr = self.op(pro, Prim.IMOV, Addr("Bs", 0))
-        t = self.op(pro, Prim.IMUL, tx, Imm(4))
+        t = self.op(pro, Prim.IMUL, tx, Imm(F32_BYTES))
         pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, b_ptr, (b_ptr, t)))
         loads: list[list[Instr]] = []
         operands = []

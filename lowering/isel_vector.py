@@ -21,9 +21,7 @@ from isasim.isa.program import Access, Imm, Instr, Item, Mem, Reg, RegFile
 from isasim.isa.semantics import Prim
 from isasim.lowering.isel import Selector
 from isasim.lowering.kernel import Const, Expr, Index, Load, Map, Op, Reduce, Scalar
-from isasim.isa.dtype import DType
-
-F32_BYTES = DType.F32.itemsize  # the element every float buffer, register lane and shared word holds
+from isasim.isa.dtype import DType, F32_BYTES
 
 # Reductions a vector accumulator can split into lanes: update primitive -> (identity, horizontal combine)
 _REDUCTIONS = {Prim.FADD: (0.0, Prim.FADD), Prim.FMA: (0.0, Prim.FADD), Prim.FMAX: (float("-inf"), Prim.FMAX)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from isasim.backends import backend_for, load_machine, machine_names
+from isasim.backends.base import load_memory
 from isasim.engine.run import run_graph
 from isasim.isa.dtype import DType
 from isasim.isa.targets import ALL_TARGETS
@@ -47,10 +48,11 @@ def programs(graph: Graph, target: str = "x86-64", machine: str | None = None):
 
 def both_executors(program, values: dict[str, np.ndarray], target: str = "x86-64", machine: str | None = None):
     """Run a program in the batched executor and in the stepped interpreter on the same inputs: for each,
-    the storages it wrote its outputs into and what it counted."""
+    the whole memory it ran on (inputs included) and what it counted."""
     backend, m = backend_for(ALL_TARGETS[target]), machine_of(target, machine)
+    storages = {name: np.ascontiguousarray(v).reshape(-1) for name, v in values.items()}
     results = []
     for run in (backend.execute, backend.step):
-        storages = {name: np.ascontiguousarray(v).reshape(-1) for name, v in values.items()}
-        results.append((storages, run(program, storages, m)))
+        mem = load_memory(program, storages)
+        results.append((mem, run(program, mem, m)))
     return results

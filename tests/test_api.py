@@ -50,6 +50,30 @@ def test_to_pandas_needs_pandas_and_says_so(monkeypatch):
         report.to_pandas()
 
 
+@pytest.mark.parametrize("call, needle", [
+    (lambda: isasim.trace("minilm", targets=[], seq=8), "no targets or machines named"),
+    (lambda: isasim.training_step("minilm", targets="avx2", every_machine=True), "drop targets and machines"),
+    (lambda: isasim.explain("minilm", "gelu", targets="simt", seq=8, iterations=0), "--iterations 0"),
+    (lambda: isasim.explain("minilm", "cumsum", targets="simt", seq=8), "no kernel matches --op cumsum"),
+])
+def test_bad_arguments_are_one_line_user_errors(call, needle):
+    with pytest.raises(isasim.UserError, match=needle) as e:
+        call()
+    assert "\n" not in str(e.value)
+
+
+def test_explain_and_emit_return_reports(tmp_path):
+    explained = isasim.explain("minilm", "gelu", targets=["x86-64", "simt"], seq=8)
+    cpu, gpu = explained  # one explanation per target, in order
+    assert (cpu.target, gpu.target) == ("x86-64", "simt")
+    assert len(explained.to_pandas()) == len(cpu.listing) + len(gpu.listing)
+    assert [e["target"] for e in explained.to_dict()["explanations"]] == ["x86-64", "simt"]
+    assert all("chrome_events" not in e for e in explained.to_dict()["explanations"])
+    emitted = isasim.emit("minilm", tmp_path, targets=["neon", "simt"], seq=8, op="softmax")
+    files = {Path(t.folder) / k["file"] for t in emitted.targets for k in t.manifest["kernels"]}
+    assert len(files) == len(emitted.to_pandas()) == 12 and all(f.is_file() for f in files)
+
+
 def test_import_isasim_is_light():
     """`import isasim` loads no engine, model or torch: the functions load on first use."""
     import subprocess

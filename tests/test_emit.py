@@ -110,8 +110,8 @@ def test_strides_too_wide_for_an_immediate(target):
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((3, 1100), (2, 1100), (2,)))
     g = one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(3, 2)])
     program = select(lower_graph(g).kernels[0], TARGETS[target])
-    (out_b, ev_b), (out_s, ev_s) = both_executors(program, g.values, target)
-    assert out_b["out"].tobytes() == out_s["out"].tobytes() and ev_b.instructions == ev_s.instructions
+    (mem_b, ev_b), (mem_s, ev_s) = both_executors(program, g.values, target)
+    assert mem_b.data.tobytes() == mem_s.data.tobytes() and ev_b.instructions == ev_s.instructions
     buffers = [np.ascontiguousarray(g.values[bf.name].reshape(-1)) if not bf.is_output
                else np.zeros(bf.size, np.float32) for bf in program.buffers]
     assemble(TARGETS[target].isa, emit(program, TARGETS[target]), program.name)
@@ -119,7 +119,7 @@ def test_strides_too_wide_for_an_immediate(target):
     if run is None:
         return
     run(emit(program, TARGETS[target]), symbol(program.name), buffers)
-    assert buffers[-1].tobytes() == out_b["out"].tobytes()
+    assert buffers[-1].tobytes() == mem_b.read("out").tobytes()
     np.testing.assert_allclose(buffers[-1].reshape(3, 2), x @ w.T + b, rtol=1e-4, atol=1e-4)
 
 

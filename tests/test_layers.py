@@ -38,11 +38,12 @@ def package_files() -> list[Path]:
 
 
 def layer(module: str) -> int:
-    """The layer of the longest prefix that names the module."""
+    """The layer of the longest name that holds the module: itself, or a package above it (the package
+    `isasim` holds only itself, so a new top-level module must be given a layer)."""
     best, where = -1, None
     for i, (_, prefixes) in enumerate(LAYERS):
         for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best:
+            if (module == p or (p != "isasim" and module.startswith(p + "."))) and len(p) > best:
                 best, where = len(p), i
     assert where is not None, f"{module} is in no layer: add it to LAYERS"
     return where

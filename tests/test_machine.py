@@ -5,6 +5,10 @@ import dataclasses
 
 import pytest
 
+from isasim.backends import all_machines, load_machine, machine_names
+from isasim.isa.hardware import Machine
+from isasim.isa.targets import ALL_TARGETS
+
 from isasim.isa.datafile import MachineFileError
 from isasim.isa.machine import LEVEL_NAMES, load_uarch, parse_uarch, uarch_names
 from isasim.isa.errors import UserError
@@ -170,3 +174,18 @@ def test_parser_accepts_a_minimal_description():
 def test_parser_rejects_bad_entries(bad):
     with pytest.raises(MachineFileError):
         parse_uarch(_minimal(**bad), "toy.toml")
+
+
+@pytest.mark.parametrize("name", list(all_machines()))
+def test_every_machine_answers_the_machine_protocol_with_sources(name):
+    """CPU cores and GPUs alike: every number of the description, every size and every memory level has a
+    source; bandwidths and the peak of each target that runs on it are positive."""
+    m = load_machine(name)
+    assert isinstance(m, Machine)
+    numbers = [f.name for f in dataclasses.fields(m)
+               if isinstance(getattr(m, f.name), (int, float)) and not isinstance(getattr(m, f.name), bool)]
+    for quantity in ["clock", *numbers, *m.sizes(), *m.memory_levels()]:
+        assert m.source(quantity).strip(), quantity
+    assert all(m.bytes_per_cycle(level) > 0 for level in m.memory_levels())
+    runs_on = [t for t in ALL_TARGETS.values() if name in machine_names(t)]
+    assert runs_on and all(m.peak_ops_per_cycle(t.peak_unit()) > 0 for t in runs_on)

@@ -21,9 +21,9 @@ EXAMPLES = settings(max_examples=6, deadline=None)
 def run_checked(graph, target: str, want: np.ndarray, atol: float = 1e-5) -> list:
     """Both executors on the graph's one kernel; returns the program for shape checks."""
     (prog,) = programs(graph, target)
-    (out_b, ev_b), (out_s, ev_s) = both_executors(prog, graph.values, target)
-    got = out_b["out"]
-    assert got.tobytes() == out_s["out"].tobytes()
+    (mem_b, ev_b), (mem_s, ev_s) = both_executors(prog, graph.values, target)
+    got = mem_b.read("out")
+    assert mem_b.data.tobytes() == mem_s.data.tobytes()
     assert ev_b.instructions == ev_s.instructions and ev_b.bytes_loaded == ev_s.bytes_loaded
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=atol)
     return prog

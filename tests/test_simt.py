@@ -16,6 +16,7 @@ from oprunner import both_executors, one_op_graph
 from tiny import capture_bert
 
 from isasim.backends import backend_for
+from isasim.backends.base import load_memory
 from isasim.engine.run import run_graph
 from isasim.isa import simt_memory
 from isasim.isa.emit_ptx import emit_ptx
@@ -39,26 +40,27 @@ def simt_program(kernel, gpu=None):
 
 
 def run(prog, values: dict, step: bool = False):
-    """Run the kernel in the grid executor (or the stepped interpreter): its outputs, and what it counted."""
-    storages = {name: np.ascontiguousarray(v).reshape(-1) for name, v in values.items()}
+    """Run the kernel in the grid executor (or the stepped interpreter): its memory, and what it counted."""
+    mem = load_memory(prog, {name: np.ascontiguousarray(v).reshape(-1) for name, v in values.items()})
     backend = backend_for(SIMT)
-    events = (backend.step if step else backend.execute)(prog, storages, A100)
-    return storages, events
+    return mem, (backend.step if step else backend.execute)(prog, mem, A100)
 
 
 def checked(graph, want: np.ndarray, atol: float = 1e-5, gpu=None):
-    """Run the graph's kernel both ways (tests/test_executors.py holds their bits and instruction counts equal
-    on every target); here, the SIMT-only counts: sectors and wavefronts, the same in both executors and in
-    the cost model's closed forms."""
+    """Run the graph's kernel both ways, on GEMM tiles and grids bigger than tests/test_executors.py's shapes:
+    the same bits and warp instructions, and the SIMT-only counts (sectors, wavefronts) the same in both
+    executors and in the cost model's closed forms."""
     (kernel,) = lower_graph(graph).kernels
     prog = simt_program(kernel, gpu)
-    (out, eb), (_, es) = both_executors(prog, graph.values, "simt")
+    (mb, eb), (ms, es) = both_executors(prog, graph.values, "simt")
+    assert mb.data.tobytes() == ms.data.tobytes()
+    assert eb.instructions == es.instructions == backend_for(SIMT).counts(prog, A100)
     assert (eb.sectors, eb.global_requests, eb.wavefronts, eb.shared_requests) == \
         (es.sectors, es.global_requests, es.wavefronts, es.shared_requests)
     m = memory_costs(prog, A100)
     assert (m.sectors, m.global_requests, m.wavefronts, m.shared_requests, m.thread_bytes) == \
         (eb.sectors, eb.global_requests, eb.wavefronts, eb.shared_requests, eb.bytes_loaded + eb.bytes_stored)
-    np.testing.assert_allclose(out["out"].reshape(want.shape), want, rtol=1e-5, atol=atol)
+    np.testing.assert_allclose(mb.read("out").reshape(want.shape), want, rtol=1e-5, atol=atol)
     return prog, eb
 
 
@@ -118,9 +120,9 @@ def test_a_row_reduction_whose_init_is_not_neutral_keeps_a_thread_per_row():
                    for p in kernel.phases)
     prog = simt_program(dataclasses.replace(kernel, phases=phases))
     assert prog.launch.strategy == "thread per element"
-    out, _ = run(prog, g.values)
+    mem, _ = run(prog, g.values)
     e = np.exp(x - x.max(-1, keepdims=True))
-    np.testing.assert_allclose(out["out"].reshape(6, 40), e / (e.sum(-1, keepdims=True) + 1), rtol=1e-5)
+    np.testing.assert_allclose(mem.read("out").reshape(6, 40), e / (e.sum(-1, keepdims=True) + 1), rtol=1e-5)
 
 
 def test_a_store_does_not_hold_its_warp():
@@ -159,7 +161,7 @@ def test_grid_stride_loop_beyond_what_the_gpu_holds(n):
     assert all((i.mask is not None) == (n % 2048 != 0) for i in loads)
     assert ev.sectors == 2 * n * 4 // 32  # every element read and written once, coalesced
     if shutil.which("ptxas"):
-        r = subprocess.run(["ptxas", "-arch=sm_80", "-", "-o", "/dev/null"], input=emit_ptx(prog, "sm_80"),
+        r = subprocess.run(["ptxas", "-arch=sm_80", "-", "-o", "/dev/null"], input=emit_ptx(prog, A100),
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
 
@@ -184,8 +186,19 @@ def test_a_missing_barrier_shows_in_the_stepped_interpreter():
     racy = dataclasses.replace(prog, body=drop(prog.body))
     good, _ = run(prog, g.values, step=True)
     bad, _ = run(racy, g.values, step=True)
-    np.testing.assert_allclose(good["out"].reshape(64, 64), x @ w.T + b, rtol=1e-5, atol=1e-4)
-    assert not np.allclose(bad["out"], good["out"])
+    np.testing.assert_allclose(good.read("out").reshape(64, 64), x @ w.T + b, rtol=1e-5, atol=1e-4)
+    assert not np.allclose(bad.read("out"), good.read("out"))
+
+
+def test_a_gpu_with_another_warp_size_is_refused():
+    """The lowering's warps (the simt target's) and the GPU's must agree; every GPU described does."""
+    from isasim.isa.datafile import MachineFileError
+
+    assert {load_gpu(n).warp_size for n in gpu_names()} == {SIMT.simt.warp_size}
+    (kernel,) = lower_graph(one_op_graph("aten.relu.default", {"x": np.ones((4, 8), np.float32)}, (Ref("x"),),
+                                         [(4, 8)])).kernels
+    with pytest.raises(MachineFileError, match="warp_size 64"):
+        backend_for(SIMT).select(kernel, SIMT, dataclasses.replace(A100, warp_size=64))
 
 
 def test_sectors_and_bank_conflicts_by_hand():
@@ -271,7 +284,7 @@ def test_ptxas_accepts_every_kernel(tiny_bert, gpu, tmp_path):
     arch = load_gpu(gpu).ptx_target
     for i, k in enumerate(lower_graph(tiny_bert.graph).kernels):
         f = tmp_path / f"k{i}.ptx"
-        f.write_text(emit_ptx(simt_program(k), arch))
+        f.write_text(emit_ptx(simt_program(k), load_gpu(gpu)))
         r = subprocess.run(["ptxas", f"-arch={arch}", "-v", str(f), "-o", str(tmp_path / "k.cubin")],
                            capture_output=True, text=True)
         assert r.returncode == 0, f"{k.op}: {r.stderr}"
@@ -289,11 +302,11 @@ def test_ptxas_accepts_every_register_tile(per, tmp_path):
     g = one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(70, 37)])
     (kernel,) = lower_graph(g).kernels
     prog = GemmBuilder(kernel, SIMT, gemm_shape(kernel), per).build()
-    out, _ = run(prog, g.values)
-    np.testing.assert_allclose(out["out"].reshape(70, 37), x @ w.T + b, rtol=1e-5, atol=1e-4)
-    for arch in ("sm_80", "sm_90"):
-        r = subprocess.run(["ptxas", f"-arch={arch}", "-", "-o", str(tmp_path / "k.cubin")],
-                           input=emit_ptx(prog, arch), capture_output=True, text=True)
+    mem, _ = run(prog, g.values)
+    np.testing.assert_allclose(mem.read("out").reshape(70, 37), x @ w.T + b, rtol=1e-5, atol=1e-4)
+    for gpu in map(load_gpu, gpu_names()):  # sm_80, sm_90
+        r = subprocess.run(["ptxas", f"-arch={gpu.ptx_target}", "-", "-o", str(tmp_path / "k.cubin")],
+                           input=emit_ptx(prog, gpu), capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
 
 
