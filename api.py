@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 from isasim.engine.graphs import check_shape, lowered_for_cost
 from isasim.engine.targets import Progress, every_pair, pick_targets
 from isasim.isa.errors import UserError
+from isasim.models.limits import check_finite
 
 if TYPE_CHECKING:
     from isasim.engine.check import CheckReport
@@ -51,7 +52,7 @@ def trace(model: str, targets: Names = None, machines: Names = None, *, seq: int
     bound and bytes per memory level, per op and in total. Nothing is executed."""
     from isasim.engine.trace import trace as run
 
-    check_shape(batch)
+    check_shape(batch, seed)
     chosen = pick_targets(_names(targets), _names(machines))
     return run(lowered_for_cost(model, seq, batch, seed, core_aten, progress), chosen, progress)
 
@@ -69,7 +70,7 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
     from isasim.models.finetune import load_split
     from isasim.models.training import capture_training
 
-    check_shape(batch)
+    check_shape(batch, seed)
     if every_machine and (targets is not None or machines is not None):
         raise UserError("every_machine=True costs every target on every machine: drop targets and machines")
     chosen = every_pair() if every_machine else pick_targets(_names(targets), _names(machines))
@@ -90,17 +91,19 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
     counts what the cost model predicts. `on_host` also runs the emitted machine code; `dataset` (train, dev
     or test) runs a fine-tuned classifier on that split of the movie/TV dataset, as one batch."""
     from isasim.engine.check import check as run
-    from isasim.engine.graphs import dataset_inputs
+    from isasim.engine.graphs import check_fits, dataset_inputs
     from isasim.lowering.pipeline import lower_graph
     from isasim.models import capture, reference, registry
 
-    check_shape(batch)
+    check_shape(batch, seed)
+    check_finite("--tolerance", tolerance, 0.0, inclusive=True)
     chosen = pick_targets(_names(targets), _names(machines))
     spec = registry.resolve(model)
     inputs = labels = None
     if dataset:
         inputs, labels = dataset_inputs(spec, dataset, text)
         batch, seq = inputs["input_ids"].shape
+    check_fits(model, seq, batch, seed, progress)
     captured = capture.capture(spec, seq, batch, text=text, seed=seed, with_values=True, inputs=inputs)
     ref = reference.reference_outputs(captured)
     final = reference.final_hidden_state(captured)
@@ -113,7 +116,7 @@ def compare(model: str, *, seq: int = 128, batch: int = 1, seed: int = 0, progre
     level, speed-up over scalar x86-64, the dominant bound) and each op family's share of the cycles."""
     from isasim.engine.compare import compare as run
 
-    check_shape(batch)
+    check_shape(batch, seed)
     return run(lowered_for_cost(model, seq, batch, seed, False, progress), progress)
 
 
@@ -127,7 +130,7 @@ def explain(model: str, op: str, targets: Names = None, machines: Names = None, 
     from isasim.engine.explain import ExplainReport
     from isasim.engine.explain import explain as run
 
-    check_shape(batch)
+    check_shape(batch, seed)
     chosen = pick_targets(_names(targets), _names(machines))
     if not 1 <= iterations <= 100:
         raise UserError(f"--iterations {iterations} is out of range: use 1..100")
@@ -141,10 +144,12 @@ def emit(model: str, output: str | Path, targets: Names = None, machines: Names 
          batch: int = 1, seed: int = 0, op: str | None = None, progress: Progress | None = None) -> EmitReport:
     """Every kernel (or those `op` picks) as a file the target's toolchain accepts, with manifest.json, in
     `output` (a folder per target when there are several)."""
-    from isasim.engine.emit import EmitReport, EmittedTarget, emit_model
+    from isasim.engine.emit import EmitReport, EmittedTarget, emit_model, previous_emit
 
-    check_shape(batch)
+    check_shape(batch, seed)
     chosen = pick_targets(_names(targets), _names(machines))
+    for target, _ in chosen:  # every folder checked before any work
+        previous_emit(Path(output) / target.name if len(chosen) > 1 else Path(output))
     lowered = lowered_for_cost(model, seq, batch, seed, False, progress)
     emitted = []
     for target, machine in chosen:

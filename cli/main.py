@@ -8,11 +8,12 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING
 
 from isasim.isa.errors import UserError
+
+if TYPE_CHECKING:  # rich loads inside main(), where an early Ctrl-C is caught like any other
+    from rich.console import Console
 
 EXIT_USAGE = 2
 
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(c)
     c.add_argument("--text", help="input text, tokenised with the bert-base-uncased vocabulary")
     c.add_argument("--format", choices=("table", "json"), default="table")
-    c.add_argument("--tolerance", type=float, default=1e-4, help="max abs error on the final hidden states")
+    c.add_argument("--tolerance", type=float, default=1e-4,
+                   help="max abs error on the final hidden states (default 1e-4)")
     c.add_argument("--on-host", action="store_true",
                    help="also assemble every kernel and run the machine code (x86-64 natively, AArch64 under "
                    "qemu-aarch64); its results must equal the executor's bit for bit")
@@ -127,6 +129,9 @@ def _progress(enabled: bool):
     if not enabled:
         yield None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         tasks: dict[str, int] = {}
@@ -141,16 +146,19 @@ def _progress(enabled: bool):
 
 def cmd_trace(args, out: Console) -> int:
     from isasim import api
-    from isasim.cli import render
+    from isasim.cli import output, render
 
     if args.training:
         return _training(args, out, every_machine=False)
     _no_epochs_without_training(args)
+    for flag, path in (("-o", args.output), ("--chrome-trace", args.chrome_trace)):
+        if path:
+            output.check_writable(path, flag)
     with _progress(sys.stderr.isatty()) as progress:
         report = api.trace(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
                            core_aten=args.core_aten, progress=progress)
     if args.chrome_trace:
-        args.chrome_trace.write_text(render.trace_chrome(report))
+        output.write_text(args.chrome_trace, render.trace_chrome(report))
     if args.format == "json":
         text = render.to_json(report)
     elif args.format == "csv":
@@ -159,10 +167,12 @@ def cmd_trace(args, out: Console) -> int:
         text = None
     if args.output:
         if text is None:
-            with args.output.open("w") as f:
+            from rich.console import Console
+
+            with output.replacing(args.output) as f:
                 render.trace_tables(report, Console(file=f, width=200))
         else:
-            args.output.write_text(text)
+            output.write_text(args.output, text)
     elif text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -210,12 +220,15 @@ def cmd_explain(args, out: Console) -> int:
     import json
 
     from isasim import api
+    from isasim.cli import output
     from isasim.cli.explain import chrome_trace, render
 
+    if args.chrome_trace:
+        output.check_writable(args.chrome_trace, "--chrome-trace")
     results = api.explain(args.model, args.op, args.target, args.uarch, seq=args.seq, batch=args.batch,
                           seed=args.seed, iterations=args.iterations)
     if args.chrome_trace:
-        args.chrome_trace.write_text(json.dumps(chrome_trace(results)))
+        output.write_text(args.chrome_trace, json.dumps(chrome_trace(results)))
     if args.format == "json":
         sys.stdout.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     else:
@@ -233,6 +246,10 @@ def cmd_compare(args, out: Console) -> int:
             raise UserError("--plot draws the forward pass's roofline: drop it with --training")
         return _training(args, out, every_machine=True)
     _no_epochs_without_training(args)
+    if args.plot:
+        from isasim.cli.output import check_plot
+
+        check_plot(args.plot)
     with _progress(sys.stderr.isatty()) as progress:
         result = api.compare(args.model, seq=args.seq, batch=args.batch, seed=args.seed, progress=progress)
     if args.plot:
@@ -297,9 +314,11 @@ def cmd_targets(args, out: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is never needed: models come from disk
-    # Reports are wide tables: give them room when written to a pipe or file (rich assumes 80 columns there).
-    out = Console() if sys.stdout.isatty() else Console(width=160)
     try:
+        from rich.console import Console
+
+        # Reports are wide tables: give them room when written to a pipe or file (rich assumes 80 columns).
+        out = Console() if sys.stdout.isatty() else Console(width=160)
         args = build_parser().parse_args(argv)
         handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
                    "compare": cmd_compare, "finetune": cmd_finetune,

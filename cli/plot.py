@@ -12,6 +12,7 @@ from pathlib import Path
 
 from isasim.engine.compare import Comparison, Row
 from isasim.isa.targets import get_any_target
+from isasim.cli.output import check_plot, replacing
 from isasim.isa.errors import UserError
 
 
@@ -31,7 +32,8 @@ def _default_rows(cmp: Comparison) -> list[Row]:
 
 
 def plot_comparison(cmp: Comparison, path: Path) -> dict:
-    """Write the two charts to `path` (PNG); returns the data drawn, for checking."""
+    """Write the two charts to `path` (PNG, PDF or SVG, by its suffix); returns the data drawn, for checking."""
+    check_plot(path)
     try:
         import matplotlib
     except ImportError:
@@ -72,6 +74,7 @@ def plot_comparison(cmp: Comparison, path: Path) -> dict:
     bars.set(xlabel="share of the forward's cycles", xlim=(0, 1), title="cycles by op family")
     bars.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with replacing(path, "wb") as f:
+        fig.savefig(f, format=path.suffix[1:].lower(), dpi=110)
     plt.close(fig)
     return {"roofline": points, "shares": {lab: r.family_shares for lab, r in zip(labels, cmp.rows)}}

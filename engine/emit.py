@@ -10,6 +10,7 @@ from pathlib import Path
 from isasim.backends import backend_for
 from isasim.engine.explain import matching_steps
 from isasim.engine.targets import Progress
+from isasim.isa.errors import UserError
 from isasim.isa.hardware import Machine
 from isasim.isa.targets import Target
 from isasim.lowering.pipeline import LoweredGraph
@@ -34,11 +35,37 @@ class EmitReport(ModelReport):
                  "file": k["file"], "cycles": k["cycles"]} for t in self.targets for k in t.manifest["kernels"]]
 
 
+def previous_emit(outdir: Path) -> list[Path]:
+    """The files an earlier `isasim emit` left in `outdir` (which may go, to be replaced); UserError if the
+    folder is something else: a file, or a folder holding anything but such an emit (nothing is mixed in)."""
+    if not outdir.exists():
+        return []
+    if not outdir.is_dir():
+        raise UserError(f"emit -o {outdir}: not a folder: give a new or empty folder")
+    present = set(outdir.iterdir())
+    if not present:
+        return []
+    ours: set[Path] = set()
+    manifest = outdir / "manifest.json"
+    try:
+        for k in json.loads(manifest.read_text())["kernels"]:
+            ours |= {outdir / k["file"], (outdir / k["file"]).with_suffix(".cubin")}
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = set()
+    if ours and present <= ours | {manifest}:
+        return sorted(present)
+    raise UserError(f"emit -o {outdir}: the folder holds other files: give a new or empty folder (or the folder "
+                    f"of an earlier `isasim emit`, which is replaced)")
+
+
 def emit_model(lowered: LoweredGraph, target: Target, machine: Machine, outdir: Path, op: str | None = None,
                progress: Progress | None = None) -> dict:
-    """Write each kernel (or those `op` names) into `outdir`, and the manifest; returns the manifest."""
+    """Write each kernel (or those `op` names) into `outdir`, and the manifest; returns the manifest. An earlier
+    emit in `outdir` is replaced; any other content is refused (previous_emit)."""
     backend = backend_for(target)
     steps = [s for s in lowered.steps if s.kernel is not None] if op is None else matching_steps(lowered, op)
+    for old in previous_emit(outdir):
+        old.unlink()
     outdir.mkdir(parents=True, exist_ok=True)
     kernels = []
     for done, step in enumerate(steps, 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,14 +11,17 @@ from isasim.engine.targets import Progress
 from isasim.isa.errors import UserError
 from isasim.lowering.pipeline import LoweredGraph, lower_graph
 from isasim.models.graph import Graph
+from isasim.models.limits import check_seed
 
 if TYPE_CHECKING:  # (capture and the registry import torch and transformers: only when they are needed)
     from isasim.models.registry import ModelSpec
 
 
-def check_shape(batch: int) -> None:
-    if batch < 1:
+def check_shape(batch: int, seed: int = 0) -> None:
+    """What can be checked of the input shape and seed before a model is loaded."""
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise UserError(f"--batch {batch} is out of range: use 1 or more")
+    check_seed(seed)
 
 
 def cost_graph(model: str, seq: int, batch: int, seed: int = 0, core_aten: bool = False,
@@ -42,6 +46,32 @@ def cost_graph(model: str, seq: int, batch: int, seed: int = 0, core_aten: bool 
 def lowered_for_cost(model: str, seq: int, batch: int, seed: int = 0, core_aten: bool = False,
                      progress: Progress | None = None) -> LoweredGraph:
     return lower_graph(cost_graph(model, seq, batch, seed, core_aten, progress))
+
+
+def check_bytes(graph: Graph) -> int:
+    """What `check` holds in memory for a graph: every weight and input, and every op's outputs twice (the
+    executor keeps each storage, and PyTorch's reference keeps its own)."""
+    held = sum(p.meta.numel * p.meta.dtype.itemsize for p in graph.placeholders)
+    return held + 2 * sum(m.numel * m.dtype.itemsize for n in graph.nodes for m in n.outs)
+
+
+def available_bytes() -> int | None:
+    """Memory the machine can give now (Linux's MemAvailable), or None where it does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits(model: str, seq: int, batch: int, seed: int, progress: Progress | None = None) -> None:
+    """Refuse, before any tensor is allocated, a check whose values cannot fit in this machine's memory."""
+    need, have = check_bytes(cost_graph(model, seq, batch, seed, False, progress)), available_bytes()
+    if have is not None and need > have:
+        raise UserError(f"--batch {batch} --seq {seq}: checking {model} needs about {need / 2**30:.1f} GiB (every "
+                        f"activation, twice), this machine has {have / 2**30:.1f} GiB available: lower --batch or --seq")
 
 
 def dataset_inputs(spec: ModelSpec, split: str, text: str | None) -> tuple[dict, np.ndarray]:

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from isasim.isa.errors import UserError
+
 
 def report(path: Path, arch: str) -> dict | None:
     """ptxas's verdict on a PTX file (it writes the .cubin beside it), or None where ptxas is not installed.
@@ -17,7 +19,9 @@ def report(path: Path, arch: str) -> dict | None:
     r = subprocess.run(["ptxas", f"-arch={arch}", "-v", str(path), "-o", str(path.with_suffix(".cubin"))],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"ptxas rejected {path.name}: {r.stderr.strip()}")
+        first = (r.stderr.strip() or r.stdout.strip() or f"exit status {r.returncode}").splitlines()[0]
+        raise UserError(f"ptxas rejected {path}: {first} (emit checks every PTX file with the ptxas on PATH; take "
+                        f"it off PATH to emit without the check)")
     text = r.stdout + r.stderr
     regs = re.search(r"Used (\d+) registers", text)
     smem = re.search(r"(\d+) bytes smem", text)

@@ -16,6 +16,7 @@ import torch
 import transformers
 
 from isasim.models import registry
+from isasim.models.limits import check_finite, check_seed
 from isasim.isa.errors import UserError
 
 DATA = Path(__file__).with_name("data") / "movie_tv"
@@ -24,9 +25,24 @@ SPLITS = ("train", "dev", "test")
 
 
 def load_split(split: str) -> list[dict]:
+    """The split's sentences as {"text": str, "label": 0 or 1}; UserError naming the file and line of a record
+    that is not one."""
     if split not in SPLITS:
         raise UserError(f"unknown dataset split '{split}': choose one of {', '.join(SPLITS)}")
-    return [json.loads(line) for line in (DATA / f"{split}.jsonl").read_text().splitlines() if line.strip()]
+    path = DATA / f"{split}.jsonl"
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not (isinstance(row, dict) and isinstance(row.get("text"), str) and row.get("label") in LABELS):
+                raise ValueError("want {\"text\": a string, \"label\": 0 or 1}")
+        except (ValueError, RecursionError) as e:
+            raise UserError(f"{path}:{n}: not a dataset record ({e}): the dataset is damaged; reinstall isasim") \
+                from None
+        rows.append(row)
+    return rows
 
 
 def encode(texts: list[str], seq: int) -> dict[str, torch.Tensor]:
@@ -81,10 +97,22 @@ def accuracy(model, data: dict[str, torch.Tensor], labels: torch.Tensor, batch: 
     return right / len(labels)
 
 
+def check_output_folder(out: Path) -> None:
+    """Before any training: `out` must be able to become the model's folder without harming anything there."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: a file is there: give a folder (new, empty, or an earlier finetune's)")
+    if out.is_dir() and any(out.iterdir()) and not (out / "finetune.json").is_file():
+        raise UserError(f"-o {out}: the folder holds other files: give a new or empty folder (or an earlier "
+                        f"finetune's, which is replaced)")
+
+
 def finetune(base: str, out: Path, epochs: int = 3, batch: int = 16, lr: float = 2e-5, seq: int = 32,
              seed: int = 0, progress: Callable[[str, int, int], None] | None = None) -> FinetuneReport:
-    if epochs < 1 or batch < 1 or not lr > 0:
-        raise UserError("--epochs and --batch must be 1 or more and --lr positive")
+    if epochs < 1 or batch < 1:
+        raise UserError("--epochs and --batch must be 1 or more")
+    check_finite("--lr", lr, 0.0, inclusive=False)
+    check_seed(seed)
+    check_output_folder(out)
     spec = registry.resolve(base)
     if not 2 <= seq <= spec.config.max_position_embeddings:
         raise UserError(f"--seq {seq} is out of range: {spec.name} accepts 2..{spec.config.max_position_embeddings}")
@@ -110,6 +138,9 @@ def finetune(base: str, out: Path, epochs: int = 3, batch: int = 16, lr: float =
             for i in range(0, n, batch):
                 idx = order[i:i + batch]
                 out_ = model(**{k: v[idx] for k, v in data["train"].items()}, labels=labels["train"][idx])
+                if not torch.isfinite(out_.loss):
+                    raise UserError(f"the training loss became {out_.loss.item()} at step {done + 1}: lower --lr "
+                                    f"(now {lr:g}); nothing was saved")
                 opt.zero_grad()
                 out_.loss.backward()
                 opt.step()

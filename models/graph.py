@@ -108,6 +108,27 @@ class Graph:
         return g
 
 
+def check(g: Graph) -> None:
+    """Raise ValueError unless the graph holds together: it has nodes and outputs, every shape is a tuple of
+    non-negative integers, and every reference names a placeholder or an earlier node's output."""
+    if not g.nodes or not g.outputs:
+        raise ValueError("a graph without nodes or outputs")
+    outs: dict[str, int] = {}
+    for meta in [p.meta for p in g.placeholders] + [m for n in g.nodes for m in n.outs]:
+        if not (isinstance(meta.shape, tuple) and all(isinstance(d, int) and d >= 0 for d in meta.shape)):
+            raise ValueError(f"a shape of {meta.shape!r}")
+    for p in g.placeholders:
+        outs[p.name] = 1
+    for n in g.nodes:
+        for ref in iter_refs(n.args + tuple(v for _, v in n.kwargs)):
+            if not 0 <= ref.index < outs.get(ref.name, 0):
+                raise ValueError(f"node {n.name} reads {ref.name}[{ref.index}], which is not before it")
+        outs[n.name] = len(n.outs)
+    for ref in g.outputs:
+        if not 0 <= ref.index < outs.get(ref.name, 0):
+            raise ValueError(f"the graph's output {ref.name}[{ref.index}] does not exist")
+
+
 def iter_refs(args) -> list[Ref]:
     """Every Ref inside a (possibly nested) argument tuple, in order."""
     found: list[Ref] = []

@@ -2,8 +2,10 @@
 
 Capturing bert-base costs ~3 s of torch.export on top of ~6 s of importing torch and transformers; the graph
 it yields depends only on the model's config, the input shape and the software versions, all of which are
-in the key. Graphs are stored as JSON (never pickled). ISASIM_CACHE=off disables the cache;
-ISASIM_CACHE_DIR moves it (default ~/.cache/isasim).
+in the key. Graphs are stored as JSON (never pickled), with their key and a digest of their content: an entry
+that does not match both, that does not decode, or whose graph does not hold together (graph.py `check`) is
+dropped and captured again, so a damaged or edited cache can cost time but never a wrong report.
+ISASIM_CACHE=off disables the cache; ISASIM_CACHE_DIR moves it (default ~/.cache/isasim).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from isasim.isa.errors import UserError
+from isasim.models.files import read_small
 from isasim.version import __version__
 from isasim.isa.dtype import DType
-from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
+from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta, check
 
-FORMAT = 1
+FORMAT = 2  # 2: entries carry their key and a digest
 BUILTIN = ("bert-base", "bert-large", "minilm")
 
 
@@ -38,9 +42,9 @@ def key(model: str, seq: int, batch: int, seed: int, core_aten: bool) -> str | N
         identity = model
     else:
         folder = Path(model)
-        try:
-            identity = f"{folder.resolve()}:{hashlib.sha256((folder / 'config.json').read_bytes()).hexdigest()}"
-        except OSError:
+        try:  # only a regular, small config.json: anything else is for resolve() to report, unread
+            identity = f"{folder.resolve()}:{hashlib.sha256(read_small(folder / 'config.json')).hexdigest()}"
+        except (OSError, UserError):
             return None
         # a changed weights file must be validated again (resolve checks it against the config)
         for w in ("model.safetensors", "pytorch_model.bin"):
@@ -98,23 +102,47 @@ def from_json(d: dict) -> Graph:
     return Graph(d["model"], placeholders, nodes, tuple(_dec(r) for r in d["outputs"]), None, d["config"])
 
 
+def _digest(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+MAX_ENTRY = 256 * 2**20  # bytes: bert-large at batch 128 is under 2 MB; a bigger entry is no graph of ours
+
+
 def load(k: str | None) -> Graph | None:
+    """The cached graph for key `k`, or None: missing, unreadable, or not what was saved (then removed)."""
     if k is None or not enabled():
         return None
+    path = cache_dir() / f"{k}.json"
     try:
-        return from_json(json.loads((cache_dir() / f"{k}.json").read_text()))
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return None  # missing or unreadable: capture again
+        if not path.is_file() or path.stat().st_size > MAX_ENTRY:
+            return None
+        entry = json.loads(path.read_text())
+        if entry["key"] != k or entry["digest"] != _digest(entry["graph"]):
+            raise ValueError("the entry is not what was saved under its key")
+        graph = from_json(entry["graph"])
+        check(graph)
+        return graph
+    except OSError:
+        return None
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
+        path.unlink(missing_ok=True)  # damaged: capture again, and save a good one
+        return None
 
 
 def save(k: str | None, g: Graph) -> None:
     if k is None or not enabled():
         return
+    body = to_json(g)
+    tmp = None
     try:
         d = cache_dir()
         d.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=d, suffix=".tmp", delete=False) as f:
-            json.dump(to_json(g), f)
-        os.replace(f.name, d / f"{k}.json")
+            tmp = f.name
+            json.dump({"key": k, "digest": _digest(body), "graph": body}, f)
+        os.replace(tmp, d / f"{k}.json")
     except OSError:
-        pass  # a read-only home directory only costs speed
+        if tmp:  # a full disk leaves no partial file behind
+            Path(tmp).unlink(missing_ok=True)
+        # a read-only or full cache only costs speed

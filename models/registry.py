@@ -11,6 +11,7 @@ UserError: the cost-only path never reads weights, so a mismatch must not wait u
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from isasim.isa.errors import UserError  # noqa: E402
+from isasim.models.files import is_special, read_small  # noqa: E402
 
 KNOWN = ("bert-base", "bert-large", "minilm")
 SAFETENSORS = "model.safetensors"
@@ -46,6 +48,9 @@ class ModelSpec:
         if self.weights is None:
             return None
         for fname in (SAFETENSORS, TORCH_BIN):
+            if is_special(self.weights / fname):
+                raise UserError(f"'{self.weights / fname}' is not a regular file (a FIFO or device): give the "
+                                "weights as a real file")
             if (self.weights / fname).is_file():
                 return self.weights / fname
         return None
@@ -110,12 +115,14 @@ def _from_folder(folder: Path, name: str) -> ModelSpec:
 
 def _read_config(folder: Path) -> transformers.BertConfig:
     cfile = folder / "config.json"
-    if not cfile.is_file():
+    if not cfile.exists():
         raise UserError(f"'{folder}' has no config.json: give a Hugging Face model folder (save_pretrained output)")
     try:
-        raw = json.loads(cfile.read_text(encoding="utf-8"))
+        raw = json.loads(read_small(cfile).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"'{cfile}' is not valid JSON ({e}): fix or re-save the file") from None
+    except RecursionError:
+        raise UserError(f"'{cfile}' nests too deeply to be a config: fix or re-save the file") from None
     if not isinstance(raw, dict):
         raise UserError(f"'{cfile}' must hold a JSON object: re-save the config with save_pretrained")
     model_type = raw.get("model_type")
@@ -127,9 +134,30 @@ def _read_config(folder: Path) -> transformers.BertConfig:
         config = transformers.BertConfig.from_dict(raw)
     except Exception as e:  # transformers validates field values with various exception types
         raise UserError(f"'{cfile}' is not a valid BERT config ({type(e).__name__}: {e})") from None
+    _check_values(config, cfile)
     with torch.device("meta"):  # catches inconsistent sizes now; costs no memory
         build_model(_eager(config))
     return config
+
+
+POSITIVE = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+            "max_position_embeddings", "type_vocab_size")
+
+
+def _check_values(config: transformers.BertConfig, cfile: Path) -> None:
+    """The sizes, activation and epsilon a BERT needs, each checked before a model is built from them."""
+    from transformers.activations import ACT2FN
+
+    for k in POSITIVE:
+        v = getattr(config, k, None)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise UserError(f"'{cfile}': {k} is {v!r}; it must be a whole number of 1 or more: fix config.json")
+    if not isinstance(config.hidden_act, str) or config.hidden_act not in ACT2FN:
+        raise UserError(f"'{cfile}': hidden_act {config.hidden_act!r} is no activation transformers knows "
+                        f"(e.g. gelu, relu): fix config.json")
+    eps = config.layer_norm_eps
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps <= 0:
+        raise UserError(f"'{cfile}': layer_norm_eps {eps!r} must be a finite positive number: fix config.json")
 
 
 def _weight_shapes(wfile: Path) -> dict[str, tuple[int, ...]]:
@@ -186,7 +214,7 @@ def build_model(config: transformers.BertConfig, has_pooler: bool = True, num_la
             config.num_labels = num_labels
             return transformers.BertForSequenceClassification(config).eval()
         model = transformers.BertModel(config, add_pooling_layer=has_pooler)
-    except (ValueError, TypeError) as e:  # e.g. hidden_size not divisible by num_attention_heads
+    except (ValueError, TypeError, KeyError) as e:  # e.g. hidden_size not divisible by num_attention_heads
         raise UserError(f"cannot build a BERT model from this config ({e}): fix config.json") from None
     return model.eval()
 
