@@ -52,7 +52,7 @@ def trace(model: str, targets: Names = None, machines: Names = None, *, seq: int
     bound and bytes per memory level, per op and in total. Nothing is executed."""
     from isasim.engine.trace import trace as run
 
-    check_shape(batch, seed)
+    check_shape(batch, seed, seq)
     chosen = pick_targets(_names(targets), _names(machines))
     return run(lowered_for_cost(model, seq, batch, seed, core_aten, progress), chosen, progress)
 
@@ -70,7 +70,7 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
     from isasim.models.finetune import load_split
     from isasim.models.training import capture_training
 
-    check_shape(batch, seed)
+    check_shape(batch, seed, seq)
     if every_machine and (targets is not None or machines is not None):
         raise UserError("every_machine=True costs every target on every machine: drop targets and machines")
     chosen = every_pair() if every_machine else pick_targets(_names(targets), _names(machines))
@@ -83,31 +83,44 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
     return summarise(report, epochs, len(load_split("train")))
 
 
-def check(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
+def check(model: str, targets: Names = None, machines: Names = None, *, seq: int | None = None, batch: int = 1,
           seed: int = 0, text: str | None = None, tolerance: float = 1e-4, on_host: bool = False,
           dataset: str | None = None, progress: Progress | None = None) -> CheckReport:
     """Execute every lowered kernel on each target with the model's weights and real inputs, and compare
     every op and the final output with PyTorch; `passed` only if every target stays within `tolerance` and
-    counts what the cost model predicts. `on_host` also runs the emitted machine code; `dataset` (train, dev
-    or test) runs a fine-tuned classifier on that split of the movie/TV dataset, as one batch."""
-    from isasim.engine.check import check as run
+    counts what the cost model predicts. The inputs: `text` (its tokens are reported; `seq` defaults to their
+    number, else to 128) or seeded random ids. On a classifier, each target's predicted label for the text is
+    reported next to PyTorch's. `on_host` also runs the emitted machine code; `dataset` (train, dev or test)
+    runs a fine-tuned classifier on that split of the movie/TV dataset, as one batch."""
+    check_shape(batch, seed, seq)
+    check_finite("--tolerance", tolerance, 0.0, inclusive=True)
+    chosen = pick_targets(_names(targets), _names(machines))
+    from isasim.engine.check import check as run  # (torch loads here, once the arguments are known good)
     from isasim.engine.graphs import check_fits, dataset_inputs
     from isasim.lowering.pipeline import lower_graph
     from isasim.models import capture, reference, registry
+    from isasim.models.inputs import tokens
 
-    check_shape(batch, seed)
-    check_finite("--tolerance", tolerance, 0.0, inclusive=True)
-    chosen = pick_targets(_names(targets), _names(machines))
     spec = registry.resolve(model)
-    inputs = labels = None
+    inputs = labels = words = None
     if dataset:
         inputs, labels = dataset_inputs(spec, dataset, text)
         batch, seq = inputs["input_ids"].shape
+    elif text is not None:
+        words = tokens(text)
+        seq = seq or min(len(words), spec.config.max_position_embeddings)
+        words = words[:seq]
+    seq = seq or 128
     check_fits(model, seq, batch, seed, progress)
+    if progress:
+        progress("running the model in PyTorch", 0, 1)
     captured = capture.capture(spec, seq, batch, text=text, seed=seed, with_values=True, inputs=inputs)
     ref = reference.reference_outputs(captured)
     final = reference.final_hidden_state(captured)
-    return run(lower_graph(captured.graph), chosen, ref, final, tolerance, progress, on_host, labels)
+    names = dict(spec.config.id2label) if spec.num_labels and words is not None else None
+    report = run(lower_graph(captured.graph), chosen, ref, final, tolerance, progress, on_host, labels, names)
+    report.tokens = words
+    return report
 
 
 def compare(model: str, *, seq: int = 128, batch: int = 1, seed: int = 0, progress: Progress | None = None
@@ -116,7 +129,7 @@ def compare(model: str, *, seq: int = 128, batch: int = 1, seed: int = 0, progre
     level, speed-up over scalar x86-64, the dominant bound) and each op family's share of the cycles."""
     from isasim.engine.compare import compare as run
 
-    check_shape(batch, seed)
+    check_shape(batch, seed, seq)
     return run(lowered_for_cost(model, seq, batch, seed, False, progress), progress)
 
 
@@ -130,7 +143,7 @@ def explain(model: str, op: str, targets: Names = None, machines: Names = None, 
     from isasim.engine.explain import ExplainReport
     from isasim.engine.explain import explain as run
 
-    check_shape(batch, seed)
+    check_shape(batch, seed, seq)
     chosen = pick_targets(_names(targets), _names(machines))
     if not 1 <= iterations <= 100:
         raise UserError(f"--iterations {iterations} is out of range: use 1..100")
@@ -146,7 +159,7 @@ def emit(model: str, output: str | Path, targets: Names = None, machines: Names 
     `output` (a folder per target when there are several)."""
     from isasim.engine.emit import EmitReport, EmittedTarget, emit_model, previous_emit
 
-    check_shape(batch, seed)
+    check_shape(batch, seed, seq)
     chosen = pick_targets(_names(targets), _names(machines))
     for target, _ in chosen:  # every folder checked before any work
         previous_emit(Path(output) / target.name if len(chosen) > 1 else Path(output))

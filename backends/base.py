@@ -104,7 +104,7 @@ class Backend(ABC):
     @abstractmethod
     def can_run_native(self, target: Target) -> str | None:
         """None when this host can run the target's emitted code (natively or under an emulator); else why
-        not and what to do, in one line."""
+        not, in a few words."""
 
     def run_native(self, program: Program, target: Target, storages: Storages) -> None:
         """Run the emitted code itself, writing its outputs back (where `can_run_native` allows)."""

@@ -85,11 +85,9 @@ class CpuBackend(Backend):
     def can_run_native(self, target: Target) -> str | None:
         if native.host_isa() == target.isa and not native.host_supports(target.isa, target.host_features):
             missing = [f for f in target.host_features if not native.host_supports(target.isa, (f,))]
-            return (f"--on-host: this CPU cannot run {target.name} code (it lacks {', '.join(missing)}): drop "
-                    f"--on-host for {target.name}, or run it on a CPU that has them")
+            return f"this CPU lacks {', '.join(missing)}, which {target.name} code needs"
         if not native.can_run(target.isa, target.host_features):
-            return (f"--on-host: this machine can run neither {target.isa} code nor qemu for it: run 'bash "
-                    f".ci/install-tools' or drop --on-host")
+            return f"this machine runs neither {target.isa} code nor qemu for it (run 'bash .ci/install-tools')"
         return None
 
     def run_native(self, program: Program, target: Target, storages: Storages) -> None:

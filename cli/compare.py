@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -19,6 +20,9 @@ def _human(n: float) -> str:
 
 HEAD = ("target", "uarch", "instructions", "cycles", "time", "FLOP/cycle", "of peak", "L1 B", "L2 B", "LLC B",
         "DRAM B", "FLOP/DRAM B", "speed-up vs x86-64", "bound")
+SHORT = {"attention matmuls": "attn matmul", "other elementwise": "other", "data movement": "data move",
+         "embedding": "embed"}  # family names in the narrow table
+NARROW = ("target", "uarch", "time", "of peak", "DRAM B", "FLOP/DRAM B", "speed-up vs x86-64", "bound")
 
 
 def _cells(r: Row) -> list[str]:
@@ -28,19 +32,28 @@ def _cells(r: Row) -> list[str]:
             f"{r.speedup_over_scalar_x86:.2f}x", r.dominant_bound]
 
 
-def render_table(c: Comparison, console: Console) -> None:
-    table = Table(title=f"{c.model} seq {c.seq} batch {c.batch}: {c.flops:,} matmul FLOPs", title_justify="left")
-    for h in HEAD:
-        table.add_column(h, justify="left" if h in ("target", "uarch", "bound") else "right")
+def render_table(c: Comparison, console: Console, wide: bool = False) -> None:
+    """Every target and machine, then the cycles by op family; the narrow layout fits 100 columns, `wide` adds
+    instructions, cycles, FLOP/cycle and the bytes at every level."""
+    style = dict(box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, collapse_padding=not wide)
+    table = Table(title=f"{c.model} seq {c.seq} batch {c.batch}: {c.flops:,} matmul FLOPs", title_justify="left",
+                  **style)
+    shown = [i for i, h in enumerate(HEAD) if wide or h in NARROW]
+    for i in shown:
+        table.add_column(HEAD[i], justify="left" if HEAD[i] in ("target", "uarch", "bound") else "right",
+                         overflow="fold")
     for r in c.rows:
-        table.add_row(*_cells(r))
+        cells = _cells(r)
+        table.add_row(*(cells[i] for i in shown))
     console.print(table)
-    shares = Table(title="share of cycles by op family", title_justify="left")
-    shares.add_column("target / uarch")
-    for f in families():
-        shares.add_column(f, justify="right")
+    shares = Table(title="share of cycles by op family", title_justify="left", **style)
+    shares.add_column("target", no_wrap=True)
+    shares.add_column("uarch", no_wrap=True)
+    for f in families():  # a header wraps between its words, never inside one
+        label = f if wide else SHORT.get(f, f)
+        shares.add_column(label, justify="right", min_width=max(map(len, label.split())))
     for r in c.rows:
-        shares.add_row(f"{r.target} / {r.uarch}", *(f"{r.family_shares.get(f, 0.0):.1%}" for f in families()))
+        shares.add_row(r.target, r.uarch, *(f"{r.family_shares.get(f, 0.0):.1%}" for f in families()))
     console.print(shares)
 
 

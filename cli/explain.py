@@ -4,6 +4,7 @@ and the timelines as a Chrome trace."""
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -12,8 +13,16 @@ from isasim.backends.cpu_explain import Explanation
 from isasim.backends.simt_explain import SimtExplanation
 
 
-def render(e: Explanation | SimtExplanation, console: Console) -> None:
-    (render_simt if isinstance(e, SimtExplanation) else render_explanation)(e, console)
+def render(e: Explanation | SimtExplanation, console: Console, wide: bool = False) -> None:
+    (render_simt if isinstance(e, SimtExplanation) else render_explanation)(e, console, wide)
+
+
+def _listing(columns: tuple[str, ...], wide: bool) -> Table:
+    table = Table(title_justify="left", box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, collapse_padding=not wide)
+    for col in columns:
+        table.add_column(col, overflow="fold", no_wrap=col in ("#", "latency", "pipe"),
+                         ratio=3 if col == "source" else None)
+    return table
 
 
 def chrome_trace(results: list[Explanation]) -> dict:
@@ -27,15 +36,16 @@ def chrome_trace(results: list[Explanation]) -> dict:
 
 
 
-def render_explanation(e: Explanation, console: Console) -> None:
+def render_explanation(e: Explanation, console: Console, wide: bool = False) -> None:
     console.print(f"[bold]{e.kernel}[/] ({e.op}) on {e.target} / {e.uarch}: its hottest loop runs {e.trips:,} "
                   f"times; one iteration:")
-    table = Table(title_justify="left")
-    for col in ("#", "instruction", "latency", "rthroughput", "ports", "source"):
-        table.add_column(col, overflow="fold")
+    table = _listing(("#", "instruction", "latency", "rthroughput", "ports", "source"), wide)
+    first: dict[str, int] = {}  # an instruction's source is shown once, where it first appears
     for i, ln in enumerate(e.listing):
-        table.add_row(str(i), escape(ln.instruction), f"{ln.latency:g}", f"{ln.rthroughput:g}", " ".join(ln.ports) or "-",
-                      escape(ln.source))
+        source = ln.source if ln.mnemonic not in first else f"as #{first[ln.mnemonic]}"
+        first.setdefault(ln.mnemonic, i)
+        table.add_row(str(i), escape(ln.instruction), f"{ln.latency:g}", f"{ln.rthroughput:g}",
+                      " ".join(ln.ports) or "-", escape(source))
     console.print(table)
     console.print("port pressure per iteration (cycles): "
                   + ", ".join(f"{p} {v:g}" for p, v in e.pressure.items() if v))
@@ -51,7 +61,7 @@ def render_explanation(e: Explanation, console: Console) -> None:
         console.print(row, highlight=False, markup=False)
 
 
-def render_simt(e: SimtExplanation, console: Console) -> None:
+def render_simt(e: SimtExplanation, console: Console, wide: bool = False) -> None:
     console.print(f"[bold]{e.kernel}[/] ({e.op}) on {e.target} / {e.uarch}: {e.strategy}; grid {e.grid} x block "
                   f"{e.block}, ~{e.registers} registers per thread (isasim's estimate; `isasim emit` shows "
                   f"ptxas's), {e.shared_bytes:,} bytes of shared memory per block")
@@ -63,9 +73,7 @@ def render_simt(e: SimtExplanation, console: Console) -> None:
                   f"warps, {o['achieved']:.0%} of the SM's warp slots")
     where = "its hottest loop runs" if e.trips > 1 else "its instruction stream runs"
     console.print(f"{where} {e.trips:,} times per warp; one pass:")
-    table = Table(title_justify="left")
-    for col in ("#", "PTX", "pipe", "per clk/SM", "latency", "per request", "source"):
-        table.add_column(col, overflow="fold")
+    table = _listing(("#", "PTX", "pipe", "per clk/SM", "latency", "per request", "source"), wide)
     shown: dict[str, int] = {}
     for i, ln in enumerate(e.listing):
         req = "-" if ln.per_request is None else \

@@ -29,9 +29,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="a target to simulate (repeatable; default: all). See 'isasim targets'")
     p.add_argument("--uarch", action="append", metavar="U",
                    help="microarchitecture for the targets of its ISA (repeatable; default: each target's own)")
-    p.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
+    p.add_argument("--seq", type=int, default=128, help="sequence length (default 128; check --text: the text's)")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for token ids and seeded weights (default 0)")
+
+
+def _wide(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wide", action="store_true",
+                   help="tables with every column (bytes at each memory level, registers, ...), 200 columns wide "
+                   "when piped; the default layout fits 100 columns")
 
 
 def _training_args(p: argparse.ArgumentParser) -> None:
@@ -50,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Cost every op of the model's forward pass on each target (no execution).")
     _common(t)
     t.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    _wide(t)
     t.add_argument("-o", "--output", type=Path, help="write the report to this file instead of stdout")
     t.add_argument("--chrome-trace", type=Path, metavar="FILE",
                    help="also write the kernels as Chrome trace events (open in Perfetto or chrome://tracing)")
@@ -61,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every lowered op on each target with real weights and inputs; compare "
                        "every op and the final hidden states with PyTorch. Exit 0 only if all targets pass.")
     _common(c)
-    c.add_argument("--text", help="input text, tokenised with the bert-base-uncased vocabulary")
+    c.add_argument("--text", help="input text, tokenised with the bert-base-uncased vocabulary; the tokens are "
+                   "shown, the sequence is as long as they are (unless --seq is given), and a classifier's "
+                   "predicted label is shown per target next to PyTorch's")
+    c.set_defaults(seq=None)  # check: 128, or the text's length
     c.add_argument("--format", choices=("table", "json"), default="table")
+    _wide(c)
     c.add_argument("--tolerance", type=float, default=1e-4,
                    help="max abs error on the final hidden states (default 1e-4)")
     c.add_argument("--on-host", action="store_true",
@@ -89,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--op", required=True, help="a node name (e.g. linear_3) or an op (e.g. gelu); first match")
     x.add_argument("--iterations", type=int, default=4, help="iterations in the timeline (default 4)")
     x.add_argument("--format", choices=("table", "json"), default="table")
+    _wide(x)
     x.add_argument("--chrome-trace", type=Path, metavar="FILE",
                    help="also write the timeline as Chrome trace events, a track per port (Perfetto)")
 
@@ -102,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     cm.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     cm.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    _wide(cm)
     cm.add_argument("--plot", type=Path, metavar="FILE.png",
                     help="also draw a roofline per op family and the cycles by op family (matplotlib)")
     _training_args(cm)
@@ -159,6 +172,7 @@ def cmd_trace(args, out: Console) -> int:
                            core_aten=args.core_aten, progress=progress)
     if args.chrome_trace:
         output.write_text(args.chrome_trace, render.trace_chrome(report))
+        _wrote(args.chrome_trace, "the kernels as Chrome trace events (open in Perfetto)")
     if args.format == "json":
         text = render.to_json(report)
     elif args.format == "csv":
@@ -170,14 +184,20 @@ def cmd_trace(args, out: Console) -> int:
             from rich.console import Console
 
             with output.replacing(args.output) as f:
-                render.trace_tables(report, Console(file=f, width=200))
+                render.trace_tables(report, Console(file=f, width=200 if args.wide else 100), args.wide)
         else:
             output.write_text(args.output, text)
+        _wrote(args.output, f"the report ({args.format})")
     elif text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        render.trace_tables(report, out)
+        render.trace_tables(report, out, args.wide)
     return 0
+
+
+def _wrote(path: Path, what: str) -> None:
+    """One line naming a file a command wrote, on stderr (stdout may be carrying data)."""
+    print(f"isasim: wrote {what} to {path}", file=sys.stderr)
 
 
 def _no_epochs_without_training(args) -> None:
@@ -192,7 +212,8 @@ def _training(args, out: Console, every_machine: bool) -> int:
 
     if getattr(args, "core_aten", False) or getattr(args, "chrome_trace", None) or getattr(args, "output", None):
         raise UserError("--training prints its summary only: drop --core-aten, --chrome-trace and -o")
-    render = {"table": lambda r: training.render_table(r, out), "json": training.render_json,
+    render = {"table": lambda r: training.render_table(r, out, getattr(args, "wide", False)),
+              "json": training.render_json,
               "csv": training.render_csv, "markdown": training.render_markdown}[args.format]
     with _progress(sys.stderr.isatty()) as progress:
         report = api.training_step(args.model, getattr(args, "target", None), getattr(args, "uarch", None),
@@ -212,7 +233,11 @@ def cmd_emit(args, out: Console) -> int:
         emitted = api.emit(args.model, args.output, args.target, args.uarch, seq=args.seq, batch=args.batch,
                            seed=args.seed, op=args.op, progress=progress)
     for t in emitted.targets:
-        out.print(f"{len(t.manifest['kernels'])} {t.target} kernels for {t.uarch} in {t.folder}")
+        kinds = sorted({Path(k["file"]).suffix for k in t.manifest["kernels"]})
+        if any(k.get("ptxas") for k in t.manifest["kernels"]):
+            kinds.append(".cubin from ptxas")
+        out.print(f"{len(t.manifest['kernels'])} {t.target} kernels for {t.uarch} in {t.folder} "
+                  f"({', '.join(kinds + ['manifest.json'])})", soft_wrap=True)
     return 0
 
 
@@ -229,11 +254,12 @@ def cmd_explain(args, out: Console) -> int:
                           seed=args.seed, iterations=args.iterations)
     if args.chrome_trace:
         output.write_text(args.chrome_trace, json.dumps(chrome_trace(results)))
+        _wrote(args.chrome_trace, "the timeline as Chrome trace events (open in Perfetto)")
     if args.format == "json":
         sys.stdout.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     else:
         for r in results:
-            render(r, out)
+            render(r, out, args.wide)
     return 0
 
 
@@ -256,8 +282,9 @@ def cmd_compare(args, out: Console) -> int:
         from isasim.cli.plot import plot_comparison
 
         plot_comparison(result, args.plot)
+        _wrote(args.plot, "the roofline and the cycles by op family")
     if args.format == "table":
-        compare.render_table(result, out)
+        compare.render_table(result, out, args.wide)
     else:
         render = {"markdown": compare.render_markdown, "csv": compare.render_csv, "json": compare.render_json}
         sys.stdout.write(render[args.format](result))
@@ -275,7 +302,7 @@ def cmd_check(args, out: Console) -> int:
     if args.format == "json":
         sys.stdout.write(render.to_json(report) + "\n")
     else:
-        render.check_table(report, out)
+        render.check_table(report, out, args.wide)
     return 0 if report.passed else 1
 
 
@@ -317,9 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from rich.console import Console
 
-        # Reports are wide tables: give them room when written to a pipe or file (rich assumes 80 columns).
-        out = Console() if sys.stdout.isatty() else Console(width=160)
         args = build_parser().parse_args(argv)
+        # Tables fit 100 columns (--wide: 200) when written to a pipe or file; a terminal gives its own width.
+        width = None if sys.stdout.isatty() else 200 if getattr(args, "wide", False) else \
+            int(os.environ.get("COLUMNS", "0") or 0) or 100
+        out = Console(width=width)
         handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
                    "compare": cmd_compare, "finetune": cmd_finetune,
                    "targets": cmd_targets}[args.command]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from isasim.engine.check import CheckReport
@@ -23,76 +26,100 @@ def human(n: float, decimals: int | None = None) -> str:
     return f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
 
 
-def trace_tables(report: TraceReport, console: Console) -> None:
+# The ops torch.export records outside any module in a forward pass: HF's attention-mask construction
+MASK_OPS = {"arange", "new_ones", "ge", "le", "lt", "gt", "and", "__and__", "index", "zeros", "where", "add", "sub",
+            "mul", "expand", "view", "unsqueeze", "to", "_to_copy", "slice", "full", "ones", "rsub", "eq", "ne"}
+
+
+def short_op(op: str) -> str:
+    return op.removeprefix("aten.").removesuffix(".default")
+
+
+def op_name(op: str) -> str:
+    """The op without its namespace and overload (aten.add.Tensor -> add), for narrow tables; JSON and CSV keep
+    the whole name."""
+    return short_op(op).split(".")[0]
+
+
+def _group(name: str, rows) -> tuple[tuple[str, str], str]:
+    """(the group row: its name and what it stands for, the module prefix its rows share and do not repeat)."""
+    if name.startswith("layer"):
+        m = re.search(r"^(.*encoder\.layer\.\d+)", rows[0].module)
+        prefix = m.group(1) if m else ""
+        return (name, f"[dim]{prefix}.*[/]" if prefix else ""), prefix
+    if name == "(top)" and all(op_name(r.op) in MASK_OPS for r in rows):
+        return ("attention mask", "[dim]from attention_mask[/]"), ""
+    return (name, f"[dim]{name}.*[/]"), name
+
+
+def _in_group(module: str, prefix: str) -> str:
+    """A module path without the group's prefix (the group row shows it once)."""
+    if prefix and (module == prefix or module.startswith(prefix + ".")):
+        return module[len(prefix) + 1:]
+    return module
+
+
+# (header, cell, right-aligned, wide layout only)
+CPU_COLUMNS = (
+    ("op", lambda r: op_name(r.op), False, False), ("module", None, False, False),
+    ("shape", lambda r: r.shape, False, False), ("instrs", lambda r: human(r.instructions), True, False),
+    ("cycles", lambda r: human(r.cycles), True, False), ("bound", lambda r: r.bound.label, False, False),
+    *((f"{lv.upper()} B", lambda r, lv=lv: human(r.bytes[lv]), True, lv != "dram") for lv in LEVELS),
+)
+_LIMITER = {"registers": "regs", "shared memory": "smem", "grid": "grid"}
+SIMT_COLUMNS = (  # L2 bytes and microseconds: in JSON and CSV
+    ("op", lambda r: op_name(r.op), False, False), ("module", None, False, False),
+    ("shape", lambda r: r.shape, False, True),
+    ("grid x blk", lambda r: f"{r.simt['grid']}x{r.simt['block']}", True, False),
+    ("regs", lambda r: str(r.simt["registers"]), True, True), ("smem", lambda r: human(r.simt["shared_bytes"]), True, True),
+    ("occupancy", lambda r: f"{r.simt['occupancy']:.0%} {_LIMITER.get(r.simt['limiter'], r.simt['limiter'])}", True,
+     False),
+    ("warp ins", lambda r: human(r.instructions), True, True),
+    ("sect/req", lambda r: f"{r.simt['sectors_per_request']:.1f}", True, False),
+    ("bank x", lambda r: f"{r.simt['bank_conflict_factor']:.2f}" if r.simt["shared_requests"] else "-", True, True),
+    ("DRAM B", lambda r: human(r.bytes["dram"]), True, True),
+    ("cycles", lambda r: human(r.cycles), True, False), ("bound", lambda r: r.bound.label, False, False),
+)
+
+
+def _table(title: str, columns, wide: bool) -> tuple[Table, list]:
+    shown = [c for c in columns if wide or not c[3]]
+    table = Table(title=title, title_justify="left", box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
+                  pad_edge=wide, collapse_padding=not wide)
+    for header, _, right, _ in shown:
+        table.add_column(header, justify="right" if right else "left", overflow="fold")
+    return table, shown
+
+
+def trace_tables(report: TraceReport, console: Console, wide: bool = False) -> None:
+    """Each target's ops grouped by layer; the narrow layout fits 100 columns, `wide` adds every byte column
+    (and, on a GPU, registers, shared memory, bank conflicts)."""
     console.print(f"[bold]{report.model}[/] seq {report.seq} batch {report.batch}: "
                   f"{report.params:,} parameters, {report.flops:,} matmul FLOPs; "
                   f"{report.views} view ops move no data")
     for t in report.targets:
-        if t.ops and t.ops[0].simt is not None:
-            _simt_table(t, console)
-            continue
-        table = Table(title=f"{t.target} on {t.uarch} @ {t.clock_ghz} GHz", title_justify="left")
-        for col in ("op", "module", "shape", "instrs", "cycles", "bound"):
-            table.add_column(col, justify="right" if col in ("instrs", "cycles") else "left")
-        for lv in LEVELS:
-            table.add_column(f"{lv} B", justify="right")
+        gpu = bool(t.ops) and t.ops[0].simt is not None
+        title = f"{t.target} on {t.uarch} @ {t.clock_ghz} GHz" + (" (per kernel launch)" if gpu else "")
+        table, shown = _table(title, SIMT_COLUMNS if gpu else CPU_COLUMNS, wide)
         for first, rows, repeats in _layers(t.ops):
-            table.add_row(f"[bold]{first}[/]")
+            (title, what), prefix = _group(first, rows)
+            table.add_row(f"[bold]{title}[/]", what)
             for r in rows:
-                module = r.module.split(".", 3)[-1] if r.layer.startswith("layer") else r.module
-                table.add_row(short_op(r.op), module, r.shape, human(r.instructions), human(r.cycles), r.bound.label,
-                              *(human(r.bytes[lv]) for lv in LEVELS))
+                table.add_row(*(_in_group(r.module, prefix) if cell is None else cell(r) for _, cell, _, _ in shown))
             if repeats:
                 table.add_row(f"[italic]{repeats[0]}-{repeats[-1].split()[-1]}[/]",
                               f"[italic]each as {first} (x{len(repeats)})[/]")
             table.add_section()
-        table.add_row("total", "", "", human(t.instructions), human(t.cycles), _main_bound(t.bounds),
-                      *(human(t.bytes[lv]) for lv in LEVELS), style="bold")
+        total = {"op": "total", "instrs": human(t.instructions), "warp ins": human(t.instructions),
+                 "cycles": human(t.cycles), "bound": _main_bound(t.bounds), "DRAM B": human(t.bytes["dram"]),
+                 "grid x blk": f"{len(t.ops)} kernels", **{f"{lv.upper()} B": human(t.bytes[lv]) for lv in LEVELS}}
+        table.add_row(*(total.get(header, "") for header, *_ in shown), style="bold")
         console.print(table)
-        console.print(f"  {t.instructions:,} instructions, {t.cycles:,.0f} cycles = {t.seconds * 1e3:.2f} ms; "
-                      f"{t.fp_ops:,} floating-point operations; cycles by bound: "
-                      + ", ".join(f"{k} {v / max(t.cycles, 1):.0%}" for k, v in
-                                  sorted(t.bounds.items(), key=lambda kv: -kv[1])))
-
-
-SIMT_COLUMNS = ("op", "module", "shape", "grid x blk", "regs", "smem", "occupancy", "warp ins", "sect/req",
-                "bank x", "DRAM B", "cycles", "bound")  # L2 bytes and microseconds: in JSON and CSV
-_LIMITER = {"registers": "regs", "shared memory": "smem", "grid": "grid"}
-
-
-def _simt_row(r) -> list[str]:
-    g = r.simt
-    module = r.module.split(".", 3)[-1] if r.layer.startswith("layer") else r.module
-    return [short_op(r.op), module, r.shape, f"{g['grid']}x{g['block']}", str(g["registers"]),
-            human(g["shared_bytes"]), f"{g['occupancy']:.0%} {_LIMITER.get(g['limiter'], g['limiter'])}",
-            human(r.instructions), f"{g['sectors_per_request']:.1f}",
-            f"{g['bank_conflict_factor']:.2f}" if g["shared_requests"] else "-", human(r.bytes["dram"]),
-            human(r.cycles), r.bound.label]
-
-
-def _simt_table(t, console: Console) -> None:
-    """A GPU's kernels: launch geometry, the registers isasim estimates, shared memory per block, occupancy
-    with its limiting resource, warp instructions, sectors per global request, shared-memory wavefronts per
-    request (1.00 = no bank conflicts), L2 and DRAM bytes, cycles, microseconds and the deciding bound."""
-    table = Table(title=f"{t.target} on {t.uarch} @ {t.clock_ghz} GHz (per kernel launch)", title_justify="left")
-    for col in SIMT_COLUMNS:
-        table.add_column(col, justify="left" if col in ("op", "module", "shape", "bound") else "right",
-                         no_wrap=col != "module", min_width=12 if col == "module" else None)
-    for first, rows, repeats in _layers(t.ops):
-        table.add_row(f"[bold]{first}[/]")
-        for r in rows:
-            table.add_row(*_simt_row(r))
-        if repeats:
-            table.add_row(f"[italic]{repeats[0]}-{repeats[-1].split()[-1]}[/]",
-                          f"[italic]each as {first} (x{len(repeats)})[/]")
-        table.add_section()
-    table.add_row("total", "", "", f"{len(t.ops)} kernels", "", "", "", human(t.instructions), "", "",
-                  human(t.bytes["dram"]), human(t.cycles), _main_bound(t.bounds), style="bold")
-    console.print(table)
-    console.print(f"  {len(t.ops)} kernel launches, {t.instructions:,} warp instructions, {t.cycles:,.0f} cycles = "
-                  f"{t.seconds * 1e3:.3f} ms; {t.fp_ops:,} floating-point operations; cycles by bound: "
-                  + ", ".join(f"{k} {v / max(t.cycles, 1):.0%}" for k, v in
-                              sorted(t.bounds.items(), key=lambda kv: -kv[1])))
+        what = (f"{len(t.ops)} kernel launches, {t.instructions:,} warp instructions" if gpu else
+                f"{t.instructions:,} instructions")
+        console.print(f"  {what}, {t.cycles:,.0f} cycles = {t.seconds * 1e3:.3f} ms; {t.fp_ops:,} floating-point "
+                      "operations; cycles by bound: " + ", ".join(f"{k} {v / max(t.cycles, 1):.0%}" for k, v in
+                                                                  sorted(t.bounds.items(), key=lambda kv: -kv[1])))
 
 
 def _layers(ops) -> list[tuple[str, list, list[str]]]:
@@ -117,10 +144,6 @@ def _layers(ops) -> list[tuple[str, list, list[str]]]:
     return out
 
 
-def short_op(op: str) -> str:
-    return op.removeprefix("aten.").removesuffix(".default")
-
-
 def _main_bound(bounds: dict[str, float]) -> str:
     return max(bounds.items(), key=lambda kv: kv[1])[0] if bounds else ""
 
@@ -143,25 +166,39 @@ def trace_csv(report: TraceReport) -> str:
     return buf.getvalue()
 
 
-def check_table(report: CheckReport, console: Console) -> None:
-    table = Table(title=f"{report.model} seq {report.seq} batch {report.batch}: lowered programs vs PyTorch "
-                        f"(pass: max abs error <= {report.tolerance:g})", title_justify="left")
-    for col in ("target", "uarch", "max abs err", "max rel err", "instructions executed", "counts = cost model",
-                "worst op", "result"):
-        table.add_column(col)
+def check_table(report: CheckReport, console: Console, wide: bool = False) -> None:
+    table = Table(title=f"{report.model} seq {report.seq} batch {report.batch}: the lowered programs, executed, "
+                        "against PyTorch", title_justify="left", box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
+                  collapse_padding=not wide,
+                  caption=f"final: the model's output against PyTorch's (pass: abs err <= {report.tolerance:g}); "
+                          "counts: the executor's instructions against the cost model's; worst op: the largest "
+                          "error of any op, relative to its largest value (errors grow through matmuls; for "
+                          "reading only)", caption_justify="left")
+    for col in ("target", "uarch", "final abs err", "final rel err", "instructions executed", "counts", "worst op",
+                "result"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("target", "uarch", "worst op"),
+                         justify="right" if "err" in col or "executed" in col else "left")
     for t in report.targets:
         worst = t.worst_ops[0] if t.worst_ops else None
-        table.add_row(t.target, t.uarch, f"{t.max_abs_err:.2e}", f"{t.max_rel_err:.2e}",
-                      f"{t.instructions_executed:,}", "yes" if t.counts_match_cost_model else "NO",
-                      f"{worst.name} {worst.max_abs_err:.1e}" if worst else "",
+        table.add_row(t.target, t.uarch, f"{t.max_abs_err:.1e}", f"{t.max_rel_err:.1e}",
+                      f"{t.instructions_executed:,}", "equal" if t.counts_match_cost_model else "DIFFER",
+                      f"{worst.name} {worst.max_rel_err:.0e}" if worst else "",
                       "[green]pass[/]" if t.passed else "[red]FAIL[/]")
+    if report.tokens:
+        console.print(f"tokens ({len(report.tokens)}): " + escape(" ".join(report.tokens)), highlight=False)
     console.print(table)
+    if report.reference_prediction:
+        console.print("predicted: " + "; ".join(
+            f"{who} [bold]{p['label']}[/] {p['probability']:.1%}" for who, p in
+            [("PyTorch", report.reference_prediction)] + [(t.target, t.prediction) for t in report.targets]))
     for t in report.targets:
         if t.label_agreement is not None:
             console.print(f"  {t.target}: predicted labels agree with PyTorch's on {t.label_agreement:.1%} of "
                           f"{report.batch} sentences; accuracy {t.accuracy:.1%}")
         h = t.on_host
-        if h:
+        if h and "skipped" in h:
+            console.print(f"  {t.target} machine code: not run here: {h['skipped']}")
+        elif h:
             same = "bit-identical to the executor" if h["bit_identical_to_executor"] else \
                 f"DIFFERS from the executor in {', '.join(h['differing_kernels'])}"
             console.print(f"  {t.target} machine code, run {h['ran']}: {h['kernels']} kernels, {same}; "

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -14,19 +15,26 @@ from isasim.engine.training import TrainingReport
 from isasim.models.training import PHASES
 
 
-def render_table(r: TrainingReport, console: Console) -> None:
+def render_table(r: TrainingReport, console: Console, wide: bool = False) -> None:
+    """A row per target; the narrow layout fits 100 columns, `wide` adds kernels and instructions."""
     console.print(f"{r.model} fine-tuning step: batch {r.batch} x seq {r.seq}, AdamW "
                   f"(lr {r.optimizer.get('lr')}, weight decay {r.optimizer.get('weight_decay')}); the run: "
                   f"{r.epochs} epochs x {r.steps_per_epoch} steps ({r.train_sentences} training sentences)")
-    table = Table()
-    for col in ("target", "uarch", "kernels", "instructions", "forward ms", "backward ms", "optimizer ms",
-                "step ms", "backward / forward", "fine-tuning run"):
-        table.add_column(col, justify="left" if col in ("target", "uarch") else "right")
+    table = Table(box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, collapse_padding=not wide)
+    columns = [c for c in ("target", "uarch", "kernels", "instructions", "forward ms", "backward ms", "optimizer ms",
+                           "step ms", "backward / forward", "fine-tuning run")
+               if wide or c not in ("kernels", "instructions")]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("target", "uarch") else "right", no_wrap=col == "uarch",
+                         min_width=max(map(len, col.split())))
     for t in r.targets:
         ms = {p: t.cycles[p] / (t.clock_ghz * 1e6) for p in PHASES}
-        table.add_row(t.target, t.uarch, str(t.kernels), f"{t.instructions:,}", f"{ms['forward']:,.2f}",
-                      f"{ms['backward']:,.2f}", f"{ms['optimizer']:,.2f}", f"{t.step_ms:,.2f}",
-                      f"{t.cycles['backward'] / max(t.cycles['forward'], 1e-9):.2f}x", _duration(t.run_s))
+        cells = {"target": t.target, "uarch": t.uarch, "kernels": str(t.kernels), "instructions": f"{t.instructions:,}",
+                 "forward ms": f"{ms['forward']:,.2f}", "backward ms": f"{ms['backward']:,.2f}",
+                 "optimizer ms": f"{ms['optimizer']:,.2f}", "step ms": f"{t.step_ms:,.2f}",
+                 "backward / forward": f"{t.cycles['backward'] / max(t.cycles['forward'], 1e-9):.2f}x",
+                 "fine-tuning run": _duration(t.run_s)}
+        table.add_row(*(cells[c] for c in columns))
     console.print(table)
     console.print("Dropout is 0 in the captured step (its masks are not costed); the optimizer is AdamW one "
                   "parameter at a time (torch's foreach=False), a kernel per operation.")

@@ -23,6 +23,7 @@ class OpCheck:
     name: str
     op: str
     max_abs_err: float
+    max_rel_err: float  # relative to the op's largest value: comparable between ops of any scale
 
 
 @dataclass
@@ -35,11 +36,13 @@ class TargetCheck:
     instructions_executed: int
     counts_match_cost_model: bool
     worst_ops: list[OpCheck]
-    # on_host: the emitted machine code itself, run natively or under qemu, every kernel in turn
+    # on_host: the emitted machine code itself, run natively or under qemu, every kernel in turn; or, where this
+    # host cannot run the target's code, {"skipped": why}
     on_host: dict | None = None
     # a dataset: a classifier's predicted labels against PyTorch's (agreement) and the true ones (accuracy)
     label_agreement: float | None = None
     accuracy: float | None = None
+    prediction: dict | None = None  # a classifier on a text: {"label", "probability"} from this target's logits
 
 
 @dataclass
@@ -47,6 +50,8 @@ class CheckReport(ModelReport):
     tolerance: float
     passed: bool
     targets: list[TargetCheck]
+    tokens: list[str] | None = None  # the text as the model read it (check with a text)
+    reference_prediction: dict | None = None  # a classifier on a text: PyTorch's label and its probability
 
     def records(self) -> list[dict]:
         """One row per target."""
@@ -93,20 +98,30 @@ def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, np.ndarr
             "passed": not differing and abs_err <= tolerance}
 
 
+def _prediction(logits: np.ndarray, names: dict[int, str]) -> dict:
+    """The first row's label and its softmax probability."""
+    row = logits.reshape(-1, logits.shape[-1])[0].astype(np.float64)
+    p = np.exp(row - row.max())
+    p /= p.sum()
+    k = int(p.argmax())
+    return {"label": names.get(k, str(k)), "probability": float(p[k])}
+
+
 def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], reference: dict[str, list[np.ndarray]],
           final: np.ndarray, tolerance: float = 1e-4, progress: Progress | None = None,
-          on_host: bool = False, labels: np.ndarray | None = None) -> CheckReport:
+          on_host: bool = False, labels: np.ndarray | None = None,
+          label_names: dict[int, str] | None = None) -> CheckReport:
     """Execute every kernel for each target on the graph's real values; compare every op and the final
     output (hidden state or logits) with PyTorch, and the executor's dynamic counts with the cost model's.
     With `on_host`, also run each kernel's emitted machine code. With `labels` (one per row of a classifier's
     logits), the predicted labels must all agree with PyTorch's; the accuracy against `labels` is reported."""
     graph = lowered.graph
     n_kernels = len(lowered.kernels)
-    if on_host:
-        for target, _ in targets:
-            why = backend_for(target).can_run_native(target)
-            if why:
-                raise UserError(why)
+    skipped = {t.name: why for t, _ in targets if on_host and (why := backend_for(t).can_run_native(t))}
+    if on_host and len(skipped) == len(targets):
+        raise UserError("--on-host: nothing here can run the machine code of "
+                        + "; ".join(f"{name} ({why})" for name, why in skipped.items())
+                        + ": drop --on-host, or add a target this host runs")
     out = []
     for target, machine in targets:
         backend = backend_for(target)
@@ -129,11 +144,15 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
         for step in lowered.steps:
             for i, want in enumerate(reference.get(step.node.name, [])):
                 got = materialize(lowered.context.views[Ref(step.node.name, i)], storages)
-                op_errs.append(OpCheck(step.node.name, step.node.op, _errors(got, want)[0]))
+                op_errs.append(OpCheck(step.node.name, step.node.op, *_errors(got, want)))
         got = materialize(lowered.context.views[graph.outputs[0]], storages)
         abs_err, rel_err = _errors(got, final)
-        op_errs.sort(key=lambda o: -o.max_abs_err)
-        host = _on_host(lowered, target, storages, final, tolerance, progress) if on_host else None
+        op_errs.sort(key=lambda o: -o.max_rel_err)
+        host = None
+        if target.name in skipped:
+            host = {"skipped": skipped[target.name], "passed": True}
+        elif on_host:
+            host = _on_host(lowered, target, storages, final, tolerance, progress)
         passed = abs_err <= tolerance and (host is None or host["passed"])
         agree = acc = None
         if labels is not None:
@@ -142,7 +161,9 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
             acc = float(np.mean(predicted == labels))
             passed = passed and agree == 1.0
         out.append(TargetCheck(target.name, machine.name, abs_err, rel_err, passed, executed,
-                               counts_match, op_errs[:5], host, agree, acc))
+                               counts_match, op_errs[:5], host, agree, acc,
+                               _prediction(got.reshape(final.shape), label_names) if label_names else None))
     cfg = graph.config
     return CheckReport(cfg.get("model", graph.model), cfg.get("seq", 0), cfg.get("batch", 0), tolerance,
-                       all(t.passed and t.counts_match_cost_model for t in out), out)
+                       all(t.passed and t.counts_match_cost_model for t in out), out,
+                       reference_prediction=_prediction(final, label_names) if label_names else None)

@@ -17,10 +17,13 @@ if TYPE_CHECKING:  # (capture and the registry import torch and transformers: on
     from isasim.models.registry import ModelSpec
 
 
-def check_shape(batch: int, seed: int = 0) -> None:
-    """What can be checked of the input shape and seed before a model is loaded."""
+def check_shape(batch: int, seed: int = 0, seq: int | None = None) -> None:
+    """What can be checked of the input shape and seed before a model is loaded (the model bounds --seq
+    from above)."""
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise UserError(f"--batch {batch} is out of range: use 1 or more")
+    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 1):
+        raise UserError(f"--seq {seq} is out of range: use 1 or more (up to the model's max_position_embeddings)")
     check_seed(seed)
 
 

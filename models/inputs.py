@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
 from isasim.isa.errors import UserError
@@ -42,12 +44,23 @@ def make_inputs(
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros(batch, seq, dtype=torch.int64)}
 
 
-def tokenize(text: str, seq: int) -> tuple[list[int], list[int]]:
+@cache
+def _tokenizer():
     from transformers import BertTokenizer
 
     from isasim.models.registry import vocab_file
 
-    tok = BertTokenizer(str(vocab_file()), do_lower_case=True)
+    return BertTokenizer(str(vocab_file()), do_lower_case=True)
+
+
+def tokens(text: str) -> list[str]:
+    """The text as the model reads it: [CLS], its WordPiece tokens (bert-base-uncased), [SEP]."""
+    tok = _tokenizer()
+    return [tok.cls_token] + tok.tokenize(text) + [tok.sep_token]
+
+
+def tokenize(text: str, seq: int) -> tuple[list[int], list[int]]:
+    tok = _tokenizer()
     # Built by hand: the tokenizer's own truncation cannot go below its two special tokens (seq 1).
     body = tok.convert_tokens_to_ids(tok.tokenize(text))
     ids = ([tok.cls_token_id] + body[: max(seq - 2, 0)] + [tok.sep_token_id])[:seq]

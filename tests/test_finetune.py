@@ -73,3 +73,23 @@ def test_dataset_needs_a_classifier(capsys):
 def test_finetune_rejects_a_sequence_longer_than_the_model(capsys, tiny_base, tmp_path):
     code, _, err = run(capsys, "finetune", "--base", str(tiny_base), "--seq", "128", "-o", str(tmp_path / "x"))
     assert code == 2 and "--seq 128" in err and err.count("\n") == 1
+
+
+def test_a_text_through_the_classifier_names_its_label_on_every_target(capsys, tuned):
+    """The seed's movie-versus-TV question, answered by each simulated machine: the tokens the model read,
+    and each target's label with its probability, next to PyTorch's."""
+    text = "a film about a television series"
+    code, out, err = run(capsys, "check", str(tuned), "--text", text, "--target", "x86-64", "--target", "simt",
+                         "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["tokens"] == ["[CLS]", "a", "film", "about", "a", "television", "series", "[SEP]"]
+    assert report["seq"] == 8  # sized to the text
+    want = report["reference_prediction"]
+    assert want["label"] in ("movie", "tv") and 0.5 <= want["probability"] <= 1
+    for t in report["targets"]:
+        assert t["prediction"]["label"] == want["label"]
+        assert t["prediction"]["probability"] == pytest.approx(want["probability"], abs=1e-5)
+    code, out, _ = run(capsys, "check", str(tuned), "--text", text, "--target", "neon")
+    assert code == 0 and "tokens (8): [CLS] a film about a television series [SEP]" in out
+    assert f"PyTorch {want['label']}" in out and f"neon {want['label']}" in out
