@@ -17,12 +17,34 @@ def render(e: Explanation | SimtExplanation, console: Console, wide: bool = Fals
     (render_simt if isinstance(e, SimtExplanation) else render_explanation)(e, console, wide)
 
 
-def _listing(columns: tuple[str, ...], wide: bool) -> Table:
-    table = Table(title_justify="left", box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, collapse_padding=not wide)
-    for col in columns:
-        table.add_column(col, overflow="fold", no_wrap=col in ("#", "latency", "pipe"),
-                         ratio=3 if col == "source" else None)
-    return table
+class _Listing:
+    """An explanation's instruction table. Each instruction's numbers come with their source: in the wide
+    layout in a column, else as numbered notes under the table (a source is a sentence; the instructions
+    stay on one line each)."""
+
+    def __init__(self, columns: tuple[str, ...], wide: bool):
+        self.wide, self.first, self.notes = wide, {}, []
+        self.table = Table(title_justify="left", box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
+                           collapse_padding=not wide)
+        for col in columns + (("source",) if wide else ()):
+            self.table.add_column(col, overflow="fold", no_wrap=col != "source", ratio=1 if col == "source" else None)
+
+    def add(self, i: int, mnemonic: str, source: str, *cells: str) -> None:
+        """Row `i`; its source is shown where the mnemonic first appears, later rows point back to it."""
+        if mnemonic in self.first:
+            source = f"as #{self.first[mnemonic]}"
+        else:
+            self.first[mnemonic] = i
+            if not self.wide:
+                self.notes.append(f"#{i} {mnemonic}: {source}")
+        self.table.add_row(str(i), *cells, *((escape(source),) if self.wide else ()))
+
+    def print(self, console: Console) -> None:
+        console.print(self.table)
+        if self.notes:
+            console.print("where each instruction's numbers come from:", highlight=False)
+            for note in self.notes:
+                console.print("  " + escape(note), highlight=False)
 
 
 def chrome_trace(results: list[Explanation]) -> dict:
@@ -39,14 +61,11 @@ def chrome_trace(results: list[Explanation]) -> dict:
 def render_explanation(e: Explanation, console: Console, wide: bool = False) -> None:
     console.print(f"[bold]{e.kernel}[/] ({e.op}) on {e.target} / {e.uarch}: its hottest loop runs {e.trips:,} "
                   f"times; one iteration:")
-    table = _listing(("#", "instruction", "latency", "rthroughput", "ports", "source"), wide)
-    first: dict[str, int] = {}  # an instruction's source is shown once, where it first appears
+    listing = _Listing(("#", "instruction", "latency", "rthroughput", "ports"), wide)
     for i, ln in enumerate(e.listing):
-        source = ln.source if ln.mnemonic not in first else f"as #{first[ln.mnemonic]}"
-        first.setdefault(ln.mnemonic, i)
-        table.add_row(str(i), escape(ln.instruction), f"{ln.latency:g}", f"{ln.rthroughput:g}",
-                      " ".join(ln.ports) or "-", escape(source))
-    console.print(table)
+        listing.add(i, ln.mnemonic, ln.source, escape(ln.instruction), f"{ln.latency:g}", f"{ln.rthroughput:g}",
+                    " ".join(ln.ports) or "-")
+    listing.print(console)
     console.print("port pressure per iteration (cycles): "
                   + ", ".join(f"{p} {v:g}" for p, v in e.pressure.items() if v))
     b = e.bound
@@ -73,16 +92,13 @@ def render_simt(e: SimtExplanation, console: Console, wide: bool = False) -> Non
                   f"warps, {o['achieved']:.0%} of the SM's warp slots")
     where = "its hottest loop runs" if e.trips > 1 else "its instruction stream runs"
     console.print(f"{where} {e.trips:,} times per warp; one pass:")
-    table = _listing(("#", "PTX", "pipe", "per clk/SM", "latency", "per request", "source"), wide)
-    shown: dict[str, int] = {}
+    listing = _Listing(("#", "PTX", "pipe", "per clk/SM", "latency", "per request"), wide)
     for i, ln in enumerate(e.listing):
         req = "-" if ln.per_request is None else \
             f"{ln.per_request:.2f} {'wavefronts' if 'shared' in ln.mnemonic else 'sectors'}"
-        source = ln.source if ln.mnemonic not in shown else f"as #{shown[ln.mnemonic]}"
-        shown.setdefault(ln.mnemonic, i)
-        table.add_row(str(i), escape(ln.instruction), ln.pipe, f"{ln.per_clock_per_sm:g}", f"{ln.latency:g}", req,
-                      escape(source))
-    console.print(table)
+        listing.add(i, ln.mnemonic, ln.source, escape(ln.instruction), ln.pipe, f"{ln.per_clock_per_sm:g}",
+                    f"{ln.latency:g}", req)
+    listing.print(console)
     if e.elsewhere:
         console.print("the rest of each warp's stream: " + ", ".join(
             f"{n:,} {m}" for m, n in sorted(e.elsewhere.items(), key=lambda kv: -kv[1])))
