@@ -49,7 +49,9 @@ def _training_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="isasim", description="ISA-level simulator and cost model for BERT: capture the graph "
-                     "from PyTorch, lower every op to machine instructions, count and execute them.")
+                     "from PyTorch, lower every op to machine instructions, count and execute them.",
+                     epilog="Every term the tables print (latency, port, bound, sectors, occupancy, ...) is "
+                     "explained in docs/glossary.md; docs/tour.md is a guided tour, docs/api.md the Python API.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("trace", help="count instructions, cycles and bytes per op, per layer, per target",

@@ -43,19 +43,25 @@ def plot_comparison(cmp: Comparison, path: Path) -> dict:
 
     points = roofline_points(cmp)
     fig, (roof, bars) = plt.subplots(1, 2, figsize=(17, 6.5), gridspec_kw={"width_ratios": [1.1, 1]})
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # Targets and op families never share a colour: targets take tab10 (and a line style each, since two
+    # targets' ceilings can coincide: x86-64 and aarch64, or avx2's and avx512's DRAM slopes), families Set2.
+    target_colors = plt.get_cmap("tab10").colors
+    styles = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)))
     markers = "osD^vP*X"
     families = sorted({fam for pts in points.values() for fam, _, _ in pts})
     lo = min((ai for pts in points.values() for _, ai, _ in pts), default=0.1) / 2
     hi = max((ai for pts in points.values() for _, ai, _ in pts), default=100) * 4
-    for i, row in enumerate(_default_rows(cmp)):
-        color = colors[i % len(colors)]
+    rows = _default_rows(cmp)
+    for i, row in enumerate(rows):
+        color, style = target_colors[i % len(target_colors)], styles[i % len(styles)]
         ridge = row.peak_flop_per_cycle / row.dram_bytes_per_cycle
         xs = [lo, ridge, hi] if lo < ridge < hi else [lo, hi]
         roof.plot(xs, [min(row.peak_flop_per_cycle, x * row.dram_bytes_per_cycle) for x in xs], color=color,
-                  lw=1.2, label=f"{row.target} / {row.uarch} ceilings")
+                  ls=style, lw=1.4, label=f"{row.target} / {row.uarch} ceilings")
+        shift = 1 + 0.06 * (i - (len(rows) - 1) / 2)  # targets' points for one family side by side, not on top
         for fam, ai, perf in points.get(row.target, []):
-            roof.scatter(ai, perf, color=color, marker=markers[families.index(fam) % len(markers)], s=40)
+            roof.scatter(ai * shift, perf, color=color, marker=markers[families.index(fam) % len(markers)], s=40,
+                         edgecolors="black", linewidths=0.4, zorder=3)
     for fam in families:
         roof.scatter([], [], color="gray", marker=markers[families.index(fam) % len(markers)], label=fam)
     roof.set(xscale="log", yscale="log", xlabel="floating-point operations per DRAM byte",
@@ -63,12 +69,13 @@ def plot_comparison(cmp: Comparison, path: Path) -> dict:
     roof.grid(True, which="both", alpha=0.3)
     roof.legend(fontsize=7, loc="upper left")
 
+    family_colors = plt.get_cmap("Set2").colors + plt.get_cmap("Pastel1").colors
     labels = [f"{r.target} / {r.uarch}" for r in cmp.rows]
     fams = sorted({f for r in cmp.rows for f in r.family_shares}, key=lambda f: -cmp.rows[0].family_shares.get(f, 0))
     left = [0.0] * len(cmp.rows)
     for j, fam in enumerate(fams):
         widths = [r.family_shares.get(fam, 0.0) for r in cmp.rows]
-        bars.barh(labels, widths, left=left, color=colors[j % len(colors)], label=fam)
+        bars.barh(labels, widths, left=left, color=family_colors[j % len(family_colors)], label=fam)
         left = [a + b for a, b in zip(left, widths)]
     bars.invert_yaxis()
     bars.set(xlabel="share of the forward's cycles", xlim=(0, 1), title="cycles by op family")

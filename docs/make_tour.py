@@ -12,15 +12,18 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
 from isasim.cli.main import main as isasim
 from isasim.isa.gpu import load_gpu
+from isasim.isa.machine import load_uarch
 
 
 def run(*argv: str) -> str:
-    """The command's standard output (table views rendered 160 columns wide, as a file would get them)."""
+    """The command's standard output (tables rendered 100 columns wide, as a pipe gets them)."""
+    os.environ["COLUMNS"] = "100"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = isasim(list(argv))
@@ -33,6 +36,81 @@ def block(cmd: str, text: str, lang: str = "") -> str:
     return f"`{cmd}`\n\n```{lang}\n{text.rstrip()}\n```\n"
 
 
+def terms(*names: str) -> str:
+    """A line of links into docs/glossary.md, for the terms a section uses."""
+    return "\nTerms: " + ", ".join(f"[{n}](glossary.md#{anchor(n)})" for n in names) + ".\n"
+
+
+def anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    return "-".join("".join(c for c in heading.lower() if c.isalnum() or c in " -").split())
+
+
+def excerpt(table: str, first: str, keep: int | None = None) -> str:
+    """The table's header, the group that starts with `first` (or `keep` of its rows), an elision mark, and
+    the total row with the summary after it: a trace too long to show whole."""
+    lines = [ln.rstrip() for ln in table.splitlines()]
+    head = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("op "))
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith(first))
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    end = min(end, start + keep) if keep else end
+    total = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("total"))
+    return "\n".join(lines[:head + 2] + lines[start:end] + ["  ⋮"] + lines[total:])
+
+
+KINDS = (("vmovups", "load"), ("vbroadcastss", "broadcast"), ("vfmadd", "fma"), ("add", "pointer"),
+         ("lea", "pointer"), ("sub", "latch"), ("jnz", "latch"))
+
+
+def annotated(listing: list[dict]) -> str:
+    """The loop's instructions, with a comment over each group: its loads, its FMAs, the latch."""
+    runs: list[tuple[str, list[str]]] = []
+    for ln in listing:
+        kind = next((k for prefix, k in KINDS if ln["instruction"].startswith(prefix)), "other")
+        if runs and runs[-1][0] == kind:
+            runs[-1][1].append(ln["instruction"])
+        else:
+            runs.append((kind, [ln["instruction"]]))
+    out: list[str] = []
+    for i, (kind, lines) in enumerate(runs):
+        n, after = len(lines), runs[i + 1] if i + 1 < len(runs) else ("", [])
+        if kind == "load" and n == 1 and after[0] == "fma":
+            out.append(f"# the next row of 16 floats, and {len(after[1])} FMAs with it")
+        elif kind == "fma" and runs[i - 1][0] == "load" and len(runs[i - 1][1]) == 1:
+            pass  # said with its load
+        elif kind in ("load", "broadcast"):
+            what = "16 floats of a row" if kind == "load" else "one float into all 16 lanes"
+            out.append(f"# {n} {'vector loads' if kind == 'load' else 'broadcasts'}: {what} each")
+        elif kind == "fma":
+            out.append(f"# {n} FMAs, each into its own accumulator: independent chains the ports overlap")
+        elif kind == "pointer":
+            out.append("# the pointers move on to the next floats")
+        elif kind == "latch":
+            out.append("# the loop latch: count down and branch back (one fused uop on Skylake-X)")
+        out += lines
+    return "\n".join(out)
+
+
+EXERCISES = (
+    ("isasim trace minilm --seq 512 --target avx512",
+     "Run it again with `--seq 128`. By how much do the attention matmuls and softmax grow, against the linear "
+     "layers, and why (count each one's FLOPs in terms of the sequence length)?"),
+    ("isasim explain minilm --op linear --target avx2 --uarch zen4",
+     "Which ports decide on Zen 4, and which on Skylake-X (drop `--uarch`)? What does that say about each "
+     "core's FMA units?"),
+    ("isasim explain minilm --op layer_norm --target simt --uarch h100",
+     "What limits the layer norm's occupancy, which bound decides, and what does the advice say would move it?"),
+    ("isasim trace minilm --target neon --uarch neoverse-v1",
+     "Against `--uarch neoverse-n1`, which op families get faster on V1, which do not, and why?"),
+    ("isasim check minilm --seq 16 --target avx2 --target neon --on-host",
+     "Is each target's machine code bit-identical to isasim's executor? Which ran natively and which under "
+     "qemu, and what would this host need to run avx512's?"),
+    ("isasim trace minilm --training --batch 16 --seq 64 --target avx512 --target simt",
+     "Which phase of a fine-tuning step (forward, backward, optimizer) dominates on each, and why is the "
+     "optimizer so large on the GPU?"),
+)
+
+
 def sections(model: str, seq: int, out: Path) -> list[str]:
     m, s = model, str(seq)
     trace = json.loads(run("trace", m, "--seq", s, "--target", "x86-64", "--format", "json"))["targets"][0]
@@ -42,41 +120,59 @@ def sections(model: str, seq: int, out: Path) -> list[str]:
     cmp = json.loads(run("compare", m, "--seq", s, "--format", "json", "--plot", str(out / "compare.png")))
     rows = {(r["target"], r["uarch"]): r for r in cmp["rows"]}
     x86, avx = rows[("x86-64", "skylake-x")], rows[("avx512", "skylake-x")]
-    table = run("trace", m, "--seq", s, "--target", "x86-64").splitlines()
-    layer0 = next(i for i, ln in enumerate(table) if "layer 0 " in ln)
-    total = next(i for i, ln in enumerate(table) if ln.startswith("│ total"))
-    excerpt = "\n".join(ln.rstrip() for ln in table[:5] + table[layer0:layer0 + 8] + table[total - 1:])
+    n1, v1 = rows[("aarch64", "neoverse-n1")], rows[("aarch64", "neoverse-v1")]
+    fmadd = {u: load_uarch(u).timing("fmadd").rthroughput for u in ("neoverse-n1", "neoverse-v1")}
+    of_peak = lambda r: r["flop_per_cycle"] / r["peak_flop_per_cycle"]  # noqa: E731
     return [
         f"# What {m} costs, instruction by instruction\n\nA tour for teaching, generated by `docs/make_tour.py` "
         f"from real isasim output ({m}, sequence length {seq}, batch 1). Every number below is printed by the "
-        f"command shown with it.\n",
+        f"command shown with it; every term the tables print is explained in the [glossary](glossary.md). "
+        f"Exercises close the tour.\n",
         "## 1. The graph, op by op\n\nisasim captures the model with `torch.export`, lowers every op to a loop "
         "nest, and counts the instructions the scalar x86-64 target runs. A BERT layer is four linear layers "
         "of the attention, two attention matmuls, softmax, two layer norms, and the feed-forward pair with "
-        "GELU between:\n\n" + block(f"isasim trace {m} --seq {s} --target x86-64", excerpt),
+        "GELU between. The trace groups the ops by layer (layers that cost the same fold into one line) and "
+        "sums them all in the last row; here, the first layer and that total, with the rest elided (⋮):\n\n"
+        + block(f"isasim trace {m} --seq {s} --target x86-64",
+                excerpt(run("trace", m, "--seq", s, "--target", "x86-64"), "layer 0"))
+        + terms("instructions", "cycles", "bound", "bytes at each level", "matmul FLOPs",
+                "floating-point operations", "view ops", "attention mask"),
         f"## 2. Why the scalar GEMM is slow\n\nThe first linear layer takes {linear['instructions']:,} "
-        f"instructions and {linear['cycles']:,.0f} cycles. `explain` shows its inner loop and what decides its "
-        f"speed:\n\n" + block(f"isasim explain {m} --seq {s} --op linear --target x86-64 --format json",
-                              json.dumps({k: scalar[k] for k in ("bound", "advice")}, indent=2), "json")
+        f"instructions and {linear['cycles']:,.0f} cycles. `explain` shows its inner loop: each instruction "
+        f"with its latency, throughput and ports (and where those numbers come from), the bounds, what decides, "
+        f"and a timeline of a few iterations:\n\n"
+        + block(f"isasim explain {m} --seq {s} --op linear --target x86-64",
+                run("explain", m, "--seq", s, "--op", "linear", "--target", "x86-64"))
         + f"\nOne accumulator: every FMA waits {scalar['bound']['latency']:g} cycles for the previous one, though "
-        f"the ports could take one every {scalar['bound']['ports']:g}.\n",
+        f"the ports could take one every {scalar['bound']['ports']:g}; the timeline shows each FMA's `=` "
+        f"waiting for the one before.\n"
+        + terms("latency", "reciprocal throughput", "port", "issue", "uop", "loop-carried dependency",
+                "timeline"),
         f"## 3. What SIMD and register blocking change\n\nOn AVX-512 the same layer becomes a micro-kernel: "
         f"{sum(1 for ln in simd['listing'] if ln['mnemonic'].startswith('vfmadd'))} independent FMA chains of "
-        f"16 lanes each, and the loop is decided by `{simd['bound']['decides']}`:\n\n"
-        + block(f"isasim explain {m} --seq {s} --op linear --target avx512",
-                "\n".join(ln["instruction"] for ln in simd["listing"]), "asm")
-        + f"\n{simd['advice']}\n",
+        f"16 lanes each, and the loop is decided by `{simd['bound']['decides']}`. Its loop, with a comment over "
+        f"each group of instructions:\n\n"
+        + block(f"isasim explain {m} --seq {s} --op linear --target avx512", annotated(simd["listing"]), "asm")
+        + f"\n{simd['advice']}\n" + terms("vector lanes", "port", "bound"),
         f"## 4. Every target side by side\n\nScalar Skylake-X reaches {x86['flop_per_cycle']:.2f} FLOP per "
-        f"cycle, {x86['flop_per_cycle'] / x86['peak_flop_per_cycle']:.0%} of its FMA peak; AVX-512 on the same "
-        f"core {avx['flop_per_cycle']:.1f}, {avx['flop_per_cycle'] / avx['peak_flop_per_cycle']:.0%} of peak, "
-        f"{avx['speedup_over_scalar_x86']:.0f}x faster:\n\n"
+        f"cycle, {of_peak(x86):.0%} of its FMA peak; AVX-512 on the same core {avx['flop_per_cycle']:.1f}, "
+        f"{of_peak(avx):.0%} of peak, {avx['speedup_over_scalar_x86']:.0f}x faster:\n\n"
         + block(f"isasim compare {m} --seq {s} --format markdown", run("compare", m, "--seq", s, "--format",
                                                                         "markdown"))
+        + f"\nWhy does scalar Neoverse V1 show {of_peak(v1):.1%} of its peak, against {of_peak(n1):.1%} on N1? "
+        f"V1 has four FP pipes where N1 has two (`fmadd` issues every {fmadd['neoverse-v1']:g} cycles against "
+        f"{fmadd['neoverse-n1']:g}), so its peak is twice N1's; but the scalar GEMM is bound by one FMA chain's "
+        f"latency on both, so it runs at the same FLOP per cycle ({v1['flop_per_cycle']:.3f} against "
+        f"{n1['flop_per_cycle']:.3f}): half the fraction of a doubled peak.\n"
         + "\n![roofline and cycles by op family](compare.png)\n\n`--plot compare.png` drew the chart: left, "
-        "each op family of each target (on its default core) under that core's compute and DRAM ceilings; "
-        "right, where each target's cycles go.\n",
+        "each op family of each target (on its default core) under that core's compute and DRAM ceilings, one "
+        "line style per target; right, where each target's cycles go.\n"
+        + terms("of peak", "speed-up", "arithmetic intensity"),
         gpu_section(m, s, rows),
         trust_section(),
+        "## 7. Exercises\n\nEach exercise is a command to run and a question its output answers.\n\n"
+        + "\n".join(f"{i}. `{cmd}`\n\n   {question}\n" for i, (cmd, question) in enumerate(EXERCISES, 1))
+        + terms("fine-tuning step", "on-host"),
     ]
 
 
@@ -97,16 +193,13 @@ def trust_section() -> str:
             f"largest error here was {worst:.1e}; its digits vary with the CPU PyTorch runs on, whose own fp32 "
             "kernels differ by instruction set) and the counts agree; drop `--format json` for a table with "
             "each target's largest error and its worst op:\n\n"
-            + block("isasim " + " ".join(argv), json.dumps(shown, indent=2), "json"))
+            + block("isasim " + " ".join(argv), json.dumps(shown, indent=2), "json")
+            + terms("final error", "worst op", "on-host"))
 
 
 def gpu_section(m: str, s: str, rows: dict) -> str:
     """The same model as GPU kernels: launches, occupancy, and what bounds a GEMM and a layer norm."""
     gpu = rows[("simt", "a100")]
-    table = run("trace", m, "--seq", s, "--target", "simt").splitlines()
-    layer0 = next(i for i, ln in enumerate(table) if "layer 0 " in ln)
-    total = next(i for i, ln in enumerate(table) if ln.startswith("│ total"))
-    excerpt = "\n".join(ln.rstrip() for ln in table[:5] + table[layer0:layer0 + 18] + table[total - 1:])
     gemm = json.loads(run("explain", m, "--seq", s, "--op", "linear", "--target", "simt", "--format", "json"))[0]
     norm = json.loads(run("explain", m, "--seq", s, "--op", "layer_norm", "--target", "simt", "--format",
                           "json"))[0]
@@ -116,14 +209,17 @@ def gpu_section(m: str, s: str, rows: dict) -> str:
             f"rest is a thread per element. The A100 model predicts {gpu['seconds'] * 1e3:.2f} ms, "
             f"{gpu['flop_per_cycle'] / gpu['peak_flop_per_cycle']:.0%} of the FP32 peak; note the launch "
             f"overhead deciding most small kernels, and the occupancy column:\n\n"
-            + block(f"isasim trace {m} --seq {s} --target simt", excerpt)
+            + block(f"isasim trace {m} --seq {s} --target simt",
+                    excerpt(run("trace", m, "--seq", s, "--target", "simt"), "layer 0"))
             + f"\nThe first linear layer: {gemm['strategy']}, {gemm['grid']} blocks of {gemm['block']} threads:\n\n"
             + block(f"isasim explain {m} --seq {s} --op linear --target simt --format json",
                     json.dumps({k: gemm[k] for k in ("occupancy", "decides", "advice")}, indent=2), "json")
-            + f"\nA layer norm is a warp per row: with {norm['grid']} blocks on {load_gpu('a100').sms} SMs, latency is what "
-            f"occupancy has to hide:\n\n"
+            + f"\nA layer norm is a warp per row: with {norm['grid']} blocks on {load_gpu('a100').sms} SMs, latency "
+            f"is what occupancy has to hide:\n\n"
             + block(f"isasim explain {m} --seq {s} --op layer_norm --target simt --format json",
-                    json.dumps({k: norm[k] for k in ("occupancy", "decides", "advice")}, indent=2), "json"))
+                    json.dumps({k: norm[k] for k in ("occupancy", "decides", "advice")}, indent=2), "json")
+            + terms("launch", "grid and block", "registers and shared memory", "occupancy", "strategy", "pipe",
+                    "sectors", "wavefronts"))
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Machine descriptions load, are complete for the mnemonics the simulator issues, and match the
-reference numbers in docs/hardware-facts.md."""
+reference numbers in docs/sources.md."""
 
 import dataclasses
 
