@@ -71,7 +71,8 @@ SIMT_COLUMNS = (  # L2 bytes and microseconds: in JSON and CSV
     ("op", lambda r: op_name(r.op), False, False), ("module", None, False, False),
     ("shape", lambda r: r.shape, False, True),
     ("grid x blk", lambda r: f"{r.simt['grid']}x{r.simt['block']}", True, False),
-    ("regs", lambda r: str(r.simt["registers"]), True, True), ("smem", lambda r: human(r.simt["shared_bytes"]), True, True),
+    ("regs", lambda r: str(r.simt["registers"]), True, True),
+    ("smem", lambda r: human(r.simt["shared_bytes"]), True, True),
     ("occupancy", lambda r: f"{r.simt['occupancy']:.0%} {_LIMITER.get(r.simt['limiter'], r.simt['limiter'])}", True,
      False),
     ("warp ins", lambda r: human(r.instructions), True, True),
@@ -176,7 +177,8 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
                           "reading only)", caption_justify="left")
     for col in ("target", "uarch", "final abs err", "final rel err", "instructions executed", "counts", "worst op",
                 "result"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("target", "uarch", "worst op"),
+        numbers = col in ("target", "uarch", "worst op", "instructions executed")  # never split
+        table.add_column(col, overflow="fold", no_wrap=numbers,
                          justify="right" if "err" in col or "executed" in col else "left")
     for t in report.targets:
         worst = t.worst_ops[0] if t.worst_ops else None
