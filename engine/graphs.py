@@ -74,7 +74,8 @@ def check_fits(model: str, seq: int, batch: int, seed: int, progress: Progress |
     need, have = check_bytes(cost_graph(model, seq, batch, seed, False, progress)), available_bytes()
     if have is not None and need > have:
         raise UserError(f"--batch {batch} --seq {seq}: checking {model} needs about {need / 2**30:.1f} GiB (every "
-                        f"activation, twice), this machine has {have / 2**30:.1f} GiB available: lower --batch or --seq")
+                        f"activation, twice), this machine has {have / 2**30:.1f} GiB available: lower --batch or "
+                        "--seq")
 
 
 def dataset_inputs(spec: ModelSpec, split: str, text: str | None) -> tuple[dict, np.ndarray]:

@@ -52,7 +52,8 @@ def test_an_installed_wheel_runs_on_every_kind_of_machine(wheel, tmp_path):
         "from isasim.models.registry import vocab_file\n"
         f"assert pathlib.Path(isasim.__file__).is_relative_to({str(site)!r}), isasim.__file__\n"
         "r = isasim.trace('minilm', targets=['simt', 'neon'], seq=8)\n"
-        "print(len(load_split('test')), vocab_file().is_file(), [(t.target, t.uarch, t.cycles > 0) for t in r.targets])\n"
+        "print(len(load_split('test')), vocab_file().is_file(),\n"
+        "      [(t.target, t.uarch, t.cycles > 0) for t in r.targets])\n"
     )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

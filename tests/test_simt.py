@@ -237,7 +237,8 @@ def test_occupancy_follows_the_programming_guide(gpu):
         per_warp = -(-regs * 32 // g.register_alloc_unit) * g.register_alloc_unit
         limits = {"registers": g.registers_per_sm // (per_warp * prog.launch.block // 32),
                   "shared memory": g.shared_per_sm // (prog.launch.shared_bytes + g.shared_reserved_per_block),
-                  "warps": g.max_warps_per_sm // (prog.launch.block // 32), "threads": g.max_threads_per_sm // prog.launch.block,
+                  "warps": g.max_warps_per_sm // (prog.launch.block // 32),
+                  "threads": g.max_threads_per_sm // prog.launch.block,
                   "blocks": g.max_blocks_per_sm}
         assert blocks == min(limits.values()) and limits[limiter] == blocks
     # 255 registers a thread: one 8-warp block needs 8 x 8192 of the SM's 65536 registers
