@@ -4,9 +4,9 @@ The SIMT cost model (isa/simt_cost.py), the executors and the memory model (isa/
 isa/simt_stepper.py, isa/simt_memory.py) and instruction selection (lowering/select.py: tiles and grids sized
 to the GPU) read these; no number of a GPU is written anywhere else. A `Gpu` is a `Machine`
 (isa/hardware.py). Conventions: latencies and bandwidths are in SM clock cycles at ``clock_ghz``;
-``l2_bytes_per_cycle`` is the whole chip's; ``per_clock_per_sm`` is the CUDA C++ Programming Guide's "results per clock cycle per
-multiprocessor" (thread-instructions), so a warp instruction occupies its pipe for 32 / per_clock_per_sm
-cycles of one SM.
+``l2_bytes_per_cycle`` is the whole chip's; ``per_clock_per_sm`` is the CUDA C++ Programming Guide's
+"results per clock cycle per multiprocessor" (thread-instructions), so a warp instruction occupies its pipe
+for 32 / per_clock_per_sm cycles of one SM.
 """
 
 from __future__ import annotations
