@@ -16,7 +16,7 @@ Each output's sum runs k = 0, 1, ..., K-1 through one fused multiply-add chain, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from isasim.isa.program import (Addr, BufferSpec, Imm, Instr, Item, Launch, Lin, Loop, Mem, Program, Reg, RegFile,
                                 WarpAccess)
@@ -24,7 +24,7 @@ from isasim.isa.semantics import Prim
 from isasim.isa.simt_cost import cost_simt
 from isasim.isa.targets import Target
 from isasim.lowering.isel_simt import BLOCK, SimtSelector, thread_index
-from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar, canonical
+from isasim.lowering.kernel import Affine, Kernel, Load, Map, Op, Reduce, Scalar, canonical
 from isasim.isa.dtype import DType, F32_BYTES
 
 SIDE = 16  # threads along each edge of the block (16 x 16 = BLOCK)
@@ -43,6 +43,42 @@ class GemmShape:
     a: Load
     b: Load
     store: Map
+
+
+def merged_rows(kernel: Kernel) -> Kernel:
+    """A batched GEMM whose batch loops only extend its rows, as one GEMM of batch x rows rows: a linear layer
+    over [batch, seq, hidden] is one GEMM of batch x seq rows (as cuBLAS sees it), which keeps its tiles full
+    when seq alone is short. A batch loop merges into the rows when every index reads it as the next rows
+    (its coefficient is rows x the rows' coefficient, zero for the shared weights); a batched matmul whose
+    second operand changes with the batch (attention) keeps its batch loops, and so does a loop of one trip."""
+    while len(kernel.parallel) >= 3 and len(kernel.phases) == 2 and isinstance(kernel.phases[0], Reduce) \
+            and isinstance(kernel.phases[1], Map):
+        (bv, batch), (mv, m), (nv, n) = kernel.parallel[-3:]
+        red, store = kernel.phases
+        indices = [e.index for e in _loads(red.update) + _loads(store.value)] + [store.index]
+        if batch == 1 or any(a.dynamic or a.coef(bv) != m * a.coef(mv) for a in indices):
+            break
+
+        def ix(a: Affine) -> Affine:
+            return Affine(a.offset, tuple((v, c) for v, c in a.terms if v != bv), a.dynamic)
+
+        def ex(e):
+            if isinstance(e, Load):
+                return Load(e.buf, ix(e.index))
+            if isinstance(e, Op):
+                return Op(e.prim, tuple(ex(a) for a in e.args))
+            return e
+
+        phases = (Reduce(red.var, red.extent, red.acc, ex(red.init), ex(red.update), red.store),
+                  Map(store.var, store.extent, store.buf, ix(store.index), ex(store.value)))
+        kernel = replace(kernel, parallel=kernel.parallel[:-3] + ((mv, batch * m), (nv, n)), phases=phases)
+    return kernel
+
+
+def _loads(e) -> list[Load]:
+    if isinstance(e, Load):
+        return [e]
+    return [x for a in e.args for x in _loads(a)] if isinstance(e, Op) else []
 
 
 def gemm_shape(kernel: Kernel) -> GemmShape | None:
@@ -313,8 +349,6 @@ class _Copy:
 
 def _shift(store: Map, by: dict[str, int]) -> Map:
     """The store (and every load in its value) at coordinates moved by `by` elements per variable."""
-    from isasim.lowering.kernel import Affine
-
     def ix(a: Affine) -> Affine:
         return Affine(a.offset + sum(a.coef(v) * d for v, d in by.items()), a.terms, a.dynamic)
 

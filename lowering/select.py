@@ -42,6 +42,7 @@ def select_simt(kernel: Kernel, target: Target, gpu: Gpu | None = None) -> Progr
     """Lower one kernel to one SIMT kernel launch (PTX instruction stream + geometry); `gpu` lets a GEMM pick
     tiles that keep all its SMs busy, and caps an elementwise grid at the blocks the GPU holds at once (beyond
     them, threads loop: a grid-stride loop)."""
+    kernel = isel_simt_gemm.merged_rows(kernel)
     shape = isel_simt_gemm.gemm_shape(kernel)
     if shape is not None:
         return isel_simt_gemm.select_gemm(kernel, target, shape, gpu)
