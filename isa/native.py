@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
-import hashlib
 import mmap
 import os
 import platform
@@ -44,6 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from isasim.isa.machine_state import ALIGN
+from isasim.isa.toolchain import (INSTALL as _INSTALL, NativeUnavailable, build as _build, cpu_flags as _cpu_flags,
+                                   digest as _digest, sh as _sh, tool_error as _tool_error, which as _which)
 
 __all__ = [
     "NativeUnavailable",
@@ -56,12 +57,7 @@ __all__ = [
     "run",
 ]
 
-_ERR_LINES = 20
-_INSTALL = "bash .ci/install-tools (or apt-get install -y {pkg})"
 
-
-class NativeUnavailable(Exception):
-    """A tool needed to build or run a kernel is missing on this machine."""
 
 
 # ----------------------------------------------------------------- host facts
@@ -89,19 +85,6 @@ def _norm_isa(isa: str) -> str:
     if i in ("aarch64", "arm64"):
         return "aarch64"
     raise ValueError(f"unknown isa {isa!r}: expected 'x86-64' or 'aarch64'")
-
-
-def _cpu_flags() -> set[str]:
-    flags: set[str] = set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return flags
-    for line in text.splitlines():
-        key, _, val = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(val.lower().split())
-    return flags
 
 
 def host_supports(isa: str, features: tuple[str, ...] = ()) -> bool:
@@ -138,13 +121,6 @@ def missing_tools(isa: str) -> str | None:
     return None
 
 
-def _which(name: str, pkg: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise NativeUnavailable(f"{name} not found: " + _INSTALL.format(pkg=pkg))
-    return path
-
-
 def _x86_tools() -> str:
     if host_isa() != "x86-64":
         raise NativeUnavailable(f"run_x86_64 needs an x86-64 host (this is {platform.machine()})")
@@ -164,47 +140,6 @@ def _aarch64_tools() -> tuple[str, str | None]:
     if emu is None:
         raise NativeUnavailable("qemu-aarch64 not found: " + _INSTALL.format(pkg="qemu-user"))
     return cc, emu
-
-
-# ---------------------------------------------------------------- build cache
-
-def _cache_dir() -> Path:
-    base = os.environ.get("ISASIM_NATIVE_CACHE")
-    d = Path(base) if base else Path(tempfile.gettempdir()) / f"isasim-native-{os.getuid()}"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def _digest(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _tool_error(what: str, symbol: str, proc: subprocess.CompletedProcess) -> ValueError:
-    text = (proc.stderr or "") + (proc.stdout or "")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    msg = "\n".join(lines[:_ERR_LINES]) or f"exit status {proc.returncode}"
-    return ValueError(f"{what} failed for {symbol!r}:\n{msg}")
-
-
-def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-
-
-def _build(key: str, suffix: str, make) -> Path:
-    """Return cached artefact ``key+suffix``, building it with ``make(tmpdir) -> path``
-    inside a private temp dir and renaming it into place (safe under concurrency)."""
-    cache = _cache_dir()
-    out = cache / f"{key}{suffix}"
-    if out.exists():
-        return out
-    with tempfile.TemporaryDirectory(dir=cache, prefix="build-") as tmp:
-        built = make(Path(tmp))
-        os.replace(built, out)
-    return out
 
 
 def _write_asm(tmp: Path, asm: str) -> Path:

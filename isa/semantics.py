@@ -12,6 +12,8 @@ from enum import Enum
 
 import numpy as np
 
+from isasim.isa import fastfma
+
 F32 = np.float32
 I64 = np.int64
 
@@ -82,6 +84,13 @@ def _f32(x):
 
 
 def fma_f32(a, b, c):
+    """a*b + c rounded once to float32, exactly as a fused multiply-add does: libm's fmaf over the operands
+    where a C compiler is found (isa/fastfma.py), else the numpy formulation below, its definition."""
+    out = fastfma.fma(a, b, c)
+    return fma_f32_numpy(a, b, c) if out is None else out
+
+
+def fma_f32_numpy(a, b, c):
     """a*b + c rounded once to float32, exactly as a fused multiply-add does.
 
     The product of two float32 values is exact in float64 (24+24 bits < 53), so only the sum rounds. That

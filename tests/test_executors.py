@@ -78,3 +78,33 @@ def test_fma_rounds_once_even_where_double_rounding_would_not():
     got = fma_f32(a, b, c)
     want = np.array([_fma_exact(x, y, z) for x, y, z in zip(a, b, c)], np.float32)
     assert got.tobytes() == want.tobytes()
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.sampled_from([(), (7,), (3, 5), (2, 3, 4), (2, 1, 3, 2)]), seed=st.integers(0, 2**16),
+       broadcast=st.integers(0, 7), strided=st.booleans())
+def test_the_compiled_fma_equals_the_numpy_definition(shape, seed, broadcast, strided):
+    """isa/fastfma.py (libm's fmaf, vectorised) and isa/semantics.py's numpy formulation are one function:
+    the same bits on broadcast and strided operands, with halfway cases, infinities and subnormals mixed in."""
+    from isasim.isa import fastfma
+    from isasim.isa.semantics import fma_f32_numpy
+
+    rng = np.random.default_rng(seed)
+    special = np.array([1 + 2**-12, -(1 + 2**-12), 2.0**-70, np.inf, -np.inf, 1e-40, -0.0, 3.0, 1 / 3],
+                       np.float32)
+
+    def operand(i):
+        full = tuple(1 if broadcast >> i & 1 else d for d in shape)
+        x = (rng.standard_normal(full) * 10.0 ** rng.integers(-3, 4)).astype(np.float32)
+        x.reshape(-1)[: min(x.size, 4)] = rng.choice(special, min(x.size, 4))
+        return np.repeat(x, 2, axis=-1)[..., ::2] if strided and x.ndim else x  # a non-contiguous view
+
+    a, b, c = operand(0), operand(1), operand(2)
+    got = fastfma.fma(a, b, c)
+    if got is None:
+        pytest.skip("no C compiler here: the numpy formulation serves alone")
+    with np.errstate(invalid="ignore"):  # inf x 0
+        want = fma_f32_numpy(a, b, c)
+    assert got.shape == want.shape and np.array_equal(got, want, equal_nan=True)
+    ok = ~np.isnan(want)
+    assert got[ok].tobytes() == want[ok].tobytes()
