@@ -85,17 +85,20 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
 
 def check(model: str, targets: Names = None, machines: Names = None, *, seq: int | None = None, batch: int = 1,
           seed: int = 0, text: str | None = None, tolerance: float = 1e-4, on_host: bool = False,
-          dataset: str | None = None, progress: Progress | None = None) -> CheckReport:
+          dataset: str | None = None, jobs: int | None = None, progress: Progress | None = None) -> CheckReport:
     """Execute every lowered kernel on each target with the model's weights and real inputs, and compare
     every op and the final output with PyTorch; `passed` only if every target stays within `tolerance` and
     counts what the cost model predicts. The inputs: `text` (its tokens are reported; `seq` defaults to their
     number, else to 128) or seeded random ids. On a classifier, each target's predicted label for the text is
     reported next to PyTorch's. `on_host` also runs the emitted machine code; `dataset` (train, dev or test)
-    runs a fine-tuned classifier on that split of the movie/TV dataset, as one batch."""
+    runs a fine-tuned classifier on that split of the movie/TV dataset, as one batch. `jobs`: processes that
+    check targets at once (default: one per core, as many as targets and memory allow; 1: this process)."""
     check_shape(batch, seed, seq)
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+        raise UserError(f"--jobs {jobs} is out of range: use 1 or more (1 checks every target in this process)")
     check_finite("--tolerance", tolerance, 0.0, inclusive=True)
     chosen = pick_targets(_names(targets), _names(machines))
-    from isasim.engine.check import check as run  # (torch loads here, once the arguments are known good)
+    from isasim.engine.check import check as run, default_jobs  # (torch loads here, once the arguments are good)
     from isasim.engine.graphs import check_fits, dataset_inputs
     from isasim.lowering.pipeline import lower_graph
     from isasim.models import capture, reference, registry
@@ -111,14 +114,15 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
         seq = seq or min(len(words), spec.config.max_position_embeddings)
         words = words[:seq]
     seq = seq or 128
-    check_fits(model, seq, batch, seed, progress)
+    per_process = check_fits(model, seq, batch, seed, progress)
     if progress:
         progress("running the model in PyTorch", 0, 1)
     captured = capture.capture(spec, seq, batch, text=text, seed=seed, with_values=True, inputs=inputs)
     ref = reference.reference_outputs(captured)
     final = reference.final_hidden_state(captured)
     names = dict(spec.config.id2label) if spec.num_labels and words is not None else None
-    report = run(lower_graph(captured.graph), chosen, ref, final, tolerance, progress, on_host, labels, names)
+    jobs = jobs or default_jobs(len(chosen), per_process)
+    report = run(lower_graph(captured.graph), chosen, ref, final, tolerance, progress, on_host, labels, names, jobs)
     report.tokens = words
     return report
 

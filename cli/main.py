@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a classifier saved by `isasim finetune`: run every sentence of this split of the "
                    "movie/TV dataset as one batch (this sets --batch, and --seq to the longest sentence); "
                    "every predicted label must agree with PyTorch's")
+    c.add_argument("--jobs", type=int, default=None,
+                   help="targets checked at once, each in its own process (default: one per core, no more than "
+                   "the targets and the memory allow; 1: all in this process)")
 
     e = sub.add_parser("emit", help="write every kernel as a standalone assembly file plus manifest.json",
                        description="Emit each lowered kernel as a GNU as file (a function under the platform "
@@ -145,10 +148,11 @@ def _progress(enabled: bool):
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+                  TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
         tasks: dict[str, int] = {}
 
         def update(what: str, done: int, total: int) -> None:
@@ -300,7 +304,7 @@ def cmd_check(args, out: Console) -> int:
     with _progress(sys.stderr.isatty()) as progress:
         report = api.check(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
                            text=args.text, tolerance=args.tolerance, on_host=args.on_host, dataset=args.dataset,
-                           progress=progress)
+                           jobs=args.jobs, progress=progress)
     if args.format == "json":
         sys.stdout.write(render.to_json(report) + "\n")
     else:

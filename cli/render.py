@@ -193,6 +193,9 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
         console.print("predicted: " + "; ".join(
             f"{who} [bold]{p['label']}[/] {p['probability']:.1%}" for who, p in
             [("PyTorch", report.reference_prediction)] + [(t.target, t.prediction) for t in report.targets]))
+    console.print(f"checked in {report.jobs} process{'es' if report.jobs > 1 else ''}: "
+                  + ", ".join(f"{t.target} {t.seconds:.0f} s" for t in report.targets)
+                  + f"; peak memory of a process {report.peak_rss_bytes / 1e9:.1f} GB", highlight=False)
     for t in report.targets:
         if t.label_agreement is not None:
             console.print(f"  {t.target}: predicted labels agree with PyTorch's on {t.label_agreement:.1%} of "

@@ -3,11 +3,13 @@ and the final output with PyTorch, and what the executor counted with what the c
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from isasim.backends import backend_for
+from isasim.engine.parallel import measured, peak_rss_bytes, run_forked, usable_cores
 from isasim.engine.run import run_graph
 from isasim.engine.targets import Progress
 from isasim.isa.errors import UserError
@@ -43,6 +45,9 @@ class TargetCheck:
     label_agreement: float | None = None
     accuracy: float | None = None
     prediction: dict | None = None  # a classifier on a text: {"label", "probability"} from this target's logits
+    seconds: float = 0.0  # wall-clock time to execute and compare this target
+    peak_rss_bytes: int = 0  # the peak resident memory of the process that ran it
+    thread_instructions: int | None = None  # SIMT: the threads that executed each warp instruction, summed
 
 
 @dataclass
@@ -52,6 +57,8 @@ class CheckReport(ModelReport):
     targets: list[TargetCheck]
     tokens: list[str] | None = None  # the text as the model read it (check with a text)
     reference_prediction: dict | None = None  # a classifier on a text: PyTorch's label and its probability
+    jobs: int = 1  # processes the targets ran in (engine/parallel.py)
+    peak_rss_bytes: int = 0  # the largest peak resident memory of any process of the check
 
     def records(self) -> list[dict]:
         """One row per target."""
@@ -59,7 +66,8 @@ class CheckReport(ModelReport):
                  "passed": t.passed, "instructions_executed": t.instructions_executed,
                  "counts_match_cost_model": t.counts_match_cost_model,
                  "worst_op": t.worst_ops[0].name if t.worst_ops else None, "label_agreement": t.label_agreement,
-                 "accuracy": t.accuracy} for t in self.targets]
+                 "accuracy": t.accuracy, "seconds": t.seconds, "peak_rss_bytes": t.peak_rss_bytes,
+                 "thread_instructions": t.thread_instructions} for t in self.targets]
 
 
 def _errors(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
@@ -71,7 +79,11 @@ def _errors(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
     return float(diff.max()), float(diff.max() / max(np.abs(w).max(), 1e-30))
 
 
-def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, np.ndarray], final: np.ndarray,
+def _digest(values: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(values).tobytes(), digest_size=16).digest()
+
+
+def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, bytes], final: np.ndarray,
              tolerance: float, progress: Progress | None) -> dict:
     """Run the machine code of every kernel, chained on its own results; compare with PyTorch, and each
     kernel's outputs bit for bit with what isasim's executor computed."""
@@ -80,17 +92,21 @@ def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, np.ndarr
     n = len(lowered.kernels)
     done = 0
 
+    differing = []
+
     def tick(step, program, events):
         nonlocal done
-        if step.kernel is not None and progress:
+        if step.kernel is not None:
+            if any(_digest(storages[b.name]) != executed[b.name] for b in step.kernel.buffers if b.is_output):
+                differing.append(step.kernel.name)
             done += 1
-            progress(f"running {target.name} machine code", done, n)
+            if progress:
+                progress(f"running {target.name} machine code", done, n)
 
-    storages = run_graph(lowered, target, tick, native=True)
-    differing = [s.kernel.name for s in lowered.steps if s.kernel is not None
-                 and any(storages[b.name].tobytes() != executed[b.name].tobytes()
-                         for b in s.kernel.buffers if b.is_output)]
-    got = materialize(lowered.context.views[lowered.graph.outputs[0]], storages)
+    output = lowered.context.views[lowered.graph.outputs[0]]
+    storages: dict = {}
+    run_graph(lowered, target, tick, native=True, keep=[output.storage], live=storages)
+    got = materialize(output, storages)
     abs_err, rel_err = _errors(got, final)
     how = "natively" if native.host_supports(target.isa) else "under qemu-aarch64"
     return {"ran": how, "kernels": n, "bit_identical_to_executor": not differing,
@@ -107,63 +123,120 @@ def _prediction(logits: np.ndarray, names: dict[int, str]) -> dict:
     return {"label": names.get(k, str(k)), "probability": float(p[k])}
 
 
+@dataclass
+class _Job:
+    """What checking one target needs: everything but the target is shared by all targets."""
+
+    lowered: LoweredGraph
+    reference: dict[str, list[np.ndarray]]
+    final: np.ndarray
+    tolerance: float
+    on_host: bool
+    skipped: dict[str, str]
+    labels: np.ndarray | None
+    label_names: dict[int, str] | None
+
+
+def check_target(job: _Job, target: Target, machine: Machine, progress: Progress | None = None) -> TargetCheck:
+    """Execute every kernel for one target, comparing each op with PyTorch as soon as it is computed (an
+    intermediate storage is released once its last reader has run), and the final output at the end."""
+    lowered, final = job.lowered, job.final
+    backend = backend_for(target)
+    n_kernels = len(lowered.kernels)
+    executed = threads = 0
+    counts_match = True
+    done = 0
+    op_errs: list[OpCheck] = []
+    digests: dict[str, bytes] = {}  # each kernel's outputs, for --on-host to compare the machine code's with
+    storages: dict = {}
+
+    def on_step(step, program, events):
+        nonlocal executed, threads, counts_match, done
+        for i, want in enumerate(job.reference.get(step.node.name, [])):
+            got = materialize(lowered.context.views[Ref(step.node.name, i)], storages)
+            op_errs.append(OpCheck(step.node.name, step.node.op, *_errors(got, want)))
+        if events is None:
+            return
+        executed += events.total
+        threads += getattr(events, "thread_instructions", 0)
+        counts_match = counts_match and backend.counts(program, machine) == dict(events.instructions)
+        if job.on_host:
+            digests.update({b.name: _digest(storages[b.name]) for b in step.kernel.buffers if b.is_output})
+        done += 1
+        if progress:
+            progress(f"executing {target.name}", done, n_kernels)
+
+    output = lowered.context.views[lowered.graph.outputs[0]]
+    run_graph(lowered, target, on_step, machine=machine, keep=[output.storage], live=storages)
+    got = materialize(output, storages)
+    storages.clear()
+    abs_err, rel_err = _errors(got, final)
+    op_errs.sort(key=lambda o: -o.max_rel_err)
+    host = None
+    if target.name in job.skipped:
+        host = {"skipped": job.skipped[target.name], "passed": True}
+    elif job.on_host:
+        host = _on_host(lowered, target, digests, final, job.tolerance, progress)
+    passed = abs_err <= job.tolerance and (host is None or host["passed"])
+    agree = acc = None
+    if job.labels is not None:
+        predicted = got.reshape(final.shape).argmax(-1)
+        agree = float(np.mean(predicted == final.argmax(-1)))
+        acc = float(np.mean(predicted == job.labels))
+        passed = passed and agree == 1.0
+    return TargetCheck(target.name, machine.name, abs_err, rel_err, passed, executed, counts_match, op_errs[:5],
+                       host, agree, acc,
+                       _prediction(got.reshape(final.shape), job.label_names) if job.label_names else None,
+                       thread_instructions=threads if target.isa == "simt" else None)
+
+
+def _slowest_first(targets: list[tuple[Target, Machine]]) -> list[int]:
+    """The order to hand targets to processes: the SIMT executor's grids take longest, so they start first
+    and the others fill the remaining processes (the result keeps the given order)."""
+    return sorted(range(len(targets)), key=lambda i: targets[i][0].isa != "simt")
+
+
+def default_jobs(targets: int, need_bytes: int | None = None) -> int:
+    """Processes for a check: one per usable core, no more than targets, and (given what one process needs
+    beyond what forked processes share) no more than memory can hold."""
+    from isasim.engine.graphs import available_bytes
+
+    jobs = min(usable_cores(), targets)
+    have = available_bytes()
+    if need_bytes and have:
+        jobs = min(jobs, max(1, have // need_bytes))
+    return max(1, jobs)
+
+
 def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], reference: dict[str, list[np.ndarray]],
           final: np.ndarray, tolerance: float = 1e-4, progress: Progress | None = None,
           on_host: bool = False, labels: np.ndarray | None = None,
-          label_names: dict[int, str] | None = None) -> CheckReport:
+          label_names: dict[int, str] | None = None, jobs: int = 1) -> CheckReport:
     """Execute every kernel for each target on the graph's real values; compare every op and the final
     output (hidden state or logits) with PyTorch, and the executor's dynamic counts with the cost model's.
     With `on_host`, also run each kernel's emitted machine code. With `labels` (one per row of a classifier's
-    logits), the predicted labels must all agree with PyTorch's; the accuracy against `labels` is reported."""
+    logits), the predicted labels must all agree with PyTorch's; the accuracy against `labels` is reported.
+    `jobs` > 1 checks targets in that many forked processes at once (engine/parallel.py)."""
     graph = lowered.graph
-    n_kernels = len(lowered.kernels)
     skipped = {t.name: why for t, _ in targets if on_host and (why := backend_for(t).can_run_native(t))}
     if on_host and len(skipped) == len(targets):
         raise UserError("--on-host: nothing here can run the machine code of "
                         + "; ".join(f"{name} ({why})" for name, why in skipped.items())
                         + ": drop --on-host, or add a target this host runs")
+    job = _Job(lowered, reference, final, tolerance, on_host, skipped, labels, label_names)
+    jobs = max(1, min(jobs, len(targets)))
+    if jobs == 1:
+        runs = [measured(lambda pair, p: check_target(job, *pair, p), pair, progress) for pair in targets]
+    else:
+        order = _slowest_first(targets)
+        forked = run_forked(lambda pair, p: check_target(job, *pair, p), [targets[i] for i in order], jobs, progress)
+        runs = [forked[order.index(i)] for i in range(len(targets))]
     out = []
-    for target, machine in targets:
-        backend = backend_for(target)
-        executed = 0
-        counts_match = True
-        done = 0
-
-        def on_step(step, program, events):
-            nonlocal executed, counts_match, done
-            if events is None:
-                return
-            executed += events.total
-            counts_match = counts_match and backend.counts(program, machine) == dict(events.instructions)
-            done += 1
-            if progress:
-                progress(f"executing {target.name}", done, n_kernels)
-
-        storages = run_graph(lowered, target, on_step, machine=machine)
-        op_errs = []
-        for step in lowered.steps:
-            for i, want in enumerate(reference.get(step.node.name, [])):
-                got = materialize(lowered.context.views[Ref(step.node.name, i)], storages)
-                op_errs.append(OpCheck(step.node.name, step.node.op, *_errors(got, want)))
-        got = materialize(lowered.context.views[graph.outputs[0]], storages)
-        abs_err, rel_err = _errors(got, final)
-        op_errs.sort(key=lambda o: -o.max_rel_err)
-        host = None
-        if target.name in skipped:
-            host = {"skipped": skipped[target.name], "passed": True}
-        elif on_host:
-            host = _on_host(lowered, target, storages, final, tolerance, progress)
-        passed = abs_err <= tolerance and (host is None or host["passed"])
-        agree = acc = None
-        if labels is not None:
-            predicted = got.reshape(final.shape).argmax(-1)
-            agree = float(np.mean(predicted == final.argmax(-1)))
-            acc = float(np.mean(predicted == labels))
-            passed = passed and agree == 1.0
-        out.append(TargetCheck(target.name, machine.name, abs_err, rel_err, passed, executed,
-                               counts_match, op_errs[:5], host, agree, acc,
-                               _prediction(got.reshape(final.shape), label_names) if label_names else None))
+    for result, seconds, rss in runs:
+        result.seconds, result.peak_rss_bytes = seconds, rss
+        out.append(result)
     cfg = graph.config
     return CheckReport(cfg.get("model", graph.model), cfg.get("seq", 0), cfg.get("batch", 0), tolerance,
                        all(t.passed and t.counts_match_cost_model for t in out), out,
-                       reference_prediction=_prediction(final, label_names) if label_names else None)
+                       reference_prediction=_prediction(final, label_names) if label_names else None,
+                       jobs=jobs, peak_rss_bytes=max([peak_rss_bytes()] + [t.peak_rss_bytes for t in out]))

@@ -51,11 +51,16 @@ def lowered_for_cost(model: str, seq: int, batch: int, seed: int = 0, core_aten:
     return lower_graph(cost_graph(model, seq, batch, seed, core_aten, progress))
 
 
+def activation_bytes(graph: Graph) -> int:
+    """Every op's outputs, once: what one target's executor holds at most."""
+    return sum(m.numel * m.dtype.itemsize for n in graph.nodes for m in n.outs)
+
+
 def check_bytes(graph: Graph) -> int:
     """What `check` holds in memory for a graph: every weight and input, and every op's outputs twice (the
     executor keeps each storage, and PyTorch's reference keeps its own)."""
     held = sum(p.meta.numel * p.meta.dtype.itemsize for p in graph.placeholders)
-    return held + 2 * sum(m.numel * m.dtype.itemsize for n in graph.nodes for m in n.outs)
+    return held + 2 * activation_bytes(graph)
 
 
 def available_bytes() -> int | None:
@@ -69,13 +74,16 @@ def available_bytes() -> int | None:
     return None
 
 
-def check_fits(model: str, seq: int, batch: int, seed: int, progress: Progress | None = None) -> None:
-    """Refuse, before any tensor is allocated, a check whose values cannot fit in this machine's memory."""
-    need, have = check_bytes(cost_graph(model, seq, batch, seed, False, progress)), available_bytes()
+def check_fits(model: str, seq: int, batch: int, seed: int, progress: Progress | None = None) -> int:
+    """Refuse, before any tensor is allocated, a check whose values cannot fit in this machine's memory;
+    returns what one more process checking a target would need on top (its activations)."""
+    graph = cost_graph(model, seq, batch, seed, False, progress)
+    need, have = check_bytes(graph), available_bytes()
     if have is not None and need > have:
         raise UserError(f"--batch {batch} --seq {seq}: checking {model} needs about {need / 2**30:.1f} GiB (every "
                         f"activation, twice), this machine has {have / 2**30:.1f} GiB available: lower --batch or "
                         "--seq")
+    return activation_bytes(graph)
 
 
 def dataset_inputs(spec: ModelSpec, split: str, text: str | None) -> tuple[dict, np.ndarray]:

@@ -26,7 +26,7 @@ typedef const char *ptr;
 /* out (C-contiguous, `shape`) = a * b + c; each operand walked with byte strides (0 along a broadcast axis);
    ndim >= 2 (the caller pads with axes of one) */
 void fma_nd(int ndim, const long *shape, ptr a, const long *sa, ptr b, const long *sb, ptr c, const long *sc,
-            float *out) {
+            float *restrict out) {
     long idx[16] = {0}, outer = 1;
     long n1 = shape[ndim - 2], n0 = shape[ndim - 1];
     long a1 = sa[ndim - 2], b1 = sb[ndim - 2], c1 = sc[ndim - 2];
@@ -35,10 +35,17 @@ void fma_nd(int ndim, const long *shape, ptr a, const long *sa, ptr b, const lon
     if (n0 <= 0 || n1 <= 0) return;
     for (long r = 0; r < outer; r++) {
         for (long j = 0; j < n1; j++, out += n0) {
-            const float *pa = (const float *)(a + j * a1), *pb = (const float *)(b + j * b1),
-                        *pc = (const float *)(c + j * c1);
-            /* the strides a GEMM's inner loop has, written out so the compiler vectorises them */
-            if (a0 == 4 && b0 == 4 && c0 == 4)
+            const float *restrict pa = (const float *)(a + j * a1), *restrict pb = (const float *)(b + j * b1),
+                        *restrict pc = (const float *)(c + j * c1);
+            /* the strides a GEMM's inner loop has, written out so the compiler vectorises them; a vector
+               register's lanes (4, 8 or 16) as fixed-length loops, which it turns into whole vectors */
+            if (a0 == 4 && b0 == 4 && c0 == 4 && n0 == 4)
+                for (long i = 0; i < 4; i++) out[i] = fmaf(pa[i], pb[i], pc[i]);
+            else if (a0 == 4 && b0 == 4 && c0 == 4 && n0 == 8)
+                for (long i = 0; i < 8; i++) out[i] = fmaf(pa[i], pb[i], pc[i]);
+            else if (a0 == 4 && b0 == 4 && c0 == 4 && n0 == 16)
+                for (long i = 0; i < 16; i++) out[i] = fmaf(pa[i], pb[i], pc[i]);
+            else if (a0 == 4 && b0 == 4 && c0 == 4)
                 for (long i = 0; i < n0; i++) out[i] = fmaf(pa[i], pb[i], pc[i]);
             else if (a0 == 0 && b0 == 4 && c0 == 4)
                 for (long i = 0; i < n0; i++) out[i] = fmaf(pa[0], pb[i], pc[i]);
@@ -57,16 +64,25 @@ void fma_nd(int ndim, const long *shape, ptr a, const long *sa, ptr b, const lon
         }
     }
 }
+
+/* the common case, operands of one shape and contiguous: out[i] = a[i] * b[i] + c[i] */
+void fma_flat(long n, const float *restrict a, const float *restrict b, const float *restrict c,
+              float *restrict out) {
+    for (long i = 0; i < n; i++) out[i] = fmaf(a[i], b[i], c[i]);
+}
 """
-_LIB: list = []  # [the loaded function] or [None] when no compiler is found
+_LIB: list = []  # [(fma_nd, fma_flat)] or [None] when no compiler is found
 
 
-def _function():
+def _functions():
     if not _LIB:
         try:
-            fn = toolchain.c_library(SOURCE, "fma_nd").fma_nd
-            fn.restype = None
-            _LIB.append(fn)
+            lib = toolchain.c_library(SOURCE, "fma_nd")
+            lib.fma_nd.restype = lib.fma_flat.restype = None
+            # declared, so a call converts its arguments without guessing (the per-call cost counts: the
+            # executors call this for every FMA instruction)
+            lib.fma_flat.argtypes = [ctypes.c_long] + [ctypes.c_void_p] * 4
+            _LIB.append((lib.fma_nd, lib.fma_flat))
         except Exception:  # no compiler (or it failed): the numpy formulation serves
             _LIB.append(None)
     return _LIB[0]
@@ -96,9 +112,16 @@ def _merged(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> tuple[lis
 
 def fma(a, b, c) -> np.ndarray | None:
     """a*b + c in float32, rounded once; None where the C library is not available."""
-    fn = _function()
-    if fn is None:
+    fns = _functions()
+    if fns is None:
         return None
+    if (type(a) is np.ndarray and type(b) is np.ndarray and type(c) is np.ndarray and a.dtype == b.dtype == c.dtype
+            == np.float32 and a.shape == b.shape == c.shape and a.flags.c_contiguous and b.flags.c_contiguous
+            and c.flags.c_contiguous):
+        out = np.empty_like(a)
+        fns[1](a.size, a.ctypes.data, b.ctypes.data, c.ctypes.data, out.ctypes.data)
+        return out
+    fn = fns[0]
     ops = [np.asarray(x, dtype=np.float32) for x in (a, b, c)]
     shape = np.broadcast_shapes(*(x.shape for x in ops))
     views = [np.broadcast_to(x, shape) for x in ops]

@@ -8,8 +8,15 @@ exactly lockstep execution of every warp, with three refinements:
   of its threads is alive;
 - bar.sync needs no scheduling: all threads of a block reach it at the same instruction. Shared memory is one
   array per block; shfl.sync reads the partner lane's register within the warp.
-It counts what the hardware would: warp instructions issued per mnemonic, global requests and 32-byte sectors,
-shared requests and wavefronts (isa/simt_memory.py), from the addresses the instructions really form.
+It counts what the hardware would: warp instructions issued per mnemonic, thread instructions (the threads
+that execute each: alive and, for a guarded one, enabled), global requests and 32-byte sectors, shared
+requests and wavefronts (isa/simt_memory.py), from the addresses the instructions really form.
+
+A large grid runs as consecutive slices of whole blocks (`run_simt`), each slice in one lockstep pass: blocks
+share nothing but global memory, and a kernel whose blocks read what other blocks write races on a real GPU
+too, so the order of blocks cannot change a result (the stepped interpreter, isa/simt_stepper.py, runs one
+block after another and is held equal to this). Slicing keeps every register's array bounded: a warp per
+output of attention's small matmuls is millions of threads.
 """
 
 from __future__ import annotations
@@ -57,6 +64,15 @@ class SimtEvents(Events):
     shared_requests: int = 0
     wavefronts: int = 0
     by_buffer: Counter = field(default_factory=Counter)  # sectors per global buffer
+    thread_instructions: int = 0
+
+    def add(self, other: "SimtEvents") -> None:
+        """Count `other`'s work (another warp's or slice's) into these."""
+        self.instructions.update(other.instructions)
+        self.by_buffer.update(other.by_buffer)
+        for name in ("bytes_loaded", "bytes_stored", "global_requests", "sectors", "shared_requests",
+                     "wavefronts", "thread_instructions"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 class SimtExecutor:
@@ -68,10 +84,13 @@ class SimtExecutor:
         self.gid = np.arange(prog.launch.threads, dtype=np.int64) if gid is None else gid
         self.block_of = self.gid // prog.launch.block
         self.alive = np.ones(self.gid.shape, dtype=bool)
+        self.all_alive = True  # (no thread has exited: memory instructions take the unmasked path)
         self.live_warps = simt_memory.requests(self.alive, gpu)  # warps that still issue
+        self.live_threads = self.gid.size
         self.seen: dict = {}  # a shared access's last addresses and active threads, with their counts
         self.shared_base = place_shared(prog, gpu)
         self.shared = new_shared(prog, gpu) if shared is None else shared
+        self.shared_word = self.block_of * self.shared.shape[1]  # each thread's block's first shared word
         self.events = SimtEvents()
         self.scratch = Events()
 
@@ -93,12 +112,19 @@ class SimtExecutor:
 
     def instr(self, ins: Instr, regs: dict) -> None:
         self.events.instructions[ins.mnemonic] += self.live_warps
-        active = self.alive if ins.mask is None else self.alive & self.full(regs[ins.mask])
+        if ins.mask is None:
+            active = None if self.all_alive else self.alive  # None: every thread
+            self.events.thread_instructions += self.live_threads
+        else:
+            active = self.alive & self.full(regs[ins.mask])
+            self.events.thread_instructions += int(np.count_nonzero(active))
         p = ins.prim
         if p is Prim.SREG:
             regs[ins.dst] = self.gid % self.prog.launch.block if ins.srcs[0].value == "tid" else self.block_of
         elif p is Prim.EXIT_IF:
             self.alive = self.alive & ~self.full(regs[ins.srcs[0]])
+            self.live_threads = int(np.count_nonzero(self.alive))
+            self.all_alive = self.live_threads == self.gid.size
             self.live_warps = simt_memory.requests(self.alive, self.gpu)
         elif p in (Prim.BARRIER, Prim.BRANCH_NZ):
             pass  # lockstep: every thread of a block is at this instruction together
@@ -116,45 +142,85 @@ class SimtExecutor:
                     regs[ins.mask] = self.full(regs[ins.mask]) & self.alive
                 run_instr(ins, regs, self.mem, 1, self.scratch)
 
-    def memory(self, ins: Instr, regs: dict, active: np.ndarray) -> None:
+    def shared_access(self, ins: Instr, base: np.ndarray, disp: int, active: np.ndarray | None,
+                      every: np.ndarray) -> np.ndarray:
+        """Each thread's word of the blocks' shared memory that `ins` touches, its requests and wavefronts
+        counted. A shared access's addresses repeat every trip of its loop (a GEMM's tile loads read the
+        same words of each new tile), so each instruction remembers its last addresses: the same base
+        register value (registers are never changed in place, so the same array is the same value) or equal
+        addresses cost no recount."""
+        seen = self.seen.get(id(ins))
+        if seen is None or not (seen["base"] is base or np.array_equal(seen["base"], base)) \
+                or not _same_threads(seen["active"], active):
+            addr = self.full(base + np.int64(disp))
+            seen = {"base": base, "active": active, "where": self.shared_word + addr // F32_BYTES,
+                    "requests": simt_memory.requests(every, self.gpu),
+                    "wavefronts": simt_memory.wavefronts(addr, every, self.gpu)}
+            self.seen[id(ins)] = seen
+        self.events.shared_requests += seen["requests"]
+        self.events.wavefronts += seen["wavefronts"]
+        return seen["where"]
+
+    def memory(self, ins: Instr, regs: dict, active: np.ndarray | None) -> None:
+        """A load or store by the `active` threads (None: all of them), counted as the hardware serves it."""
         m = ins.dst if ins.prim in (Prim.STORE, Prim.STORE_SHARED) else ins.srcs[0]
-        addr = self.full(regs[m.base] + np.int64(m.disp))
-        shared = ins.prim in (Prim.LOAD_SHARED, Prim.STORE_SHARED)
-        if shared:
-            seen = self.seen.get(id(ins))  # shared addresses repeat every trip: count each pattern once
-            if seen is None or not (np.array_equal(seen[0], addr) and np.array_equal(seen[1], active)):
-                seen = (addr, active, simt_memory.requests(active, self.gpu),
-                        simt_memory.wavefronts(addr, active, self.gpu))
-                self.seen[id(ins)] = seen
-            self.events.shared_requests += seen[2]
-            self.events.wavefronts += seen[3]
-            where = (self.block_of[active], addr[active] // F32_BYTES)
-            nbytes = int(active.sum()) * ins.dtype.itemsize
-            if ins.prim is Prim.LOAD_SHARED:
-                self.events.bytes_loaded += nbytes
+        load = ins.prim in (Prim.LOAD, Prim.LOAD_SHARED)
+        every = self.alive if active is None else active
+        threads = self.gid.size if active is None else int(np.count_nonzero(active))
+        if load:
+            self.events.bytes_loaded += threads * ins.dtype.itemsize
+        else:
+            self.events.bytes_stored += threads * ins.dtype.itemsize
+        if ins.prim in (Prim.LOAD_SHARED, Prim.STORE_SHARED):
+            where = self.shared_access(ins, regs[m.base], m.disp, active, every)
+            words = self.shared.reshape(-1)
+            if active is None:
+                if load:
+                    regs[ins.dst] = words[where]
+                else:
+                    words[where] = self.full(regs[ins.srcs[0]])
+            elif load:
                 out = np.array(self.full(regs.get(ins.dst, np.float32(0))), dtype=np.float32)
-                out[active] = self.shared[where]
+                out[active] = words[where[active]]
                 regs[ins.dst] = out
             else:
-                self.events.bytes_stored += nbytes
-                self.shared[where] = self.full(regs[ins.srcs[0]])[active]
+                words[where[active]] = self.full(regs[ins.srcs[0]])[active]
             return
-        n = simt_memory.sectors(addr, active, self.gpu, ins.dtype.itemsize)
-        self.events.global_requests += simt_memory.requests(active, self.gpu)
+        addr = self.full(regs[m.base] + np.int64(m.disp))
+        n = simt_memory.sectors(addr, every, self.gpu, ins.dtype.itemsize)
+        self.events.global_requests += self.live_warps if active is None else simt_memory.requests(active, self.gpu)
         self.events.sectors += n
         self.events.by_buffer[ins.warp.buf if ins.warp else "?"] += n
-        nbytes = int(active.sum()) * ins.dtype.itemsize
-        if ins.prim is Prim.LOAD:
-            self.events.bytes_loaded += nbytes
+        if active is None:
+            if load:
+                regs[ins.dst] = self.mem.load(ins.dtype, addr)
+            else:
+                self.mem.store(ins.dtype, addr, self.full(regs[ins.srcs[0]]))
+        elif load:
             fresh = self.mem.load(ins.dtype, addr[active])
             out = np.array(self.full(regs.get(ins.dst, np.zeros((), fresh.dtype))), dtype=fresh.dtype)
             out[active] = fresh
             regs[ins.dst] = out
         else:
-            self.events.bytes_stored += nbytes
             self.mem.store(ins.dtype, addr[active], self.full(regs[ins.srcs[0]])[active])
 
 
+def _same_threads(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two sets of active threads (None: all) are the same."""
+    return a is None and b is None or a is not None and b is not None and np.array_equal(a, b)
+
+
+SLICE_THREADS = 1 << 18  # threads run in one pass: 2 MiB per 64-bit register
+
+
 def run_simt(prog: Program, mem: Memory, gpu: Gpu) -> SimtEvents:
-    """Run the whole grid; sectors and banks are counted with the GPU's geometry (isa/gpu/*.toml)."""
-    return SimtExecutor(prog, mem, gpu).run()
+    """Run the whole grid, in slices of whole blocks of at most SLICE_THREADS threads (one block at least);
+    sectors and banks are counted with the GPU's geometry (isa/gpu/*.toml)."""
+    block, grid = prog.launch.block, prog.launch.grid
+    per = max(1, SLICE_THREADS // block)
+    shared = new_shared(prog, gpu)
+    events = SimtEvents()
+    for first in range(0, grid, per):
+        gid = np.arange(first * block, min(first + per, grid) * block, dtype=np.int64)
+        events.add(SimtExecutor(prog, mem, gpu, gid=gid, shared=shared).run())
+    return events

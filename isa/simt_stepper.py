@@ -59,13 +59,5 @@ def step_simt(prog: Program, mem: Memory, gpu: Gpu) -> SimtEvents:
         while running:  # every warp to the next barrier (or its end), then release them together
             running = [w for w in running if w.run_to_barrier(code)]
         for w in warps:
-            e = w.ex.events
-            events.instructions.update(e.instructions)
-            events.bytes_loaded += e.bytes_loaded
-            events.bytes_stored += e.bytes_stored
-            events.global_requests += e.global_requests
-            events.sectors += e.sectors
-            events.shared_requests += e.shared_requests
-            events.wavefronts += e.wavefronts
-            events.by_buffer.update(e.by_buffer)
+            events.add(w.ex.events)
     return events

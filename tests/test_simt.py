@@ -55,8 +55,8 @@ def checked(graph, want: np.ndarray, atol: float = 1e-5, gpu=None):
     (mb, eb), (ms, es) = both_executors(prog, graph.values, "simt")
     assert mb.data.tobytes() == ms.data.tobytes()
     assert eb.instructions == es.instructions == backend_for(SIMT).counts(prog, A100)
-    assert (eb.sectors, eb.global_requests, eb.wavefronts, eb.shared_requests) == \
-        (es.sectors, es.global_requests, es.wavefronts, es.shared_requests)
+    assert (eb.sectors, eb.global_requests, eb.wavefronts, eb.shared_requests, eb.thread_instructions) == \
+        (es.sectors, es.global_requests, es.wavefronts, es.shared_requests, es.thread_instructions)
     m = memory_costs(prog, A100)
     assert (m.sectors, m.global_requests, m.wavefronts, m.shared_requests, m.thread_bytes) == \
         (eb.sectors, eb.global_requests, eb.wavefronts, eb.shared_requests, eb.bytes_loaded + eb.bytes_stored)
@@ -149,6 +149,40 @@ def test_a_store_does_not_hold_its_warp():
     assert body[-1].prim is Prim.STORE
     without = dataclasses.replace(prog, body=body[:-1])
     assert warp_path(prog, A100, A100.dram_latency) == warp_path(without, A100, A100.dram_latency) + 1
+
+
+@pytest.mark.parametrize("op", ["gemm", "gelu", "softmax"])
+def test_a_grid_runs_in_slices_of_whole_blocks_as_in_one_pass(op, monkeypatch):
+    """run_simt bounds its arrays by running slices of blocks: one block per slice gives the bits and every
+    count that one pass over the whole grid gives (a tiled GEMM through shared memory and barriers; a
+    guarded elementwise tail; rows whose idle lanes exit)."""
+    from isasim.isa import simt_exec
+
+    rng = np.random.default_rng(7)
+    x, w = rand(rng, 70, 40), rand(rng, 90, 40)
+    graph = {"gemm": lambda: one_op_graph("aten.linear.default", {"x": x, "w": w}, (Ref("x"), Ref("w")), [(70, 90)]),
+             "gelu": lambda: one_op_graph("aten.gelu.default", {"x": x}, (Ref("x"),), [(70, 40)]),
+             "softmax": lambda: one_op_graph("aten.softmax.int", {"x": x}, (Ref("x"), -1, False), [(70, 40)])}[op]()
+    prog = simt_program(lower_graph(graph).kernels[0], A100)
+    assert prog.launch.grid > 1
+    whole_mem, whole = run(prog, graph.values)
+    monkeypatch.setattr(simt_exec, "SLICE_THREADS", 1)
+    sliced_mem, sliced = run(prog, graph.values)
+    assert sliced_mem.data.tobytes() == whole_mem.data.tobytes()
+    assert sliced == whole and sliced.thread_instructions > 0
+
+
+def test_thread_instructions_count_the_threads_that_execute():
+    """Each warp instruction counts the threads that run it: 70 elements take three warps (96 threads), which
+    all run up to the exit of those past the end, and 70 of them run the rest."""
+    x = rand(np.random.default_rng(0), 70)
+    g = one_op_graph("aten.relu.default", {"x": x}, (Ref("x"),), [(70,)])
+    prog = simt_program(lower_graph(g).kernels[0])
+    prims = [i.prim for i in _instrs(prog)]
+    before = prims.index(Prim.EXIT_IF) + 1
+    assert prog.launch.grid * prog.launch.block == 96
+    _, ev = run(prog, g.values)
+    assert ev.thread_instructions == before * 96 + (len(prims) - before) * 70
 
 
 def test_elementwise_is_one_thread_per_element_and_coalesced():
