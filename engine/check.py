@@ -143,7 +143,8 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
     lowered, final = job.lowered, job.final
     backend = backend_for(target)
     n_kernels = len(lowered.kernels)
-    executed = threads = 0
+    executed = 0
+    threads = None  # thread instructions, where the executor counts them (SIMT)
     counts_match = True
     done = 0
     op_errs: list[OpCheck] = []
@@ -158,7 +159,8 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
         if events is None:
             return
         executed += events.total
-        threads += getattr(events, "thread_instructions", 0)
+        if hasattr(events, "thread_instructions"):
+            threads = (threads or 0) + events.thread_instructions
         counts_match = counts_match and backend.counts(program, machine) == dict(events.instructions)
         if job.on_host:
             digests.update({b.name: _digest(storages[b.name]) for b in step.kernel.buffers if b.is_output})
@@ -187,13 +189,13 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
     return TargetCheck(target.name, machine.name, abs_err, rel_err, passed, executed, counts_match, op_errs[:5],
                        host, agree, acc,
                        _prediction(got.reshape(final.shape), job.label_names) if job.label_names else None,
-                       thread_instructions=threads if target.isa == "simt" else None)
+                       thread_instructions=threads)
 
 
 def _slowest_first(targets: list[tuple[Target, Machine]]) -> list[int]:
     """The order to hand targets to processes: the SIMT executor's grids take longest, so they start first
     and the others fill the remaining processes (the result keeps the given order)."""
-    return sorted(range(len(targets)), key=lambda i: targets[i][0].isa != "simt")
+    return sorted(range(len(targets)), key=lambda i: backend_for(targets[i][0]).kind != "SIMT GPU")
 
 
 def default_jobs(targets: int, need_bytes: int | None = None) -> int:

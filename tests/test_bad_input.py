@@ -200,6 +200,7 @@ def test_deeply_nested_config_is_refused(tmp_path):
 
 # ---- 5. numeric flags ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, needle", [
+    (["check", "minilm", "--jobs", "0"], "--jobs 0"),
     (["check", "minilm", "--tolerance", "nan"], "--tolerance nan"),
     (["check", "minilm", "--tolerance", "-1"], "--tolerance -1"),
     (["check", "minilm", "--tolerance", "inf"], "--tolerance inf"),

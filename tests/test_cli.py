@@ -96,6 +96,23 @@ def test_check_passes_on_real_weights_from_a_folder(capsys, tiny_folder):
         assert t["max_abs_err"] <= 1e-4 and t["counts_match_cost_model"] and t["instructions_executed"] > 0
 
 
+def test_check_in_parallel_processes_reports_what_one_process_does(capsys, tiny_folder):
+    """--jobs 2 forks a process per target; the errors, counts and results are the ones --jobs 1 gives, each
+    target reports its time and peak memory, and SIMT its thread instructions."""
+    reports = {}
+    for jobs in ("1", "2"):
+        code, out, _ = run(capsys, "check", str(tiny_folder), "--seq", "6", "--target", "avx2", "--target", "simt",
+                           "--jobs", jobs, "--format", "json")
+        reports[jobs] = json.loads(out)
+        assert code == 0 and reports[jobs]["jobs"] == int(jobs) and reports[jobs]["peak_rss_bytes"] > 0
+    same = ("target", "max_abs_err", "max_rel_err", "instructions_executed", "thread_instructions", "worst_ops")
+    assert [{k: t[k] for k in same} for t in reports["1"]["targets"]] == \
+        [{k: t[k] for k in same} for t in reports["2"]["targets"]]
+    avx2, simt = reports["2"]["targets"]
+    assert avx2["thread_instructions"] is None and simt["thread_instructions"] > simt["instructions_executed"]
+    assert all(t["seconds"] > 0 and t["peak_rss_bytes"] > 0 for t in reports["2"]["targets"])
+
+
 def test_check_fails_when_tolerance_cannot_be_met(capsys, tiny_folder):
     code, out, _ = run(capsys, "check", str(tiny_folder), "--seq", "4", "--format", "json",
                        "--tolerance", "0")
