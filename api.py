@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from isasim.engine.compare import Comparison
     from isasim.engine.emit import EmitReport
     from isasim.engine.explain import ExplainReport
+    from isasim.engine.host import HostReport
     from isasim.engine.trace import TraceReport
     from isasim.engine.training import TrainingReport
 
@@ -145,6 +146,7 @@ def explain(model: str, op: str, targets: Names = None, machines: Names = None, 
     timeline of `iterations`; on a GPU its launch, occupancy, hottest loop and bounds. The report iterates
     over the explanations, one per target."""
     from isasim.engine.explain import ExplainReport
+    from isasim.engine.host import HostReport
     from isasim.engine.explain import explain as run
 
     check_shape(batch, seed, seq)
@@ -174,3 +176,36 @@ def emit(model: str, output: str | Path, targets: Names = None, machines: Names 
         manifest = emit_model(lowered, target, machine, where, op, progress)
         emitted.append(EmittedTarget(target.name, machine.name, str(where), manifest))
     return EmitReport(lowered.graph.config.get("model", model), seq, batch, emitted)
+
+
+def host(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
+         seed: int = 0, repeat: int = 5, progress: Progress | None = None) -> HostReport:
+    """The predictions against this machine: the host's core identified (and the described microarchitecture
+    nearest to it, unless `machines` names one), its clock measured, and every kernel's machine code timed
+    natively (warm, best of `repeat`) next to its predicted time; per target the median and time-weighted
+    errors and the forward's measured/predicted ratio. Targets: those this host runs (default: all of them)."""
+    from isasim.backends import backend_for
+    from isasim.engine.host import host as run
+    from isasim.isa import hostcpu
+    from isasim.isa.targets import TARGETS, get_any_target
+
+    check_shape(batch, seed, seq)
+    if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+        raise UserError(f"--repeat {repeat} is out of range: use 1 or more")
+    cpu = hostcpu.this_host()
+    if cpu.isa != "x86-64":
+        raise UserError(f"isasim host times x86-64 machine code; this host is {cpu.isa} ({cpu.core}): "
+                        "use `isasim check --on-host` to run its code")
+    names = _names(targets) or [t.name for t in TARGETS.values()
+                                if t.isa == cpu.isa and backend_for(t).can_run_native(t) is None]
+    for name in names:
+        t = get_any_target(name)
+        why = None if t.isa == cpu.isa else f"it is {t.isa} code and this host runs {cpu.isa}"
+        why = why or backend_for(t).can_run_native(t)
+        if why:
+            raise UserError(f"--target {t.name}: this host cannot time it natively ({why}): choose another target")
+    chosen = pick_targets(names, _names(machines) or [cpu.uarch])
+    lowered = lowered_for_cost(model, seq, batch, seed, False, progress)
+    if progress:
+        progress("measuring the clock", 0, 1)
+    return run(lowered, chosen, cpu, hostcpu.measure_clock(), repeat, progress)

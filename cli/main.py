@@ -137,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("-o", "--output", type=Path, required=True, help="folder to save the fine-tuned model in")
 
+    h = sub.add_parser("host", help="this machine against the model: its core and real clock, and every kernel's "
+                       "machine code timed natively next to its predicted time",
+                       description="Identify this host's core (CPUID as /proc/cpuinfo reports it) and the described "
+                       "microarchitecture nearest to it, measure its clock with a chain of dependent adds, run "
+                       "every emitted kernel natively (warm, best of --repeat) and print its predicted and "
+                       "measured time, their ratio and the deciding bound; then the median |ratio - 1| over "
+                       "kernels of at least 1%% of the forward, the time-weighted error and the forward's ratio. "
+                       "x86-64 hosts; targets default to those the host runs.")
+    _common(h)
+    h.add_argument("--repeat", type=int, default=5, help="calls per kernel, the fastest counts (default 5)")
+    h.add_argument("--format", choices=("table", "json"), default="table")
+    h.add_argument("--all", action="store_true", help="every kernel (default: those of 1%% of the forward or more)")
+
     sub.add_parser("targets", help="list targets and microarchitectures with the sources of their numbers")
     return parser
 
@@ -324,6 +337,20 @@ def cmd_finetune(args, out: Console) -> int:
     return 0
 
 
+def cmd_host(args, out: Console) -> int:
+    from isasim import api
+    from isasim.cli import render
+
+    with _progress(sys.stderr.isatty()) as progress:
+        report = api.host(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
+                          repeat=args.repeat, progress=progress)
+    if args.format == "json":
+        sys.stdout.write(render.to_json(report) + "\n")
+    else:
+        render.host_table(report, out, every=args.all)
+    return 0
+
+
 def cmd_targets(args, out: Console) -> int:
     from rich.table import Table
 
@@ -357,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Console(width=width)
         handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
                    "compare": cmd_compare, "finetune": cmd_finetune,
-                   "targets": cmd_targets}[args.command]
+                   "host": cmd_host, "targets": cmd_targets}[args.command]
         return handler(args, out)
     except UserError as e:
         print(f"isasim: error: {e}", file=sys.stderr)

@@ -229,3 +229,33 @@ def trace_chrome(report: TraceReport) -> str:
 
 def to_json(report) -> str:
     return json.dumps(report.to_dict(), indent=2)
+
+
+def host_table(report, console: Console, every: bool = False) -> None:
+    """`isasim host`: the host, then per target its kernels, predicted against measured, and the summary."""
+    from isasim.engine.host import SHARE
+
+    h, clock = report.host, report.host["clock"]
+    console.print(f"host: {h['name']}: {h['core']} (vendor {h['vendor']}, family {h['family']}, model "
+                  f"{h['model']}); {', '.join(h['flags'])}", highlight=False)
+    console.print(f"  predicted on {h['uarch']}: {h['why']}", highlight=False)
+    console.print(f"  clock {clock['ghz']:.2f} GHz measured (dependent adds; multiplies say {clock['mul_ghz']:.2f}); "
+                  f"/proc/cpuinfo says {clock['reported_ghz']} GHz", highlight=False)
+    for t in report.targets:
+        table = Table(title=f"{t.target} on {t.uarch} at {t.clock_ghz:.2f} GHz: {report.model} seq {report.seq}",
+                      title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True)
+        for col in ("kernel", "op", "calls", "predicted", "measured", "meas/pred", "share", "bound"):
+            table.add_column(col, justify="right" if col not in ("kernel", "op", "bound") else "left",
+                             no_wrap=True)
+        for k in t.kernels:
+            if every or k.share >= SHARE:
+                table.add_row(k.name, k.op, str(k.calls), _us(k.predicted_s), _us(k.measured_s), f"{k.ratio:.2f}",
+                              f"{k.share:.1%}", k.bound)
+        console.print(table)
+        console.print(f"  median |measured/predicted - 1| {t.median_error:.0%} over kernels of {SHARE:.0%} or more; "
+                      f"time-weighted error {t.weighted_error:.0%}; forward measured/predicted "
+                      f"{t.forward_ratio:.2f}", highlight=False)
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} µs"

@@ -204,6 +204,22 @@ def _x86_library(asm: str, symbol: str) -> ctypes.CDLL:
     return lib
 
 
+def x86_64_call(asm: str, symbol: str, buffers: list[np.ndarray]):
+    """The kernel loaded and bound to the buffers' memory: a call with no arguments runs it in this process
+    (for timing: no per-call work beyond ctypes'; a crash is fatal, so run it isolated once first)."""
+    views = _byte_views(buffers, "x86-64")
+    fn = getattr(_x86_library(asm, symbol), symbol)
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p] * len(views)
+    pointers = [v.ctypes.data for v in views]
+
+    def call() -> None:
+        fn(*pointers)
+
+    call.buffers = views  # (the memory must live as long as the call that points into it)
+    return call
+
+
 def run_x86_64(asm: str, symbol: str, buffers: list[np.ndarray], *,
                isolate: bool = True, timeout: float = 60.0) -> None:
     """Assemble ``asm`` (AT&T or `.intel_syntax noprefix`) into a shared library and

@@ -1,0 +1,172 @@
+"""This host's core: which one it is (CPUID, as Linux reports it in /proc/cpuinfo), the described
+microarchitecture nearest to it, and its real clock, measured.
+
+The clock in /proc/cpuinfo is the base or last-sampled frequency, not the one a busy core runs at (turbo,
+boost): an Intel Xeon listed at 2.6 GHz ran a dependent chain at 3.84 GHz. So the clock is measured the way
+microbenchmarks do (Agner Fog, "The microarchitecture of Intel, AMD and VIA CPUs", ch. 1; uops.info): a long
+chain of dependent integer additions, one cycle each on every x86-64 and AArch64 core since the P6 and the
+Cortex-A57, timed in C; cycles / seconds is the clock. A chain of dependent multiplies (3 cycles on every
+core isasim describes) is timed too, as a check.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from isasim.isa import toolchain
+
+# (vendor, family, first model, last model) -> (core, the described uarch nearest to it, why)
+# Family and model numbers: Intel's SDM vol. 4 table 2-1 and AMD's Processor Programming References (PPR) for
+# families 17h, 19h and 1Ah, as also collected at https://en.wikichip.org/wiki/intel/cpuid and /amd/cpuid.
+X86_CORES = [
+    ("GenuineIntel", 6, 0x55, 0x55, "Skylake-SP / Cascade Lake", "skylake-x", "the same core"),
+    ("GenuineIntel", 6, 0x6A, 0x6C, "Ice Lake-SP", "skylake-x",
+     "Ice Lake is not described; Skylake-X has its AVX-512 ports (p0+p1 fused, p5)"),
+    ("GenuineIntel", 6, 0x8F, 0x8F, "Sapphire Rapids", "sapphirerapids", "the same core"),
+    ("GenuineIntel", 6, 0xCF, 0xCF, "Emerald Rapids", "sapphirerapids", "the same Golden Cove core"),
+    ("AuthenticAMD", 0x19, 0x10, 0x1F, "Zen 4 (Genoa)", "zen4", "the same core"),
+    ("AuthenticAMD", 0x19, 0x60, 0x7F, "Zen 4 (Raphael, Phoenix)", "zen4", "the same core"),
+    ("AuthenticAMD", 0x19, 0xA0, 0xAF, "Zen 4c (Bergamo)", "zen4", "the same core, denser"),
+    ("AuthenticAMD", 0x19, 0x00, 0x0F, "Zen 3 (Milan)", "zen4",
+     "Zen 3 is not described; Zen 4 keeps its four FP pipes and 256-bit datapaths (it adds AVX-512)"),
+    ("AuthenticAMD", 0x19, 0x20, 0x5F, "Zen 3 (Vermeer, Cezanne)", "zen4",
+     "Zen 3 is not described; Zen 4 keeps its four FP pipes and 256-bit datapaths (it adds AVX-512)"),
+    ("AuthenticAMD", 0x17, 0x00, 0xFF, "Zen / Zen 2", "zen4",
+     "Zen 2 is not described; Zen 4 is its nearest descendant"),
+]
+# AArch64: (implementer, part) from the MIDR (Arm ARM D23.2.122), as /proc/cpuinfo's "CPU implementer/part"
+ARM_CORES = {(0x41, 0xD0C): ("Neoverse N1", "neoverse-n1", "the same core"),
+             (0x41, 0xD40): ("Neoverse V1", "neoverse-v1", "the same core")}
+
+
+@dataclass
+class HostCpu:
+    isa: str  # "x86-64" or "aarch64"
+    vendor: str
+    family: int | None
+    model: int | None
+    name: str  # the model name Linux reports
+    core: str  # the core as identified, or "unknown"
+    uarch: str  # the nearest described microarchitecture
+    why: str
+    flags: list[str] = field(default_factory=list)  # the SIMD extensions isasim's targets use
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+              "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "bf16", "sve")
+
+
+def _fields(text: str) -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if out:
+                break
+            continue
+        key, _, value = line.partition(":")
+        out.setdefault(key.strip().lower(), value.strip())
+    return out
+
+
+def identify(cpuinfo: str, machine: str) -> HostCpu:
+    """The core /proc/cpuinfo's text describes (`machine` as platform.machine() names the ISA)."""
+    f = _fields(cpuinfo)
+    flags = set((f.get("flags") or f.get("features") or "").split())
+    simd = [x for x in SIMD_FLAGS if x in flags]
+    if machine.lower() in ("aarch64", "arm64"):
+        try:
+            key = (int(f.get("cpu implementer", ""), 0), int(f.get("cpu part", ""), 0))
+        except ValueError:
+            key = None
+        core, uarch, why = ARM_CORES.get(key, ("unknown", "neoverse-n1", "an unknown Arm core: Neoverse N1 is "
+                                                                         "the described baseline"))
+        return HostCpu("aarch64", f.get("cpu implementer", "?"), None, None, f.get("model name", core), core,
+                       uarch, why, simd)
+    vendor = f.get("vendor_id", "?")
+    try:
+        family, model = int(f.get("cpu family", "")), int(f.get("model", ""))
+    except ValueError:
+        family = model = None
+    for v, fam, first, last, core, uarch, why in X86_CORES:
+        if vendor == v and family == fam and model is not None and first <= model <= last:
+            return HostCpu("x86-64", vendor, family, model, f.get("model name", core), core, uarch, why, simd)
+    uarch, why = (("skylake-x", "an unknown core with AVX-512: Skylake-X is the described baseline for it")
+                  if "avx512f" in flags else
+                  ("zen4", "an unknown core without AVX-512: Zen 4's 256-bit pipes are the nearest described"))
+    return HostCpu("x86-64", vendor, family, model, f.get("model name", "unknown"), "unknown", uarch, why, simd)
+
+
+def this_host() -> HostCpu:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    return identify(text, platform.machine())
+
+
+CHAIN = 1000  # dependent instructions per loop trip: the loop's own counter runs beside them, free
+SOURCE = r"""
+/* n trips of CHAIN dependent adds (or multiplies): CHAIN cycles per trip at one cycle each */
+#define REPEAT(body) ".rept 1000\n\t" body "\n\t.endr"
+#if defined(__x86_64__)
+#define ADD REPEAT("add $1, %0")
+#define MUL REPEAT("imul %0, %0")
+#elif defined(__aarch64__)
+#define ADD REPEAT("add %0, %0, #1")
+#define MUL REPEAT("mul %0, %0, %0")
+#endif
+long add_chain(long n) { long x = 1; for (long i = 0; i < n; i++) __asm__ volatile(ADD : "+r"(x)); return x; }
+long mul_chain(long n) { long x = 3; for (long i = 0; i < n; i++) __asm__ volatile(MUL : "+r"(x)); return x; }
+"""
+MUL_LATENCY = 3  # imul r64 (Agner Fog's instruction tables: Skylake, Ice Lake, Golden Cove, Zen 1-4); AArch64
+# MUL Xd: 2 on Neoverse N1/V1 (Arm's Software Optimization Guides)
+
+
+@dataclass
+class Clock:
+    ghz: float
+    mul_ghz: float  # the same clock from the multiply chain (its latency assumed): they should agree
+    reported_ghz: float | None  # what /proc/cpuinfo says
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _best(fn, n: int, repeat: int) -> float:
+    fn(n // 10)  # warm: the core leaves its idle clock
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn(n)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def measure_clock(repeat: int = 5) -> Clock:
+    """The clock the core runs at under load (best of `repeat` timings of 20 million dependent adds)."""
+    lib = toolchain.c_library(SOURCE, "clock chains")
+    for fn in (lib.add_chain, lib.mul_chain):
+        fn.argtypes, fn.restype = [ctypes.c_long], ctypes.c_long
+    n = 20_000
+    ghz = n * CHAIN / _best(lib.add_chain, n, repeat) / 1e9
+    mul = MUL_LATENCY if platform.machine().lower() not in ("aarch64", "arm64") else 2
+    mul_ghz = n // 4 * CHAIN * mul / _best(lib.mul_chain, n // 4, repeat) / 1e9
+    return Clock(round(ghz, 3), round(mul_ghz, 3), reported_ghz())
+
+
+def reported_ghz() -> float | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("cpu mhz"):
+                return round(float(line.split(":")[1]) / 1e3, 3)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
