@@ -146,7 +146,6 @@ def explain(model: str, op: str, targets: Names = None, machines: Names = None, 
     timeline of `iterations`; on a GPU its launch, occupancy, hottest loop and bounds. The report iterates
     over the explanations, one per target."""
     from isasim.engine.explain import ExplainReport
-    from isasim.engine.host import HostReport
     from isasim.engine.explain import explain as run
 
     check_shape(batch, seed, seq)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isasim.backends import backend_for
-from isasim.engine.parallel import measured, peak_rss_bytes, run_forked, usable_cores
+from isasim.engine.parallel import can_fork, measured, peak_rss_bytes, run_forked, usable_cores
 from isasim.engine.run import run_graph
 from isasim.engine.targets import Progress
 from isasim.isa.errors import UserError
@@ -226,7 +226,7 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
                         + "; ".join(f"{name} ({why})" for name, why in skipped.items())
                         + ": drop --on-host, or add a target this host runs")
     job = _Job(lowered, reference, final, tolerance, on_host, skipped, labels, label_names)
-    jobs = max(1, min(jobs, len(targets)))
+    jobs = max(1, min(jobs, len(targets))) if can_fork() else 1  # (without fork, no sharing: one process)
     if jobs == 1:
         runs = [measured(lambda pair, p: check_target(job, *pair, p), pair, progress) for pair in targets]
     else:

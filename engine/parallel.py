@@ -30,6 +30,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def can_fork() -> bool:
+    """Whether processes can start as copies of this one (Linux and macOS; not Windows)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
 def peak_rss_bytes(children: bool = False) -> int:
     """This process's peak resident set (or its largest waited-for child's), in bytes (Linux counts KiB)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
