@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--repeat", type=int, default=5, help="calls per kernel, the fastest counts (default 5)")
     h.add_argument("--format", choices=("table", "json"), default="table")
     h.add_argument("--all", action="store_true", help="every kernel (default: those of 1%% of the forward or more)")
+    h.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="also draw measured against predicted time, one point per kernel, log-log (matplotlib)")
 
     sub.add_parser("targets", help="list targets and microarchitectures with the sources of their numbers")
     return parser
@@ -341,6 +343,10 @@ def cmd_host(args, out: Console) -> int:
     from isasim import api
     from isasim.cli import render
 
+    if args.plot:
+        from isasim.cli.output import check_plot
+
+        check_plot(args.plot)  # before the work it would waste
     with _progress(sys.stderr.isatty()) as progress:
         report = api.host(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
                           repeat=args.repeat, progress=progress)
@@ -348,6 +354,11 @@ def cmd_host(args, out: Console) -> int:
         sys.stdout.write(render.to_json(report) + "\n")
     else:
         render.host_table(report, out, every=args.all)
+    if args.plot:
+        from isasim.cli.plot_host import plot_host
+
+        plot_host(report, args.plot)
+        _wrote(args.plot, "measured against predicted time per kernel")
     return 0
 
 

@@ -82,8 +82,11 @@ def test_every_kernel_is_timed_next_to_its_prediction(capsys, tiny_folder):
     predicted = sum(k["predicted_s"] * k["calls"] for k in kernels)
     assert t["forward_ratio"] == pytest.approx(measured / predicted)
     assert 0 <= t["median_error"] and 0 <= t["weighted_error"]
-    code, out, _ = cli(capsys, "host", str(tiny_folder), "--seq", "8", "--target", "x86-64", "--repeat", "1")
+    plot = tiny_folder.parent / "host.png"
+    code, out, err = cli(capsys, "host", str(tiny_folder), "--seq", "8", "--target", "x86-64", "--repeat", "1",
+                         "--plot", str(plot))
     assert code == 0 and "median |measured/predicted - 1|" in out and "clock" in out
+    assert plot.read_bytes().startswith(b"\x89PNG") and "wrote" in err
 
 
 @pytest.mark.parametrize("target", ["neon", "simt"])
