@@ -249,7 +249,7 @@ def host_table(report, console: Console, every: bool = False) -> None:
                              no_wrap=True)
         for k in t.kernels:
             if every or k.share >= SHARE:
-                table.add_row(k.name, k.op, str(k.calls), _us(k.predicted_s), _us(k.measured_s), f"{k.ratio:.2f}",
+                table.add_row(k.name, k.op.split(".")[0], str(k.calls), _us(k.predicted_s), _us(k.measured_s), f"{k.ratio:.2f}",
                               f"{k.share:.1%}", k.bound)
         console.print(table)
         console.print(f"  median |measured/predicted - 1| {t.median_error:.0%} over kernels of {SHARE:.0%} or more; "

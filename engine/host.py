@@ -18,6 +18,7 @@ from isasim.isa.errors import UserError
 from isasim.isa.hardware import Machine
 from isasim.isa.hostcpu import Clock, HostCpu
 from isasim.isa.targets import Target
+from isasim.lowering.kernel import canonical
 from isasim.lowering.pipeline import LoweredGraph
 from isasim.report import ModelReport
 
@@ -26,10 +27,10 @@ SHARE = 0.01  # kernels below this share of the measured forward are timed but l
 
 @dataclass
 class KernelTiming:
-    name: str  # the first node with this op and shape
+    name: str  # the first node whose kernel this is
     op: str
     shape: list[int]
-    calls: int  # kernels of this op and shape in the forward
+    calls: int  # identical kernels in the forward (the same op in every layer)
     predicted_s: float  # one call
     measured_s: float
     ratio: float  # measured / predicted
@@ -83,23 +84,24 @@ def time_target(lowered: LoweredGraph, target: Target, machine: Machine, clock: 
                 progress: Progress | None = None) -> HostTarget:
     backend = backend_for(target)
     steps = [s for s in lowered.steps if s.kernel is not None]
-    groups: dict[tuple, list] = {}
+    groups: dict = {}  # identical kernels (the same op in every layer) are timed once
     for s in steps:
-        groups.setdefault((s.kernel.op, tuple(s.node.out.shape)), []).append(s)
+        groups.setdefault(canonical(s.kernel), []).append(s)
     tiny = min(steps, key=lambda s: sum(b.size for b in s.kernel.buffers))
     empty = _timer(backend.select(tiny.kernel, target, machine), target, machine)
     empty()
     overhead = _best(empty, 20)
     hz = clock.ghz * 1e9
     timings = []
-    for i, ((op, shape), members) in enumerate(groups.items()):
+    for i, members in enumerate(groups.values()):
         program = backend.select(members[0].kernel, target, machine)
         cost = backend.cost(program, machine)
         call = _timer(program, target, machine)
         call()  # warm: caches and pages
         measured = max(_best(call, repeat) - overhead, 1e-9)
         predicted = max(cost.cycles / hz, 1e-12)
-        timings.append(KernelTiming(members[0].node.name, op.removeprefix("aten."), list(shape), len(members),
+        node = members[0].node
+        timings.append(KernelTiming(node.name, node.op.removeprefix("aten."), list(node.out.shape), len(members),
                                     predicted, measured, measured / predicted, cost.bound.label, 0.0))
         if progress:
             progress(f"timing {target.name} kernels", i + 1, len(groups))

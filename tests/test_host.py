@@ -75,6 +75,10 @@ def test_every_kernel_is_timed_next_to_its_prediction(capsys, tiny_folder):
     assert t["target"] == "x86-64" and t["uarch"] == report["host"]["uarch"] and t["clock_ghz"] > 0
     kernels = t["kernels"]
     assert len(kernels) >= 8 and sum(k["share"] for k in kernels) == pytest.approx(1)
+    # identical kernels are timed once; the same op and shape with another reduction is another kernel (the
+    # attention projections read 32 features, the feed-forward's output 48)
+    projections = [k for k in kernels if k["op"] == "linear.default" and k["shape"] == [1, 8, 32]]
+    assert len(projections) == 2 and sorted(k["calls"] for k in projections) == [1, 4]
     for k in kernels:
         assert k["measured_s"] > 0 and k["predicted_s"] > 0 and k["calls"] >= 1
         assert k["ratio"] == pytest.approx(k["measured_s"] / k["predicted_s"])
