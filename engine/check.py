@@ -231,7 +231,8 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
         runs = [measured(lambda pair, p: check_target(job, *pair, p), pair, progress) for pair in targets]
     else:
         order = _slowest_first(targets)
-        forked = run_forked(lambda pair, p: check_target(job, *pair, p), [targets[i] for i in order], jobs, progress)
+        forked = run_forked(lambda pair, p: check_target(job, *pair, p), [targets[i] for i in order], jobs, progress,
+                            [f"checking {targets[i][0].name}" for i in order])
         runs = [forked[order.index(i)] for i in range(len(targets))]
     out = []
     for result, seconds, rss in runs:
