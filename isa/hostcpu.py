@@ -5,8 +5,8 @@ The clock in /proc/cpuinfo is the base or last-sampled frequency, not the one a 
 boost): an Intel Xeon listed at 2.6 GHz ran a dependent chain at 3.84 GHz. So the clock is measured the way
 microbenchmarks do (Agner Fog, "The microarchitecture of Intel, AMD and VIA CPUs", ch. 1; uops.info): a long
 chain of dependent integer additions, one cycle each on every x86-64 and AArch64 core since the P6 and the
-Cortex-A57, timed in C; cycles / seconds is the clock. A chain of dependent multiplies (3 cycles on every
-core isasim describes) is timed too, as a check.
+Cortex-A57, timed in C; cycles / seconds is the clock. A chain of dependent multiplies, whose latency the
+nearest uarch description gives, is timed too, as a check.
 """
 
 from __future__ import annotations
@@ -126,8 +126,6 @@ SOURCE = r"""
 long add_chain(long n) { long x = 1; for (long i = 0; i < n; i++) __asm__ volatile(ADD : "+r"(x)); return x; }
 long mul_chain(long n) { long x = 3; for (long i = 0; i < n; i++) __asm__ volatile(MUL : "+r"(x)); return x; }
 """
-MUL_LATENCY = 3  # imul r64 (Agner Fog's instruction tables: Skylake, Ice Lake, Golden Cove, Zen 1-4); AArch64
-# MUL Xd: 2 on Neoverse N1/V1 (Arm's Software Optimization Guides)
 
 
 @dataclass
@@ -150,15 +148,16 @@ def _best(fn, n: int, repeat: int) -> float:
     return best
 
 
-def measure_clock(repeat: int = 5) -> Clock:
-    """The clock the core runs at under load (best of `repeat` timings of 20 million dependent adds)."""
+def measure_clock(mul_latency: float, repeat: int = 5) -> Clock:
+    """The clock the core runs at under load (best of `repeat` timings of 20 million dependent adds), and the
+    clock the multiply chain gives, its latency (`mul_latency` cycles) taken from the uarch description:
+    imul r64 is 3 on every x86-64 core described, MUL Xd 4 on Neoverse N1 and 2 on V1."""
     lib = toolchain.c_library(SOURCE, "clock chains")
     for fn in (lib.add_chain, lib.mul_chain):
         fn.argtypes, fn.restype = [ctypes.c_long], ctypes.c_long
     n = 20_000
     ghz = n * CHAIN / _best(lib.add_chain, n, repeat) / 1e9
-    mul = MUL_LATENCY if platform.machine().lower() not in ("aarch64", "arm64") else 2
-    mul_ghz = n // 4 * CHAIN * mul / _best(lib.mul_chain, n // 4, repeat) / 1e9
+    mul_ghz = n // 4 * CHAIN * mul_latency / _best(lib.mul_chain, n // 4, repeat) / 1e9
     return Clock(round(ghz, 3), round(mul_ghz, 3), reported_ghz())
 
 
