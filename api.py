@@ -185,7 +185,7 @@ def host(model: str, targets: Names = None, machines: Names = None, *, seq: int 
     errors and the forward's measured/predicted ratio. Targets: those this host runs (default: all of them)."""
     from isasim.backends import backend_for
     from isasim.engine.host import host as run
-    from isasim.isa import hostcpu
+    from isasim.isa import hostcpu, native
     from isasim.isa.targets import TARGETS, get_any_target
 
     check_shape(batch, seed, seq)
@@ -195,6 +195,9 @@ def host(model: str, targets: Names = None, machines: Names = None, *, seq: int 
     if cpu.isa != "x86-64":
         raise UserError(f"isasim host times x86-64 machine code; this host is {cpu.isa} ({cpu.core}): "
                         "use `isasim check --on-host` to run its code")
+    missing = native.missing_tools(cpu.isa)
+    if missing:
+        raise UserError(f"isasim host builds every kernel with the host's toolchain: {missing}")
     names = _names(targets) or [t.name for t in TARGETS.values()
                                 if t.isa == cpu.isa and backend_for(t).can_run_native(t) is None]
     for name in names:
@@ -208,5 +211,4 @@ def host(model: str, targets: Names = None, machines: Names = None, *, seq: int 
     if progress:
         progress("measuring the clock", 0, 1)
     core = next(m for t, m in chosen if t.isa == cpu.isa)  # (the multiply chain's latency comes from its data)
-    mul = core.timing("imul" if cpu.isa == "x86-64" else "mul").latency
-    return run(lowered, chosen, cpu, hostcpu.measure_clock(mul), repeat, progress)
+    return run(lowered, chosen, cpu, hostcpu.measure_clock(core), repeat, progress)

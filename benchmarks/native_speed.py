@@ -9,22 +9,13 @@ the same shapes, and the SIMD-over-scalar speed-up predicted against measured.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 from isasim import api
+from isasim.engine.host import best_of
 from isasim.lowering.pipeline import lower_graph
 from isasim.models import capture, registry
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def gemm_shapes(lowered) -> list[tuple]:

@@ -31,8 +31,8 @@ def _default_rows(cmp: Comparison) -> list[Row]:
     return [r for r in cmp.rows if get_any_target(r.target).default_uarch == r.uarch]
 
 
-def plot_comparison(cmp: Comparison, path: Path) -> dict:
-    """Write the two charts to `path` (PNG, PDF or SVG, by its suffix); returns the data drawn, for checking."""
+def pyplot(path: Path):
+    """matplotlib's pyplot, drawing off screen, once `path` is known to be a plot this can write."""
     check_plot(path)
     try:
         import matplotlib
@@ -40,6 +40,21 @@ def plot_comparison(cmp: Comparison, path: Path) -> dict:
         raise UserError("--plot needs matplotlib: pip install matplotlib") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(plt, fig, path: Path) -> None:
+    """The figure written to `path` in the format its suffix names, replacing a file only once complete."""
+    fig.tight_layout()
+    with replacing(path, "wb") as f:
+        fig.savefig(f, format=path.suffix[1:].lower(), dpi=110)
+    plt.close(fig)
+
+
+def plot_comparison(cmp: Comparison, path: Path) -> dict:
+    """Write the two charts to `path` (PNG, PDF or SVG, by its suffix); returns the data drawn, for checking."""
+    plt = pyplot(path)
 
     points = roofline_points(cmp)
     fig, (roof, bars) = plt.subplots(1, 2, figsize=(17, 6.5), gridspec_kw={"width_ratios": [1.1, 1]})
@@ -80,8 +95,5 @@ def plot_comparison(cmp: Comparison, path: Path) -> dict:
     bars.invert_yaxis()
     bars.set(xlabel="share of the forward's cycles", xlim=(0, 1), title="cycles by op family")
     bars.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    with replacing(path, "wb") as f:
-        fig.savefig(f, format=path.suffix[1:].lower(), dpi=110)
-    plt.close(fig)
+    save(plt, fig, path)
     return {"roofline": points, "shares": {lab: r.family_shares for lab, r in zip(labels, cmp.rows)}}

@@ -5,21 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isasim.cli.output import check_plot, replacing
+from isasim.cli.plot import pyplot, save
 from isasim.engine.compare import families, family
 from isasim.engine.host import HostReport
-from isasim.isa.errors import UserError
 
 
 def plot_host(report: HostReport, path: Path) -> dict:
     """Write the chart to `path` (PNG, PDF or SVG, by its suffix); returns the points drawn, for checking."""
-    check_plot(path)
-    try:
-        import matplotlib
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install matplotlib") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(path)
 
     names = families()
     colors = plt.get_cmap("tab10").colors
@@ -45,8 +38,5 @@ def plot_host(report: HostReport, path: Path) -> dict:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"{report.model} seq {report.seq} on {report.host['name']}, {report.host['core']}")
-    fig.tight_layout()
-    with replacing(path, "wb") as f:
-        fig.savefig(f, format=path.suffix[1:].lower(), dpi=110)
-    plt.close(fig)
+    save(plt, fig, path)
     return drawn

@@ -60,7 +60,8 @@ class HostReport(ModelReport):
         return [{"target": t.target, "uarch": t.uarch, **k.__dict__} for t in self.targets for k in t.kernels]
 
 
-def _best(fn, repeat: int) -> float:
+def best_of(fn, repeat: int) -> float:
+    """The fastest of `repeat` calls, in seconds."""
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -90,7 +91,7 @@ def time_target(lowered: LoweredGraph, target: Target, machine: Machine, clock: 
     tiny = min(steps, key=lambda s: sum(b.size for b in s.kernel.buffers))
     empty = _timer(backend.select(tiny.kernel, target, machine), target, machine)
     empty()
-    overhead = _best(empty, 20)
+    overhead = best_of(empty, 20)
     hz = clock.ghz * 1e9
     timings = []
     for i, members in enumerate(groups.values()):
@@ -98,7 +99,7 @@ def time_target(lowered: LoweredGraph, target: Target, machine: Machine, clock: 
         cost = backend.cost(program, machine)
         call = _timer(program, target, machine)
         call()  # warm: caches and pages
-        measured = max(_best(call, repeat) - overhead, 1e-9)
+        measured = max(best_of(call, repeat) - overhead, 1e-9)
         predicted = max(cost.cycles / hz, 1e-12)
         node = members[0].node
         timings.append(KernelTiming(node.name, node.op.removeprefix("aten."), list(node.out.shape), len(members),

@@ -148,13 +148,23 @@ def _best(fn, n: int, repeat: int) -> float:
     return best
 
 
-def measure_clock(mul_latency: float, repeat: int = 5) -> Clock:
-    """The clock the core runs at under load (best of `repeat` timings of 20 million dependent adds), and the
-    clock the multiply chain gives, its latency (`mul_latency` cycles) taken from the uarch description:
-    imul r64 is 3 on every x86-64 core described, MUL Xd 4 on Neoverse N1 and 2 on V1."""
+MUL_KEY = {"x86-64": "imul", "aarch64": "mul"}  # the timing key of the multiply SOURCE chains, per ISA
+
+
+def chains():
+    """The compiled chains: add_chain(n) and mul_chain(n), each n x CHAIN dependent instructions."""
     lib = toolchain.c_library(SOURCE, "clock chains")
     for fn in (lib.add_chain, lib.mul_chain):
         fn.argtypes, fn.restype = [ctypes.c_long], ctypes.c_long
+    return lib
+
+
+def measure_clock(core, repeat: int = 5) -> Clock:
+    """The clock the core runs at under load (best of `repeat` timings of 20 million dependent adds), and the
+    clock the multiply chain gives at the latency the uarch description `core` gives its multiply (imul r64
+    3 cycles on every x86-64 core described, MUL Xd 4 on Neoverse N1 and 2 on V1)."""
+    mul_latency = core.timing(MUL_KEY[core.isa]).latency
+    lib = chains()
     n = 20_000
     ghz = n * CHAIN / _best(lib.add_chain, n, repeat) / 1e9
     mul_ghz = n // 4 * CHAIN * mul_latency / _best(lib.mul_chain, n // 4, repeat) / 1e9

@@ -44,7 +44,8 @@ import numpy as np
 
 from isasim.isa.machine_state import ALIGN
 from isasim.isa.toolchain import (INSTALL as _INSTALL, NativeUnavailable, build as _build, cpu_flags as _cpu_flags,
-                                   digest as _digest, sh as _sh, tool_error as _tool_error, which as _which)
+                                   digest as _digest, loaded, sh as _sh, tool_error as _tool_error,
+                                   which as _which)
 
 __all__ = [
     "NativeUnavailable",
@@ -179,15 +180,11 @@ def _signal_name(sig: int) -> str:
 
 # --------------------------------------------------------------------- x86-64
 
-_LIBS: dict[str, ctypes.CDLL] = {}
 
 
 def _x86_library(asm: str, symbol: str) -> ctypes.CDLL:
     gcc = _x86_tools()
     key = _digest("x86-64-so-v1", asm)
-    lib = _LIBS.get(key)
-    if lib is not None:
-        return lib
 
     def make(tmp: Path) -> Path:
         src = _write_asm(tmp, asm)
@@ -199,9 +196,7 @@ def _x86_library(asm: str, symbol: str) -> ctypes.CDLL:
             raise _tool_error("link", symbol, p)
         return tmp / "kernel.so"
 
-    lib = ctypes.CDLL(str(_build(key, ".so", make)))
-    _LIBS[key] = lib
-    return lib
+    return loaded(key, make)
 
 
 def x86_64_call(asm: str, symbol: str, buffers: list[np.ndarray]):

@@ -86,14 +86,20 @@ def build(key: str, suffix: str, make) -> Path:
 _LIBRARIES: dict[str, ctypes.CDLL] = {}
 
 
+def loaded(key: str, make) -> ctypes.CDLL:
+    """The shared library cached under `key` (built by `make(tmpdir) -> path` when absent), loaded once per
+    process."""
+    lib = _LIBRARIES.get(key)
+    if lib is None:
+        lib = _LIBRARIES[key] = ctypes.CDLL(str(build(key, ".so", make)))
+    return lib
+
+
 def c_library(source: str, name: str) -> ctypes.CDLL:
     """C `source` compiled for this host into a shared library (cached by its text) and loaded; `name` names it
     in errors. Floating-point contraction is off, so the C means exactly what it says."""
     gcc = which("gcc", "gcc")
     key = digest("c-so-v1", " ".join(sorted(cpu_flags())), source)  # -march=native: built for these features
-    lib = _LIBRARIES.get(key)
-    if lib is not None:
-        return lib
 
     def make(tmp: Path) -> Path:
         (tmp / "lib.c").write_text(source)
@@ -103,6 +109,4 @@ def c_library(source: str, name: str) -> ctypes.CDLL:
             raise tool_error("compilation", name, p)
         return tmp / "lib.so"
 
-    lib = ctypes.CDLL(str(build(key, ".so", make)))
-    _LIBRARIES[key] = lib
-    return lib
+    return loaded(key, make)

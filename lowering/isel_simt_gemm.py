@@ -24,7 +24,8 @@ from isasim.isa.semantics import Prim
 from isasim.isa.simt_cost import cost_simt
 from isasim.isa.targets import Target
 from isasim.lowering.isel_simt import BLOCK, SimtSelector, thread_index
-from isasim.lowering.kernel import Affine, Kernel, Load, Map, Op, Reduce, Scalar, canonical
+from isasim.lowering.kernel import (Affine, Kernel, Load, Map, Op, Reduce, Scalar, canonical, reindexed,
+                                    reindexed_map)
 from isasim.isa.dtype import DType, F32_BYTES
 
 SIDE = 16  # threads along each edge of the block (16 x 16 = BLOCK)
@@ -62,15 +63,8 @@ def merged_rows(kernel: Kernel) -> Kernel:
         def ix(a: Affine) -> Affine:
             return Affine(a.offset, tuple((v, c) for v, c in a.terms if v != bv), a.dynamic)
 
-        def ex(e):
-            if isinstance(e, Load):
-                return Load(e.buf, ix(e.index))
-            if isinstance(e, Op):
-                return Op(e.prim, tuple(ex(a) for a in e.args))
-            return e
-
-        phases = (Reduce(red.var, red.extent, red.acc, ex(red.init), ex(red.update), red.store),
-                  Map(store.var, store.extent, store.buf, ix(store.index), ex(store.value)))
+        phases = (Reduce(red.var, red.extent, red.acc, reindexed(red.init, ix), reindexed(red.update, ix),
+                         red.store), reindexed_map(store, ix))
         kernel = replace(kernel, parallel=kernel.parallel[:-3] + ((mv, batch * m), (nv, n)), phases=phases)
     return kernel
 
@@ -352,11 +346,4 @@ def _shift(store: Map, by: dict[str, int]) -> Map:
     def ix(a: Affine) -> Affine:
         return Affine(a.offset + sum(a.coef(v) * d for v, d in by.items()), a.terms, a.dynamic)
 
-    def ex(e):
-        if isinstance(e, Load):
-            return Load(e.buf, ix(e.index))
-        if isinstance(e, Op):
-            return Op(e.prim, tuple(ex(a) for a in e.args))
-        return e
-
-    return Map(store.var, store.extent, store.buf, ix(store.index), ex(store.value))
+    return reindexed_map(store, ix)

@@ -199,6 +199,20 @@ def verify(kernel: Kernel) -> None:
             check(ph.value, inner)
 
 
+def reindexed(e: Expr, ix) -> Expr:
+    """The expression with `ix` (Affine -> Affine) applied to the index of every load in it."""
+    if isinstance(e, Load):
+        return Load(e.buf, ix(e.index))
+    if isinstance(e, Op):
+        return Op(e.prim, tuple(reindexed(a, ix) for a in e.args))
+    return e
+
+
+def reindexed_map(m: Map, ix) -> Map:
+    """The map with `ix` applied to the index of its store and of every load in its value."""
+    return Map(m.var, m.extent, m.buf, ix(m.index), reindexed(m.value, ix))
+
+
 def canonical(kernel: Kernel) -> Kernel:
     """The kernel with its buffers renamed by position and its name dropped: kernels that differ only in
     which tensors they read (the same op in every layer) become equal, so their costs can be shared."""
