@@ -211,4 +211,4 @@ def host(model: str, targets: Names = None, machines: Names = None, *, seq: int 
     if progress:
         progress("measuring the clock", 0, 1)
     core = next(m for t, m in chosen if t.isa == cpu.isa)  # (the multiply chain's latency comes from its data)
-    return run(lowered, chosen, cpu, hostcpu.measure_clock(core), repeat, progress)
+    return run(lowered, chosen, cpu, hostcpu.measure_clock(core, flags=tuple(cpu.flags)), repeat, progress)

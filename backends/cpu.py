@@ -34,7 +34,8 @@ class CpuBackend(Backend):
     file_suffix = ".s"
 
     def machine_names(self, target: Target) -> tuple[str, ...]:
-        return uarch_names(target.isa)
+        """The cores of the target's ISA that have its extensions (no AVX-512 target on Zen 3)."""
+        return tuple(n for n in uarch_names(target.isa) if not load_uarch(n).lacks(target.host_features))
 
     def all_machine_names(self) -> tuple[str, ...]:
         return uarch_names()
@@ -71,7 +72,8 @@ class CpuBackend(Backend):
             "cycles": cost.cycles,
             "inner_loop": None if inner is None else {
                 "predicted_cycles_per_iteration": inner.cycles, "bound": inner.bound.label,
-                "ports": inner.ports, "issue": inner.issue, "latency": inner.latency, "timing_keys": keys},
+                "ports": inner.ports, "issue": inner.issue, "latency": inner.latency, "window": inner.window,
+                "timing_keys": keys},
         }
 
     def manifest_header(self, target: Target, machine: Uarch) -> dict:

@@ -65,6 +65,11 @@ def _advice(bc: BlockCost, chain: float, sequential: bool, lanes: int) -> str:
                 f"{bc.latency:g} cycles per iteration; {runner} alone would allow {others[runner]:g}. With about "
                 f"{accs} independent accumulators (or vector lanes) the chain would stop deciding and {runner} "
                 f"would.")
+    if bc.bound.kind == "window":
+        return (f"the out-of-order window decides at {bc.window:g} cycles per iteration (ports alone: {bc.ports:g}, "
+                f"issue: {bc.issue:g}): each iteration holds a long dependency chain, and iterations overlap only "
+                f"as far as the reorder buffer and the scheduler hold their micro-ops. A shorter chain per element, "
+                f"or fewer micro-ops waiting on it, would move it.")
     if bc.bound.kind == "port":
         return (f"the ports {bc.busiest_port} decide at {bc.ports:g} cycles per iteration (issue alone: "
                 f"{bc.issue:g}{', carried chain: %g' % bc.latency if sequential else ''}); fewer instructions on "
@@ -94,7 +99,7 @@ def explain_cpu(program: Program, node: Node, target: Target, uarch: Uarch, iter
         node.name, node.op, target.name, uarch.name, trips, listing,
         {p: round(pressure.get(p, 0.0), 3) for p in uarch.ports},
         {"ports": bc.ports, "busiest_ports": bc.busiest_port, "issue": bc.issue, "latency": bc.latency,
-         "cycles_per_iteration": bc.cycles, "decides": bc.bound.label},
+         "window": bc.window, "cycles_per_iteration": bc.cycles, "decides": bc.bound.label},
         _advice(bc, chain, not loop.parallel, target.vector_lanes), render(asm, events),
         cycles(events) / iterations, iterations, _slices(events, asm))
 

@@ -1,6 +1,6 @@
 """Predicted against measured, and against PyTorch: every emitted x86-64 kernel (scalar, AVX2, AVX-512 where
 the host has it) timed natively by `isasim host` (engine/host.py: the host's core and nearest uarch, its clock
-measured, each kernel warm, best of several calls), then the GEMMs next to PyTorch's one-thread `F.linear` on
+measured, each kernel warm, in rounds, at the clock measured around it), then the GEMMs next to PyTorch's one-thread `F.linear` on
 the same shapes, and the SIMD-over-scalar speed-up predicted against measured.
 
     .venv/bin/python benchmarks/native_speed.py [--model minilm] [--seq 128] [--uarch zen4] [--target T ...]
@@ -41,7 +41,8 @@ def main() -> None:
     report = api.host(args.model, args.target, args.uarch, seq=args.seq)
     h = report.host
     print(f"host: {h['name']}, {h['core']}; predicted on {h['uarch']} ({h['why']}); clock {h['clock']['ghz']:.2f} "
-          f"GHz measured, /proc/cpuinfo {h['clock']['reported_ghz']} GHz")
+          f"GHz measured, /proc/cpuinfo {h['clock']['reported_ghz']} GHz; vector FMA {h['clock']['fma_per_cycle']} per "
+          f"cycle measured, {h['clock']['fma_described']} described")
     results = {}
     for t in report.targets:
         per = {(k.op, tuple(k.shape)): k for k in t.kernels}

@@ -141,12 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "machine code timed natively next to its predicted time",
                        description="Identify this host's core (CPUID as /proc/cpuinfo reports it) and the described "
                        "microarchitecture nearest to it, measure its clock with a chain of dependent adds, run "
-                       "every emitted kernel natively (warm, best of --repeat) and print its predicted and "
-                       "measured time, their ratio and the deciding bound; then the median |ratio - 1| over "
-                       "kernels of at least 1%% of the forward, the time-weighted error and the forward's ratio. "
+                       "every emitted kernel natively (warm, in --repeat rounds over all kernels, the clock "
+                       "measured again around every call) and print its predicted and measured time, their "
+                       "ratio and the deciding bound; then the median |ratio - 1| over kernels of at least 1% "
+                       "of the forward, the time-weighted error and the forward's ratio. "
                        "x86-64 hosts; targets default to those the host runs.")
     _common(h)
-    h.add_argument("--repeat", type=int, default=5, help="calls per kernel, the fastest counts (default 5)")
+    h.add_argument("--repeat", type=int, default=5, help="rounds over every kernel, three timed calls each after a warm-up; the fewest cycles count (default 5)")
     h.add_argument("--format", choices=("table", "json"), default="table")
     h.add_argument("--all", action="store_true", help="every kernel (default: those of 1%% of the forward or more)")
     h.add_argument("--plot", type=Path, metavar="FILE.png",

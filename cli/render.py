@@ -241,16 +241,22 @@ def host_table(report, console: Console, every: bool = False) -> None:
     console.print(f"  predicted on {h['uarch']}: {h['why']}", highlight=False)
     console.print(f"  clock {clock['ghz']:.2f} GHz measured (dependent adds; multiplies say {clock['mul_ghz']:.2f}); "
                   f"/proc/cpuinfo says {clock['reported_ghz']} GHz", highlight=False)
+    if clock.get("fma_per_cycle"):
+        shared = clock["fma_per_cycle"] < 0.9 * clock["fma_described"]
+        console.print(f"  vector FMA: {clock['fma_per_cycle']:.2f} per cycle measured, {clock['fma_described']:.2f} "
+                      f"described" + (": another thread shares the FP pipes (an SMT sibling or a neighbour on a "
+                                      "shared host), so vector kernels run slower than predicted" if shared else ""),
+                      highlight=False)
     for t in report.targets:
-        table = Table(title=f"{t.target} on {t.uarch} at {t.clock_ghz:.2f} GHz: {report.model} seq {report.seq}",
-                      title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True)
-        for col in ("kernel", "op", "calls", "predicted", "measured", "meas/pred", "share", "bound"):
+        table = Table(title=f"{t.target} on {t.uarch}: {report.model} seq {report.seq} (predicted at the clock "
+                      "measured around each kernel)", title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True)
+        for col in ("kernel", "op", "calls", "GHz", "predicted", "measured", "meas/pred", "share", "bound"):
             table.add_column(col, justify="right" if col not in ("kernel", "op", "bound") else "left",
                              no_wrap=True)
         for k in t.kernels:
             if every or k.share >= SHARE:
-                table.add_row(k.name, k.op.split(".")[0], str(k.calls), _us(k.predicted_s), _us(k.measured_s), f"{k.ratio:.2f}",
-                              f"{k.share:.1%}", k.bound)
+                table.add_row(k.name, k.op.split(".")[0], str(k.calls), f"{k.clock_ghz:.2f}", _us(k.predicted_s),
+                              _us(k.measured_s), f"{k.ratio:.2f}", f"{k.share:.1%}", k.bound)
         console.print(table)
         console.print(f"  median |measured/predicted - 1| {t.median_error:.0%} over kernels of {SHARE:.0%} or more; "
                       f"time-weighted error {t.weighted_error:.0%}; forward measured/predicted "

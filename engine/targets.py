@@ -14,7 +14,8 @@ Progress = Callable[[str, int, int], None]  # (what, done, total): long work rep
 
 def pick_targets(names: list[str] | None, machines: list[str] | None) -> list[tuple[Target, Machine]]:
     """Each requested target (default: all) with its machine: the first of `machines` of its ISA, else its
-    default one."""
+    default one. A core that lacks a named target's extensions is refused; unnamed targets it cannot run (the
+    AVX-512 target on Zen 3) are left out."""
     targets = [get_any_target(n) for n in (names or list(ALL_TARGETS))]
     chosen = [load_machine(u) for u in (machines or [])]
     for u in chosen:
@@ -24,7 +25,14 @@ def pick_targets(names: list[str] | None, machines: list[str] | None) -> list[tu
     out = []
     for t in targets:
         match = [u for u in chosen if u.isa == t.isa]
-        out.append((t, match[0] if match else load_machine(t.default_uarch)))
+        machine = match[0] if match else load_machine(t.default_uarch)
+        if machine.name not in machine_names(t):
+            lacks = ", ".join(machine.lacks(t.host_features))
+            if names:
+                raise UserError(f"--uarch {machine.name} lacks {lacks}, which target {t.name} needs: choose "
+                                f"another core ({', '.join(machine_names(t))}) or another target")
+            continue
+        out.append((t, machine))
     return out
 
 

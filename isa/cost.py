@@ -6,7 +6,12 @@ Cycles: each straight-line block (a loop's body and latch) costs, per trip, the 
              scheduler could (the min-cut bound over unions of port groups);
   - issue:   micro-ops over the core's issue width;
   - latency: the loop-carried dependency chain through one trip (a sequential loop's accumulator), found by
-             following each register that a trip reads before it writes it.
+             following each register that a trip reads before it writes it;
+  - window:  the out-of-order window. Trips overlap only as far as the reorder buffer and the scheduler hold
+             their micro-ops: by Little's law a trip whose micro-ops stay in the reorder buffer for R
+             micro-op-cycles in all (dispatch to in-order retirement) and wait in the scheduler for S (dispatch
+             to start) needs at least R / ROB and S / scheduler cycles per trip. A long chain inside each trip
+             (GELU's erf, softmax's exp) decides here although every trip is independent.
 A kernel's compute cycles add its blocks' cycles; memory sets a floor of bytes / bandwidth for every level.
 The kernel's cycles are the largest of these, and the report names the bound that decided (uiCA's
 "facile" bounds; the roofline).
@@ -14,6 +19,7 @@ The kernel's cycles are the largest of these, and the report names the bound tha
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -30,16 +36,19 @@ class BlockCost:
     issue: float
     latency: float
     busiest_port: str
+    window: float = 0.0
 
     @property
     def cycles(self) -> float:
-        return max(self.ports, self.issue, self.latency)
+        return max(self.ports, self.issue, self.latency, self.window)
 
     @property
     def bound(self) -> Bound:
         best = self.cycles
         if self.latency == best and self.latency > 0:
             return Bound("latency", best)
+        if self.window == best and self.window > 0:
+            return Bound("window", best)
         if self.ports == best:
             return Bound("port", best, self.busiest_port)
         return Bound("issue", best)
@@ -132,13 +141,71 @@ def port_bound(work: dict[frozenset, float]) -> tuple[float, str]:
     return best, where
 
 
+def fused_latch(block: list[Instr], i: int, uarch: Uarch) -> bool:
+    """Whether block[i] is a latch's `sub` that issues and executes as one uop with the branch after it."""
+    return (uarch.fuses_sub_branch and block[i].prim is Prim.DEC_FLAGS and i + 1 < len(block)
+            and block[i + 1].prim is Prim.BRANCH_NZ)
+
+
+def _occupancy(block: list[Instr], uarch: Uarch, period: int | None = None) -> tuple[float, float] | None:
+    """(reorder-buffer, scheduler) micro-op-cycles of one trip laid out as the core would run it: micro-ops
+    dispatch `issue_width` per cycle, each starts once its sources are ready (values from earlier trips: at
+    once), finishes `latency` later and retires in order. With a `period`, every port is reserved modulo it, as
+    when a trip starts every `period` cycles and each takes the same slots (a modulo schedule: Rau, "Iterative
+    modulo scheduling", 1994); None when an instruction finds no free slot."""
+    ready: dict[Reg, float] = {}
+    taken: dict[str, set[int]] = {p: set() for p in uarch.ports}
+    dispatched = retired = rob = waiting = 0.0
+    for i, ins in enumerate(block):
+        if fused_latch(block, i, uarch):
+            continue
+        t = uarch.timing(ins.mnemonic)
+        when = dispatched / uarch.issue_width
+        start = max([when] + [ready.get(r, 0.0) for r in reads(ins)])
+        if period and t.ports:
+            hold = max(1, round(t.rthroughput * len(t.ports)))
+            first = math.ceil(start)
+            free = [(s, p) for p in t.ports for s in range(first, first + period)
+                    if len(slots := {(s + h) % period for h in range(hold)}) == hold and not slots & taken[p]]
+            if not free:
+                return None
+            start, port = min(free)
+            taken[port].update((start + h) % period for h in range(hold))
+        done = start + t.latency
+        if isinstance(ins.dst, Reg):
+            ready[ins.dst] = done
+        retired = max(retired, done)
+        rob += t.uops * (retired - when)
+        if t.ports:  # a move eliminated at rename never waits in the scheduler
+            waiting += t.uops * (start - when)
+        dispatched += t.uops
+    return rob, waiting
+
+
+def window_bound(block: list[Instr], uarch: Uarch, floor: float = 0.0) -> float:
+    """Cycles per trip the out-of-order window allows when trips overlap: by Little's law, a trip's
+    micro-op-cycles in the reorder buffer over its size, and in the scheduler over its size. Laid out alone,
+    a trip gives the bound where its chain, not the ports, decides. Where the ports are nearly as busy (`floor`:
+    the port and issue bounds, at most twice this bound), micro-ops also wait for their ports and stay longer:
+    then the trip is laid out with its ports reserved modulo a whole period, from the next whole cycle up,
+    until the window holds it."""
+    rob, waiting = _occupancy(block, uarch)
+    alone = max(rob / uarch.reorder_buffer, waiting / uarch.scheduler)
+    if alone < floor / 2:  # the window is far from deciding: no need to find how the two interact
+        return alone
+    period = math.ceil(max(alone, floor, 1.0))
+    for period in range(period, 4 * period + 1):
+        occupancy = _occupancy(block, uarch, period)
+        if occupancy and max(occupancy[0] / uarch.reorder_buffer, occupancy[1] / uarch.scheduler) <= period:
+            return alone if period == math.ceil(max(alone, floor, 1.0)) else float(period)
+    return float(period)
+
+
 def block_cost(block: list[Instr], uarch: Uarch, sequential: bool) -> BlockCost:
     work: Counter = Counter()
     uops = 0
     for i, ins in enumerate(block):
-        fused = (uarch.fuses_sub_branch and ins.prim is Prim.DEC_FLAGS and i + 1 < len(block)
-                 and block[i + 1].prim is Prim.BRANCH_NZ)
-        if fused:  # the pair issues and executes as the branch's one uop
+        if fused_latch(block, i, uarch):  # the pair issues and executes as the branch's one uop
             continue
         t = uarch.timing(ins.mnemonic)
         if t.ports:
@@ -146,7 +213,8 @@ def block_cost(block: list[Instr], uarch: Uarch, sequential: bool) -> BlockCost:
         uops += t.uops
     busiest, port = port_bound(dict(work))
     latency = carried_latency(block, uarch) if sequential else 0.0
-    return BlockCost(busiest, uops / uarch.issue_width, latency, port)
+    issue = uops / uarch.issue_width
+    return BlockCost(busiest, issue, latency, port, window_bound(block, uarch, max(busiest, issue)))
 
 
 def _blocks(items: tuple[Item, ...], trips: int, uarch: Uarch, acc: _Acc, own: list[Instr] | None = None,

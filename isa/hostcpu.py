@@ -31,12 +31,10 @@ X86_CORES = [
     ("AuthenticAMD", 0x19, 0x10, 0x1F, "Zen 4 (Genoa)", "zen4", "the same core"),
     ("AuthenticAMD", 0x19, 0x60, 0x7F, "Zen 4 (Raphael, Phoenix)", "zen4", "the same core"),
     ("AuthenticAMD", 0x19, 0xA0, 0xAF, "Zen 4c (Bergamo)", "zen4", "the same core, denser"),
-    ("AuthenticAMD", 0x19, 0x00, 0x0F, "Zen 3 (Milan)", "zen4",
-     "Zen 3 is not described; Zen 4 keeps its four FP pipes and 256-bit datapaths (it adds AVX-512)"),
-    ("AuthenticAMD", 0x19, 0x20, 0x5F, "Zen 3 (Vermeer, Cezanne)", "zen4",
-     "Zen 3 is not described; Zen 4 keeps its four FP pipes and 256-bit datapaths (it adds AVX-512)"),
-    ("AuthenticAMD", 0x17, 0x00, 0xFF, "Zen / Zen 2", "zen4",
-     "Zen 2 is not described; Zen 4 is its nearest descendant"),
+    ("AuthenticAMD", 0x19, 0x00, 0x0F, "Zen 3 (Milan)", "zen3", "the same core"),
+    ("AuthenticAMD", 0x19, 0x20, 0x5F, "Zen 3 (Vermeer, Cezanne)", "zen3", "the same core"),
+    ("AuthenticAMD", 0x17, 0x00, 0xFF, "Zen / Zen 2", "zen3",
+     "Zen 2 is not described; Zen 3 is its nearest descendant (the same four FP pipes, no AVX-512)"),
 ]
 # AArch64: (implementer, part) from the MIDR (Arm ARM D23.2.122), as /proc/cpuinfo's "CPU implementer/part"
 ARM_CORES = {(0x41, 0xD0C): ("Neoverse N1", "neoverse-n1", "the same core"),
@@ -100,7 +98,7 @@ def identify(cpuinfo: str, machine: str) -> HostCpu:
             return HostCpu("x86-64", vendor, family, model, f.get("model name", core), core, uarch, why, simd)
     uarch, why = (("skylake-x", "an unknown core with AVX-512: Skylake-X is the described baseline for it")
                   if "avx512f" in flags else
-                  ("zen4", "an unknown core without AVX-512: Zen 4's 256-bit pipes are the nearest described"))
+                  ("zen3", "an unknown core without AVX-512: Zen 3 is the described core without it"))
     return HostCpu("x86-64", vendor, family, model, f.get("model name", "unknown"), "unknown", uarch, why, simd)
 
 
@@ -125,6 +123,22 @@ SOURCE = r"""
 #endif
 long add_chain(long n) { long x = 1; for (long i = 0; i < n; i++) __asm__ volatile(ADD : "+r"(x)); return x; }
 long mul_chain(long n) { long x = 3; for (long i = 0; i < n; i++) __asm__ volatile(MUL : "+r"(x)); return x; }
+/* n trips of 12 independent vector FMAs (256-bit on x86-64, 128-bit on AArch64): the FMA pipes' throughput */
+#if defined(__x86_64__)
+#define F(a) "vfmadd231ps %%ymm13, %%ymm14, %%ymm" #a "\n\t"
+#define FMA_CLOBBERS "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
+                     "xmm11", "xmm13", "xmm14"
+#define FMA_ZERO "vxorps %%xmm13, %%xmm13, %%xmm13\n\tvxorps %%xmm14, %%xmm14, %%xmm14\n\t"
+#elif defined(__aarch64__)
+#define F(a) "fmla v" #a ".4s, v13.4s, v14.4s\n\t"
+#define FMA_CLOBBERS "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v13", "v14"
+#define FMA_ZERO "movi v13.4s, #0\n\tmovi v14.4s, #0\n\t"
+#endif
+void fma_chains(long n) {
+    __asm__ volatile(FMA_ZERO ::: FMA_CLOBBERS);
+    for (long i = 0; i < n; i++)
+        __asm__ volatile(F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) ::: FMA_CLOBBERS);
+}
 """
 
 
@@ -133,6 +147,8 @@ class Clock:
     ghz: float
     mul_ghz: float  # the same clock from the multiply chain (its latency assumed): they should agree
     reported_ghz: float | None  # what /proc/cpuinfo says
+    fma_per_cycle: float | None = None  # independent vector FMAs measured per cycle (None: no FMA to run)
+    fma_described: float | None = None  # what the uarch description says the FMA pipes sustain
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -156,19 +172,40 @@ def chains():
     lib = toolchain.c_library(SOURCE, "clock chains")
     for fn in (lib.add_chain, lib.mul_chain):
         fn.argtypes, fn.restype = [ctypes.c_long], ctypes.c_long
+    lib.fma_chains.argtypes, lib.fma_chains.restype = [ctypes.c_long], None
     return lib
 
 
-def measure_clock(core, repeat: int = 5) -> Clock:
+FMA_KEY = {"x86-64": ("vfmadd231ps_ymm", "fma"), "aarch64": ("fmla_4s", "asimd")}  # (timing key, cpuinfo flag)
+
+
+def measure_clock(core, repeat: int = 5, flags: tuple[str, ...] = ()) -> Clock:
     """The clock the core runs at under load (best of `repeat` timings of 20 million dependent adds), and the
     clock the multiply chain gives at the latency the uarch description `core` gives its multiply (imul r64
-    3 cycles on every x86-64 core described, MUL Xd 4 on Neoverse N1 and 2 on V1)."""
+    3 cycles on every x86-64 core described, MUL Xd 4 on Neoverse N1 and 2 on V1). Where the host has the
+    vector FMA (`flags`), also how many independent FMAs per cycle its pipes sustain: fewer than described
+    means another thread shares them (an SMT sibling, a neighbour on a shared host), and vector kernels will
+    run slower than predicted by that much."""
     mul_latency = core.timing(MUL_KEY[core.isa]).latency
     lib = chains()
     n = 20_000
     ghz = n * CHAIN / _best(lib.add_chain, n, repeat) / 1e9
     mul_ghz = n // 4 * CHAIN * mul_latency / _best(lib.mul_chain, n // 4, repeat) / 1e9
-    return Clock(round(ghz, 3), round(mul_ghz, 3), reported_ghz())
+    key, flag = FMA_KEY[core.isa]
+    fma = described = None
+    if flag in flags:
+        trips = 2_000_000
+        fma = round(12 * trips / _best(lib.fma_chains, trips, repeat) / (ghz * 1e9), 2)
+        described = round(1 / core.timing(key).rthroughput, 2)
+    return Clock(round(ghz, 3), round(mul_ghz, 3), reported_ghz(), fma, described)
+
+
+def clock_now(repeat: int = 3) -> float:
+    """The clock in GHz right now: the best of `repeat` chains of 2 million dependent adds (about 0.7 ms each),
+    short enough to take around every timed kernel."""
+    lib = chains()
+    n = 2_000
+    return n * CHAIN / _best(lib.add_chain, n, repeat) / 1e9
 
 
 def reported_ghz() -> float | None:

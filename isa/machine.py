@@ -21,6 +21,12 @@ Conventions the TOML files follow (and the checks below enforce where they can):
   gets only its share (total / cores); each file's source line gives that number too. Note the
   Neoverse SLCs are mostly exclusive of L2, so their reach adds to the L2's.
 * ``MemLevel.latency`` is the scalar integer pointer-chase load-to-use latency of a hit in that level.
+* ``features``: the instruction-set extensions the core has, named as Linux's /proc/cpuinfo flags name them
+  (a target's ``host_features`` must be among them for the target to run on the core: no AVX-512 on Zen 3).
+* ``reorder_buffer``: micro-ops the core holds in flight, dispatch to retirement. ``scheduler``: the entries
+  that hold micro-ops waiting for their operands where the vector/FP work waits (Intel's unified
+  reservation station; AMD's FP scheduler; Arm's issue queues for the vector pipes, together). Both bound
+  how far independent loop trips overlap (isa/cost.py, the window bound).
 """
 
 from __future__ import annotations
@@ -73,6 +79,12 @@ class Uarch:
     description: str
     clock_source: str
     issue_width_source: str
+    features: tuple[str, ...]
+    features_source: str
+    reorder_buffer: int
+    reorder_buffer_source: str
+    scheduler: int
+    scheduler_source: str
     fuses_sub_branch: bool = False  # `sub r, imm; jnz` (a loop latch) issues as one macro-fused uop
     fusion_source: str = ""
 
@@ -84,6 +96,10 @@ class Uarch:
                 f"no timing for {mnemonic!r} on {self.name} ({self.isa}); "
                 f"add it to isa/uarch/{self.name}.toml"
             ) from None
+
+    def lacks(self, features: tuple[str, ...]) -> list[str]:
+        """Which of `features` (cpuinfo flag names) this core does not have."""
+        return [f for f in features if f not in self.features]
 
     def level(self, name: str) -> MemLevel:
         for lvl in self.levels:
@@ -112,12 +128,19 @@ class Uarch:
         return f"{self.isa}, {self.clock_ghz} GHz, issue width {self.issue_width}{fusion}"
 
     def source(self, quantity: str) -> str:
-        """The source line of a number: "clock" (or "clock_ghz"), "issue_width", a memory level (its size,
+        """The source line of a number: "clock" (or "clock_ghz"), "issue_width", "reorder_buffer",
+        "scheduler", "features", a memory level (its size,
         bandwidth and latency), "line", or an instruction's timing key."""
         if quantity in ("clock", "clock_ghz"):
             return self.clock_source
         if quantity == "issue_width":
             return self.issue_width_source
+        if quantity == "features":
+            return self.features_source
+        if quantity == "reorder_buffer":
+            return self.reorder_buffer_source
+        if quantity == "scheduler":
+            return self.scheduler_source
         if quantity in LEVEL_NAMES:
             return self.level(quantity).source
         if quantity == "line":
@@ -192,6 +215,12 @@ def parse_uarch(data: Mapping[str, Any], where: str) -> Uarch:
         description=required(data, "description", str, where).strip(),
         clock_source=text(data, "clock_source", where),
         issue_width_source=text(data, "issue_width_source", where),
+        features=tuple(required(data, "features", list, where)),
+        features_source=text(data, "features_source", where),
+        reorder_buffer=int(positive(required(data, "reorder_buffer", int, where), "reorder_buffer", where)),
+        reorder_buffer_source=text(data, "reorder_buffer_source", where),
+        scheduler=int(positive(required(data, "scheduler", int, where), "scheduler", where)),
+        scheduler_source=text(data, "scheduler_source", where),
         fuses_sub_branch=bool(data.get("fuses_sub_branch", False)),
         fusion_source=text(data, "fusion_source", where) if data.get("fuses_sub_branch") else "",
     )

@@ -1,14 +1,18 @@
 """A cycle-by-cycle timeline of a loop body repeated K times, for teaching (llvm-mca's timeline view).
 
-A small out-of-order core: each cycle up to `issue_width` micro-ops dispatch in program order; an instruction
-starts executing once its source registers are ready and one of its ports is free (a port stays busy for the
-instruction's reciprocal throughput times the number of ports it may use, so a divider blocks its port);
-it finishes `latency` cycles later; instructions retire in order, `issue_width` per cycle. Like llvm-mca, it
-models no front end, no branch misprediction, and every load hits L1.
+A small out-of-order core: each cycle up to `issue_width` micro-ops dispatch in program order, while the
+reorder buffer has room for them (`reorder_buffer` micro-ops between dispatch and retirement) and the
+scheduler too (`scheduler` micro-ops dispatched but not yet started); an instruction starts executing once its
+source registers are ready and one of its ports is free (a port stays busy for the instruction's reciprocal
+throughput times the number of ports it may use, so a divider blocks its port; an instruction ready earlier
+may take a port's free cycle before one reserved for a later instruction); it finishes `latency` cycles
+later; instructions retire in order, `issue_width` per cycle. Like llvm-mca, it models no front end, no branch
+misprediction, and every load hits L1.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from isasim.isa.machine import Uarch
@@ -36,9 +40,11 @@ def _reads(ins: Instr) -> list[Reg]:
 
 def simulate(body: list[Instr], uarch: Uarch, iterations: int) -> list[Event]:
     ready: dict[Reg, int] = {}  # cycle a register's newest value is available
-    port_free = {p: 0 for p in uarch.ports}  # first cycle each port can start a new micro-op
+    busy: dict[str, set[int]] = {p: set() for p in uarch.ports}  # the cycles each port is taken
     events: list[Event] = []
     dispatch_cycle = dispatched_now = retire_cycle = retired_now = 0
+    in_flight: list[int] = []  # the retire cycle of every micro-op dispatched so far, in order
+    waiting: list[int] = []  # a heap of the start cycles of micro-ops in the scheduler
     for it in range(iterations):
         for k, ins in enumerate(body):
             t = uarch.timing(ins.mnemonic)
@@ -48,13 +54,25 @@ def simulate(body: list[Instr], uarch: Uarch, iterations: int) -> list[Event]:
             uops = 0 if fused else t.uops
             if dispatched_now + uops > uarch.issue_width:
                 dispatch_cycle, dispatched_now = dispatch_cycle + 1, 0
+            at = dispatch_cycle
+            if uops and len(in_flight) + uops > uarch.reorder_buffer:  # wait until the oldest ones retire
+                at = max(at, in_flight[len(in_flight) + uops - uarch.reorder_buffer - 1] + 1)
+            if uops and t.ports:  # wait until the scheduler has room
+                while waiting and waiting[0] <= at:
+                    heapq.heappop(waiting)
+                while len(waiting) + uops > uarch.scheduler:
+                    at = max(at, heapq.heappop(waiting))
+                    while waiting and waiting[0] <= at:
+                        heapq.heappop(waiting)
+            if at != dispatch_cycle:
+                dispatch_cycle, dispatched_now = at, 0
             dispatched_now += uops
             start = max([dispatch_cycle + 1] + [ready.get(r, 0) for r in _reads(ins)])  # issue takes a cycle
             port = "-"
             if t.ports and not fused:
-                port = min(t.ports, key=lambda p: (max(port_free[p], start), p))
-                start = max(start, port_free[port])
-                port_free[port] = start + max(1, round(t.rthroughput * len(t.ports)))
+                hold = max(1, round(t.rthroughput * len(t.ports)))
+                start, port = min((_free_from(busy[p], start, hold), p) for p in t.ports)
+                busy[port].update(range(start, start + hold))
             finish = start + int(round(t.latency))
             if isinstance(ins.dst, Reg):
                 ready[ins.dst] = finish
@@ -64,8 +82,21 @@ def simulate(body: list[Instr], uarch: Uarch, iterations: int) -> list[Event]:
             if retire != retire_cycle:
                 retire_cycle, retired_now = retire, 0
             retired_now += 1
+            in_flight += [retire] * uops
+            if uops and t.ports:
+                for _ in range(uops):
+                    heapq.heappush(waiting, start)
             events.append(Event(it, k, dispatch_cycle, start, finish, retire, port))
     return events
+
+
+def _free_from(busy: set[int], cycle: int, hold: int) -> int:
+    """The first cycle from `cycle` on at which a port is free for `hold` cycles in a row: an instruction
+    ready early takes a free slot before one reserved later for an instruction ready later (the scheduler
+    picks the oldest ready micro-op each cycle, not the next in program order)."""
+    while any(c in busy for c in range(cycle, cycle + hold)):
+        cycle += 1
+    return cycle
 
 
 def cycles(events: list[Event]) -> int:

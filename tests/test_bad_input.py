@@ -312,7 +312,8 @@ def bad_model(tmp: Path, draw) -> Path | str:
 
 BAD_FLAGS = [["--seq", "0"], ["--seq", "-3"], ["--seq", "100000"], ["--seq", "x"], ["--batch", "0"],
              ["--batch", "-2"], ["--seed", "-1"], ["--seed", str(2**64)], ["--target", "riscv"], ["--uarch", "pentium"],
-             ["--target", "x86-64", "--uarch", "a100"], ["--format", "xml"], ["--no-such-flag"]]
+             ["--target", "x86-64", "--uarch", "a100"], ["--target", "avx512", "--uarch", "zen3"], ["--format", "xml"],
+             ["--no-such-flag"]]
 
 
 FINETUNE_FLAGS = [["--epochs", "0"], ["--batch", "0"], ["--lr", "nan"], ["--lr", "-1"], ["--seq", "1"],

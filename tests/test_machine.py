@@ -28,9 +28,11 @@ _X86_VEC = (
     "vaddps vsubps vmulps vdivps vsqrtps vmaxps vminps vfmadd231ps vfnmadd231ps vandps vxorps vmovaps "
     "vmovups_load vmovups_store vbroadcastss_load vbroadcastss vcvttps2dq vpaddd vpslld"
 ).split()
-X86_SIMD = [f"{m}_{w}" for m in _X86_VEC for w in ("ymm", "zmm")] + (
-    "vaddps_xmm vmaxps_xmm vmovhlps_xmm vmovshdup_xmm vroundps_ymm vrndscaleps_zmm vrndscaless vcmpps_ymm "
-    "vcmpps_zmm vcmpss_k vblendvps_ymm vblendmps_zmm vblendmps_xmm vextractf128_ymm vextractf32x4_ymm "
+X86_AVX2 = [f"{m}_ymm" for m in _X86_VEC] + (
+    "vaddps_xmm vmaxps_xmm vmovhlps_xmm vmovshdup_xmm vroundps_ymm vcmpps_ymm vblendvps_ymm vextractf128_ymm"
+).split()
+X86_AVX512 = [f"{m}_zmm" for m in _X86_VEC] + (
+    "vrndscaleps_zmm vrndscaless vcmpps_zmm vcmpss_k vblendmps_zmm vblendmps_xmm vextractf32x4_ymm "
     "vextractf64x4_zmm kmovw"
 ).split()
 A64_NEON = (
@@ -38,9 +40,10 @@ A64_NEON = (
     "fabs_4s fneg_4s frintn_4s fcvtzs_4s add_4s shl_4s fcmgt_4s bsl_16b mov_16b movi_zero faddp_4s faddp_s "
     "fmaxp_4s fmaxp_s"
 ).split()
-REQUIRED = {"x86-64": X86_SCALAR + X86_SIMD, "aarch64": A64_SCALAR + A64_NEON}
+REQUIRED = {"x86-64": X86_SCALAR + X86_AVX2, "aarch64": A64_SCALAR + A64_NEON}
 EXPECTED = {
     "skylake-x": "x86-64",
+    "zen3": "x86-64",
     "zen4": "x86-64",
     "sapphirerapids": "x86-64",
     "neoverse-n1": "aarch64",
@@ -60,8 +63,10 @@ def test_uarch_is_complete_and_consistent(name):
     u = load_uarch(name)
     assert u.name == name and u.isa == EXPECTED[name]
     assert u.clock_ghz > 0 and u.issue_width > 0 and u.description and u.sources
-    assert u.clock_source and u.issue_width_source
-    missing = [m for m in REQUIRED[u.isa] if m not in u.instructions]
+    assert u.clock_source and u.issue_width_source and u.features_source
+    assert u.reorder_buffer > u.scheduler > 0 and u.reorder_buffer_source and u.scheduler_source
+    required = REQUIRED[u.isa] + (X86_AVX512 if "avx512f" in u.features else [])
+    missing = [m for m in required if m not in u.instructions]
     assert not missing, f"{name} lacks {missing}"
     for mnemonic, t in u.instructions.items():
         assert t.latency >= 0 and t.rthroughput > 0 and t.uops >= 1, mnemonic
@@ -132,6 +137,18 @@ def test_zen4_zmm_is_double_pumped(op):
     assert zmm.latency == ymm.latency and zmm.rthroughput == 2 * ymm.rthroughput and zmm.uops == 1
 
 
+def test_a_core_runs_only_the_targets_whose_extensions_it_has():
+    """Zen 3 has no AVX-512: the avx512 target is not timed on it, and asking for the pair is refused in one line."""
+    from isasim.engine.targets import pick_targets
+
+    assert "zen3" in machine_names(ALL_TARGETS["avx2"]) and "zen3" not in machine_names(ALL_TARGETS["avx512"])
+    assert load_uarch("zen3").lacks(ALL_TARGETS["avx512"].host_features) == ["avx512f", "avx512vl", "avx512dq"]
+    with pytest.raises(UserError) as err:
+        pick_targets(["avx512"], ["zen3"])
+    assert "\n" not in str(err.value) and "avx512f" in str(err.value) and "zen4" in str(err.value)
+    assert [t.name for t, _ in pick_targets(None, ["zen3"]) if t.isa == "x86-64"] == ["x86-64", "avx2"]
+
+
 def test_sapphirerapids_has_every_skylake_key():
     assert set(load_uarch("skylake-x").instructions) <= set(load_uarch("sapphirerapids").instructions)
 
@@ -158,6 +175,8 @@ def _minimal(**instr):
     return {
         "name": "toy", "isa": "x86-64", "description": "d", "sources": ["s"],
         "clock_ghz": 1.0, "clock_source": "s", "issue_width": 1, "issue_width_source": "s",
+        "features": [], "features_source": "s", "reorder_buffer": 8, "reorder_buffer_source": "s",
+        "scheduler": 4, "scheduler_source": "s",
         "ports": ["p0"],
         "levels": [dict(level, name=n) for n in LEVEL_NAMES],
         "instructions": {"add": dict({"latency": 1, "rthroughput": 1, "ports": ["p0"], "uops": 1, "source": "s"}, **instr)},
