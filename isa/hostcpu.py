@@ -200,9 +200,10 @@ def measure_clock(core, repeat: int = 5, flags: tuple[str, ...] = ()) -> Clock:
     return Clock(round(ghz, 3), round(mul_ghz, 3), reported_ghz(), fma, described)
 
 
-def clock_now(repeat: int = 3) -> float:
+def clock_now(repeat: int = 5) -> float:
     """The clock in GHz right now: the best of `repeat` chains of 2 million dependent adds (about 0.7 ms each),
-    short enough to take around every timed kernel."""
+    short enough to take around every timed kernel, and enough of them that a short spell of a slower clock
+    (or an interrupt) does not set it."""
     lib = chains()
     n = 2_000
     return n * CHAIN / _best(lib.add_chain, n, repeat) / 1e9
