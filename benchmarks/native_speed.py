@@ -19,12 +19,15 @@ from isasim.models import capture, registry
 
 
 def gemm_shapes(lowered) -> list[tuple]:
-    out = []
+    """(first node's name, output shape, kernel) of each distinct linear layer: the same output shape with
+    another reduction length (the feed-forward's down-projection against the attention's) is another one."""
+    out, seen = [], set()
     for step in lowered.steps:
         if step.kernel is not None and step.kernel.op in ("aten.linear.default", "aten.addmm.default"):
-            key = (step.kernel.op, step.node.out.shape)
-            if key not in [o[0] for o in out]:
-                out.append((key, step.kernel))
+            key = (step.kernel.op, step.node.out.shape, step.kernel.phases[0].extent)
+            if key not in seen:
+                seen.add(key)
+                out.append((step.node.name, step.node.out.shape, step.kernel))
     return out
 
 
@@ -45,7 +48,7 @@ def main() -> None:
           f"cycle measured, {h['clock']['fma_described']} described")
     results = {}
     for t in report.targets:
-        per = {(k.op, tuple(k.shape)): k for k in t.kernels}
+        per = {k.name: k for k in t.kernels}
         results[t.target] = per
         print(f"  {t.target} on {t.uarch}: median error {t.median_error:.0%}, time-weighted {t.weighted_error:.0%}, "
               f"forward measured/predicted {t.forward_ratio:.2f}")
@@ -55,16 +58,16 @@ def main() -> None:
     print(f"{'shape (MxNxK)':<16} {'PyTorch':>9} " + " ".join(f"{n:>18}" for n in results))
     gemm_pred = {n: 0.0 for n in results}
     gemm_meas = {n: 0.0 for n in results}
-    for (op, shape), kernel in gemm_shapes(lowered):
+    for name, shape, kernel in gemm_shapes(lowered):
         m, n = int(np.prod(shape[:-1])), shape[-1]
         kdim = kernel.phases[0].extent  # the reduction over k
         x, w, b = torch.randn(m, kdim), torch.randn(n, kdim), torch.randn(n)
         torch_t = best_of(lambda: torch.nn.functional.linear(x, w, b), 20)
         cells = []
-        for name, per in results.items():
-            k = per[(op.removeprefix("aten."), tuple(shape))]
-            gemm_pred[name] += k.predicted_s * k.calls
-            gemm_meas[name] += k.measured_s * k.calls
+        for target, per in results.items():
+            k = per[name]
+            gemm_pred[target] += k.predicted_s * k.calls
+            gemm_meas[target] += k.measured_s * k.calls
             cells.append(f"{k.measured_s * 1e3:7.3f}ms ({torch_t / k.measured_s:5.1%})")
         print(f"{m}x{n}x{kdim:<10} {torch_t * 1e3:7.3f}ms " + " ".join(f"{c:>18}" for c in cells))
     print("  (percentage: PyTorch's time / ours, i.e. the fraction of PyTorch's speed reached)")
