@@ -3,10 +3,9 @@ warm, best of several calls, next to the time isasim predicts for it at the host
 described microarchitecture nearest to the host's core (isa/hostcpu.py).
 
 Timing runs in rounds over every kernel, a warm-up call and the best of CALLS timed calls each, and the clock
-is measured again around them: a
-shared or power-managed host moves its clock by 10% and more within seconds (2.7-3.0 GHz on the Zen 3 this was
-built on) and has slow spells. A kernel's figure is its fewest cycles (time x the clock around it) over the
-rounds."""
+is measured again around them: a shared or power-managed host moves its clock by 10% and more within seconds
+(2.7-3.0 GHz on the Zen 3 this was built on) and has slow spells. A kernel's figure is its fewest cycles (time
+x the clock around it) over the rounds."""
 
 from __future__ import annotations
 

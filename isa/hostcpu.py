@@ -128,16 +128,19 @@ long mul_chain(long n) { long x = 3; for (long i = 0; i < n; i++) __asm__ volati
 #define F(a) "vfmadd231ps %%ymm13, %%ymm14, %%ymm" #a "\n\t"
 #define FMA_CLOBBERS "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
                      "xmm11", "xmm13", "xmm14"
-#define FMA_ZERO "vxorps %%xmm13, %%xmm13, %%xmm13\n\tvxorps %%xmm14, %%xmm14, %%xmm14\n\t"
+#define Z(a) "vxorps %%xmm" #a ", %%xmm" #a ", %%xmm" #a "\n\t"
+#define LOOP "dec %0\n\tjnz 1b"
 #elif defined(__aarch64__)
 #define F(a) "fmla v" #a ".4s, v13.4s, v14.4s\n\t"
 #define FMA_CLOBBERS "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v13", "v14"
-#define FMA_ZERO "movi v13.4s, #0\n\tmovi v14.4s, #0\n\t"
+#define Z(a) "movi v" #a ".4s, #0\n\t"
+#define LOOP "subs %0, %0, #1\n\tb.ne 1b"
 #endif
-void fma_chains(long n) {
-    __asm__ volatile(FMA_ZERO ::: FMA_CLOBBERS);
-    for (long i = 0; i < n; i++)
-        __asm__ volatile(F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) ::: FMA_CLOBBERS);
+void fma_chains(long n) {  /* one asm block: every register zeroed first (a denormal would take a slow path) */
+    if (n > 0)
+        __asm__ volatile(Z(0) Z(1) Z(2) Z(3) Z(4) Z(5) Z(6) Z(7) Z(8) Z(9) Z(10) Z(11) Z(13) Z(14) "1:\n\t"
+                         F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) LOOP
+                         : "+r"(n) :: FMA_CLOBBERS, "cc");
 }
 """
 
