@@ -11,7 +11,8 @@ Cycles: each straight-line block (a loop's body and latch) costs, per trip, the 
              their micro-ops: by Little's law a trip whose micro-ops stay in the reorder buffer for R
              micro-op-cycles in all (dispatch to in-order retirement) and wait in the scheduler for S (dispatch
              to start) needs at least R / ROB and S / scheduler cycles per trip. A long chain inside each trip
-             (GELU's erf, softmax's exp) decides here although every trip is independent.
+             (GELU's erf, softmax's exp) decides here although every trip is independent. Where the ports are
+             nearly as busy, the trips run on isa/timeline.py's cycle-by-cycle core instead.
 A kernel's compute cycles add its blocks' cycles; memory sets a floor of bytes / bandwidth for every level.
 The kernel's cycles are the largest of these, and the report names the bound that decided (uiCA's
 "facile" bounds; the roofline).
@@ -19,7 +20,6 @@ The kernel's cycles are the largest of these, and the report names the bound tha
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -29,6 +29,7 @@ from isasim.isa.machine import Uarch
 from isasim.isa.machine_state import place
 from isasim.isa.program import Instr, Item, Loop, Mem, Program, Reg, walk
 from isasim.isa.semantics import RESULT_IS_FP, Prim
+from isasim.isa.timeline import simulate
 
 @dataclass(frozen=True)
 class BlockCost:
@@ -147,14 +148,11 @@ def fused_latch(block: list[Instr], i: int, uarch: Uarch) -> bool:
             and block[i + 1].prim is Prim.BRANCH_NZ)
 
 
-def _occupancy(block: list[Instr], uarch: Uarch, period: int | None = None) -> tuple[float, float] | None:
-    """(reorder-buffer, scheduler) micro-op-cycles of one trip laid out as the core would run it: micro-ops
-    dispatch `issue_width` per cycle, each starts once its sources are ready (values from earlier trips: at
-    once), finishes `latency` later and retires in order. With a `period`, every port is reserved modulo it, as
-    when a trip starts every `period` cycles and each takes the same slots (a modulo schedule: Rau, "Iterative
-    modulo scheduling", 1994); None when an instruction finds no free slot."""
+def _occupancy(block: list[Instr], uarch: Uarch) -> tuple[float, float]:
+    """(reorder-buffer, scheduler) micro-op-cycles of one trip laid out as the core would run it alone:
+    micro-ops dispatch `issue_width` per cycle, each starts once its sources are ready (values from earlier
+    trips: at once), finishes `latency` later and retires in order."""
     ready: dict[Reg, float] = {}
-    taken: dict[str, set[int]] = {p: set() for p in uarch.ports}
     dispatched = retired = rob = waiting = 0.0
     for i, ins in enumerate(block):
         if fused_latch(block, i, uarch):
@@ -162,15 +160,6 @@ def _occupancy(block: list[Instr], uarch: Uarch, period: int | None = None) -> t
         t = uarch.timing(ins.mnemonic)
         when = dispatched / uarch.issue_width
         start = max([when] + [ready.get(r, 0.0) for r in reads(ins)])
-        if period and t.ports:
-            hold = max(1, round(t.rthroughput * len(t.ports)))
-            first = math.ceil(start)
-            free = [(s, p) for p in t.ports for s in range(first, first + period)
-                    if len(slots := {(s + h) % period for h in range(hold)}) == hold and not slots & taken[p]]
-            if not free:
-                return None
-            start, port = min(free)
-            taken[port].update((start + h) % period for h in range(hold))
         done = start + t.latency
         if isinstance(ins.dst, Reg):
             ready[ins.dst] = done
@@ -182,23 +171,25 @@ def _occupancy(block: list[Instr], uarch: Uarch, period: int | None = None) -> t
     return rob, waiting
 
 
+WINDOW_RUNS = 40  # trips the cycle-level core runs where the window and the ports interact; the last half count
+
+
 def window_bound(block: list[Instr], uarch: Uarch, floor: float = 0.0) -> float:
     """Cycles per trip the out-of-order window allows when trips overlap: by Little's law, a trip's
     micro-op-cycles in the reorder buffer over its size, and in the scheduler over its size. Laid out alone,
     a trip gives the bound where its chain, not the ports, decides. Where the ports are nearly as busy (`floor`:
-    the port and issue bounds, at most twice this bound), micro-ops also wait for their ports and stay longer:
-    then the trip is laid out with its ports reserved modulo a whole period, from the next whole cycle up,
-    until the window holds it."""
+    the port and issue bounds, at most twice this bound), micro-ops also wait for their ports and stay longer,
+    and the two compound: there the trips run on the cycle-by-cycle core of isa/timeline.py, which stalls
+    dispatch when the reorder buffer or the scheduler is full, and its steady spacing of trips is the bound."""
     rob, waiting = _occupancy(block, uarch)
     alone = max(rob / uarch.reorder_buffer, waiting / uarch.scheduler)
     if alone < floor / 2:  # the window is far from deciding: no need to find how the two interact
         return alone
-    period = math.ceil(max(alone, floor, 1.0))
-    for period in range(period, 4 * period + 1):
-        occupancy = _occupancy(block, uarch, period)
-        if occupancy and max(occupancy[0] / uarch.reorder_buffer, occupancy[1] / uarch.scheduler) <= period:
-            return alone if period == math.ceil(max(alone, floor, 1.0)) else float(period)
-    return float(period)
+    last = [0] * WINDOW_RUNS
+    for e in simulate(block, uarch, WINDOW_RUNS):
+        last[e.iteration] = max(last[e.iteration], e.retired)
+    half = WINDOW_RUNS // 2
+    return max(alone, (last[-1] - last[half - 1]) / (WINDOW_RUNS - half))
 
 
 def block_cost(block: list[Instr], uarch: Uarch, sequential: bool) -> BlockCost:

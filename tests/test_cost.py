@@ -126,9 +126,9 @@ def _steady_cycles(body, uarch, iterations=120):
 def test_the_window_bound_agrees_with_the_cycle_level_timeline(target, uarch):
     """GELU's loop holds a long chain (erf, exp) inside each independent trip. The analytic bound (ports, issue,
     and the reorder buffer and scheduler by Little's law) and the timeline, which stalls dispatch when either
-    is full, are two models of the same core: they agree within a third (the worst, AVX2 on Skylake-X, where
-    ports and window compound: 20 against 26.7 cycles; llvm-mca-19 -mcpu=skx says 23.0). Where the window
-    decides, a core with room for twice the micro-ops is predicted faster."""
+    is full, are two models of the same core: they agree within a third (where ports and window compound, the
+    bound runs the trips on the timeline itself). A core with room for twice the micro-ops is never predicted
+    slower."""
     from dataclasses import replace
 
     from isasim.isa.cost import block_cost
@@ -140,19 +140,24 @@ def test_the_window_bound_agrees_with_the_cycle_level_timeline(target, uarch):
     body, core = list(loop.body) + list(loop.latch), load_uarch(uarch)
     bc = block_cost(body, core, not loop.parallel)
     assert bc.window > 0 and bc.cycles == pytest.approx(_steady_cycles(body, core), rel=0.35)
-    if bc.bound.kind == "window":
-        roomier = replace(core, reorder_buffer=2 * core.reorder_buffer, scheduler=2 * core.scheduler)
-        assert block_cost(body, roomier, not loop.parallel).cycles < bc.cycles
+    roomier = replace(core, reorder_buffer=2 * core.reorder_buffer, scheduler=2 * core.scheduler)
+    assert block_cost(body, roomier, not loop.parallel).cycles <= bc.cycles
 
 
 def test_the_window_decides_gelu_on_zen3():
     """The chain of AVX2 GELU on Zen 3 is longer than its ports' work, so its trips overlap only as far as the
-    64-entry FP scheduler holds them: llvm-mca-19 -mcpu=znver3 gives 20.0 cycles per trip on the same loop."""
+    64-entry FP scheduler holds them (llvm-mca-19 -mcpu=znver3 gives 20.0 cycles per trip on the same loop);
+    with twice the room the ports would decide."""
+    from dataclasses import replace
+
     from isasim.isa.cost import block_cost
     from isasim.isa.emit import hottest_loop
 
     x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
     (prog,) = programs(one_op_graph("aten.gelu.default", {"x": x}, (Ref("x"),), [(4, 64)]), "avx2", "zen3")
     _, loop = hottest_loop(prog.body)
-    bc = block_cost(list(loop.body) + list(loop.latch), load_uarch("zen3"), False)
-    assert bc.bound.kind == "window" and bc.window > bc.ports
+    body, zen3 = list(loop.body) + list(loop.latch), load_uarch("zen3")
+    bc = block_cost(body, zen3, False)
+    assert bc.bound.kind == "window" and bc.window > 1.2 * bc.ports
+    roomier = replace(zen3, reorder_buffer=2 * zen3.reorder_buffer, scheduler=2 * zen3.scheduler)
+    assert block_cost(body, roomier, False).cycles < 0.9 * bc.cycles
