@@ -397,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
                    "compare": cmd_compare, "finetune": cmd_finetune,
                    "host": cmd_host, "targets": cmd_targets}[args.command]
+        if getattr(args, "uarch", None) and not getattr(args, "target", None) and args.command != "host":
+            from isasim.engine.targets import left_out
+
+            for note in left_out(args.uarch):  # every target was asked for: say which the chosen core cannot run
+                print(f"isasim: note: {note}", file=sys.stderr)
         return handler(args, out)
     except UserError as e:
         print(f"isasim: error: {e}", file=sys.stderr)

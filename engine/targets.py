@@ -36,6 +36,19 @@ def pick_targets(names: list[str] | None, machines: list[str] | None) -> list[tu
     return out
 
 
+def left_out(machines: list[str] | None) -> list[str]:
+    """What `pick_targets(None, machines)` leaves out, and why: a sentence per target whose chosen core lacks its
+    extensions (for a note to the user, who asked for every target)."""
+    chosen = [load_machine(u) for u in (machines or [])]
+    notes = []
+    for t in ALL_TARGETS.values():
+        match = [u for u in chosen if u.isa == t.isa]
+        if match and match[0].name not in machine_names(t):
+            notes.append(f"target {t.name} left out: --uarch {match[0].name} lacks "
+                         f"{', '.join(match[0].lacks(t.host_features))}")
+    return notes
+
+
 def every_pair() -> list[tuple[Target, Machine]]:
     """Every target on every machine its timing can come from: what `compare` tabulates."""
     return [(t, load_machine(m)) for t in ALL_TARGETS.values() for m in machine_names(t)]

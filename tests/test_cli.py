@@ -78,6 +78,15 @@ def test_trace_json_of_a_local_folder(capsys, tiny_folder):
         assert any(op["module"].startswith("encoder.layer.1") for op in t["ops"])
 
 
+def test_a_core_without_a_targets_extensions_leaves_it_out_with_a_note(capsys, tiny_folder):
+    """Every target asked for (no --target) on Zen 3: the AVX-512 target cannot run there, so it is left out and
+    the user is told so, in one line each, and everything else runs on the cores asked for."""
+    code, out, err = run(capsys, "trace", str(tiny_folder), "--seq", "9", "--uarch", "zen3", "--format", "json")
+    assert code == 0 and err.count("\n") == 1 and "target avx512 left out" in err and "avx512f" in err
+    pairs = {(t["target"], t["uarch"]) for t in json.loads(out)["targets"]}
+    assert ("x86-64", "zen3") in pairs and ("avx2", "zen3") in pairs and "avx512" not in {t for t, _ in pairs}
+
+
 def test_trace_table_and_csv(capsys, tiny_folder, tmp_path):
     code, out, _ = run(capsys, "trace", str(tiny_folder), "--seq", "5", "--target", "aarch64")
     assert code == 0 and "aarch64 on neoverse-n1" in out and "total" in out and "layer 1" in out
