@@ -70,7 +70,8 @@ def render_explanation(e: Explanation, console: Console, wide: bool = False) -> 
                   + ", ".join(f"{p} {v:g}" for p, v in e.pressure.items() if v))
     b = e.bound
     console.print(f"bounds per iteration: ports {b['ports']:g} ({b['busiest_ports']}), issue {b['issue']:g}, "
-                  f"loop-carried latency {b['latency']:g}, out-of-order window {b['window']:.3g} -> [bold]{b['cycles_per_iteration']:g} cycles, "
+                  f"loop-carried latency {b['latency']:g}, out-of-order window {b['window']:.3g} -> "
+                  f"[bold]{b['cycles_per_iteration']:g} cycles, "
                   f"{b['decides']}[/]")
     console.print(e.advice)
     console.print(f"\ntimeline of {e.iterations} iterations (D dispatch, = wait for operands or a port, "

@@ -147,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "of the forward, the time-weighted error and the forward's ratio. "
                        "x86-64 hosts; targets default to those the host runs.")
     _common(h)
-    h.add_argument("--repeat", type=int, default=5, help="rounds over every kernel, three timed calls each after a warm-up; the fewest cycles count (default 5)")
+    h.add_argument("--repeat", type=int, default=5,
+                   help="rounds over every kernel, three timed calls each after a warm-up; the fewest cycles "
+                   "count (default 5)")
     h.add_argument("--format", choices=("table", "json"), default="table")
     h.add_argument("--all", action="store_true", help="every kernel (default: those of 1%% of the forward or more)")
     h.add_argument("--plot", type=Path, metavar="FILE.png",

@@ -43,8 +43,8 @@ for t in report.targets:
           f"{t.seconds * 1e6:6.1f} us, mostly {max(t.bounds, key=t.bounds.get)}-bound")"""),
     ("One op, and its bound",
      "A bound is a typed value (`isasim.isa.hardware.Bound`): its kind, where it applies (a port group, a GPU "
-     "pipe; nowhere in particular for the out-of-order window, which decides softmax and GELU here) and the cycles it alone "
-     "would take. JSON shows its label.",
+     "pipe; nowhere in particular for the out-of-order window, which decides softmax and GELU here) and the "
+     "cycles it alone would take. JSON shows its label.",
      """avx512 = report.targets[0]
 i, op = next((i, op) for i, op in enumerate(avx512.ops) if op.bound.kind == "window")
 print(op.name, op.op, op.shape, op.module)

@@ -29,7 +29,7 @@ from isasim.isa.machine import Uarch
 from isasim.isa.machine_state import place
 from isasim.isa.program import Instr, Item, Loop, Mem, Program, Reg, walk
 from isasim.isa.semantics import RESULT_IS_FP, Prim
-from isasim.isa.timeline import simulate
+from isasim.isa.timeline import fused_latch, reads, simulate
 
 @dataclass(frozen=True)
 class BlockCost:
@@ -96,13 +96,6 @@ def fp_ops(body: tuple[Item, ...], threads: int = 1, live_threads: int = 1) -> i
     return total
 
 
-def reads(ins: Instr) -> list[Reg]:
-    regs = [s.base if isinstance(s, Mem) else s for s in ins.srcs]
-    if isinstance(ins.dst, Mem):
-        regs.append(ins.dst.base)
-    return [r for r in regs if isinstance(r, Reg)]
-
-
 def carried_latency(block: list[Instr], uarch: Uarch) -> float:
     """The longest dependency chain from a loop-carried register's value at the top of a trip to its next."""
     written: set[Reg] = set()
@@ -140,12 +133,6 @@ def port_bound(work: dict[frozenset, float]) -> tuple[float, str]:
         if load / len(union) > best + 1e-12:
             best, where = load / len(union), "".join(sorted(union)) if len(union) < 4 else f"{len(union)} ports"
     return best, where
-
-
-def fused_latch(block: list[Instr], i: int, uarch: Uarch) -> bool:
-    """Whether block[i] is a latch's `sub` that issues and executes as one uop with the branch after it."""
-    return (uarch.fuses_sub_branch and block[i].prim is Prim.DEC_FLAGS and i + 1 < len(block)
-            and block[i + 1].prim is Prim.BRANCH_NZ)
 
 
 def _occupancy(block: list[Instr], uarch: Uarch) -> tuple[float, float]:

@@ -38,13 +38,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from isasim.isa import simt_memory
-from isasim.isa.cost import KernelCost, fp_ops, reads
+from isasim.isa.cost import KernelCost, fp_ops
 from isasim.isa.hardware import Bound, decider
 from isasim.isa.gpu import Gpu
 from isasim.isa.machine_state import place
 from isasim.isa.program import Imm, Instr, Item, Loop, Program, Reg, RegFile, WarpAccess, guard_mask, walk
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_exec import place_shared
+from isasim.isa.timeline import reads
 
 _MEMORY = (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED)
 _REG_WORDS = {RegFile.FP: 1, RegFile.GP: 2, RegFile.PRED: 0, RegFile.MASK: 0}  # 32-bit registers per value

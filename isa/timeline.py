@@ -31,7 +31,14 @@ class Event:
     port: str
 
 
-def _reads(ins: Instr) -> list[Reg]:
+def fused_latch(block: list[Instr], i: int, uarch: Uarch) -> bool:
+    """Whether block[i] is a latch's `sub` that issues and executes as one uop with the branch after it."""
+    return (uarch.fuses_sub_branch and block[i].prim is Prim.DEC_FLAGS and i + 1 < len(block)
+            and block[i + 1].prim is Prim.BRANCH_NZ)
+
+
+def reads(ins: Instr) -> list[Reg]:
+    """The registers an instruction reads, a memory operand's base included."""
     regs = [s.base if isinstance(s, Mem) else s for s in ins.srcs]
     if isinstance(ins.dst, Mem):
         regs.append(ins.dst.base)
@@ -48,9 +55,7 @@ def simulate(body: list[Instr], uarch: Uarch, iterations: int) -> list[Event]:
     for it in range(iterations):
         for k, ins in enumerate(body):
             t = uarch.timing(ins.mnemonic)
-            # a latch's sub fused with its jnz (as isa/cost.py counts it): no slot or port of its own
-            fused = (uarch.fuses_sub_branch and ins.prim is Prim.DEC_FLAGS and k + 1 < len(body)
-                     and body[k + 1].prim is Prim.BRANCH_NZ)
+            fused = fused_latch(body, k, uarch)  # a latch's sub fused with its jnz: no slot or port of its own
             uops = 0 if fused else t.uops
             if dispatched_now + uops > uarch.issue_width:
                 dispatch_cycle, dispatched_now = dispatch_cycle + 1, 0
@@ -67,7 +72,7 @@ def simulate(body: list[Instr], uarch: Uarch, iterations: int) -> list[Event]:
             if at != dispatch_cycle:
                 dispatch_cycle, dispatched_now = at, 0
             dispatched_now += uops
-            start = max([dispatch_cycle + 1] + [ready.get(r, 0) for r in _reads(ins)])  # issue takes a cycle
+            start = max([dispatch_cycle + 1] + [ready.get(r, 0) for r in reads(ins)])  # issue takes a cycle
             port = "-"
             if t.ports and not fused:
                 hold = max(1, round(t.rthroughput * len(t.ports)))
