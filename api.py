@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from isasim.engine.graphs import check_shape, lowered_for_cost
+from isasim.engine.graphs import check_precision, check_shape, lowered_for_cost
 from isasim.engine.targets import Progress, every_pair, pick_targets
 from isasim.isa.errors import UserError
 from isasim.models.limits import check_finite
@@ -48,14 +48,23 @@ def _names(names: Names) -> list[str] | None:
 
 
 def trace(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
-          seed: int = 0, core_aten: bool = False, progress: Progress | None = None) -> TraceReport:
+          seed: int = 0, core_aten: bool = False, precision: str = "fp32", progress: Progress | None = None
+          ) -> TraceReport:
     """What every op of the model's forward pass costs on each target: instructions, cycles, the deciding
-    bound and bytes per memory level, per op and in total. Nothing is executed."""
+    bound and bytes per memory level, per op and in total. Nothing is executed. `precision` "int8" quantizes
+    the linear layers as PyTorch's dynamic quantization does (models/quantize.py)."""
     from isasim.engine.trace import trace as run
 
     check_shape(batch, seed, seq)
-    chosen = pick_targets(_names(targets), _names(machines))
-    return run(lowered_for_cost(model, seq, batch, seed, core_aten, progress), chosen, progress)
+    check_precision(precision)
+    _no_int8_core_aten(precision, core_aten)
+    chosen = pick_targets(_names(targets), _names(machines), precision)
+    return run(lowered_for_cost(model, seq, batch, seed, core_aten, progress, precision), chosen, progress)
+
+
+def _no_int8_core_aten(precision: str, core_aten: bool) -> None:
+    if precision != "fp32" and core_aten:
+        raise UserError(f"--precision {precision} quantizes aten.linear, which --core-aten decomposes: drop one")
 
 
 def training_step(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
@@ -86,7 +95,8 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
 
 def check(model: str, targets: Names = None, machines: Names = None, *, seq: int | None = None, batch: int = 1,
           seed: int = 0, text: str | None = None, tolerance: float = 1e-4, on_host: bool = False,
-          dataset: str | None = None, jobs: int | None = None, progress: Progress | None = None) -> CheckReport:
+          dataset: str | None = None, jobs: int | None = None, precision: str = "fp32",
+          progress: Progress | None = None) -> CheckReport:
     """Execute every lowered kernel on each target with the model's weights and real inputs, and compare
     every op and the final output with PyTorch; `passed` only if every target stays within `tolerance` and
     counts what the cost model predicts. The inputs: `text` (its tokens are reported; `seq` defaults to their
@@ -98,7 +108,8 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
     if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         raise UserError(f"--jobs {jobs} is out of range: use 1 or more (1 checks every target in this process)")
     check_finite("--tolerance", tolerance, 0.0, inclusive=True)
-    chosen = pick_targets(_names(targets), _names(machines))
+    check_precision(precision)
+    chosen = pick_targets(_names(targets), _names(machines), precision)
     from isasim.engine.check import check as run, default_jobs  # (torch loads here, once the arguments are good)
     from isasim.engine.graphs import check_fits, dataset_inputs
     from isasim.lowering.pipeline import lower_graph
@@ -119,28 +130,41 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
     if progress:
         progress("running the model in PyTorch", 0, 1)
     captured = capture.capture(spec, seq, batch, text=text, seed=seed, with_values=True, inputs=inputs)
-    ref = reference.reference_outputs(captured)
     final = reference.final_hidden_state(captured)
+    graph, fp32 = captured.graph, None
+    if precision == "int8":
+        from isasim.models.quantize import quantize_graph
+
+        graph, fp32 = quantize_graph(graph), final
+        ref, final = reference.quantized_outputs(captured, graph)
+    else:
+        ref = reference.reference_outputs(captured)
     names = dict(spec.config.id2label) if spec.num_labels and words is not None else None
     jobs = jobs or default_jobs(len(chosen), per_process)
-    report = run(lower_graph(captured.graph), chosen, ref, final, tolerance, progress, on_host, labels, names, jobs)
+    report = run(lower_graph(graph), chosen, ref, final, tolerance, progress, on_host, labels, names, jobs, fp32)
     report.tokens = words
+    if precision == "int8" and labels is not None:
+        report.pytorch_dynamic_int8 = reference.dynamic_int8(captured, fp32, labels)
     return report
 
 
-def compare(model: str, *, seq: int = 128, batch: int = 1, seed: int = 0, progress: Progress | None = None
-            ) -> Comparison:
+def compare(model: str, *, seq: int = 128, batch: int = 1, seed: int = 0, precision: str = "fp32",
+            progress: Progress | None = None) -> Comparison:
     """Every target on every machine side by side (time, FLOP/cycle against the machine's peak, bytes per
-    level, speed-up over scalar x86-64, the dominant bound) and each op family's share of the cycles."""
+    level, speed-up over scalar x86-64, the dominant bound) and each op family's share of the cycles; in
+    int8, the targets and cores that run it, each set against float32 on the same core and float32 AVX-512."""
     from isasim.engine.compare import compare as run
 
     check_shape(batch, seed, seq)
-    return run(lowered_for_cost(model, seq, batch, seed, False, progress), progress)
+    check_precision(precision)
+    lowered = lowered_for_cost(model, seq, batch, seed, False, progress, precision)
+    fp32 = lowered_for_cost(model, seq, batch, seed, False, progress) if precision != "fp32" else None
+    return run(lowered, progress, precision, fp32)
 
 
 def explain(model: str, op: str, targets: Names = None, machines: Names = None, *, seq: int = 128,
-            batch: int = 1, seed: int = 0, iterations: int = 4, progress: Progress | None = None
-            ) -> ExplainReport:
+            batch: int = 1, seed: int = 0, iterations: int = 4, precision: str = "fp32",
+            progress: Progress | None = None) -> ExplainReport:
     """One kernel (the first that the node name or op `op` picks) taught on each target: on a CPU its
     hottest loop with each instruction's costs and sources, port pressure, the deciding bound, advice and a
     timeline of `iterations`; on a GPU its launch, occupancy, hottest loop and bounds. The report iterates
@@ -149,26 +173,29 @@ def explain(model: str, op: str, targets: Names = None, machines: Names = None, 
     from isasim.engine.explain import explain as run
 
     check_shape(batch, seed, seq)
-    chosen = pick_targets(_names(targets), _names(machines))
+    check_precision(precision)
+    chosen = pick_targets(_names(targets), _names(machines), precision)
     if not 1 <= iterations <= 100:
         raise UserError(f"--iterations {iterations} is out of range: use 1..100")
-    lowered = lowered_for_cost(model, seq, batch, seed, False, progress)
+    lowered = lowered_for_cost(model, seq, batch, seed, False, progress, precision)
     cfg = lowered.graph.config
     explained = [run(lowered, t, m, op, iterations) for t, m in chosen]
     return ExplainReport(cfg.get("model", model), seq, batch, op, explained)
 
 
 def emit(model: str, output: str | Path, targets: Names = None, machines: Names = None, *, seq: int = 128,
-         batch: int = 1, seed: int = 0, op: str | None = None, progress: Progress | None = None) -> EmitReport:
+         batch: int = 1, seed: int = 0, op: str | None = None, precision: str = "fp32",
+         progress: Progress | None = None) -> EmitReport:
     """Every kernel (or those `op` picks) as a file the target's toolchain accepts, with manifest.json, in
     `output` (a folder per target when there are several)."""
     from isasim.engine.emit import EmitReport, EmittedTarget, emit_model, previous_emit
 
     check_shape(batch, seed, seq)
-    chosen = pick_targets(_names(targets), _names(machines))
+    check_precision(precision)
+    chosen = pick_targets(_names(targets), _names(machines), precision)
     for target, _ in chosen:  # every folder checked before any work
         previous_emit(Path(output) / target.name if len(chosen) > 1 else Path(output))
-    lowered = lowered_for_cost(model, seq, batch, seed, False, progress)
+    lowered = lowered_for_cost(model, seq, batch, seed, False, progress, precision)
     emitted = []
     for target, machine in chosen:
         where = Path(output) / target.name if len(chosen) > 1 else Path(output)
@@ -178,7 +205,7 @@ def emit(model: str, output: str | Path, targets: Names = None, machines: Names 
 
 
 def host(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
-         seed: int = 0, repeat: int = 5, progress: Progress | None = None) -> HostReport:
+         seed: int = 0, repeat: int = 5, precision: str = "fp32", progress: Progress | None = None) -> HostReport:
     """The predictions against this machine: the host's core identified (and the described microarchitecture
     nearest to it, unless `machines` names one), its clock measured, and every kernel's machine code timed
     natively (warm, best of `repeat`) next to its predicted time; per target the median and time-weighted
@@ -189,6 +216,7 @@ def host(model: str, targets: Names = None, machines: Names = None, *, seq: int 
     from isasim.isa.targets import TARGETS, get_any_target
 
     check_shape(batch, seed, seq)
+    check_precision(precision)
     if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
         raise UserError(f"--repeat {repeat} is out of range: use 1 or more")
     cpu = hostcpu.this_host()
@@ -199,15 +227,15 @@ def host(model: str, targets: Names = None, machines: Names = None, *, seq: int 
     if missing:
         raise UserError(f"isasim host builds every kernel with the host's toolchain: {missing}")
     names = _names(targets) or [t.name for t in TARGETS.values()
-                                if t.isa == cpu.isa and backend_for(t).can_run_native(t) is None]
+                                if t.isa == cpu.isa and backend_for(t).can_run_native(t, precision) is None]
     for name in names:
         t = get_any_target(name)
         why = None if t.isa == cpu.isa else f"it is {t.isa} code and this host runs {cpu.isa}"
-        why = why or backend_for(t).can_run_native(t)
+        why = why or backend_for(t).can_run_native(t, precision)
         if why:
             raise UserError(f"--target {t.name}: this host cannot time it natively ({why}): choose another target")
-    chosen = pick_targets(names, _names(machines) or [cpu.uarch])
-    lowered = lowered_for_cost(model, seq, batch, seed, False, progress)
+    chosen = pick_targets(names, _names(machines) or [cpu.uarch], precision)
+    lowered = lowered_for_cost(model, seq, batch, seed, False, progress, precision)
     if progress:
         progress("measuring the clock", 0, 1)
     core = next(m for t, m in chosen if t.isa == cpu.isa)  # (the multiply chain's latency comes from its data)

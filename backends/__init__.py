@@ -27,9 +27,9 @@ def backend_for(target: Target) -> Backend:
     raise LookupError(f"no backend lowers target {target.name}")  # a target table without capabilities: a bug
 
 
-def machine_names(target: Target) -> tuple[str, ...]:
-    """The cores (CPU) or parts (GPU) a target's timing can come from."""
-    return backend_for(target).machine_names(target)
+def machine_names(target: Target, precision: str = "fp32") -> tuple[str, ...]:
+    """The cores (CPU) or parts (GPU) a target's timing can come from, in `precision`."""
+    return backend_for(target).machine_names(target, precision)
 
 
 def all_machines() -> dict[str, Backend]:

@@ -53,8 +53,8 @@ class Backend(ABC):
         """Whether the target has the capabilities this backend lowers to."""
 
     @abstractmethod
-    def machine_names(self, target: Target) -> tuple[str, ...]:
-        """The machines (CPU cores or GPUs) this target's timing can come from."""
+    def machine_names(self, target: Target, precision: str = "fp32") -> tuple[str, ...]:
+        """The machines (CPU cores or GPUs) this target's timing can come from, in `precision`."""
 
     @abstractmethod
     def all_machine_names(self) -> tuple[str, ...]:
@@ -102,9 +102,9 @@ class Backend(ABC):
         """One kernel taught: its hottest code, what each instruction costs, what decides, what would move it."""
 
     @abstractmethod
-    def can_run_native(self, target: Target) -> str | None:
-        """None when this host can run the target's emitted code (natively or under an emulator); else why
-        not, in a few words."""
+    def can_run_native(self, target: Target, precision: str = "fp32") -> str | None:
+        """None when this host can run the target's emitted code in `precision` (natively or under an
+        emulator); else why not, in a few words."""
 
     def run_native(self, program: Program, target: Target, storages: Storages) -> None:
         """Run the emitted code itself, writing its outputs back (where `can_run_native` allows)."""

@@ -33,9 +33,11 @@ from isasim.models.graph import Node
 class CpuBackend(Backend):
     file_suffix = ".s"
 
-    def machine_names(self, target: Target) -> tuple[str, ...]:
-        """The cores of the target's ISA that have its extensions (no AVX-512 target on Zen 3)."""
-        return tuple(n for n in uarch_names(target.isa) if not load_uarch(n).lacks(target.host_features))
+    def machine_names(self, target: Target, precision: str = "fp32") -> tuple[str, ...]:
+        """The cores of the target's ISA that have the extensions it needs in `precision` (no AVX-512 target on
+        Zen 3; int8 AVX-512 only with VNNI)."""
+        need = target.features(precision)
+        return tuple(n for n in uarch_names(target.isa) if not load_uarch(n).lacks(need))
 
     def all_machine_names(self) -> tuple[str, ...]:
         return uarch_names()
@@ -84,11 +86,12 @@ class CpuBackend(Backend):
                 ) -> Explanation:
         return explain_cpu(program, node, target, machine, iterations)
 
-    def can_run_native(self, target: Target) -> str | None:
-        if native.host_isa() == target.isa and not native.host_supports(target.isa, target.host_features):
-            missing = [f for f in target.host_features if not native.host_supports(target.isa, (f,))]
+    def can_run_native(self, target: Target, precision: str = "fp32") -> str | None:
+        need = target.features(precision)
+        if native.host_isa() == target.isa and not native.host_supports(target.isa, need):
+            missing = [f for f in need if not native.host_supports(target.isa, (f,))]
             return f"this CPU lacks {', '.join(missing)}, which {target.name} code needs"
-        if not native.can_run(target.isa, target.host_features):
+        if not native.can_run(target.isa, need):
             return f"this machine runs neither {target.isa} code nor qemu for it (run 'bash .ci/install-tools')"
         return None
 

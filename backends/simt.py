@@ -36,7 +36,8 @@ class SimtBackend(Backend):
     def accepts(self, target: Target) -> bool:
         return target.simt is not None
 
-    def machine_names(self, target: Target) -> tuple[str, ...]:
+    def machine_names(self, target: Target, precision: str = "fp32") -> tuple[str, ...]:
+        target.features(precision)  # (refuses a precision the SIMT lowering does not have)
         return gpu_names()
 
     def all_machine_names(self) -> tuple[str, ...]:
@@ -84,5 +85,5 @@ class SimtBackend(Backend):
                 ) -> SimtExplanation:
         return explain_simt(program, node, target, machine)
 
-    def can_run_native(self, target: Target) -> str | None:
+    def can_run_native(self, target: Target, precision: str = "fp32") -> str | None:
         return f"{target.name} code needs an NVIDIA GPU (its PTX is checked by ptxas in `isasim emit`)"

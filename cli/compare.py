@@ -55,6 +55,26 @@ def render_table(c: Comparison, console: Console, wide: bool = False) -> None:
     for r in c.rows:
         shares.add_row(r.target, r.uarch, *(f"{r.family_shares.get(f, 0.0):.1%}" for f in families()))
     console.print(shares)
+    if c.precision != "fp32":
+        vs = Table(title=f"{c.precision} against float32", title_justify="left", **style)
+        for col in FP32_HEAD:
+            vs.add_column(col, justify="left" if col in ("target", "uarch", "bound") else "right", overflow="fold",
+                          no_wrap=col in ("target", "uarch"))
+        for r in c.rows:
+            vs.add_row(*_fp32_cells(r))
+        console.print(vs)
+        console.print("vs own fp32: the same target and core in float32; vs fp32 avx512: float32 AVX-512 on this "
+                      "core, or on skylake-x where the core has none; linear layers: their share of the cycles, "
+                      "float32 -> int8; quantize: the activations' min/max and rounding to bytes", style="dim")
+
+
+FP32_HEAD = ("target", "uarch", "time", "vs own fp32", "vs fp32 avx512", "linear layers", "quantize", "bound")
+
+
+def _fp32_cells(r: Row) -> list[str]:
+    return [r.target, r.uarch, f"{r.seconds * 1e3:.1f} ms", f"{r.speedup_over_own_fp32:.2f}x",
+            f"{r.speedup_over_fp32_avx512:.2f}x", f"{r.gemm_share_fp32:.0%} -> {r.family_shares.get('GEMM', 0):.0%}",
+            f"{r.family_shares.get('quantize', 0):.1%}", r.dominant_bound]
 
 
 def render_markdown(c: Comparison) -> str:
@@ -64,6 +84,9 @@ def render_markdown(c: Comparison) -> str:
     lines += ["", "| target / uarch | " + " | ".join(fams) + " |", "|" + "---|" * (len(fams) + 1)]
     lines += [f"| {r.target} / {r.uarch} | " + " | ".join(f"{r.family_shares.get(f, 0.0):.1%}" for f in fams)
               + " |" for r in c.rows]
+    if c.precision != "fp32":
+        lines += ["", "| " + " | ".join(FP32_HEAD) + " |", "|" + "---|" * len(FP32_HEAD)]
+        lines += ["| " + " | ".join(_fp32_cells(r)) + " |" for r in c.rows]
     return "\n".join(lines) + "\n"
 
 
@@ -73,12 +96,16 @@ def render_csv(c: Comparison) -> str:
     fams = families()
     w.writerow(["target", "uarch", "instructions", "cycles", "seconds", "flop_per_cycle", "peak_flop_per_cycle",
                 "bytes_l1", "bytes_l2", "bytes_llc", "bytes_dram", "flop_per_dram_byte", "speedup_over_scalar_x86",
-                "dominant_bound", *(f"share_{f.replace(' ', '_')}" for f in fams)])
+                "dominant_bound", *(f"share_{f.replace(' ', '_')}" for f in fams),
+                *(("speedup_over_own_fp32", "speedup_over_fp32_avx512", "gemm_share_fp32")
+                  if c.precision != "fp32" else ())])
     for r in c.rows:
         w.writerow([r.target, r.uarch, r.instructions, f"{r.cycles:.1f}", r.seconds, r.flop_per_cycle,
                     r.peak_flop_per_cycle, *(r.bytes[lv] for lv in ("l1", "l2", "llc", "dram")),
                     r.arithmetic_intensity, r.speedup_over_scalar_x86, r.dominant_bound,
-                    *(r.family_shares.get(f, 0.0) for f in fams)])
+                    *(r.family_shares.get(f, 0.0) for f in fams),
+                    *((r.speedup_over_own_fp32, r.speedup_over_fp32_avx512, r.gemm_share_fp32)
+                      if c.precision != "fp32" else ())])
     return buf.getvalue()
 
 

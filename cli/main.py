@@ -34,6 +34,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for token ids and seeded weights (default 0)")
 
 
+def _precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="fp32 (default), or int8: the linear layers quantized as PyTorch's dynamic quantization "
+                   "does (int8 weights per output channel, made offline; activations per tensor at run time, "
+                   "7-bit as fbgemm's reduce_range; int32 accumulation on dot-product instructions: AVX2 "
+                   "vpmaddubsw, AVX512-VNNI vpdpbusd, NEON sdot); the CPU targets only")
+
+
 def _wide(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wide", action="store_true",
                    help="tables with every column (bytes at each memory level, registers, ...), 200 columns wide "
@@ -57,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("trace", help="count instructions, cycles and bytes per op, per layer, per target",
                        description="Cost every op of the model's forward pass on each target (no execution).")
     _common(t)
+    _precision(t)
     t.add_argument("--format", choices=("table", "json", "csv"), default="table")
     _wide(t)
     t.add_argument("-o", "--output", type=Path, help="write the report to this file instead of stdout")
@@ -74,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "shown, the sequence is as long as they are (unless --seq is given), and a classifier's "
                    "predicted label is shown per target next to PyTorch's")
     c.set_defaults(seq=None)  # check: 128, or the text's length
+    _precision(c)
     c.add_argument("--format", choices=("table", "json"), default="table")
     _wide(c)
     c.add_argument("--tolerance", type=float, default=1e-4,
@@ -94,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "ABI taking its buffers' addresses), with llvm-mca region markers around its hottest "
                        "loop, and manifest.json with argument order and isasim's predicted cycles.")
     _common(e)
+    _precision(e)
     e.add_argument("--op", help="only kernels of this node name or op (e.g. linear_3, gelu)")
     e.add_argument("-o", "--output", type=Path, required=True, help="directory to write into")
 
@@ -102,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "why: each instruction's latency, throughput, ports and their source; port pressure; "
                        "the deciding bound and what would move it; a cycle-by-cycle timeline.")
     _common(x)
+    _precision(x)
     x.add_argument("--op", required=True, help="a node name (e.g. linear_3) or an op (e.g. gelu); first match")
     x.add_argument("--iterations", type=int, default=4, help="iterations in the timeline (default 4)")
     x.add_argument("--format", choices=("table", "json"), default="table")
@@ -118,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
     cm.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     cm.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    _precision(cm)
     cm.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
     _wide(cm)
     cm.add_argument("--plot", type=Path, metavar="FILE.png",
@@ -147,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "of the forward, the time-weighted error and the forward's ratio. "
                        "x86-64 hosts; targets default to those the host runs.")
     _common(h)
+    _precision(h)
     h.add_argument("--repeat", type=int, default=5,
                    help="rounds over every kernel, three timed calls each after a warm-up; the fewest cycles "
                    "count (default 5)")
@@ -193,7 +207,7 @@ def cmd_trace(args, out: Console) -> int:
             output.check_writable(path, flag)
     with _progress(sys.stderr.isatty()) as progress:
         report = api.trace(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
-                           core_aten=args.core_aten, progress=progress)
+                           core_aten=args.core_aten, precision=args.precision, progress=progress)
     if args.chrome_trace:
         output.write_text(args.chrome_trace, render.trace_chrome(report))
         _wrote(args.chrome_trace, "the kernels as Chrome trace events (open in Perfetto)")
@@ -236,6 +250,8 @@ def _training(args, out: Console, every_machine: bool) -> int:
 
     if getattr(args, "core_aten", False) or getattr(args, "chrome_trace", None) or getattr(args, "output", None):
         raise UserError("--training prints its summary only: drop --core-aten, --chrome-trace and -o")
+    if args.precision != "fp32":
+        raise UserError(f"--training costs a float32 fine-tuning step: drop --precision {args.precision}")
     render = {"table": lambda r: training.render_table(r, out, getattr(args, "wide", False)),
               "json": training.render_json,
               "csv": training.render_csv, "markdown": training.render_markdown}[args.format]
@@ -255,7 +271,7 @@ def cmd_emit(args, out: Console) -> int:
 
     with _progress(sys.stderr.isatty()) as progress:
         emitted = api.emit(args.model, args.output, args.target, args.uarch, seq=args.seq, batch=args.batch,
-                           seed=args.seed, op=args.op, progress=progress)
+                           seed=args.seed, op=args.op, precision=args.precision, progress=progress)
     for t in emitted.targets:
         kinds = sorted({Path(k["file"]).suffix for k in t.manifest["kernels"]})
         if any(k.get("ptxas") for k in t.manifest["kernels"]):
@@ -275,7 +291,7 @@ def cmd_explain(args, out: Console) -> int:
     if args.chrome_trace:
         output.check_writable(args.chrome_trace, "--chrome-trace")
     results = api.explain(args.model, args.op, args.target, args.uarch, seq=args.seq, batch=args.batch,
-                          seed=args.seed, iterations=args.iterations)
+                          seed=args.seed, iterations=args.iterations, precision=args.precision)
     if args.chrome_trace:
         output.write_text(args.chrome_trace, json.dumps(chrome_trace(results)))
         _wrote(args.chrome_trace, "the timeline as Chrome trace events (open in Perfetto)")
@@ -301,7 +317,8 @@ def cmd_compare(args, out: Console) -> int:
 
         check_plot(args.plot)
     with _progress(sys.stderr.isatty()) as progress:
-        result = api.compare(args.model, seq=args.seq, batch=args.batch, seed=args.seed, progress=progress)
+        result = api.compare(args.model, seq=args.seq, batch=args.batch, seed=args.seed, precision=args.precision,
+                             progress=progress)
     if args.plot:
         from isasim.cli.plot import plot_comparison
 
@@ -322,7 +339,7 @@ def cmd_check(args, out: Console) -> int:
     with _progress(sys.stderr.isatty()) as progress:
         report = api.check(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
                            text=args.text, tolerance=args.tolerance, on_host=args.on_host, dataset=args.dataset,
-                           jobs=args.jobs, progress=progress)
+                           jobs=args.jobs, precision=args.precision, progress=progress)
     if args.format == "json":
         sys.stdout.write(render.to_json(report) + "\n")
     else:
@@ -352,7 +369,7 @@ def cmd_host(args, out: Console) -> int:
         check_plot(args.plot)  # before the work it would waste
     with _progress(sys.stderr.isatty()) as progress:
         report = api.host(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
-                          repeat=args.repeat, progress=progress)
+                          repeat=args.repeat, precision=args.precision, progress=progress)
     if args.format == "json":
         sys.stdout.write(render.to_json(report) + "\n")
     else:
@@ -399,10 +416,12 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
                    "compare": cmd_compare, "finetune": cmd_finetune,
                    "host": cmd_host, "targets": cmd_targets}[args.command]
-        if getattr(args, "uarch", None) and not getattr(args, "target", None) and args.command != "host":
+        precision = getattr(args, "precision", "fp32")
+        asked_all = not getattr(args, "target", None) and args.command not in ("host", "compare")
+        if asked_all and (getattr(args, "uarch", None) or precision != "fp32") and not getattr(args, "training", 0):
             from isasim.engine.targets import left_out
 
-            for note in left_out(args.uarch):  # every target was asked for: say which the chosen core cannot run
+            for note in left_out(args.uarch, precision):  # every target was asked for: say which are left out
                 print(f"isasim: note: {note}", file=sys.stderr)
         return handler(args, out)
     except UserError as e:

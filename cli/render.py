@@ -32,7 +32,7 @@ MASK_OPS = {"arange", "new_ones", "ge", "le", "lt", "gt", "and", "__and__", "ind
 
 
 def short_op(op: str) -> str:
-    return op.removeprefix("aten.").removesuffix(".default")
+    return op.removeprefix("aten.").removeprefix("isasim.").removesuffix(".default")
 
 
 def op_name(op: str) -> str:
@@ -168,21 +168,32 @@ def trace_csv(report: TraceReport) -> str:
 
 
 def check_table(report: CheckReport, console: Console, wide: bool = False) -> None:
-    table = Table(title=f"{report.model} seq {report.seq} batch {report.batch}: the lowered programs, executed, "
-                        "against PyTorch", title_justify="left", box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
-                  collapse_padding=not wide,
-                  caption=f"final: the model's output against PyTorch's (pass: abs err <= {report.tolerance:g}); "
-                          "counts: the executor's instructions against the cost model's; worst op: the largest "
+    int8 = report.precision == "int8"
+    against = "the int8 reference (PyTorch with each quantized linear layer in numpy, models/quantize.py)" \
+        if int8 else "PyTorch's"
+    table = Table(title=f"{report.model} seq {report.seq} batch {report.batch}{' int8' if int8 else ''}: the lowered "
+                        "programs, executed, against PyTorch", title_justify="left",
+                  box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, collapse_padding=not wide,
+                  caption=f"final: the model's output against {against}"
+                          + ("; vs fp32: against float32 PyTorch's; int8 ops: each quantization op against its "
+                             "reference on this target's own inputs (pass: all bit-identical; the final error "
+                             "is not held to the tolerance, as a float rounding upstream can move an activation "
+                             "across a rounding boundary of the quantizer)" if int8 else
+                             f" (pass: abs err <= {report.tolerance:g})")
+                          + "; counts: the executor's instructions against the cost model's; worst op: the largest "
                           "error of any op, relative to its largest value (errors grow through matmuls; for "
                           "reading only)", caption_justify="left")
-    for col in ("target", "uarch", "final abs err", "final rel err", "instructions executed", "counts", "worst op",
-                "result"):
+    cols = ("target", "uarch", "final abs err") + (("vs fp32", "int8 ops") if int8 else ("final rel err",)) + (
+        "instructions executed", "counts", "worst op", "result")
+    for col in cols:
         numbers = col in ("target", "uarch", "worst op", "instructions executed")  # never split
         table.add_column(col, overflow="fold", no_wrap=numbers,
                          justify="right" if "err" in col or "executed" in col else "left")
     for t in report.targets:
         worst = t.worst_ops[0] if t.worst_ops else None
-        table.add_row(t.target, t.uarch, f"{t.max_abs_err:.1e}", f"{t.max_rel_err:.1e}",
+        middle = (f"{t.max_abs_err_fp32:.1e}", f"{'exact' if t.int8_ops_exact else 'DIFFER'} ({t.int8_ops_checked})") \
+            if int8 else (f"{t.max_rel_err:.1e}",)
+        table.add_row(t.target, t.uarch, f"{t.max_abs_err:.1e}", *middle,
                       f"{t.instructions_executed:,}", "equal" if t.counts_match_cost_model else "DIFFER",
                       f"{worst.name} {worst.max_rel_err:.0e}" if worst else "",
                       "[green]pass[/]" if t.passed else "[red]FAIL[/]")
@@ -196,9 +207,10 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
     console.print(f"checked in {report.jobs} process{'es' if report.jobs > 1 else ''}: "
                   + ", ".join(f"{t.target} {t.seconds:.0f} s" for t in report.targets)
                   + f"; peak memory of a process {report.peak_rss_bytes / 1e9:.1f} GB", highlight=False)
+    whose = "float32 PyTorch's" if int8 else "PyTorch's"
     for t in report.targets:
         if t.label_agreement is not None:
-            console.print(f"  {t.target}: predicted labels agree with PyTorch's on {t.label_agreement:.1%} of "
+            console.print(f"  {t.target}: predicted labels agree with {whose} on {t.label_agreement:.1%} of "
                           f"{report.batch} sentences; accuracy {t.accuracy:.1%}")
         h = t.on_host
         if h and "skipped" in h:
@@ -207,7 +219,12 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
             same = "bit-identical to the executor" if h["bit_identical_to_executor"] else \
                 f"DIFFERS from the executor in {', '.join(h['differing_kernels'])}"
             console.print(f"  {t.target} machine code, run {h['ran']}: {h['kernels']} kernels, {same}; "
-                          f"max abs err vs PyTorch {h['max_abs_err']:.2e}")
+                          f"max abs err vs {'the int8 reference' if int8 else 'PyTorch'} {h['max_abs_err']:.2e}")
+    anchor = report.pytorch_dynamic_int8
+    if anchor:
+        console.print(f"  PyTorch's own int8 (quantize_dynamic): labels agree with float32 PyTorch's on "
+                      f"{anchor['label_agreement']:.1%}; accuracy {anchor['accuracy']:.1%}; logits' max abs err "
+                      f"{anchor['max_abs_err']:.1e}")
 
 
 def trace_chrome(report: TraceReport) -> str:

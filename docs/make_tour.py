@@ -58,7 +58,8 @@ def excerpt(table: str, first: str, keep: int | None = None) -> str:
     return "\n".join(lines[:head + 2] + lines[start:end] + ["  ⋮"] + lines[total:])
 
 
-KINDS = (("vmovups", "load"), ("vbroadcastss", "broadcast"), ("vfmadd", "fma"), ("add", "pointer"),
+KINDS = (("vmovups", "load"), ("vbroadcastss", "broadcast"), ("vfmadd", "fma"), ("vpdpbusd", "dot"),
+         ("add", "pointer"),
          ("lea", "pointer"), ("sub", "latch"), ("jnz", "latch"))
 
 
@@ -79,14 +80,18 @@ def annotated(listing: list[dict]) -> str:
         elif kind == "fma" and runs[i - 1][0] == "load" and len(runs[i - 1][1]) == 1:
             pass  # said with its load
         elif kind in ("load", "broadcast"):
-            what = "16 floats of a row" if kind == "load" else "one float into all 16 lanes"
-            out.append(f"# {n} {'vector loads' if kind == 'load' else 'broadcasts'}: {what} each")
+            what = "16 lanes of a row" if kind == "load" else "one 32-bit value into all 16 lanes"
+            plural = "" if n == 1 else "s"
+            out.append(f"# {n} {'vector load' if kind == 'load' else 'broadcast'}{plural}: {what}"
+                       + (" each" if n > 1 else ""))
         elif kind == "fma":
             out.append(f"# {n} FMAs, each into its own accumulator: independent chains the ports overlap")
+        elif kind == "dot":
+            out.append(f"# {n} dot products of four byte pairs per lane into int32 accumulators")
         elif kind == "pointer":
-            out.append("# the pointers move on to the next floats")
+            out.append("# the pointers move on along k")
         elif kind == "latch":
-            out.append("# the loop latch: count down and branch back (one fused uop on Skylake-X)")
+            out.append("# the loop latch: count down and branch back (sub and jnz fuse into one uop)")
         out += lines
     return "\n".join(out)
 
@@ -105,6 +110,9 @@ EXERCISES = (
     ("isasim check minilm --seq 16 --target avx2 --target neon --on-host",
      "Is each target's machine code bit-identical to isasim's executor? Which ran natively and which under "
      "qemu, and what would this host need to run avx512's?"),
+    ("isasim trace minilm --precision int8 --target avx2 --uarch zen3",
+     "Which op families now take the cycles, and if the int8 linear layers became free, how much faster "
+     "than float32 could this forward get (Amdahl's law, from the shares in `compare --precision int8`)?"),
     ("isasim trace minilm --training --batch 16 --seq 64 --target avx512 --target simt",
      "Which phase of a fine-tuning step (forward, backward, optimizer) dominates on each, and why is the "
      "optimizer so large on the GPU?"),
@@ -171,7 +179,8 @@ def sections(model: str, seq: int, out: Path) -> list[str]:
         gpu_section(m, s, rows),
         trust_section(),
         host_section(),
-        "## 8. Exercises\n\nEach exercise is a command to run and a question its output answers.\n\n"
+        int8_section(m, s),
+        "## 9. Exercises\n\nEach exercise is a command to run and a question its output answers.\n\n"
         + "\n".join(f"{i}. `{cmd}`\n\n   {question}\n" for i, (cmd, question) in enumerate(EXERCISES, 1))
         + terms("fine-tuning step", "on-host"),
     ]
@@ -201,6 +210,45 @@ def host_section() -> str:
             "sets; GELU and softmax are decided by the out-of-order window (a long erf or exp chain in every "
             "element) and the core overlaps them less than the model's 64-entry scheduler suggests. The README's "
             "\"Measured\" section gives the evidence for each.\n" + terms("bound", "cycles"))
+
+
+INT8_PAIRS = (("x86-64", "zen3"), ("avx2", "zen3"), ("avx512", "sapphirerapids"), ("neon", "neoverse-n1"))
+
+
+def int8_section(m: str, s: str) -> str:
+    """--precision int8: each target against its own fp32 on the same core, and the VNNI loop."""
+    rows = ["| target | uarch | fp32 ms | int8 ms | speed-up | linear layers' share (fp32 -> int8) | quantize share |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for target, uarch in INT8_PAIRS:
+        got = {}
+        for p in ("fp32", "int8"):
+            t = json.loads(run("trace", m, "--seq", s, "--target", target, "--uarch", uarch, "--precision", p,
+                               "--format", "json"))["targets"][0]
+            share = lambda *words: sum(o["cycles"] for o in t["ops"]  # noqa: E731
+                                       if any(w in o["op"] for w in words)) / t["cycles"]
+            got[p] = (t["seconds"] * 1e3, share("linear"), share("minmax", "quant"))
+        (f_ms, f_lin, _), (q_ms, q_lin, q_q) = got["fp32"], got["int8"]
+        rows.append(f"| {target} | {uarch} | {f_ms:.2f} | {q_ms:.2f} | {f_ms / q_ms:.2f}x | {f_lin:.0%} -> "
+                    f"{q_lin:.0%} | {q_q:.1%} |")
+    vnni = json.loads(run("explain", m, "--seq", s, "--op", "linear_int8", "--target", "avx512", "--precision",
+                          "int8", "--format", "json"))[0]
+    return ("## 8. Fewer bits: int8\n\n`--precision int8` runs the model as PyTorch's dynamic quantization does: "
+            "each linear layer's weight quantized once, offline, to int8 per output channel; its input quantized "
+            "per tensor at run time (each row's max and min, combined into a scale and a zero point, then a "
+            "pass that rounds each element to 7 bits); the products summed exactly in int32 by the target's dot-product instructions; the result "
+            "turned back into float32 in the GEMM's epilogue. Everything else stays float32. Each target against "
+            "its own float32, on the same core (AVX-512 on Sapphire Rapids, whose VNNI int8 needs; Skylake-X "
+            "lacks it), from `isasim trace " + m + " --seq " + s + " --target T --uarch U --precision P`:\n\n"
+            + "\n".join(rows)
+            + "\n\nThe int8 GEMM's loop on AVX-512: each `vpdpbusd` multiplies 64 byte pairs and adds them in "
+            "fours into 16 int32 lanes. Sapphire Rapids runs it on port 0 only (LLVM's model), one per cycle: 64 "
+            "multiply-adds against two 16-lane FMAs' 32, so the GEMMs gain 2x, not the 4x the bytes suggest. "
+            "Amdahl's law does the rest: what stays float32 (attention, softmax, layer norm, GELU) keeps its "
+            "cycles, and the quantize ops (vectorised: a row's max and min, then a multiply, round, clamp and "
+            "a narrowing store per vector) add a few percent:\n\n"
+            + block(f"isasim explain {m} --seq {s} --op linear_int8 --target avx512 --precision int8",
+                    annotated(vnni["listing"]), "asm")
+            + f"\n{vnni['advice']}\n" + terms("quantization", "zero point", "dot-product instruction"))
 
 
 def trust_section() -> str:

@@ -17,6 +17,7 @@ from isasim.isa.hardware import Machine
 from isasim.isa.targets import Target
 from isasim.lowering.pipeline import LoweredGraph, materialize
 from isasim.models.graph import Ref
+from isasim.models.quantize import OPS as QUANTIZATION_OPS, reference_op
 from isasim.report import ModelReport
 
 
@@ -48,6 +49,15 @@ class TargetCheck:
     seconds: float = 0.0  # wall-clock time to execute and compare this target
     peak_rss_bytes: int = 0  # the peak resident memory of the process that ran it
     thread_instructions: int | None = None  # SIMT: the threads that executed each warp instruction, summed
+    # --precision int8: the final output's largest error against float32 PyTorch (max_abs_err is against the
+    # int8 reference, which the executor must reproduce), and label_agreement is with float32 PyTorch's labels
+    max_abs_err_fp32: float | None = None
+    # int8: every quantization op (models/quantize.py OPS) equal, bit for bit, to its numpy reference computed
+    # from the inputs this target's executor gave it; the final output is not held to `tolerance`, since a
+    # float rounding upstream (PyTorch's own kernels differ by CPU) may move an activation across a rounding
+    # boundary of the quantizer, and one step of 1/127 then propagates
+    int8_ops_exact: bool | None = None
+    int8_ops_checked: int = 0
 
 
 @dataclass
@@ -59,6 +69,10 @@ class CheckReport(ModelReport):
     reference_prediction: dict | None = None  # a classifier on a text: PyTorch's label and its probability
     jobs: int = 1  # processes the targets ran in (engine/parallel.py)
     peak_rss_bytes: int = 0  # the largest peak resident memory of any process of the check
+    precision: str = "fp32"
+    # int8 on a dataset: PyTorch's own torch.ao.quantization.quantize_dynamic of the model, the anchor
+    # ({max_abs_err, label_agreement, accuracy} against float32 PyTorch and the true labels)
+    pytorch_dynamic_int8: dict | None = None
 
     def records(self) -> list[dict]:
         """One row per target."""
@@ -67,7 +81,8 @@ class CheckReport(ModelReport):
                  "counts_match_cost_model": t.counts_match_cost_model,
                  "worst_op": t.worst_ops[0].name if t.worst_ops else None, "label_agreement": t.label_agreement,
                  "accuracy": t.accuracy, "seconds": t.seconds, "peak_rss_bytes": t.peak_rss_bytes,
-                 "thread_instructions": t.thread_instructions} for t in self.targets]
+                 "thread_instructions": t.thread_instructions, "max_abs_err_fp32": t.max_abs_err_fp32,
+                 "int8_ops_exact": t.int8_ops_exact} for t in self.targets]
 
 
 def _errors(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
@@ -84,7 +99,7 @@ def _digest(values: np.ndarray) -> bytes:
 
 
 def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, bytes], final: np.ndarray,
-             tolerance: float, progress: Progress | None) -> dict:
+             tolerance: float | None, progress: Progress | None) -> dict:
     """Run the machine code of every kernel, chained on its own results; compare with PyTorch, and each
     kernel's outputs bit for bit with what isasim's executor computed."""
     from isasim.isa import native
@@ -111,7 +126,7 @@ def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, bytes], 
     how = "natively" if native.host_supports(target.isa) else "under qemu-aarch64"
     return {"ran": how, "kernels": n, "bit_identical_to_executor": not differing,
             "differing_kernels": differing[:10], "max_abs_err": abs_err, "max_rel_err": rel_err,
-            "passed": not differing and abs_err <= tolerance}
+            "passed": not differing and (tolerance is None or abs_err <= tolerance)}
 
 
 def _prediction(logits: np.ndarray, names: dict[int, str]) -> dict:
@@ -135,6 +150,7 @@ class _Job:
     skipped: dict[str, str]
     labels: np.ndarray | None
     label_names: dict[int, str] | None
+    fp32_final: np.ndarray | None = None  # int8: float32 PyTorch's final output, to report the error against
 
 
 def check_target(job: _Job, target: Target, machine: Machine, progress: Progress | None = None) -> TargetCheck:
@@ -148,6 +164,8 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
     counts_match = True
     done = 0
     op_errs: list[OpCheck] = []
+    int8 = job.fp32_final is not None
+    exact: list[bool] = []  # int8: each quantization op against its reference on the executor's inputs
     digests: dict[str, bytes] = {}  # each kernel's outputs, for --on-host to compare the machine code's with
     storages: dict = {}
 
@@ -156,6 +174,11 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
         for i, want in enumerate(job.reference.get(step.node.name, [])):
             got = materialize(lowered.context.views[Ref(step.node.name, i)], storages)
             op_errs.append(OpCheck(step.node.name, step.node.op, *_errors(got, want)))
+        if int8 and step.node.op in QUANTIZATION_OPS:
+            node = step.node
+            want = reference_op(node, [materialize(lowered.context.views[a], storages) for a in node.args])
+            got = materialize(lowered.context.views[Ref(node.name)], storages)
+            exact.append(np.array_equal(got, want.reshape(got.shape)))
         if events is None:
             return
         executed += events.total
@@ -178,18 +201,24 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
     if target.name in job.skipped:
         host = {"skipped": job.skipped[target.name], "passed": True}
     elif job.on_host:
-        host = _on_host(lowered, target, digests, final, job.tolerance, progress)
-    passed = abs_err <= job.tolerance and (host is None or host["passed"])
-    agree = acc = None
+        host = _on_host(lowered, target, digests, final, None if int8 else job.tolerance, progress)
+    close = all(exact) if int8 else abs_err <= job.tolerance
+    passed = close and (host is None or host["passed"])
+    agree = acc = fp32_err = None
+    if job.fp32_final is not None:
+        fp32_err = _errors(got, job.fp32_final)[0]
     if job.labels is not None:
         predicted = got.reshape(final.shape).argmax(-1)
-        agree = float(np.mean(predicted == final.argmax(-1)))
+        versus = final if job.fp32_final is None else job.fp32_final
+        agree = float(np.mean(predicted == versus.argmax(-1)))
         acc = float(np.mean(predicted == job.labels))
-        passed = passed and agree == 1.0
+        if not int8:  # every label of the reference it runs
+            passed = passed and bool(np.all(predicted == final.argmax(-1)))
     return TargetCheck(target.name, machine.name, abs_err, rel_err, passed, executed, counts_match, op_errs[:5],
                        host, agree, acc,
                        _prediction(got.reshape(final.shape), job.label_names) if job.label_names else None,
-                       thread_instructions=threads)
+                       thread_instructions=threads, max_abs_err_fp32=fp32_err,
+                       int8_ops_exact=all(exact) if int8 else None, int8_ops_checked=len(exact))
 
 
 def _slowest_first(targets: list[tuple[Target, Machine]]) -> list[int]:
@@ -213,19 +242,26 @@ def default_jobs(targets: int, need_bytes: int | None = None) -> int:
 def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], reference: dict[str, list[np.ndarray]],
           final: np.ndarray, tolerance: float = 1e-4, progress: Progress | None = None,
           on_host: bool = False, labels: np.ndarray | None = None,
-          label_names: dict[int, str] | None = None, jobs: int = 1) -> CheckReport:
+          label_names: dict[int, str] | None = None, jobs: int = 1, fp32_final: np.ndarray | None = None
+          ) -> CheckReport:
     """Execute every kernel for each target on the graph's real values; compare every op and the final
     output (hidden state or logits) with PyTorch, and the executor's dynamic counts with the cost model's.
     With `on_host`, also run each kernel's emitted machine code. With `labels` (one per row of a classifier's
     logits), the predicted labels must all agree with PyTorch's; the accuracy against `labels` is reported.
-    `jobs` > 1 checks targets in that many forked processes at once (engine/parallel.py)."""
+    `jobs` > 1 checks targets in that many forked processes at once (engine/parallel.py). In int8, `reference`
+    and `final` are the int8 reference's (models/reference.py `quantized_outputs`) and `fp32_final` float32
+    PyTorch's, against which the error and the label agreement are reported; a target passes when each
+    quantization op equals its reference on the target's own inputs bit for bit (TargetCheck.int8_ops_exact)
+    and the counts agree."""
     graph = lowered.graph
-    skipped = {t.name: why for t, _ in targets if on_host and (why := backend_for(t).can_run_native(t))}
+    precision = graph.config.get("precision", "fp32")
+    skipped = {t.name: why for t, _ in targets
+               if on_host and (why := backend_for(t).can_run_native(t, precision))}
     if on_host and len(skipped) == len(targets):
         raise UserError("--on-host: nothing here can run the machine code of "
                         + "; ".join(f"{name} ({why})" for name, why in skipped.items())
                         + ": drop --on-host, or add a target this host runs")
-    job = _Job(lowered, reference, final, tolerance, on_host, skipped, labels, label_names)
+    job = _Job(lowered, reference, final, tolerance, on_host, skipped, labels, label_names, fp32_final)
     jobs = max(1, min(jobs, len(targets))) if can_fork() else 1  # (without fork, no sharing: one process)
     if jobs == 1:
         runs = [measured(lambda pair, p: check_target(job, *pair, p), pair, progress) for pair in targets]
@@ -242,4 +278,5 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
     return CheckReport(cfg.get("model", graph.model), cfg.get("seq", 0), cfg.get("batch", 0), tolerance,
                        all(t.passed and t.counts_match_cost_model for t in out), out,
                        reference_prediction=_prediction(final, label_names) if label_names else None,
-                       jobs=jobs, peak_rss_bytes=max([peak_rss_bytes()] + [t.peak_rss_bytes for t in out]))
+                       jobs=jobs, peak_rss_bytes=max([peak_rss_bytes()] + [t.peak_rss_bytes for t in out]),
+                       precision=precision)

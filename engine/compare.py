@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from isasim.backends import load_machine, machine_names
 from isasim.engine.targets import Progress, every_pair
-from isasim.engine.trace import LEVELS, TraceReport, trace
+from isasim.engine.trace import LEVELS, TargetTrace, TraceReport, trace
 from isasim.isa.targets import TARGETS
 from isasim.lowering.pipeline import LoweredGraph
 from isasim.report import ModelReport
 
 FAMILIES = (
-    ("GEMM", ("linear", "addmm", "mm")),
+    ("GEMM", ("linear", "addmm", "mm", "linear_int8")),
+    ("quantize", ("minmax_rows", "quant_params", "quantize_u7")),
     ("attention matmuls", ("matmul", "bmm")),
     ("softmax", ("softmax", "_softmax")),
     ("layer norm", ("layer_norm", "native_layer_norm")),
@@ -53,12 +55,19 @@ class Row:
     # for the roofline, whose ceilings are peak_flop_per_cycle and this one
     families: dict[str, dict[str, float]]
     dram_bytes_per_cycle: float
+    # in int8 (a comparison made with the float32 graph too): the same target and core in float32 over this
+    # row's time, float32 AVX-512 (on this core where it has AVX-512, else on Skylake-X) over it, and the
+    # linear layers' share of the float32 cycles
+    speedup_over_own_fp32: float | None = None
+    speedup_over_fp32_avx512: float | None = None
+    gemm_share_fp32: float | None = None
 
 
 @dataclass
 class Comparison(ModelReport):
     flops: int
     rows: list[Row]
+    precision: str = "fp32"
 
     def records(self) -> list[dict]:
         """One row per target and machine."""
@@ -67,11 +76,17 @@ class Comparison(ModelReport):
                  "peak_flop_per_cycle": r.peak_flop_per_cycle, **{f"bytes_{lv}": r.bytes[lv] for lv in LEVELS},
                  "arithmetic_intensity": r.arithmetic_intensity,
                  "speedup_over_scalar_x86": r.speedup_over_scalar_x86, "dominant_bound": r.dominant_bound,
-                 **{f"share_{f}": r.family_shares.get(f, 0.0) for f in families()}} for r in self.rows]
+                 **{f"share_{f}": r.family_shares.get(f, 0.0) for f in families()},
+                 **({"speedup_over_own_fp32": r.speedup_over_own_fp32,
+                     "speedup_over_fp32_avx512": r.speedup_over_fp32_avx512, "gemm_share_fp32": r.gemm_share_fp32}
+                    if r.speedup_over_own_fp32 is not None else {})} for r in self.rows]
 
 
-def compare(lowered: LoweredGraph, progress: Progress | None = None) -> Comparison:
-    pairs = every_pair()
+def compare(lowered: LoweredGraph, progress: Progress | None = None, precision: str = "fp32",
+            fp32: LoweredGraph | None = None) -> Comparison:
+    """Every target on every machine (in `precision`); with `fp32`, the float32 graph of the same model, each
+    row is also set against float32 on the same core and against float32 AVX-512."""
+    pairs = every_pair(precision)
     reports: list[TraceReport] = [trace(lowered, [pair], progress) for pair in pairs]
     base = next(r.targets[0] for r in reports  # scalar x86-64 on its default core is the 1.00x row
                 if r.targets[0].target == "x86-64" and r.targets[0].uarch == TARGETS["x86-64"].default_uarch)
@@ -92,5 +107,25 @@ def compare(lowered: LoweredGraph, progress: Progress | None = None) -> Comparis
                         max(t.bounds.items(), key=lambda kv: kv[1])[0],
                         {f: round(v, 4) for f, v in sorted(shares.items(), key=lambda kv: -kv[1])},
                         fams, machine.bytes_per_cycle("dram")))
+    if fp32 is not None:
+        _against_fp32(rows, fp32, progress)
     first = reports[0]
-    return Comparison(first.model, first.seq, first.batch, first.flops, rows)
+    return Comparison(first.model, first.seq, first.batch, first.flops, rows, precision)
+
+
+def _against_fp32(rows: list[Row], fp32: LoweredGraph, progress: Progress | None) -> None:
+    avx512 = TARGETS["avx512"]
+    with_avx512 = set(machine_names(avx512))
+    timed: dict[tuple[str, str], TargetTrace] = {}
+
+    def float32(target: str, uarch: str) -> TargetTrace:
+        if (target, uarch) not in timed:
+            timed[(target, uarch)] = trace(fp32, [(TARGETS[target], load_machine(uarch))], progress).targets[0]
+        return timed[(target, uarch)]
+
+    for r in rows:
+        own = float32(r.target, r.uarch)
+        ref = float32("avx512", r.uarch if r.uarch in with_avx512 else avx512.default_uarch)
+        r.speedup_over_own_fp32 = own.seconds / r.seconds
+        r.speedup_over_fp32_avx512 = ref.seconds / r.seconds
+        r.gemm_share_fp32 = round(sum(op.cycles for op in own.ops if family(op.op) == "GEMM") / own.cycles, 4)

@@ -46,9 +46,25 @@ def cost_graph(model: str, seq: int, batch: int, seed: int = 0, core_aten: bool 
     return graph
 
 
+def check_precision(precision: str) -> None:
+    from isasim.models.quantize import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r} is unknown: choose one of {', '.join(PRECISIONS)}")
+
+
+def in_precision(graph: Graph, precision: str) -> Graph:
+    """The graph as it runs in `precision`: int8 quantizes its linear layers (models/quantize.py)."""
+    if precision == "int8":
+        from isasim.models.quantize import quantize_graph
+
+        return quantize_graph(graph)
+    return graph
+
+
 def lowered_for_cost(model: str, seq: int, batch: int, seed: int = 0, core_aten: bool = False,
-                     progress: Progress | None = None) -> LoweredGraph:
-    return lower_graph(cost_graph(model, seq, batch, seed, core_aten, progress))
+                     progress: Progress | None = None, precision: str = "fp32") -> LoweredGraph:
+    return lower_graph(in_precision(cost_graph(model, seq, batch, seed, core_aten, progress), precision))
 
 
 def activation_bytes(graph: Graph) -> int:

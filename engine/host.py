@@ -118,7 +118,8 @@ def time_target(lowered: LoweredGraph, target: Target, machine: Machine, clock: 
         cost = backend.cost(program, machine)
         node = members[0].node
         predicted, measured = max(cost.cycles, 1e-3) / (ghz * 1e9), cycles / (ghz * 1e9)
-        timings.append(KernelTiming(node.name, node.op.removeprefix("aten."), list(node.out.shape), len(members),
+        timings.append(KernelTiming(node.name, node.op.removeprefix("aten.").removeprefix("isasim."),
+                                    list(node.out.shape), len(members),
                                     predicted, measured, measured / predicted, cost.bound.label, 0.0,
                                     round(ghz, 3)))
     forward_measured = sum(k.measured_s * k.calls for k in timings)

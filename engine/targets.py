@@ -12,7 +12,8 @@ from isasim.isa.targets import ALL_TARGETS, Target, get_any_target
 Progress = Callable[[str, int, int], None]  # (what, done, total): long work reports through one of these
 
 
-def _pairs(names: list[str] | None, machines: list[str] | None) -> tuple[list[tuple[Target, Machine]], list[str]]:
+def _pairs(names: list[str] | None, machines: list[str] | None, precision: str = "fp32"
+           ) -> tuple[list[tuple[Target, Machine]], list[str]]:
     """(each requested target with its machine, a note per unnamed target its chosen core cannot run)."""
     targets = [get_any_target(n) for n in (names or list(ALL_TARGETS))]
     chosen = [load_machine(u) for u in (machines or [])]
@@ -22,32 +23,52 @@ def _pairs(names: list[str] | None, machines: list[str] | None) -> tuple[list[tu
                             f"add --target for it or drop --uarch {u.name}")
     out, notes = [], []
     for t in targets:
-        match = [u for u in chosen if u.isa == t.isa]
-        machine = match[0] if match else load_machine(t.default_uarch)
-        if machine.name not in machine_names(t):
-            lacks = ", ".join(machine.lacks(t.host_features))
+        try:
+            usable = machine_names(t, precision)
+        except UserError as e:  # a target without this precision's lowering
             if names:
-                raise UserError(f"--uarch {machine.name} lacks {lacks}, which target {t.name} needs: choose "
-                                f"another core ({', '.join(machine_names(t))}) or another target")
-            notes.append(f"target {t.name} left out: --uarch {machine.name} lacks {lacks}")
+                raise
+            notes.append(f"target {t.name} left out: {str(e).split(':')[0]}")
+            continue
+        match = [u for u in chosen if u.isa == t.isa]
+        if match:
+            machine = match[0]
+        else:  # the target's own core, unless it lacks what this precision needs (int8 AVX-512 without VNNI)
+            machine = load_machine(t.default_uarch if t.default_uarch in usable or not usable else usable[0])
+        if machine.name not in usable:
+            lacks = ", ".join(machine.lacks(t.features(precision)))
+            what = f"target {t.name}" + ("" if precision == "fp32" else f" in {precision}")
+            if names:
+                raise UserError(f"--uarch {machine.name} lacks {lacks}, which {what} needs: choose another core "
+                                f"({', '.join(usable) or 'none is described'}) or another target")
+            notes.append(f"{what} left out: --uarch {machine.name} lacks {lacks}")
             continue
         out.append((t, machine))
     return out, notes
 
 
-def pick_targets(names: list[str] | None, machines: list[str] | None) -> list[tuple[Target, Machine]]:
+def pick_targets(names: list[str] | None, machines: list[str] | None, precision: str = "fp32"
+                 ) -> list[tuple[Target, Machine]]:
     """Each requested target (default: all) with its machine: the first of `machines` of its ISA, else its
-    default one. A core that lacks a named target's extensions is refused; unnamed targets it cannot run (the
-    AVX-512 target on Zen 3) are left out."""
-    return _pairs(names, machines)[0]
+    default one (or, where that core lacks an extension `precision` needs, the first described core that has
+    it). A core that lacks a named target's extensions is refused; unnamed targets it cannot run (the AVX-512
+    target on Zen 3, the SIMT target in int8) are left out."""
+    return _pairs(names, machines, precision)[0]
 
 
-def left_out(machines: list[str] | None) -> list[str]:
-    """What `pick_targets(None, machines)` leaves out, and why: a sentence per target whose chosen core lacks its
-    extensions (for a note to the user, who asked for every target)."""
-    return _pairs(None, machines)[1]
+def left_out(machines: list[str] | None, precision: str = "fp32") -> list[str]:
+    """What `pick_targets(None, machines, precision)` leaves out, and why: a sentence per target (for a note
+    to the user, who asked for every target)."""
+    return _pairs(None, machines, precision)[1]
 
 
-def every_pair() -> list[tuple[Target, Machine]]:
-    """Every target on every machine its timing can come from: what `compare` tabulates."""
-    return [(t, load_machine(m)) for t in ALL_TARGETS.values() for m in machine_names(t)]
+def every_pair(precision: str = "fp32") -> list[tuple[Target, Machine]]:
+    """Every target on every machine its timing can come from: what `compare` tabulates (in int8: the targets
+    and cores that have an int8 lowering and the extensions it needs)."""
+    pairs = []
+    for t in ALL_TARGETS.values():
+        try:
+            pairs += [(t, load_machine(m)) for m in machine_names(t, precision)]
+        except UserError:
+            continue
+    return pairs

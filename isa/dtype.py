@@ -12,6 +12,10 @@ class DType(Enum):
     F32 = "float32"
     I64 = "int64"
     BOOL = "bool"
+    # int8 inference (models/quantize.py): quantized activations, weights, and their int32 column sums
+    U8 = "uint8"
+    I8 = "int8"
+    I32 = "int32"
 
     @property
     def itemsize(self) -> int:

@@ -169,11 +169,15 @@ class X86Emitter(_Emitter):
         if p is Prim.LOAD:
             addr = self.mem(s[0])
             return {DType.F32: f"vmovss {R(d)}, DWORD PTR {addr}", DType.I64: f"mov {R(d)}, QWORD PTR {addr}",
-                    DType.BOOL: f"movzx {self.r32(d)}, BYTE PTR {addr}"}[i.dtype]
+                    DType.BOOL: f"movzx {self.r32(d)}, BYTE PTR {addr}",
+                    DType.U8: f"movzx {self.r32(d)}, BYTE PTR {addr}",  # (writing r32 zeroes the upper half)
+                    DType.I8: f"movsx {R(d)}, BYTE PTR {addr}",
+                    DType.I32: f"movsxd {R(d)}, DWORD PTR {addr}"}[i.dtype]
         if p is Prim.STORE:
             addr = self.mem(d)
             return {DType.F32: f"vmovss DWORD PTR {addr}, {R(s[0])}", DType.I64: f"mov QWORD PTR {addr}, {R(s[0])}",
-                    DType.BOOL: f"mov BYTE PTR {addr}, {self.r8(s[0])}"}[i.dtype]
+                    DType.BOOL: f"mov BYTE PTR {addr}, {self.r8(s[0])}",
+                    DType.U8: f"mov BYTE PTR {addr}, {self.r8(s[0])}"}[i.dtype]
         if p is Prim.FMOV:
             return self.fp_move(i, lambda: f"vxorps {R(d)}, {R(d)}, {R(d)}",
                                 lambda: f"vmovss {R(d)}, DWORD PTR {self.const(s[0].value)}[rip]",
@@ -245,15 +249,19 @@ class A64Emitter(_Emitter):
     word = ".word"
 
     def header(self) -> list[str]:
-        return [".text", ".p2align 2", f".globl {self.sym}", f".type {self.sym}, %function", f"{self.sym}:"]
+        # the dot product extension (sdot) is optional in Armv8.2-A: GNU as accepts it only when told
+        arch = [".arch armv8.2-a+dotprod"] if _uses(self.p.body, Prim.SDOT4) else []
+        return arch + [".text", ".p2align 2", f".globl {self.sym}", f".type {self.sym}, %function", f"{self.sym}:"]
 
     def footer(self, pool: list[str]) -> list[str]:
         return [".ltorg", ".p2align 2"] + pool + [f".size {self.sym}, .-{self.sym}",
                                                   ".section .note.GNU-stack,\"\",%progbits"]
 
     def glue(self, saved: list[str]) -> tuple[list[str], list[str]]:
-        regs = [("x" + r[1:]) if r.startswith("x") else ("d" + r[1:]) for r in saved]
-        pairs = [regs[i:i + 2] for i in range(0, len(regs), 2)]
+        gp = [r for r in saved if r.startswith("x")]
+        fp = ["d" + r[1:] for r in saved if not r.startswith("x")]
+        # stp/ldp pair registers of one file only: x with x, d with d
+        pairs = [gp[i:i + 2] for i in range(0, len(gp), 2)] + [fp[i:i + 2] for i in range(0, len(fp), 2)]
         # AAPCS64 keeps sp 16-byte aligned; an odd register out is saved alone in a 16-byte slot
         head = [f"    stp {p[0]}, {p[1]}, [sp, #-16]!" if len(p) == 2 else f"    str {p[0]}, [sp, #-16]!"
                 for p in pairs]
@@ -290,12 +298,13 @@ class A64Emitter(_Emitter):
             u = emit_vector.a64_unscaled(s[0].disp, i.dtype.itemsize)
             addr = self.mem(s[0])
             return {DType.F32: f"ld{u}r {S(d)}, {addr}", DType.I64: f"ld{u}r {X(d)}, {addr}",
-                    DType.BOOL: f"ld{u}rb {self.w(d)}, {addr}"}[i.dtype]
+                    DType.BOOL: f"ld{u}rb {self.w(d)}, {addr}", DType.U8: f"ld{u}rb {self.w(d)}, {addr}",
+                    DType.I8: f"ld{u}rsb {X(d)}, {addr}", DType.I32: f"ld{u}rsw {X(d)}, {addr}"}[i.dtype]
         if p is Prim.STORE:
             u = emit_vector.a64_unscaled(d.disp, i.dtype.itemsize)
             addr = self.mem(d)
             return {DType.F32: f"st{u}r {S(s[0])}, {addr}", DType.I64: f"st{u}r {X(s[0])}, {addr}",
-                    DType.BOOL: f"st{u}rb {self.w(s[0])}, {addr}"}[i.dtype]
+                    DType.BOOL: f"st{u}rb {self.w(s[0])}, {addr}", DType.U8: f"st{u}rb {self.w(s[0])}, {addr}"}[i.dtype]
         if p is Prim.FMOV:
             return self.fp_move(i, lambda: f"fmov {S(d)}, wzr", lambda: f"ldr {S(d)}, {self.const(s[0].value)}",
                                 lambda: f"fmov {S(d)}, {S(s[0])}")
@@ -308,7 +317,7 @@ class A64Emitter(_Emitter):
                     raise EmitError(f"{self.p.name}: immediate {v} needs more than one mov")
                 return f"mov {X(d)}, #{v}"
             if isinstance(s[0], Addr):
-                if s[0].offset > 4095:
+                if not self.t.imm_fits(s[0].offset):  # (GNU as encodes a multiple of 4096 with lsl #12)
                     raise EmitError(f"{self.p.name}: buffer offset {s[0].offset} exceeds add's immediate")
                 return f"add {X(d)}, {self.args[s[0].buf]}, #{s[0].offset}"
             return f"mov {X(d)}, {X(s[0])}"
@@ -342,6 +351,10 @@ class A64Emitter(_Emitter):
         if p is Prim.DEC_FLAGS:
             return f"subs {X(d)}, {X(s[0])}, #{int(s[1].value)}"
         raise EmitError(f"{self.p.name}: no AArch64 encoding for {i}")
+
+
+def _uses(items, prim: Prim) -> bool:
+    return any(_uses(it.body, prim) if isinstance(it, Loop) else it.prim is prim for it in items)
 
 
 def _emitter_for(program: Program, target: Target) -> _Emitter:

@@ -7,6 +7,7 @@ read as xmm3), as the hardware reads the low lanes. Opmask predication prints as
 
 from __future__ import annotations
 
+from isasim.isa.dtype import DType
 from isasim.isa.program import Instr, Reg, RegFile
 from isasim.isa.semantics import Prim
 
@@ -18,7 +19,9 @@ _X86_OPS = {Prim.FADD: "vaddps", Prim.FSUB: "vsubps", Prim.FMUL: "vmulps", Prim.
 _A64_OPS = {Prim.FADD: "fadd", Prim.FSUB: "fsub", Prim.FMUL: "fmul", Prim.FDIV: "fdiv", Prim.FMAX: "fmax",
             Prim.FMIN: "fmin", Prim.IADD32: "add"}
 _A64_UNARY = {Prim.FSQRT: "fsqrt", Prim.FROUND: "frintn", Prim.FABS: "fabs", Prim.FNEG: "fneg",
-              Prim.CVT_F2I32: "fcvtzs"}
+              Prim.CVT_F2I32: "fcvtzs", Prim.CVT_I32F: "scvtf"}
+_X86_INT8 = {Prim.MADDUBS: "vpmaddubsw", Prim.MADDWD: "vpmaddwd",  # unsigned bytes first, then signed
+             Prim.PACKUSDW: "vpackusdw", Prim.PACKUSWB: "vpackuswb"}
 
 
 def is_vector(ins: Instr) -> bool:
@@ -45,6 +48,10 @@ def x86(em, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA 
     if p is Prim.LOAD_BCAST:
         return f"vbroadcastss {R(d)}, DWORD PTR {mem(s[0])}"
     if p is Prim.STORE:
+        if i.dtype is DType.U8:  # each 32-bit lane's low byte
+            return f"vpmovdb {_X86_PTR[w // 4]} PTR {mem(d)}{k}, {R(s[0])}"
+        if w == 2:
+            return f"vmovq QWORD PTR {mem(d)}, {R(s[0], 4)}"
         return f"vmovups {_X86_PTR[w]} PTR {mem(d)}{k}, {R(s[0])}"
     if p is Prim.FMOV:
         return em.fp_move(i, lambda: f"vxorps {R(d)}, {R(d)}, {R(d)}",
@@ -85,6 +92,16 @@ def x86(em, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA 
         raise em.error(f"{i} has no register tied to its destination")
     if p is Prim.CVT_F2I32:
         return f"vcvttps2dq {R(d)}, {R(s[0])}"
+    if p is Prim.CVT_I32F:
+        return f"vcvtdq2ps {R(d)}, {R(s[0])}"
+    if p is Prim.PERMQ:
+        return f"vpermq {R(d)}, {R(s[0])}, {int(s[1].value)}"
+    if p in _X86_INT8:
+        return f"{_X86_INT8[p]} {R(d)}, {R(s[0])}, {R(s[1])}"
+    if p is Prim.DOT4:
+        if d != s[2]:
+            raise em.error(f"{i}: vpdpbusd accumulates into its destination")
+        return f"vpdpbusd {R(d)}, {R(s[0])}, {R(s[1])}"
     if p is Prim.ISHL32:
         return f"vpslld {R(d)}, {R(s[0])}, {int(s[1].value)}"
     if p in (Prim.FCMP_LT, Prim.FCMP_NE):
@@ -120,7 +137,12 @@ def a64(em, i: Instr) -> str:  # noqa: C901 - one case per primitive
             raise em.error(f"ld1r takes no offset: {i}")
         return f"ld1r {{v{n(d)}.4s}}, {mem(s[0])}"
     if p is Prim.STORE:
+        if w == 1:  # the low 32 bits
+            return f"st{a64_unscaled(d.disp, 4)}r s{n(s[0])}, {mem(d)}"
         return f"st{a64_unscaled(d.disp, 16)}r q{n(s[0])}, {mem(d)}"
+    if p is Prim.XTN:
+        wide, narrow = ("4s", "4h") if int(s[1].value) == 32 else ("8h", "8b")
+        return f"xtn v{n(d)}.{narrow}, v{n(s[0])}.{wide}"
     if p is Prim.FMOV:
         return em.fp_move(i, lambda: f"movi v{n(d)}.2d, #0", lambda: f"ldr q{n(d)}, {em.const_vector(s[0].value)}",
                           lambda: f"mov v{n(d)}.16b, v{n(s[0])}.16b")
@@ -141,6 +163,10 @@ def a64(em, i: Instr) -> str:  # noqa: C901 - one case per primitive
         return f"{'fmla' if p is Prim.FMA else 'fmls'} {V(d)}, {V(s[0])}, {V(s[1])}"
     if p is Prim.ISHL32:
         return f"shl {V(d)}, {V(s[0])}, #{int(s[1].value)}"
+    if p is Prim.SDOT4:
+        if d != s[2]:
+            raise em.error(f"{i}: sdot accumulates into its destination")
+        return f"sdot {V(d)}, v{n(s[0])}.16b, v{n(s[1])}.16b"
     if p is Prim.FCMP_LT:  # a < b is b > a
         return f"fcmgt {V(d)}, {V(s[1])}, {V(s[0])}"
     if p is Prim.SELECT:

@@ -42,7 +42,8 @@ class Memory:
         end = max((self.base[b.name] + _padded(b) for b in buffers), default=FIRST_ADDRESS)
         self.data = np.zeros(end, dtype=np.uint8)
         self._views = {DType.F32: self.data.view(np.float32), DType.I64: self.data.view(np.int64),
-                       DType.BOOL: self.data}
+                       DType.BOOL: self.data, DType.U8: self.data, DType.I8: self.data.view(np.int8),
+                       DType.I32: self.data.view(np.int32)}
 
     def write(self, name: str, values: np.ndarray) -> None:
         spec = self.specs[name]
@@ -129,6 +130,8 @@ def _store(ins: Instr, regs: dict, mem: Memory) -> None:
     m = ins.dst
     addr = regs[m.base] + m.disp
     value = operand(ins.srcs[0], regs, mem, ins.lanes)
+    if ins.dtype in (DType.U8, DType.I8) and np.asarray(value).dtype == np.float32:
+        value = np.asarray(value).view(np.int32)  # a vector register's lanes narrowed as stored (vpmovdb)
     if ins.lanes > 1:
         addr = _lane_addresses(ins, addr)
     if ins.mask is not None:

@@ -128,6 +128,8 @@ def _move(target, file: RegFile, dst: Reg, src: Reg) -> Instr:
 def _tied(ins: Instr, target) -> list[int]:
     """The sources one of which a destructive instruction must overwrite, in order of preference."""
     vec = target.vector
+    if ins.prim in (Prim.DOT4, Prim.SDOT4):
+        return [2]  # vpdpbusd and sdot accumulate into their destination
     if ins.lanes > 1 and vec is not None and not target.registers.two_address:
         if ins.prim in FMA_LIKE:
             return [2]  # fmla/fmls accumulate into their destination

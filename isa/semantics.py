@@ -66,6 +66,20 @@ class Prim(Enum):
     IADD32 = "iadd32"  # int32 lane arithmetic on the bits of a vector register (vpaddd / add .4s)
     ISHL32 = "ishl32"
     MASK_BITS = "mask_bits"  # an opmask from the low bits of a general-purpose register (kmovw)
+    # int8 dot products on 32-bit lanes that each hold four bytes (models/quantize.py, lowering/isel_gemm_int8.py)
+    DOT4 = "dot4"  # acc + sum of 4 unsigned x signed byte products, wrapping (vpdpbusd); in a kernel, the sum
+    #                over four consecutive bytes starting at each of its two loads
+    SDOT4 = "sdot4"  # acc + sum of 4 signed x signed byte products, wrapping (AArch64 sdot)
+    MADDUBS = "maddubs"  # two int16: unsigned x signed byte pairs, summed with signed saturation (vpmaddubsw)
+    MADDWD = "maddwd"  # int32: the two int16 halves times the other's, summed (vpmaddwd)
+    CVT_I32F = "cvt_i32f"  # int32 lanes to float lanes, rounded to nearest even (vcvtdq2ps / scvtf .4s)
+    # narrowing int32 lanes to bytes for a store (the quantize op): AVX2 packs within 128-bit halves, NEON
+    # narrows by halves; AVX-512's vpmovdb narrows as it stores (a STORE of dtype U8 from a vector register)
+    PACKUSDW = "packusdw"  # per 128 bits: a's then b's int32 as uint16, saturated (vpackusdw)
+    PACKUSWB = "packuswb"  # per 128 bits: a's then b's int16 as uint8, saturated (vpackuswb)
+    PERMQ = "permq"  # 64-bit lanes picked by the immediate's 2-bit fields (vpermq)
+    XTN = "xtn"  # each element's low half, packed into the low 64 bits; the high 64 zeroed (AArch64 xtn);
+    #              the immediate is the source element's bits, 32 or 16
     # SIMT (GPU) threads: the executor in isa/simt_exec.py gives each thread of the grid its own array slot
     SREG = "sreg"  # a special register: Imm("tid") thread in block, Imm("ctaid") block in grid (mov %tid.x)
     IDIV = "idiv"  # unsigned division by a positive constant (thread-index decomposition)
@@ -153,6 +167,62 @@ def _cvt_f2i32(x):
         return np.trunc(_f32(x)).astype(np.int32).view(F32)
 
 
+def _bytes(x, signed: bool) -> np.ndarray:
+    """The four bytes of each 32-bit lane (little-endian: byte 0 first), in a new trailing axis of 4."""
+    raw = np.array(x, dtype=F32)[..., None].view(np.int8 if signed else np.uint8)
+    return raw.astype(I64)
+
+
+def _lanes32(total) -> np.ndarray:
+    """int64 values wrapped to int32 and kept as float32 bit patterns, as a vector register holds them."""
+    return np.asarray(total, dtype=I64).astype(np.int32).view(F32)
+
+
+def _dot4(a, b, acc, signed_a: bool):
+    return _lanes32(_as_i32(acc).astype(I64) + (_bytes(a, signed_a) * _bytes(b, True)).sum(-1))
+
+
+def _maddubs(a, b):
+    products = _bytes(a, False) * _bytes(b, True)
+    pairs = products.reshape(products.shape[:-1] + (2, 2)).sum(-1)
+    halves = np.clip(pairs, -32768, 32767).astype(np.int16)
+    return np.array(halves).view(np.int32)[..., 0].view(F32)
+
+
+def _maddwd(a, b):
+    ha = np.array(a, dtype=F32)[..., None].view(np.int16).astype(I64)
+    hb = np.array(b, dtype=F32)[..., None].view(np.int16).astype(I64)
+    return _lanes32((ha * hb).sum(-1))
+
+
+def _groups(x, dtype, per: int) -> np.ndarray:
+    """A vector register's 32-bit lanes as elements of `dtype`, grouped `per` to 128 bits."""
+    raw = np.array(x, dtype=F32).view(dtype)
+    return raw.reshape(raw.shape[:-1] + (-1, per))
+
+
+def _packus(a, b, src, dst, per: int):
+    lo, hi = np.iinfo(dst).min, np.iinfo(dst).max
+    ga, gb = _groups(a, src, per), _groups(b, src, per)
+    packed = np.clip(np.concatenate(np.broadcast_arrays(ga, gb), -1), lo, hi).astype(dst)
+    return packed.reshape(packed.shape[:-2] + (-1,)).view(F32)
+
+
+def _permq(a, imm):
+    q = np.array(a, dtype=F32).view(np.int64)
+    picked = q[..., [(int(imm) >> (2 * i)) & 3 for i in range(q.shape[-1])]]
+    return np.ascontiguousarray(picked).view(F32)
+
+
+def _xtn(a, bits):
+    src, dst = (np.int32, np.int16) if int(bits) == 32 else (np.int16, np.int8)
+    x = np.array(a, dtype=F32).view(src)
+    low = x.astype(dst)  # two's complement: keeps the low half's bits
+    out = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), dtype=dst)
+    out[..., :x.shape[-1]] = low
+    return out.view(F32)
+
+
 def _select(p, a, b):
     return np.where(p, a, b)
 
@@ -194,6 +264,15 @@ SEMANTICS = {
     Prim.PAND: lambda a, b: np.logical_and(a, b),
     Prim.IADD32: lambda a, b: (_as_i32(a) + _as_i32(b)).view(F32),
     Prim.ISHL32: lambda a, b: np.left_shift(_as_i32(a), np.int32(b)).view(F32),
+    Prim.DOT4: lambda a, b, acc: _dot4(a, b, acc, signed_a=False),
+    Prim.SDOT4: lambda a, b, acc: _dot4(a, b, acc, signed_a=True),
+    Prim.MADDUBS: _maddubs,
+    Prim.MADDWD: _maddwd,
+    Prim.CVT_I32F: lambda a: _as_i32(a).astype(F32),
+    Prim.PACKUSDW: lambda a, b: _packus(a, b, np.int32, np.uint16, 4),
+    Prim.PACKUSWB: lambda a, b: _packus(a, b, np.int16, np.uint8, 8),
+    Prim.PERMQ: _permq,
+    Prim.XTN: _xtn,
 }
 
 # Whether a primitive's result lives in the floating-point file (True), the integer file (False) or is a
@@ -202,7 +281,9 @@ RESULT_IS_FP = {
     **{p: True for p in (Prim.FADD, Prim.FSUB, Prim.FMUL, Prim.FDIV, Prim.FSQRT, Prim.FMAX, Prim.FMIN,
                          Prim.FMA, Prim.FNMA, Prim.FROUND, Prim.FABS, Prim.FNEG, Prim.FMOV, Prim.CVT_I2F,
                          Prim.BITS_I2F, Prim.LOAD_BCAST, Prim.BCAST, Prim.EXTRACT_HI, Prim.FADDP,
-                         Prim.FMAXP, Prim.CVT_F2I32, Prim.IADD32, Prim.ISHL32, Prim.SHFL_XOR)},
+                         Prim.FMAXP, Prim.CVT_F2I32, Prim.IADD32, Prim.ISHL32, Prim.SHFL_XOR, Prim.DOT4,
+                         Prim.SDOT4, Prim.MADDUBS, Prim.MADDWD, Prim.CVT_I32F, Prim.PACKUSDW, Prim.PACKUSWB,
+                         Prim.PERMQ, Prim.XTN)},
     **{p: False for p in (Prim.CVT_F2I, Prim.SETCC, Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND,
                           Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM)},
     **{p: None for p in (Prim.FCMP_LT, Prim.FCMP_NE, Prim.ICMP_NE, Prim.ICMP_GE, Prim.ICMP_LT, Prim.PAND)},

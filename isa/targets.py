@@ -91,6 +91,14 @@ class VectorISA:
     mask_from_gp: str | None = None  # kmovw
     bcast_takes_offset: bool = True  # a broadcast load addresses [base + displacement] (not AArch64 ld1r)
     fp_registers: tuple[str, ...] | None = None  # a larger register file than the scalar one (zmm0-31)
+    # int8 dot products of four unsigned by four signed bytes per 32-bit lane (lowering/isel_gemm_int8.py):
+    # "vnni" one vpdpbusd; "maddubs" vpmaddubsw + vpmaddwd (by ones) + vpaddd, as fbgemm does on AVX2 (its
+    # int16 pair sums cannot saturate on 7-bit activations); "sdot" AArch64's sdot (signed by signed, which
+    # equals unsigned by signed on 7-bit activations)
+    int8_dot: str | None = None
+    # how int32 lanes are stored as bytes (the quantize op): "vpmovdb" narrows as it stores (AVX-512);
+    # "packus" vpackusdw + vpermq + vpackuswb, then vmovq (AVX2); "xtn" two xtn, then str s (NEON)
+    byte_store: str | None = None
 
     def key(self, base: str, lanes: int) -> str:
         return f"{base}_{self.suffix[lanes]}"
@@ -130,6 +138,17 @@ class Target:
     vector: VectorISA | None = None
     simt: SimtISA | None = None
     host_features: tuple[str, ...] = ()  # /proc/cpuinfo flags a host needs to run this target's code natively
+    # what int8 inference adds to host_features (the dot-product extension); None: no int8 on this target
+    int8_features: tuple[str, ...] | None = ()
+
+    def features(self, precision: str = "fp32") -> tuple[str, ...]:
+        """The extensions a core needs to run this target's code in `precision` (see int8_features)."""
+        if precision == "int8":
+            if self.int8_features is None:
+                raise UserError(f"target {self.name} has no int8 lowering yet: choose a CPU target "
+                                f"(x86-64, aarch64, avx2, avx512, neon) for --precision int8")
+            return self.host_features + self.int8_features
+        return self.host_features
 
     @property
     def vector_lanes(self) -> int:
@@ -175,8 +194,10 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
         name="x86-64", isa="x86-64", default_uarch="skylake-x",
         description="scalar x86-64 with AVX-encoded scalar SSE and FMA3 (vaddss, vfmadd231ss, ...)",
         mnemonics=MappingProxyType(_X86_SCALAR),
-        loads=MappingProxyType({DType.F32: "vmovss_load", DType.I64: "mov_load64", DType.BOOL: "movzx_load8"}),
-        stores=MappingProxyType({DType.F32: "vmovss_store", DType.I64: "mov_store64", DType.BOOL: "mov_store8"}),
+        loads=MappingProxyType({DType.F32: "vmovss_load", DType.I64: "mov_load64", DType.BOOL: "movzx_load8",
+                                DType.U8: "movzx_load8", DType.I8: "movsx_load8", DType.I32: "movsxd_load32"}),
+        stores=MappingProxyType({DType.F32: "vmovss_store", DType.I64: "mov_store64", DType.BOOL: "mov_store8",
+                                 DType.U8: "mov_store8"}),
         fp_int_select=MappingProxyType({True: "vblendvps", False: "cmovcc"}),
         fp_zero="vxorps", fp_const="vmovss_load", pointer_init="lea", fp_move="vmovaps", gp_move="mov",
         registers=Registers(
@@ -193,8 +214,9 @@ TARGETS: Mapping[str, Target] = MappingProxyType({
         name="aarch64", isa="aarch64", default_uarch="neoverse-n1",
         description="scalar AArch64 (ldr s, fmadd, ...)",
         mnemonics=MappingProxyType(_A64_SCALAR),
-        loads=MappingProxyType({DType.F32: "ldr_s", DType.I64: "ldr_x", DType.BOOL: "ldrb"}),
-        stores=MappingProxyType({DType.F32: "str_s", DType.I64: "str_x", DType.BOOL: "strb"}),
+        loads=MappingProxyType({DType.F32: "ldr_s", DType.I64: "ldr_x", DType.BOOL: "ldrb", DType.U8: "ldrb",
+                                DType.I8: "ldrsb", DType.I32: "ldrsw"}),
+        stores=MappingProxyType({DType.F32: "str_s", DType.I64: "str_x", DType.BOOL: "strb", DType.U8: "strb"}),
         fp_int_select=MappingProxyType({True: "fcsel", False: "csel"}),
         fp_zero="fmov_to_fp", fp_const="ldr_s", pointer_init="add", fp_move="fmov", gp_move="mov",
         registers=Registers(
@@ -215,7 +237,9 @@ _X86_VECTOR_OPS = {
     Prim.FADD: "vaddps", Prim.FSUB: "vsubps", Prim.FMUL: "vmulps", Prim.FDIV: "vdivps", Prim.FSQRT: "vsqrtps",
     Prim.FMAX: "vmaxps", Prim.FMIN: "vminps", Prim.FMA: "vfmadd231ps", Prim.FNMA: "vfnmadd231ps",
     Prim.FABS: "vandps", Prim.FNEG: "vxorps", Prim.CVT_F2I32: "vcvttps2dq", Prim.IADD32: "vpaddd",
-    Prim.ISHL32: "vpslld", Prim.FCMP_LT: "vcmpps",
+    Prim.ISHL32: "vpslld", Prim.FCMP_LT: "vcmpps", Prim.DOT4: "vpdpbusd", Prim.MADDUBS: "vpmaddubsw",
+    Prim.MADDWD: "vpmaddwd", Prim.CVT_I32F: "vcvtdq2ps", Prim.PACKUSDW: "vpackusdw", Prim.PACKUSWB: "vpackuswb",
+    Prim.PERMQ: "vpermq",
 }
 _X86_WIDTHS = MappingProxyType({2: "xmm", 4: "xmm", 8: "ymm", 16: "zmm"})
 
@@ -238,7 +262,8 @@ def _x86_vector(lanes: int, rnd: str, select: str, **kw) -> VectorISA:
 _AVX2 = _x86_vector(
     8, "vroundps", "vblendvps",
     extract_hi=MappingProxyType({4: "vextractf128_ymm", 2: "vmovhlps_xmm", 1: "vmovshdup_xmm"}),
-    masked_tails=False, compare_to_mask=False, select_overwrites_mask=False)
+    masked_tails=False, compare_to_mask=False, select_overwrites_mask=False, int8_dot="maddubs",
+    byte_store="packus")
 
 # EVEX encodings reach zmm16-31; the legacy-VEX-only scalar forms (vcmpss into an xmm, vblendvps, vroundss)
 # are replaced by their AVX-512 equivalents so any register can be used.
@@ -247,7 +272,7 @@ _AVX512 = _x86_vector(
     extract_hi=MappingProxyType({8: "vextractf64x4_zmm", 4: "vextractf32x4_ymm", 2: "vmovhlps_xmm",
                                  1: "vmovshdup_xmm"}),
     masked_tails=True, compare_to_mask=True, select_overwrites_mask=False, mask_from_gp="kmovw",
-    fp_registers=tuple(f"xmm{i}" for i in range(32)))
+    fp_registers=tuple(f"xmm{i}" for i in range(32)), int8_dot="vnni", byte_store="vpmovdb")
 
 _NEON = VectorISA(
     lanes=4, suffix=MappingProxyType({4: "4s"}),
@@ -255,13 +280,13 @@ _NEON = VectorISA(
         Prim.FADD: "fadd", Prim.FSUB: "fsub", Prim.FMUL: "fmul", Prim.FDIV: "fdiv", Prim.FSQRT: "fsqrt",
         Prim.FMAX: "fmax", Prim.FMIN: "fmin", Prim.FMA: "fmla", Prim.FNMA: "fmls", Prim.FABS: "fabs",
         Prim.FNEG: "fneg", Prim.FROUND: "frintn", Prim.CVT_F2I32: "fcvtzs", Prim.IADD32: "add",
-        Prim.ISHL32: "shl", Prim.FCMP_LT: "fcmgt"}),
+        Prim.ISHL32: "shl", Prim.FCMP_LT: "fcmgt", Prim.SDOT4: "sdot", Prim.CVT_I32F: "scvtf"}),
     load="ldr_q", store="str_q", load_bcast="ld1r_4s", bcast="dup_4s", fp_const="ldr_q", fp_zero="movi_zero",
     move="mov_16b", select="bsl_16b", extract_hi=MappingProxyType({}),
     pairwise=MappingProxyType({(Prim.FADDP, 2): "faddp_4s", (Prim.FADDP, 1): "faddp_s",
                                (Prim.FMAXP, 2): "fmaxp_4s", (Prim.FMAXP, 1): "fmaxp_s"}),
     masked_tails=False, compare_to_mask=False, select_overwrites_mask=True, bcast_takes_offset=False,
-    panel_bytes=_PANEL_BYTES)
+    panel_bytes=_PANEL_BYTES, int8_dot="sdot", byte_store="xtn")
 
 _x86 = TARGETS["x86-64"]
 _avx512_scalar = {**_X86_SCALAR, Prim.FCMP_LT: "vcmpss_k", Prim.FCMP_NE: "vcmpss_k", Prim.FROUND: "vrndscaless"}
@@ -273,11 +298,11 @@ TARGETS = MappingProxyType({
         _x86, name="avx512", mnemonics=MappingProxyType(_avx512_scalar),
         fp_int_select=MappingProxyType({True: "vblendmps_xmm", False: "cmovcc"}),
         description="x86-64 with AVX-512 (F, VL, DQ): 16 float lanes in zmm0-31, opmask tails",
-        vector=_AVX512, host_features=("avx512f", "avx512vl", "avx512dq"),
+        vector=_AVX512, host_features=("avx512f", "avx512vl", "avx512dq"), int8_features=("avx512_vnni",),
         registers=replace(_x86.registers, fp=_AVX512.fp_registers, mask=tuple(f"k{i}" for i in range(1, 8)))),
     "neon": replace(TARGETS["aarch64"], name="neon", default_uarch="neoverse-n1",
                     description="AArch64 Advanced SIMD (NEON): 4 float lanes in v registers, scalar tails",
-                    vector=_NEON),
+                    vector=_NEON, int8_features=("asimddp",)),
 })
 
 
@@ -325,7 +350,8 @@ GPU_TARGETS: Mapping[str, Target] = MappingProxyType({
         imm_forms=frozenset({Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND, Prim.IDIV, Prim.IREM,
                              Prim.ICMP_LT, Prim.ICMP_GE, Prim.ICMP_NE}),
         imm_fits=lambda v: -(2**63) <= v < 2**63, setcc_zero_extend=None, fp_sign_masks=False,
-        cvt_merges=False, disp_fits=lambda d, n: -(2**31) <= d < 2**31, simt=SimtISA(warp_size=32)),
+        cvt_merges=False, disp_fits=lambda d, n: -(2**31) <= d < 2**31, simt=SimtISA(warp_size=32),
+        int8_features=None),
 })
 
 

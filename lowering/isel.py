@@ -176,6 +176,8 @@ class Selector:
 
     def operation(self, e: Op, code, cse, scope, chain, dst) -> Reg:
         t = self.target
+        if e.prim is Prim.DOT4:
+            return self.dot4(e, code, cse, scope, chain, dst)
         if e.prim is Prim.SELECT:
             # values first, the predicate last: nothing may come between a compare and the select reading its
             # flags (AArch64 fcmp/fcsel, x86 cmp/cmov)
@@ -201,6 +203,23 @@ class Selector:
         code.append(Instr(mnem, e.prim, r, srcs))
         if e.prim is Prim.SETCC and t.setcc_zero_extend:
             code.append(Instr(t.setcc_zero_extend, Prim.IMOV, r, (r,)))
+        return r
+
+    def dot4(self, e: Op, code, cse, scope, chain, dst) -> Reg:
+        """Four bytes of each operand (unsigned, then signed) multiplied and added into the accumulator, one
+        at a time: a scalar core has no dot-product instruction (lowering/isel_gemm_int8.py has the vector
+        ones)."""
+        a, b, acc = e.args
+        total = self.expr(acc, code, cse, scope, chain)
+        r = dst or self.new(RegFile.GP)
+        bases = [self.located(x.buf, x.index, code, cse, scope, chain) for x in (a, b)]
+        for j in range(4):
+            ra, rb = self.new(RegFile.GP), self.new(RegFile.GP)
+            for reg, (base, acc_), dtype in zip((ra, rb), bases, (DType.U8, DType.I8)):
+                where = Access(acc_.buf, acc_.base + j, acc_.strides, 1)
+                code.append(Instr(self.target.loads[dtype], Prim.LOAD, reg, (Mem(base, j),), dtype, where))
+            code.append(Instr(self.mn(Prim.IMUL), Prim.IMUL, ra, (ra, rb)))
+            code.append(Instr(self.mn(Prim.IADD), Prim.IADD, r, (total if j == 0 else r, ra)))
         return r
 
     def const_bits(self, bits: int) -> Reg:

@@ -73,7 +73,7 @@ def _parts(kernel: Kernel):
     return red, st, a, b, bias
 
 
-def _blocked(ix: Affine, mr: int, nstep: int, per: int) -> Affine:
+def blocked_index(ix: Affine, mr: int, nstep: int, per: int) -> Affine:
     """The index at the block's first row and column: m -> m0 * mr, n -> (nP * per + n0) * nstep."""
     terms = []
     for v, c in ix.terms:
@@ -86,7 +86,7 @@ def _blocked(ix: Affine, mr: int, nstep: int, per: int) -> Affine:
     return Affine(ix.offset, tuple(terms))
 
 
-def _panel(blocks: int, block_bytes: int, budget: int) -> int:
+def panel_blocks(blocks: int, block_bytes: int, budget: int) -> int:
     """How many column blocks form one panel of B: the most, dividing the count, whose bytes fit `budget`
     (the panel then stays in L2 while every row block of A passes over it: BLIS's NC loop)."""
     fit = max(1, budget // block_bytes)
@@ -111,7 +111,7 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
     mr, nr = _choose_block(sel, M, cols, outer)
     nstep = nr * L if outer else nr
     blocks = cols // nr
-    per = _panel(blocks, F32_BYTES * K * nstep, sel.vec.panel_bytes)
+    per = panel_blocks(blocks, F32_BYTES * K * nstep, sel.vec.panel_bytes)
     bvars = tuple((v, e) for v, e in parallel if v not in ("m", "n"))
     dense = a.index.coef("m") == K and dot and not outer and b.index.coef("n") == K
     l1, l2 = smallest_caches(sel.target.isa)
@@ -124,12 +124,12 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
     pvars = tuple(v for v, _ in loops)
 
     def blocked(ix: Affine) -> Affine:
-        return _blocked(ix, mr, nstep, per)
+        return blocked_index(ix, mr, nstep, per)
 
     A, B, OUT = Load(a.buf, blocked(a.index)), Load(b.buf, blocked(b.index)), Map(None, 1, st.buf,
                                                                                  blocked(st.index), st.value)
     BIAS = bias and Load(bias.buf, blocked(bias.index))
-    g = _Gemm(sel, mr, nr, k, K, pvars, A, B, OUT, BIAS, a.index.coef("m") * F32_BYTES, col_bytes)
+    g = MicroKernel(sel, mr, nr, k, K, pvars, A, B, OUT, BIAS, a.index.coef("m") * F32_BYTES, col_bytes)
     code = g.outer_product() if outer else g.dot_product()
     return nest(sel, loops, code)
 
@@ -147,7 +147,10 @@ def _choose_block(sel, M: int, cols: int, outer: bool) -> tuple[int, int]:
     return best
 
 
-class _Gemm:
+class MicroKernel:
+    """One register block of a GEMM: its loads, its multiply-adds (`fma`), its k loop and its stores; the
+    int8 micro-kernel (lowering/isel_gemm_int8.py) replaces the multiply-add and the epilogue."""
+
     def __init__(self, sel: VectorSelector, mr, nr, k, K, pvars, A, B, OUT, BIAS, a_row, col_bytes):
         self.s, self.mr, self.nr, self.k, self.K = sel, mr, nr, k, K
         self.pvars, self.A, self.B, self.OUT, self.BIAS = pvars, A, B, OUT, BIAS
@@ -156,27 +159,29 @@ class _Gemm:
         # the dot product finishes k % lanes with scalar loads of the same elements (AVX2, NEON)
         self.scalar_tail = bool(K % sel.lanes) and not sel.vec.masked_tails
 
-    def address(self, index: Affine, row: int, col: int, nbytes: int, bcast: bool = False) -> tuple[Affine, int]:
+    def address(self, index: Affine, row: int, col: int, nbytes: int, bcast: bool = False,
+                isz: int = F32_BYTES) -> tuple[Affine, int]:
         """(index of the pointer, displacement) for the element `row` + `col` bytes past the block's corner:
         one pointer per operand and a displacement where the ISA encodes it, else a pointer per row or
         column (AArch64's scaled offsets reach 16 KB for a float; its ld1r takes none). With a scalar k
         epilogue the displacement must suit its scalar loads too, so the vector loop and the epilogue share
         one pointer, which the vector loop advances."""
         if bcast and not self.s.vec.bcast_takes_offset:
-            return Affine(index.offset + (row + col) // F32_BYTES, index.terms), 0
+            return Affine(index.offset + (row + col) // isz, index.terms), 0
         fits = self.s.target.disp_fits
         also = F32_BYTES if self.scalar_tail else nbytes
         for moved, disp in ((0, row + col), (row, col), (col, row), (row + col, 0)):
             if (fits(disp, nbytes) and fits(disp, also)) or disp == 0:
-                return Affine(index.offset + moved // F32_BYTES, index.terms), disp
+                return Affine(index.offset + moved // isz, index.terms), disp
         raise AssertionError("displacement 0 always fits")
 
     def load(self, ld: Load, row: int, col: int, code: list, lanes: int, scale: int, bcast: bool = False,
              mask: Reg | None = None, shift: int = 0, chain=None, scope: int = 0) -> Reg:
         s = self.s
         chain = self.chain if chain is None else chain
-        width = F32_BYTES if bcast or lanes == 1 else s.width(mask)
-        index, disp = self.address(ld.index, row, col, F32_BYTES * (1 if bcast else lanes), bcast)
+        width = F32_BYTES if bcast or lanes == 1 else s.width(mask)  # (int8 loads move 32-bit lanes too)
+        isz = s.kernel.buffer(ld.buf).dtype.itemsize
+        index, disp = self.address(ld.index, row, col, F32_BYTES * (1 if bcast else lanes), bcast, isz)
         stream = s.stream(scope, ld.buf, index, self.chain if scope == 0 else self.pvars)
         r = s.vnew(lanes=lanes) if lanes > 1 else s.new(RegFile.FP)
         acc = s.access(ld.buf, index, chain, scale, disp + shift, width)

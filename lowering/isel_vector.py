@@ -241,6 +241,8 @@ class VectorSelector(Selector):
                 s.done[var] = full * s.strides[var]
 
     def map_phase(self, scope: int, ph: Map, outer: tuple[str, ...], code: list[Item]) -> None:
+        if self.byte_lanes(ph):
+            return self.byte_map(scope, ph, outer, code)
         if not (self.lane_store(ph) and self.lane_expr(ph.value, ph.var)):
             return super().map_phase(scope, ph, outer, code)
         L, chain = self.lanes, outer + (ph.var,)
@@ -258,6 +260,48 @@ class VectorSelector(Selector):
             self.vstore(ph, v, code, scope, chain, mask=k, shift=full * L * F32_BYTES)
             self._tail_done(scope, ph.var, full * L)
         else:
+            body = []
+            self.tail_start[ph.var] = full * L
+            self.store(ph, body, {}, scope, chain)
+            del self.tail_start[ph.var]
+            self.loop(ph.var, rest, body, True, code, scope)
+
+    def byte_lanes(self, ph: Map) -> bool:
+        """A store of float lanes converted to integers into bytes (the quantize op): vectorised where the
+        target can narrow int32 lanes to bytes."""
+        v = ph.value
+        return (self.vec.byte_store is not None and self.kernel.buffer(ph.buf).dtype is DType.U8
+                and not ph.index.dynamic and ph.index.coef(ph.var) == 1 and ph.extent >= self.lanes
+                and isinstance(v, Op) and v.prim is Prim.CVT_F2I and self.lane_expr(v.args[0], ph.var))
+
+    def byte_map(self, scope: int, ph: Map, outer: tuple[str, ...], code: list[Item]) -> None:
+        """Full vectors: the float lanes, truncated to int32 (vcvttps2dq / fcvtzs) and narrowed to bytes as the
+        target does (VectorISA.byte_store); the rest element by element."""
+        L, chain = self.lanes, outer + (ph.var,)
+        full, rest = divmod(ph.extent, L)
+        body: list[Item] = []
+        f = self.vexpr(ph.value.args[0], body, {}, scope, chain, code, {})
+        i = self.vnew()
+        body.append(Instr(self.vop(Prim.CVT_F2I32), Prim.CVT_F2I32, i, (f,), lanes=L))
+        s = self.stream(scope, ph.buf, ph.index, chain)
+        where = self._vaccess(ph.buf, ph.index, chain, None, L)
+        how = self.vec.byte_store
+        if how == "vpmovdb":  # narrows each lane to its low byte as it stores
+            body.append(Instr(self.vec.key("vpmovdb_store", L), Prim.STORE, Mem(s.reg), (i,), DType.U8, where,
+                              lanes=L))
+        elif how == "packus":  # 8 lanes: words within each 128-bit half, the halves' low qwords together, bytes
+            w, q, b = self.vnew(), self.vnew(), self.vnew(lanes=4)
+            body.append(Instr(self.vop(Prim.PACKUSDW), Prim.PACKUSDW, w, (i, i), lanes=L))
+            body.append(Instr(self.vop(Prim.PERMQ), Prim.PERMQ, q, (w, Imm(0b1000)), lanes=L))
+            body.append(Instr(self.vop(Prim.PACKUSWB, 4), Prim.PACKUSWB, b, (q, q), lanes=4))
+            body.append(Instr("vmovq_store", Prim.STORE, Mem(s.reg), (b,), DType.F32, where, lanes=2))
+        else:  # "xtn": 4 lanes to halves, halves to bytes, the low 32 bits stored
+            h, b = self.vnew(), self.vnew()
+            body.append(Instr("xtn_4h", Prim.XTN, h, (i, Imm(32)), lanes=L))
+            body.append(Instr("xtn_8b", Prim.XTN, b, (h, Imm(16)), lanes=L))
+            body.append(Instr(self.target.stores[DType.F32], Prim.STORE, Mem(s.reg), (b,), DType.F32, where))
+        self.loop(ph.var, full, body, True, code, scope, scale=L)
+        if rest:
             body = []
             self.tail_start[ph.var] = full * L
             self.store(ph, body, {}, scope, chain)

@@ -14,7 +14,7 @@ from isasim.isa.gpu import Gpu
 from isasim.isa.program import Program
 from isasim.isa.simt_cost import occupancy, registers
 from isasim.isa.targets import Target
-from isasim.lowering import isel_gemm, isel_simt_gemm
+from isasim.lowering import isel_gemm, isel_gemm_int8, isel_simt_gemm
 from isasim.lowering.isel import Selector, finish, nest
 from isasim.lowering.isel_simt import BLOCK, select_points
 from isasim.lowering.isel_vector import VectorSelector
@@ -32,7 +32,7 @@ def select_vector(kernel: Kernel, target: Target) -> Program:
     """Lower one kernel to one program on the target's vector registers."""
     parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
     sel = VectorSelector(kernel, target, dict(parallel))
-    blocked = isel_gemm.select_gemm(sel, kernel, parallel)
+    blocked = isel_gemm.select_gemm(sel, kernel, parallel) or isel_gemm_int8.select_gemm_int8(sel, kernel, parallel)
     if blocked is not None:
         return finish(sel, kernel, target, blocked)
     return finish(sel, kernel, target, nest(sel, parallel, sel.phases(tuple(v for v, _ in parallel))))

@@ -7,6 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from isasim.models.capture import Captured
+from isasim.models.graph import Graph, Ref
 from isasim.models.inputs import make_inputs
 from isasim.models.registry import ModelSpec, build_model
 
@@ -32,6 +33,58 @@ def reference_outputs(captured: Captured) -> dict[str, list[np.ndarray]]:
     with torch.no_grad():
         Recorder(gm).run(*args)
     return recorded
+
+
+def quantized_outputs(captured: Captured, graph: Graph) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+    """The int8 graph (models/quantize.py) run as a reference: PyTorch's exported program, with each quantized
+    linear layer computed by the numpy reference of its three ops instead. Returns every node's outputs
+    (the new nodes' included) and the final output."""
+    from isasim.models.quantize import reference_op
+
+    nodes = {n.name: n for n in graph.nodes}
+    recorded: dict[str, list[np.ndarray]] = {}
+    gm = captured.program.graph_module
+    args = [torch.from_numpy(graph.values[n.name].copy()) for n in gm.graph.nodes if n.op == "placeholder"]
+
+    def value(ref):
+        """A placeholder's value, or a node's output: computed by its reference op when it is one of the
+        quantization's (the activation's copy, min/max, parameters, bytes), once."""
+        if ref.name in graph.values:
+            return graph.values[ref.name]
+        if ref.name not in recorded:
+            node = nodes[ref.name]
+            recorded[ref.name] = [reference_op(node, [value(a) for a in node.args])]
+        return recorded[ref.name][ref.index]
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            node = nodes.get(n.name)
+            if node is not None and node.op == "isasim.linear_int8":
+                x = self.env[n.args[0]].detach().numpy()
+                out = value(Ref(n.name))
+                return torch.from_numpy(out.reshape(x.shape[:-1] + out.shape[-1:]).copy())
+            result = super().run_node(n)
+            if node is not None:
+                outs = result if isinstance(result, (tuple, list)) else (result,)
+                recorded[n.name] = [o.detach().contiguous().numpy().copy() for o in outs]
+            return result
+
+    with torch.no_grad():
+        Recorder(gm).run(*args)
+    out = graph.outputs[0]
+    return recorded, recorded[out.name][out.index]
+
+
+def dynamic_int8(captured: Captured, fp32_final: np.ndarray, labels: np.ndarray) -> dict:
+    """PyTorch's own int8 of the same classifier, the anchor: torch.ao.quantization.quantize_dynamic of every
+    nn.Linear (quint8 activations per tensor, qint8 weights), its logits against float32 PyTorch's."""
+    model = torch.ao.quantization.quantize_dynamic(captured.model, {torch.nn.Linear}, dtype=torch.qint8)
+    with torch.no_grad():
+        logits = model(**captured.inputs).logits.detach().numpy()
+    predicted = logits.argmax(-1)
+    return {"max_abs_err": float(np.abs(logits.astype(np.float64) - fp32_final).max()),
+            "label_agreement": float(np.mean(predicted == fp32_final.argmax(-1))),
+            "accuracy": float(np.mean(predicted == labels))}
 
 
 def final_hidden_state(captured: Captured) -> np.ndarray:
