@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -78,7 +80,9 @@ def quantized_outputs(captured: Captured, graph: Graph) -> tuple[dict[str, list[
 def dynamic_int8(captured: Captured, fp32_final: np.ndarray, labels: np.ndarray) -> dict:
     """PyTorch's own int8 of the same classifier, the anchor: torch.ao.quantization.quantize_dynamic of every
     nn.Linear (quint8 activations per tensor, qint8 weights), its logits against float32 PyTorch's."""
-    model = torch.ao.quantization.quantize_dynamic(captured.model, {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # (torch.ao.quantization's deprecation notices: it is still the anchor)
+        warnings.simplefilter("ignore")
+        model = torch.ao.quantization.quantize_dynamic(captured.model, {torch.nn.Linear}, dtype=torch.qint8)
     with torch.no_grad():
         logits = model(**captured.inputs).logits.detach().numpy()
     predicted = logits.argmax(-1)
