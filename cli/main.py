@@ -418,12 +418,15 @@ def main(argv: list[str] | None = None) -> int:
                    "host": cmd_host, "targets": cmd_targets}[args.command]
         precision = getattr(args, "precision", "fp32")
         asked_all = not getattr(args, "target", None) and args.command not in ("host", "compare")
+        notes = []
         if asked_all and (getattr(args, "uarch", None) or precision != "fp32") and not getattr(args, "training", 0):
             from isasim.engine.targets import left_out
 
-            for note in left_out(args.uarch, precision):  # every target was asked for: say which are left out
-                print(f"isasim: note: {note}", file=sys.stderr)
-        return handler(args, out)
+            notes = left_out(args.uarch, precision)  # every target was asked for: say which are left out
+        code = handler(args, out)
+        for note in notes:  # (after the work: a command that fails says only what went wrong)
+            print(f"isasim: note: {note}", file=sys.stderr)
+        return code
     except UserError as e:
         print(f"isasim: error: {e}", file=sys.stderr)
         return EXIT_USAGE
