@@ -102,9 +102,10 @@ class Backend(ABC):
         """One kernel taught: its hottest code, what each instruction costs, what decides, what would move it."""
 
     @abstractmethod
-    def can_run_native(self, target: Target, precision: str = "fp32") -> str | None:
-        """None when this host can run the target's emitted code in `precision` (natively or under an
-        emulator); else why not, in a few words."""
+    def can_run_native(self, target: Target, precision: str = "fp32", machine: Machine | None = None
+                       ) -> str | None:
+        """None when this host can run the target's emitted code in `precision`, made for `machine`
+        (natively or under an emulator); else why not, in a few words."""
 
     def run_native(self, program: Program, target: Target, storages: Storages) -> None:
         """Run the emitted code itself, writing its outputs back (where `can_run_native` allows)."""

@@ -86,8 +86,8 @@ class CpuBackend(Backend):
                 ) -> Explanation:
         return explain_cpu(program, node, target, machine, iterations)
 
-    def can_run_native(self, target: Target, precision: str = "fp32") -> str | None:
-        need = target.features(precision)
+    def can_run_native(self, target: Target, precision: str = "fp32", machine: Uarch | None = None) -> str | None:
+        need = target.features(precision, machine.features if machine is not None else ())
         if native.host_isa() == target.isa and not native.host_supports(target.isa, need):
             missing = [f for f in need if not native.host_supports(target.isa, (f,))]
             return f"this CPU lacks {', '.join(missing)}, which {target.name} code needs"
@@ -123,4 +123,4 @@ class SimdBackend(CpuBackend):
         return target.simt is None and target.vector is not None
 
     def select(self, kernel: Kernel, target: Target, machine: Uarch | None = None) -> Program:
-        return select_vector(kernel, target)
+        return select_vector(kernel, target, machine.features if machine is not None else ())

@@ -85,5 +85,5 @@ class SimtBackend(Backend):
                 ) -> SimtExplanation:
         return explain_simt(program, node, target, machine)
 
-    def can_run_native(self, target: Target, precision: str = "fp32") -> str | None:
+    def can_run_native(self, target: Target, precision: str = "fp32", machine: Gpu | None = None) -> str | None:
         return f"{target.name} code needs an NVIDIA GPU (its PTX is checked by ptxas in `isasim emit`)"

@@ -255,8 +255,8 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
     and the counts agree."""
     graph = lowered.graph
     precision = graph.config.get("precision", "fp32")
-    skipped = {t.name: why for t, _ in targets
-               if on_host and (why := backend_for(t).can_run_native(t, precision))}
+    skipped = {t.name: why for t, m in targets
+               if on_host and (why := backend_for(t).can_run_native(t, precision, m))}
     if on_host and len(skipped) == len(targets):
         raise UserError("--on-host: nothing here can run the machine code of "
                         + "; ".join(f"{name} ({why})" for name, why in skipped.items())

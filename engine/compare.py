@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from isasim.backends import load_machine, machine_names
 from isasim.engine.targets import Progress, every_pair
 from isasim.engine.trace import LEVELS, TargetTrace, TraceReport, trace
+from isasim.isa.dtype import DType
 from isasim.isa.targets import TARGETS
 from isasim.lowering.pipeline import LoweredGraph
 from isasim.report import ModelReport
@@ -23,6 +24,7 @@ FAMILIES = (
     ("data movement", ("clone", "contiguous", "_to_copy", "reshape", "view", "to")),
 )
 OTHER = "other elementwise"
+PEAK_DTYPE = {"fp32": DType.F32, "int8": DType.I8}  # a row's peak: the FMA's, or the int8 dot product's
 
 
 def family(op: str) -> str:
@@ -102,7 +104,9 @@ def compare(lowered: LoweredGraph, progress: Progress | None = None, precision: 
             f["fp_ops"] += op.fp_ops
             f["dram_bytes"] += op.bytes["dram"]
         rows.append(Row(t.target, t.uarch, t.instructions, t.cycles, t.seconds, rep.flops / t.cycles,
-                        machine.peak_ops_per_cycle(target.peak_unit()), t.bytes,
+                        machine.peak_ops_per_cycle(target.peak_unit(PEAK_DTYPE[precision],
+                                                                      getattr(machine, "features", ()))),
+                        t.bytes,
                         rep.flops / max(t.bytes["dram"], 1), base.seconds / t.seconds,
                         max(t.bounds.items(), key=lambda kv: kv[1])[0],
                         {f: round(v, 4) for f, v in sorted(shares.items(), key=lambda kv: -kv[1])},

@@ -101,7 +101,8 @@ def x86(em, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA 
     if p is Prim.DOT4:
         if d != s[2]:
             raise em.error(f"{i}: vpdpbusd accumulates into its destination")
-        return f"vpdpbusd {R(d)}, {R(s[0])}, {R(s[1])}"
+        vex = "{vex} " if w == 8 else ""  # AVX-VNNI's encoding of the ymm form (the EVEX one needs AVX-512)
+        return f"{vex}vpdpbusd {R(d)}, {R(s[0])}, {R(s[1])}"
     if p is Prim.ISHL32:
         return f"vpslld {R(d)}, {R(s[0])}, {int(s[1].value)}"
     if p in (Prim.FCMP_LT, Prim.FCMP_NE):

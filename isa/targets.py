@@ -8,7 +8,7 @@ neither (a scalar register machine).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Callable, Mapping
 
@@ -96,6 +96,8 @@ class VectorISA:
     # int16 pair sums cannot saturate on 7-bit activations); "sdot" AArch64's sdot (signed by signed, which
     # equals unsigned by signed on 7-bit activations)
     int8_dot: str | None = None
+    # a better int8_dot where the core has an extension (AVX2 on a core with AVX-VNNI: "vnni", {vex} vpdpbusd)
+    int8_dot_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # how int32 lanes are stored as bytes (the quantize op): "vpmovdb" narrows as it stores (AVX-512);
     # "packus" vpackusdw + vpermq + vpackuswb, then vmovq (AVX2); "xtn" two xtn, then str s (NEON)
     byte_store: str | None = None
@@ -141,14 +143,23 @@ class Target:
     # what int8 inference adds to host_features (the dot-product extension); None: no int8 on this target
     int8_features: tuple[str, ...] | None = ()
 
-    def features(self, precision: str = "fp32") -> tuple[str, ...]:
-        """The extensions a core needs to run this target's code in `precision` (see int8_features)."""
+    def features(self, precision: str = "fp32", core: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """The extensions a core needs to run this target's code in `precision` (see int8_features); given the
+        extensions of the core the code was made for (`core`), also those its int8 instructions use."""
         if precision == "int8":
             if self.int8_features is None:
                 raise UserError(f"target {self.name} has no int8 lowering yet: choose a CPU target "
                                 f"(x86-64, aarch64, avx2, avx512, neon) for --precision int8")
-            return self.host_features + self.int8_features
+            extra = tuple(f for f in (self.vector.int8_dot_on if self.vector else {}) if f in core)
+            return self.host_features + self.int8_features + extra
         return self.host_features
+
+    def int8_dot(self, core: tuple[str, ...] = ()) -> str | None:
+        """How this target's int8 GEMMs multiply on a core with extensions `core` (VectorISA.int8_dot)."""
+        vec = self.vector
+        if vec is None:
+            return None
+        return next((how for f, how in vec.int8_dot_on.items() if f in core), vec.int8_dot)
 
     @property
     def vector_lanes(self) -> int:
@@ -161,9 +172,19 @@ class Target:
             return self.vector.key(self.vector.ops[Prim.FMA], self.vector.lanes)
         return self.mnemonics[Prim.FMA]
 
-    def peak_unit(self, dtype: DType = DType.F32) -> Unit:
+    def peak_unit(self, dtype: DType = DType.F32, core: tuple[str, ...] = ()) -> Unit:
         """The instruction the peak rate of `dtype` arithmetic is made of: the widest FMA, per vector lane (CPU)
-        or per thread (SIMT); a machine's `peak_ops_per_cycle` gives its rate."""
+        or per thread (SIMT); for int8 (DType.I8) the dot-product instruction on a core with extensions
+        `core`, four multiply-adds per 32-bit lane. A machine's `peak_ops_per_cycle` gives its rate."""
+        if dtype is DType.I8 and self.int8_features is not None:
+            vec = self.vector
+            if vec is None:  # a multiply (and an add) per byte pair
+                return Unit(self.mnemonics[Prim.IMUL])
+            how = self.int8_dot(core)
+            if how == "maddubs":  # vpmaddubsw and then vpmaddwd, on the same ports, per four pairs: half the rate
+                return Unit(vec.key(vec.ops[Prim.MADDUBS], vec.lanes), vec.lanes, ops=4)
+            prim = Prim.DOT4 if how == "vnni" else Prim.SDOT4
+            return Unit(vec.key(vec.ops[prim], vec.lanes), vec.lanes, ops=8)
         if dtype is not DType.F32:
             raise UserError(f"{self.name} models {DType.F32.value} arithmetic only, not {dtype.value}")
         return Unit(self.fma, self.vector_lanes)
@@ -263,7 +284,7 @@ _AVX2 = _x86_vector(
     8, "vroundps", "vblendvps",
     extract_hi=MappingProxyType({4: "vextractf128_ymm", 2: "vmovhlps_xmm", 1: "vmovshdup_xmm"}),
     masked_tails=False, compare_to_mask=False, select_overwrites_mask=False, int8_dot="maddubs",
-    byte_store="packus")
+    int8_dot_on=MappingProxyType({"avx_vnni": "vnni"}), byte_store="packus")
 
 # EVEX encodings reach zmm16-31; the legacy-VEX-only scalar forms (vcmpss into an xmm, vblendvps, vroundss)
 # are replaced by their AVX-512 equivalents so any register can be used.

@@ -4,7 +4,8 @@ outer products on the vector dot-product instructions.
 The weight is packed [K/4, N, 4] (models/quantize.py), so one vector register of B holds four consecutive k
 of `lanes` consecutive outputs, and one 32-bit broadcast of A holds the matching four k of one row. Each k
 step of four loads NR vectors of B, broadcasts MR words of A, and folds each pair into its int32 accumulator:
-- "vnni": `vpdpbusd acc, a, b` (AVX512-VNNI), as oneDNN's and fbgemm's VNNI kernels do;
+- "vnni": `vpdpbusd acc, a, b` (AVX512-VNNI; `{vex} vpdpbusd` on ymm where an AVX2 core has AVX-VNNI), as
+  oneDNN's and fbgemm's VNNI kernels do;
 - "maddubs": `vpmaddubsw t, a, b` (unsigned by signed bytes into int16 pairs), `vpmaddwd t, t, ones` (pairs
   into int32), `vpaddd acc, acc, t`: AVX2's sequence, exact here because 7-bit activations cannot saturate
   the int16 sums (fbgemm's reduce_range);
@@ -13,8 +14,9 @@ The epilogue dequantizes each accumulator vector in float32 with the per-channel
 then two fused multiply-adds) and stores it: no horizontal sums, since lanes run along n.
 
 The block is the largest MR <= 6, NR <= 6 dividing the output whose accumulators, B vectors, broadcast (and
-for maddubs, the ones vector and a temporary) fit the register file; panels of B and the loop order are as for
-float GEMMs (lowering/isel_gemm.py), with a quarter of the bytes per element.
+for maddubs, the ones vector and a temporary) fit the register file, and whose accumulators leave room for the
+epilogue's operands; panels of B and the loop order are as for float GEMMs (lowering/isel_gemm.py), with a
+quarter of the bytes per element.
 """
 
 from __future__ import annotations
@@ -53,22 +55,26 @@ def _parts(kernel: Kernel):
     return red, st, a, b, (row0, row1, row2), (scale, zp)
 
 
+EPILOGUE_REGS = 6  # live beside the accumulators while a column is dequantized: scale, zp * scale, the table's
+#                   three rows, and scale * w_scale as it replaces the first
+
+
 def _block(sel: VectorSelector, M: int, cols: int, spare: int) -> tuple[int, int]:
-    room = len(sel.target.registers.fp) - 1 - spare
+    regs = len(sel.target.registers.fp)
+    room = regs - 1 - spare
     best = (1, 1)
     for mr in range(1, MAX_MR + 1):
         for nr in range(1, MAX_NR + 1):
-            if M % mr or cols % nr or mr * nr + nr + 1 > room:
+            if M % mr or cols % nr or mr * nr + nr + 1 > room or mr * nr + EPILOGUE_REGS > regs:
                 continue
             if (mr * nr, -(mr + nr)) > (best[0] * best[1], -sum(best)):
                 best = (mr, nr)
     return best
 
 
-def select_gemm_int8(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | None:
+def select_gemm_int8(sel: VectorSelector, kernel: Kernel, parallel, how: str | None) -> list[Item] | None:
     parts = _parts(kernel)
     extents = dict(kernel.parallel)
-    how = sel.vec.int8_dot
     if parts is None or how is None or "m" not in extents or "n" not in extents:
         return None
     red, st, a, b, rows, params = parts
@@ -93,8 +99,8 @@ def select_gemm_int8(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item
         return Load(ld.buf, blocked_index(ld.index, mr, nstep, per))
 
     OUT = Map(None, 1, st.buf, blocked_index(st.index, mr, nstep, per), st.value)
-    g = _Int8MicroKernel(sel, mr, nr, red.var, K4, pvars, blocked(a), blocked(b), OUT, None,
-                  a.index.coef("m"), L * F32_BYTES)
+    g = _Int8MicroKernel(sel, mr, nr, red.var, K4, pvars, blocked(a), blocked(b), OUT, None, a.index.coef("m"),
+                         L * F32_BYTES)
     g.rows, g.params, g.how = tuple(blocked(r) for r in rows), params, how
     return nest(sel, loops, g.outer_product())
 

@@ -28,11 +28,13 @@ def select_scalar(kernel: Kernel, target: Target) -> Program:
     return finish(sel, kernel, target, nest(sel, parallel, sel.phases(tuple(v for v, _ in parallel))))
 
 
-def select_vector(kernel: Kernel, target: Target) -> Program:
-    """Lower one kernel to one program on the target's vector registers."""
+def select_vector(kernel: Kernel, target: Target, core: tuple[str, ...] = ()) -> Program:
+    """Lower one kernel to one program on the target's vector registers; `core`, the extensions of the core
+    it is for, may choose its int8 dot-product instructions (AVX-VNNI on an AVX2 core that has it)."""
     parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
     sel = VectorSelector(kernel, target, dict(parallel))
-    blocked = isel_gemm.select_gemm(sel, kernel, parallel) or isel_gemm_int8.select_gemm_int8(sel, kernel, parallel)
+    blocked = (isel_gemm.select_gemm(sel, kernel, parallel)
+               or isel_gemm_int8.select_gemm_int8(sel, kernel, parallel, target.int8_dot(core)))
     if blocked is not None:
         return finish(sel, kernel, target, blocked)
     return finish(sel, kernel, target, nest(sel, parallel, sel.phases(tuple(v for v, _ in parallel))))

@@ -25,11 +25,16 @@ from oprunner import both_executors
 
 INT8 = [t for t, target in ALL_TARGETS.items() if target.int8_features is not None]
 DOT = {"vnni": "vpdpbusd", "maddubs": "vpmaddubsw", "sdot": "sdot"}
+# each target on a core of each way it multiplies int8: AVX2 with vpmaddubsw (Zen 3) and with AVX-VNNI (Sapphire
+# Rapids); AVX-512 needs VNNI, so Sapphire Rapids
+PAIRS = [("x86-64", "zen3"), ("aarch64", "neoverse-n1"), ("avx2", "zen3"), ("avx2", "sapphirerapids"),
+         ("avx512", "sapphirerapids"), ("neon", "neoverse-n1")]
+PAIR_IDS = [f"{t}-{m}" for t, m in PAIRS]
 
 
-def machine(target: str):
-    """A core of the target that has what int8 needs (AVX-512: VNNI)."""
-    return load_machine(machine_names(ALL_TARGETS[target], "int8")[0])
+def machine(target: str, core: str | None = None):
+    """The named core, or the first core of the target that has what int8 needs (AVX-512: VNNI)."""
+    return load_machine(core or machine_names(ALL_TARGETS[target], "int8")[0])
 
 
 def linear_graph(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> Graph:
@@ -73,41 +78,42 @@ def mnemonics(program) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("target", INT8)
+@pytest.mark.parametrize("target, core", PAIRS, ids=PAIR_IDS)
 @settings(max_examples=8, deadline=None)
 @given(m=st.integers(1, 7), n=st.sampled_from([3, 4, 8, 16, 20, 32, 48]), k4=st.integers(1, 24),
        seed=st.integers(0, 2**16))
 @example(m=6, n=32, k4=24, seed=1)  # a full register block with every vector width's lanes dividing n
-def test_int8_accumulators_equal_the_integer_reference_bit_for_bit(target, m, n, k4, seed):
+def test_int8_accumulators_equal_the_integer_reference_bit_for_bit(target, core, m, n, k4, seed):
     rng = np.random.default_rng(seed)
     xq = rng.integers(0, 128, (m, 4 * k4), dtype=np.uint8)  # 7-bit activations, as quantize_u7 makes them
     packed = rng.integers(-127, 128, (k4, n, 4), dtype=np.int8)
     graph = accumulator_graph(xq, packed)
     lowered = lower_graph(graph)
-    storages = run_graph(lowered, ALL_TARGETS[target], machine=machine(target))
+    storages = run_graph(lowered, ALL_TARGETS[target], machine=machine(target, core))
     got = materialize(lowered.context.views[Ref("acc")], storages)
     want = accumulators(xq, packed)
     assert np.abs(want).max() < 2**24  # so float(acc) is the accumulator itself
     assert np.array_equal(got, want.astype(np.float32))
 
 
-@pytest.mark.parametrize("target", INT8)
-def test_vector_targets_use_their_dot_product_instruction(target):
-    t = ALL_TARGETS[target]
+@pytest.mark.parametrize("target, core", PAIRS, ids=PAIR_IDS)
+def test_vector_targets_use_their_dot_product_instruction(target, core):
+    t, m = ALL_TARGETS[target], machine(target, core)
     rng = np.random.default_rng(0)
     graph = accumulator_graph(rng.integers(0, 128, (4, 64), dtype=np.uint8),
                               rng.integers(-127, 128, (16, 32, 4), dtype=np.int8))
-    program = backend_for(t).select(lower_graph(graph).kernels[0], t, machine(target))
-    used = mnemonics(program)
+    used = mnemonics(backend_for(t).select(lower_graph(graph).kernels[0], t, m))
     if t.vector is None:
         assert {"imul", "mul"} & used  # a scalar core multiplies byte by byte
     else:
-        assert any(m.startswith(DOT[t.vector.int8_dot]) for m in used), used
+        assert any(u.startswith(DOT[t.int8_dot(m.features)]) for u in used), used
+    if (target, core) == ("avx2", "sapphirerapids"):
+        assert "vpdpbusd_ymm" in used and "vpmaddubsw_ymm" not in used  # AVX-VNNI
 
 
-@pytest.mark.parametrize("target", INT8)
+@pytest.mark.parametrize("target, core", PAIRS, ids=PAIR_IDS)
 @pytest.mark.parametrize("bias", [True, False])
-def test_a_quantized_linear_equals_its_numpy_reference_op_by_op(target, bias):
+def test_a_quantized_linear_equals_its_numpy_reference_op_by_op(target, core, bias):
     """minmax_rows, quant_params, quantize_u7 and linear_int8, each from the inputs the executor gave it."""
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((2, 5, 64)) * 3 + 0.5).astype(np.float32)
@@ -116,7 +122,7 @@ def test_a_quantized_linear_equals_its_numpy_reference_op_by_op(target, bias):
     assert [n.op for n in graph.nodes] == ["isasim.minmax_rows", "isasim.quant_params", "isasim.quantize_u7",
                                            "isasim.linear_int8"]
     lowered = lower_graph(graph)
-    storages = run_graph(lowered, ALL_TARGETS[target], machine=machine(target))
+    storages = run_graph(lowered, ALL_TARGETS[target], machine=machine(target, core))
     for node in graph.nodes:
         inputs = [materialize(lowered.context.views[a], storages) for a in node.args]
         got = materialize(lowered.context.views[Ref(node.name)], storages)
@@ -139,15 +145,15 @@ def test_weights_quantize_per_channel_symmetrically_and_pack_four_k_together():
     assert np.allclose(table[1], table[0] * q.sum(axis=1))
 
 
-@pytest.mark.parametrize("target", INT8)
-def test_int8_programs_batched_equal_stepped_and_counts_equal_cost(target):
+@pytest.mark.parametrize("target, core", PAIRS, ids=PAIR_IDS)
+def test_int8_programs_batched_equal_stepped_and_counts_equal_cost(target, core):
     t = ALL_TARGETS[target]
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 32)).astype(np.float32)
     graph = quantize_graph(linear_graph(x, rng.standard_normal((16, 32)).astype(np.float32), None))
     lowered = lower_graph(graph)
-    storages = run_graph(lowered, t, machine=machine(target), keep=None)
-    backend, m = backend_for(t), machine(target)
+    backend, m = backend_for(t), machine(target, core)
+    storages = run_graph(lowered, t, machine=m, keep=None)
     for kernel in lowered.kernels:
         program = backend.select(kernel, t, m)
         (batched, events), (stepped, step_events) = both_executors(program, storages, target, m.name)
@@ -155,17 +161,17 @@ def test_int8_programs_batched_equal_stepped_and_counts_equal_cost(target):
         assert dict(events.instructions) == dict(step_events.instructions) == backend.counts(program, m)
 
 
-@pytest.mark.parametrize("target", INT8)
+@pytest.mark.parametrize("target, core", PAIRS, ids=PAIR_IDS)
 @pytest.mark.parametrize("rows, n, k", [
     (4, 1024, 64),  # the epilogue table's rows start 4096 bytes apart: AArch64's add takes that as #1, lsl #12
     (48, 384, 384),  # NEON's 6x6 block saves an odd number of x registers and some d registers: never one pair
 ])
-def test_int8_code_assembles_and_runs_as_the_executor_does(target, rows, n, k):
+def test_int8_code_assembles_and_runs_as_the_executor_does(target, core, rows, n, k):
     """GNU as takes every int8 kernel (AArch64 with the dot product extension); where this host runs the
     target (natively, or under qemu with every optional feature), the machine code's outputs equal the
     executor's bit for bit."""
     t = ALL_TARGETS[target]
-    backend, m = backend_for(t), machine(target)
+    backend, m = backend_for(t), machine(target, core)
     rng = np.random.default_rng(7)
     x = rng.standard_normal((rows, k)).astype(np.float32)
     graph = quantize_graph(linear_graph(x, rng.standard_normal((n, k)).astype(np.float32),
@@ -177,11 +183,11 @@ def test_int8_code_assembles_and_runs_as_the_executor_does(target, rows, n, k):
             native.assemble(t.isa, emit(program, t), symbol(program.name))
     except native.NativeUnavailable as e:
         pytest.skip(str(e))
-    why = backend.can_run_native(t, "int8")
+    why = backend.can_run_native(t, "int8", m)
     if why:
         pytest.skip(why)
     executed = run_graph(lowered, t, machine=m, keep=None)
-    ran = run_graph(lowered, t, native=True, keep=None)
+    ran = run_graph(lowered, t, native=True, machine=m, keep=None)
     for b in ("linear_minmax", "linear_qparams", "linear_quantize", "linear"):
         assert np.array_equal(ran[b], executed[b]), b
 
