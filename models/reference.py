@@ -39,8 +39,8 @@ def reference_outputs(captured: Captured) -> dict[str, list[np.ndarray]]:
 
 def quantized_outputs(captured: Captured, graph: Graph) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
     """The int8 graph (models/quantize.py) run as a reference: PyTorch's exported program, with each quantized
-    linear layer computed by the numpy reference of its three ops instead. Returns every node's outputs
-    (the new nodes' included) and the final output."""
+    linear layer computed by the numpy references of the ops that quantize its input and multiply. Returns
+    every node's outputs (the new nodes' included) and the final output."""
     from isasim.models.quantize import reference_op
 
     nodes = {n.name: n for n in graph.nodes}

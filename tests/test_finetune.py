@@ -93,3 +93,16 @@ def test_a_text_through_the_classifier_names_its_label_on_every_target(capsys, t
     code, out, _ = run(capsys, "check", str(tuned), "--text", text, "--target", "neon")
     assert code == 0 and "tokens (8): [CLS] a film about a television series [SEP]" in out
     assert f"PyTorch {want['label']}" in out and f"neon {want['label']}" in out
+
+
+def test_int8_check_on_the_dataset_reports_pytorchs_own_int8_next_to_it(capsys, tuned):
+    code, out, err = run(capsys, "check", str(tuned), "--dataset", "test", "--precision", "int8", "--target", "avx2",
+                         "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    anchor = report["pytorch_dynamic_int8"]
+    assert set(anchor) == {"max_abs_err", "label_agreement", "accuracy"}
+    t = report["targets"][0]
+    assert t["passed"] and t["int8_ops_exact"] and t["max_abs_err_fp32"] > 0
+    # int8 moves a few logits across the boundary, as PyTorch's own int8 does: most labels stay
+    assert t["label_agreement"] >= 0.9 and anchor["label_agreement"] >= 0.9
