@@ -98,8 +98,8 @@ def _digest(values: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(values).tobytes(), digest_size=16).digest()
 
 
-def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, bytes], final: np.ndarray,
-             tolerance: float | None, progress: Progress | None) -> dict:
+def _on_host(lowered: LoweredGraph, target: Target, machine: Machine, executed: dict[str, bytes],
+             final: np.ndarray, tolerance: float | None, progress: Progress | None) -> dict:
     """Run the machine code of every kernel, chained on its own results; compare with PyTorch, and each
     kernel's outputs bit for bit with what isasim's executor computed."""
     from isasim.isa import native
@@ -120,7 +120,8 @@ def _on_host(lowered: LoweredGraph, target: Target, executed: dict[str, bytes], 
 
     output = lowered.context.views[lowered.graph.outputs[0]]
     storages: dict = {}
-    run_graph(lowered, target, tick, native=True, keep=[output.storage], live=storages)
+    # the programs made for the core the executor ran them for (an AVX2 core with AVX-VNNI gets other code)
+    run_graph(lowered, target, tick, native=True, machine=machine, keep=[output.storage], live=storages)
     got = materialize(output, storages)
     abs_err, rel_err = _errors(got, final)
     how = "natively" if native.host_supports(target.isa) else "under qemu-aarch64"
@@ -201,7 +202,7 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
     if target.name in job.skipped:
         host = {"skipped": job.skipped[target.name], "passed": True}
     elif job.on_host:
-        host = _on_host(lowered, target, digests, final, None if int8 else job.tolerance, progress)
+        host = _on_host(lowered, target, machine, digests, final, None if int8 else job.tolerance, progress)
     close = all(exact) if int8 else abs_err <= job.tolerance
     passed = close and (host is None or host["passed"])
     agree = acc = fp32_err = None
