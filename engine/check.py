@@ -278,6 +278,7 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
     cfg = graph.config
     return CheckReport(cfg.get("model", graph.model), cfg.get("seq", 0), cfg.get("batch", 0), tolerance,
                        all(t.passed and t.counts_match_cost_model for t in out), out,
-                       reference_prediction=_prediction(final, label_names) if label_names else None,
+                       reference_prediction=_prediction(final if fp32_final is None else fp32_final, label_names)
+                       if label_names else None,  # (in int8: float32 PyTorch's, as label_agreement is)
                        jobs=jobs, peak_rss_bytes=max([peak_rss_bytes()] + [t.peak_rss_bytes for t in out]),
                        precision=precision)
