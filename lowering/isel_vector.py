@@ -260,11 +260,16 @@ class VectorSelector(Selector):
             self.vstore(ph, v, code, scope, chain, mask=k, shift=full * L * F32_BYTES)
             self._tail_done(scope, ph.var, full * L)
         else:
-            body = []
-            self.tail_start[ph.var] = full * L
-            self.store(ph, body, {}, scope, chain)
-            del self.tail_start[ph.var]
-            self.loop(ph.var, rest, body, True, code, scope)
+            self._scalar_tail(scope, ph, chain, full * L, rest, code)
+
+    def _scalar_tail(self, scope: int, ph: Map, chain: tuple[str, ...], start: int, rest: int,
+                     code: list[Item]) -> None:
+        """The last `rest` elements of a map, from `start`, one at a time on the scalar instructions."""
+        body: list[Item] = []
+        self.tail_start[ph.var] = start
+        self.store(ph, body, {}, scope, chain)
+        del self.tail_start[ph.var]
+        self.loop(ph.var, rest, body, True, code, scope)
 
     def byte_lanes(self, ph: Map) -> bool:
         """A store of float lanes converted to integers into bytes (the quantize op): vectorised where the
@@ -302,11 +307,7 @@ class VectorSelector(Selector):
             body.append(Instr(self.target.stores[DType.F32], Prim.STORE, Mem(s.reg), (b,), DType.F32, where))
         self.loop(ph.var, full, body, True, code, scope, scale=L)
         if rest:
-            body = []
-            self.tail_start[ph.var] = full * L
-            self.store(ph, body, {}, scope, chain)
-            del self.tail_start[ph.var]
-            self.loop(ph.var, rest, body, True, code, scope)
+            self._scalar_tail(scope, ph, chain, full * L, rest, code)
 
     def reduce_phase(self, scope: int, ph: Reduce, outer: tuple[str, ...], code: list[Item]) -> None:
         kind = reduction_of(ph)
