@@ -64,7 +64,7 @@ def trace(model: str, targets: Names = None, machines: Names = None, *, seq: int
 
 def _no_int8_core_aten(precision: str, core_aten: bool) -> None:
     if precision != "fp32" and core_aten:
-        raise UserError(f"--precision {precision} quantizes aten.linear, which --core-aten decomposes: drop one")
+        raise UserError(f"--precision {precision} rewrites aten.linear, which --core-aten decomposes: drop one")
 
 
 def training_step(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
@@ -137,6 +137,11 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
 
         graph, fp32 = quantize_graph(graph), final
         ref, final = reference.quantized_outputs(captured, graph)
+    elif precision == "bf16":  # each target rounds its own way: the errors are reported against float32
+        from isasim.models.bf16 import bf16_graph
+
+        graph, fp32 = bf16_graph(graph), final
+        ref = reference.reference_outputs(captured)
     else:
         ref = reference.reference_outputs(captured)
     names = dict(spec.config.id2label) if spec.num_labels and words is not None else None
@@ -145,6 +150,8 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
     report.tokens = words
     if precision == "int8" and labels is not None:
         report.pytorch_dynamic_int8 = reference.dynamic_int8(captured, fp32, labels)
+    if precision == "bf16" and labels is not None:
+        report.pytorch_autocast_bf16 = reference.autocast_bf16(captured, fp32, labels)
     return report
 
 
@@ -227,7 +234,8 @@ def host(model: str, targets: Names = None, machines: Names = None, *, seq: int 
     if missing:
         raise UserError(f"isasim host builds every kernel with the host's toolchain: {missing}")
     names = _names(targets) or [t.name for t in TARGETS.values()
-                                if t.isa == cpu.isa and backend_for(t).can_run_native(t, precision) is None]
+                                if t.isa == cpu.isa and (t.fp32 or precision != "fp32")
+                                and backend_for(t).can_run_native(t, precision) is None]
     for name in names:
         t = get_any_target(name)
         why = None if t.isa == cpu.isa else f"it is {t.isa} code and this host runs {cpu.isa}"

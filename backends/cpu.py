@@ -35,7 +35,9 @@ class CpuBackend(Backend):
 
     def machine_names(self, target: Target, precision: str = "fp32") -> tuple[str, ...]:
         """The cores of the target's ISA that have the extensions it needs in `precision` (no AVX-512 target on
-        Zen 3; int8 AVX-512 only with VNNI)."""
+        Zen 3; int8 AVX-512 only with VNNI; none for amx in float32, which it does not run)."""
+        if precision == "fp32" and not target.fp32:
+            return ()
         need = target.features(precision)
         return tuple(n for n in uarch_names(target.isa) if not load_uarch(n).lacks(need))
 

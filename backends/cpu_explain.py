@@ -8,7 +8,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from isasim.isa.cost import BlockCost, block_cost, carried_latency
+from isasim.isa.cost import BlockCost, block_cost, carried_latency, cost_program
 from isasim.isa.emit import hottest_loop, instruction_lines
 from isasim.isa.errors import UserError
 from isasim.isa.machine import Uarch
@@ -70,12 +70,28 @@ def _advice(bc: BlockCost, chain: float, sequential: bool, lanes: int) -> str:
                 f"issue: {bc.issue:g}): each iteration holds a long dependency chain, and iterations overlap only "
                 f"as far as the reorder buffer and the scheduler hold their micro-ops. A shorter chain per element, "
                 f"or fewer micro-ops waiting on it, would move it.")
+    if bc.bound.kind == "port" and bc.busiest_port == "TMUL":
+        return (f"the AMX tile unit decides at {bc.ports:g} cycles per iteration (issue alone: {bc.issue:g}): it "
+                f"starts one tile multiply every 16 cycles, its peak, so the loop runs as fast as the tiles can.")
     if bc.bound.kind == "port":
         return (f"the ports {bc.busiest_port} decide at {bc.ports:g} cycles per iteration (issue alone: "
                 f"{bc.issue:g}{', carried chain: %g' % bc.latency if sequential else ''}); fewer instructions on "
                 f"those ports, or {wider}, would move it.")
     return (f"the issue width decides at {bc.issue:g} cycles per iteration (ports alone: {bc.ports:g}): the "
             f"loop simply has many instructions per element; {wider} would divide them.")
+
+
+def _beyond_the_loop(program: Program, uarch: Uarch, trips: int, bc: BlockCost) -> str:
+    """A sentence when the whole kernel takes clearly longer than its hottest loop's own bound: what decides
+    it then (the memory traffic, as the cost model's per-kernel bounds say)."""
+    kernel = cost_program(program, uarch)
+    loop = trips * bc.cycles
+    if kernel.cycles <= 1.1 * loop:
+        return ""
+    why = ("the bytes it moves between the levels of memory, not its instructions, set its time"
+           if kernel.bound.kind in ("l1", "l2", "llc", "dram") else "its other loops add the rest")
+    return (f" The whole kernel takes {kernel.cycles:,.0f} cycles, decided by {kernel.bound.label}, where its "
+            f"hottest loop alone would take {loop:,.0f} ({trips:,} x {bc.cycles:g}): {why}.")
 
 
 def explain_cpu(program: Program, node: Node, target: Target, uarch: Uarch, iterations: int) -> Explanation:
@@ -95,12 +111,13 @@ def explain_cpu(program: Program, node: Node, target: Target, uarch: Uarch, iter
     bc = block_cost(body, uarch, not loop.parallel)
     chain = carried_latency(body, uarch) if not loop.parallel else 0.0
     events = simulate(body, uarch, iterations)
+    advice = _advice(bc, chain, not loop.parallel, target.vector_lanes) + _beyond_the_loop(program, uarch, trips, bc)
     return Explanation(
         node.name, node.op, target.name, uarch.name, trips, listing,
         {p: round(pressure.get(p, 0.0), 3) for p in uarch.ports},
         {"ports": bc.ports, "busiest_ports": bc.busiest_port, "issue": bc.issue, "latency": bc.latency,
          "window": bc.window, "cycles_per_iteration": bc.cycles, "decides": bc.bound.label},
-        _advice(bc, chain, not loop.parallel, target.vector_lanes), render(asm, events),
+        advice, render(asm, events),
         cycles(events) / iterations, iterations, _slices(events, asm))
 
 

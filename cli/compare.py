@@ -63,9 +63,11 @@ def render_table(c: Comparison, console: Console, wide: bool = False) -> None:
         for r in c.rows:
             vs.add_row(*_fp32_cells(r))
         console.print(vs)
-        console.print("vs own fp32: the same target and core in float32; vs fp32 avx512: float32 AVX-512 on this "
-                      "core, or on skylake-x where the core has none; linear layers: their share of the cycles, "
-                      "float32 -> int8; quantize: the activations' min/max and rounding to bytes", style="dim")
+        console.print("vs own fp32: the same target and core in float32 (amx: avx512); vs fp32 avx512: float32 "
+                      "AVX-512 on this core, or on skylake-x where the core has none; linear layers: their share of "
+                      f"the cycles, float32 -> {c.precision}; quantize: "
+                      + ("the activations' min/max and rounding to bytes" if c.precision == "int8" else
+                         "the activations' rounding to bf16"), style="dim")
 
 
 FP32_HEAD = ("target", "uarch", "time", "vs own fp32", "vs fp32 avx512", "linear layers", "quantize", "bound")

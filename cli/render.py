@@ -168,22 +168,24 @@ def trace_csv(report: TraceReport) -> str:
 
 
 def check_table(report: CheckReport, console: Console, wide: bool = False) -> None:
-    int8 = report.precision == "int8"
+    int8, low = report.precision == "int8", report.precision != "fp32"
     against = "the int8 reference (PyTorch with each quantized linear layer in numpy, models/quantize.py)" \
-        if int8 else "PyTorch's"
-    table = Table(title=f"{report.model} seq {report.seq} batch {report.batch}{' int8' if int8 else ''}: the lowered "
-                        "programs, executed, against PyTorch", title_justify="left",
+        if int8 else "float32 PyTorch's" if low else "PyTorch's"
+    added = {"int8": "each quantization op", "bf16": "each bf16 op (rounding, linear)"}.get(report.precision)
+    table = Table(title=f"{report.model} seq {report.seq} batch {report.batch}{' ' + report.precision if low else ''}: "
+                        "the lowered programs, executed, against PyTorch", title_justify="left",
                   box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, collapse_padding=not wide,
                   caption=f"final: the model's output against {against}"
-                          + ("; vs fp32: against float32 PyTorch's; int8 ops: each quantization op against its "
-                             "reference on this target's own inputs (pass: all bit-identical; the final error "
-                             "is not held to the tolerance, as a float rounding upstream can move an activation "
-                             "across a rounding boundary of the quantizer)" if int8 else
+                          + (f"; vs fp32: against float32 PyTorch's; {report.precision} ops: {added} against its "
+                             "reference on this target's own inputs, rounded as its instructions round (pass: all "
+                             "bit-identical; the final error is not held to the tolerance, as a float rounding "
+                             "upstream can move a value across a rounding boundary)" if low else
                              f" (pass: abs err <= {report.tolerance:g})")
                           + "; counts: the executor's instructions against the cost model's; worst op: the largest "
                           "error of any op, relative to its largest value (errors grow through matmuls; for "
                           "reading only)", caption_justify="left")
-    cols = ("target", "uarch", "final abs err") + (("vs fp32", "int8 ops") if int8 else ("final rel err",)) + (
+    cols = ("target", "uarch", "final abs err") + (("vs fp32", f"{report.precision} ops") if low
+                                                   else ("final rel err",)) + (
         "instructions executed", "counts", "worst op", "result")
     for col in cols:
         numbers = col in ("target", "uarch", "worst op", "instructions executed")  # never split
@@ -191,8 +193,8 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
                          justify="right" if "err" in col or "executed" in col else "left")
     for t in report.targets:
         worst = t.worst_ops[0] if t.worst_ops else None
-        middle = (f"{t.max_abs_err_fp32:.1e}", f"{'exact' if t.int8_ops_exact else 'DIFFER'} ({t.int8_ops_checked})") \
-            if int8 else (f"{t.max_rel_err:.1e}",)
+        middle = (f"{t.max_abs_err_fp32:.1e}", f"{'exact' if t.ops_exact else 'DIFFER'} ({t.ops_checked})") \
+            if low else (f"{t.max_rel_err:.1e}",)
         table.add_row(t.target, t.uarch, f"{t.max_abs_err:.1e}", *middle,
                       f"{t.instructions_executed:,}", "equal" if t.counts_match_cost_model else "DIFFER",
                       f"{worst.name} {worst.max_rel_err:.0e}" if worst else "",
@@ -207,7 +209,7 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
     console.print(f"checked in {report.jobs} process{'es' if report.jobs > 1 else ''}: "
                   + ", ".join(f"{t.target} {t.seconds:.0f} s" for t in report.targets)
                   + f"; peak memory of a process {report.peak_rss_bytes / 1e9:.1f} GB", highlight=False)
-    whose = "float32 PyTorch's" if int8 else "PyTorch's"
+    whose = "float32 PyTorch's" if low else "PyTorch's"
     for t in report.targets:
         if t.label_agreement is not None:
             console.print(f"  {t.target}: predicted labels agree with {whose} on {t.label_agreement:.1%} of "
@@ -220,11 +222,12 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
                 f"DIFFERS from the executor in {', '.join(h['differing_kernels'])}"
             console.print(f"  {t.target} machine code, run {h['ran']}: {h['kernels']} kernels, {same}; "
                           f"max abs err vs {'the int8 reference' if int8 else 'PyTorch'} {h['max_abs_err']:.2e}")
-    anchor = report.pytorch_dynamic_int8
-    if anchor:
-        console.print(f"  PyTorch's own int8 (quantize_dynamic): labels agree with float32 PyTorch's on "
-                      f"{anchor['label_agreement']:.1%}; accuracy {anchor['accuracy']:.1%}; logits' max abs err "
-                      f"{anchor['max_abs_err']:.1e}")
+    for anchor, what in ((report.pytorch_dynamic_int8, "int8 (quantize_dynamic)"),
+                         (report.pytorch_autocast_bf16, "bf16 (CPU autocast)")):
+        if anchor:
+            console.print(f"  PyTorch's own {what}: labels agree with float32 PyTorch's on "
+                          f"{anchor['label_agreement']:.1%}; accuracy {anchor['accuracy']:.1%}; logits' max abs err "
+                          f"{anchor['max_abs_err']:.1e}")
 
 
 def trace_chrome(report: TraceReport) -> str:

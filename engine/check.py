@@ -17,7 +17,6 @@ from isasim.isa.hardware import Machine
 from isasim.isa.targets import Target
 from isasim.lowering.pipeline import LoweredGraph, materialize
 from isasim.models.graph import Ref
-from isasim.models.quantize import OPS as QUANTIZATION_OPS, reference_op
 from isasim.report import ModelReport
 
 
@@ -49,15 +48,17 @@ class TargetCheck:
     seconds: float = 0.0  # wall-clock time to execute and compare this target
     peak_rss_bytes: int = 0  # the peak resident memory of the process that ran it
     thread_instructions: int | None = None  # SIMT: the threads that executed each warp instruction, summed
-    # --precision int8: the final output's largest error against float32 PyTorch (max_abs_err is against the
-    # int8 reference, which the executor must reproduce), and label_agreement is with float32 PyTorch's labels
+    # --precision int8 or bf16: the final output's largest error against float32 PyTorch (in int8, max_abs_err
+    # is against the int8 reference, which the executor must reproduce), and label_agreement is with float32
+    # PyTorch's labels
     max_abs_err_fp32: float | None = None
-    # int8: every quantization op (models/quantize.py OPS) equal, bit for bit, to its numpy reference computed
-    # from the inputs this target's executor gave it; the final output is not held to `tolerance`, since a
-    # float rounding upstream (PyTorch's own kernels differ by CPU) may move an activation across a rounding
-    # boundary of the quantizer, and one step of 1/127 then propagates
-    int8_ops_exact: bool | None = None
-    int8_ops_checked: int = 0
+    # int8 and bf16: every op the precision adds (models/quantize.py OPS, models/bf16.py OPS) equal, bit for bit,
+    # to its numpy reference computed from the inputs this target's executor gave it (in bf16, rounded as the
+    # target's instructions round); the final output is not held to `tolerance`, since a float rounding
+    # upstream (PyTorch's own kernels differ by CPU) may move an activation across a rounding boundary of the
+    # quantizer, and one step of 1/127 then propagates
+    ops_exact: bool | None = None
+    ops_checked: int = 0
 
 
 @dataclass
@@ -71,8 +72,10 @@ class CheckReport(ModelReport):
     peak_rss_bytes: int = 0  # the largest peak resident memory of any process of the check
     precision: str = "fp32"
     # int8 on a dataset: PyTorch's own torch.ao.quantization.quantize_dynamic of the model, the anchor
-    # ({max_abs_err, label_agreement, accuracy} against float32 PyTorch and the true labels)
+    # ({max_abs_err, label_agreement, accuracy} against float32 PyTorch and the true labels); bf16: PyTorch's
+    # CPU autocast to bfloat16, the same three figures
     pytorch_dynamic_int8: dict | None = None
+    pytorch_autocast_bf16: dict | None = None
 
     def records(self) -> list[dict]:
         """One row per target."""
@@ -82,7 +85,7 @@ class CheckReport(ModelReport):
                  "worst_op": t.worst_ops[0].name if t.worst_ops else None, "label_agreement": t.label_agreement,
                  "accuracy": t.accuracy, "seconds": t.seconds, "peak_rss_bytes": t.peak_rss_bytes,
                  "thread_instructions": t.thread_instructions, "max_abs_err_fp32": t.max_abs_err_fp32,
-                 "int8_ops_exact": t.int8_ops_exact} for t in self.targets]
+                 "ops_exact": t.ops_exact} for t in self.targets]
 
 
 def _errors(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
@@ -165,8 +168,9 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
     counts_match = True
     done = 0
     op_errs: list[OpCheck] = []
-    int8 = job.fp32_final is not None
-    exact: list[bool] = []  # int8: each quantization op against its reference on the executor's inputs
+    low = job.fp32_final is not None  # int8 or bf16
+    added, reference_op = _added_ops(lowered.graph.config.get("precision", "fp32"), target)
+    exact: list[bool] = []  # int8 and bf16: each added op against its reference on the executor's inputs
     digests: dict[str, bytes] = {}  # each kernel's outputs, for --on-host to compare the machine code's with
     storages: dict = {}
 
@@ -175,7 +179,7 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
         for i, want in enumerate(job.reference.get(step.node.name, [])):
             got = materialize(lowered.context.views[Ref(step.node.name, i)], storages)
             op_errs.append(OpCheck(step.node.name, step.node.op, *_errors(got, want)))
-        if int8 and step.node.op in QUANTIZATION_OPS:
+        if step.node.op in added:
             node = step.node
             want = reference_op(node, [materialize(lowered.context.views[a], storages) for a in node.args])
             got = materialize(lowered.context.views[Ref(node.name)], storages)
@@ -202,8 +206,8 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
     if target.name in job.skipped:
         host = {"skipped": job.skipped[target.name], "passed": True}
     elif job.on_host:
-        host = _on_host(lowered, target, machine, digests, final, None if int8 else job.tolerance, progress)
-    close = all(exact) if int8 else abs_err <= job.tolerance
+        host = _on_host(lowered, target, machine, digests, final, None if low else job.tolerance, progress)
+    close = all(exact) if low else abs_err <= job.tolerance
     passed = close and (host is None or host["passed"])
     agree = acc = fp32_err = None
     if job.fp32_final is not None:
@@ -213,13 +217,27 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
         versus = final if job.fp32_final is None else job.fp32_final
         agree = float(np.mean(predicted == versus.argmax(-1)))
         acc = float(np.mean(predicted == job.labels))
-        if not int8:  # every label of the reference it runs
+        if not low:  # every label of the reference it runs
             passed = passed and bool(np.all(predicted == final.argmax(-1)))
     return TargetCheck(target.name, machine.name, abs_err, rel_err, passed, executed, counts_match, op_errs[:5],
                        host, agree, acc,
                        _prediction(got.reshape(final.shape), job.label_names) if job.label_names else None,
                        thread_instructions=threads, max_abs_err_fp32=fp32_err,
-                       int8_ops_exact=all(exact) if int8 else None, int8_ops_checked=len(exact))
+                       ops_exact=all(exact) if low else None, ops_checked=len(exact))
+
+
+def _added_ops(precision: str, target: Target):
+    """(the ops `precision` adds to the graph, their numpy reference (node, inputs) -> output on `target`)."""
+    if precision == "int8":
+        from isasim.models import quantize
+
+        return frozenset(quantize.OPS), quantize.reference_op
+    if precision == "bf16":
+        from isasim.models import bf16
+
+        dot = target.vector.bf16_dot if target.vector else None
+        return frozenset(bf16.OPS), lambda node, inputs: bf16.reference_op(node, inputs, dot)
+    return frozenset(), None
 
 
 def _slowest_first(targets: list[tuple[Target, Machine]]) -> list[int]:
@@ -250,10 +268,10 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
     With `on_host`, also run each kernel's emitted machine code. With `labels` (one per row of a classifier's
     logits), the predicted labels must all agree with PyTorch's; the accuracy against `labels` is reported.
     `jobs` > 1 checks targets in that many forked processes at once (engine/parallel.py). In int8, `reference`
-    and `final` are the int8 reference's (models/reference.py `quantized_outputs`) and `fp32_final` float32
-    PyTorch's, against which the error and the label agreement are reported; a target passes when each
-    quantization op equals its reference on the target's own inputs bit for bit (TargetCheck.int8_ops_exact)
-    and the counts agree."""
+    and `final` are the int8 reference's (models/reference.py `quantized_outputs`), in bf16 float32 PyTorch's
+    (each target rounds its own way), and `fp32_final` float32 PyTorch's, against which the error and the
+    label agreement are reported; a target passes when each op the precision adds equals its reference on the
+    target's own inputs bit for bit (TargetCheck.ops_exact) and the counts agree."""
     graph = lowered.graph
     precision = graph.config.get("precision", "fp32")
     skipped = {t.name: why for t, m in targets

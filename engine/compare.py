@@ -14,8 +14,8 @@ from isasim.lowering.pipeline import LoweredGraph
 from isasim.report import ModelReport
 
 FAMILIES = (
-    ("GEMM", ("linear", "addmm", "mm", "linear_int8")),
-    ("quantize", ("minmax_rows", "quant_params", "quantize_u7")),
+    ("GEMM", ("linear", "addmm", "mm", "linear_int8", "linear_bf16")),
+    ("quantize", ("minmax_rows", "quant_params", "quantize_u7", "round_bf16")),
     ("attention matmuls", ("matmul", "bmm")),
     ("softmax", ("softmax", "_softmax")),
     ("layer norm", ("layer_norm", "native_layer_norm")),
@@ -24,7 +24,8 @@ FAMILIES = (
     ("data movement", ("clone", "contiguous", "_to_copy", "reshape", "view", "to")),
 )
 OTHER = "other elementwise"
-PEAK_DTYPE = {"fp32": DType.F32, "int8": DType.I8}  # a row's peak: the FMA's, or the int8 dot product's
+PEAK_DTYPE = {"fp32": DType.F32, "int8": DType.I8, "bf16": DType.BF16}  # a row's peak: the FMA's, or the dot
+#                                                                            product's of the precision
 
 
 def family(op: str) -> str:
@@ -50,7 +51,7 @@ class Row:
     peak_flop_per_cycle: float  # the machine's rate of the target's widest FMA (isa/hardware.py `Unit`)
     bytes: dict[str, int]
     arithmetic_intensity: float  # FLOPs per DRAM byte
-    speedup_over_scalar_x86: float
+    speedup_over_scalar_x86: float  # (in bf16, which scalar x86-64 lacks: over float32 scalar x86-64)
     dominant_bound: str
     family_shares: dict[str, float]
     # per op family: cycles, floating-point operations (every lane of every fp instruction) and DRAM bytes,
@@ -90,8 +91,7 @@ def compare(lowered: LoweredGraph, progress: Progress | None = None, precision: 
     row is also set against float32 on the same core and against float32 AVX-512."""
     pairs = every_pair(precision)
     reports: list[TraceReport] = [trace(lowered, [pair], progress) for pair in pairs]
-    base = next(r.targets[0] for r in reports  # scalar x86-64 on its default core is the 1.00x row
-                if r.targets[0].target == "x86-64" and r.targets[0].uarch == TARGETS["x86-64"].default_uarch)
+    base = _scalar_x86_seconds(reports, fp32, progress)
     rows = []
     for (target, machine), rep in zip(pairs, reports):
         t = rep.targets[0]
@@ -107,7 +107,7 @@ def compare(lowered: LoweredGraph, progress: Progress | None = None, precision: 
                         machine.peak_ops_per_cycle(target.peak_unit(PEAK_DTYPE[precision],
                                                                       getattr(machine, "features", ()))),
                         t.bytes,
-                        rep.flops / max(t.bytes["dram"], 1), base.seconds / t.seconds,
+                        rep.flops / max(t.bytes["dram"], 1), base / t.seconds,
                         max(t.bounds.items(), key=lambda kv: kv[1])[0],
                         {f: round(v, 4) for f, v in sorted(shares.items(), key=lambda kv: -kv[1])},
                         fams, machine.bytes_per_cycle("dram")))
@@ -115,6 +115,18 @@ def compare(lowered: LoweredGraph, progress: Progress | None = None, precision: 
         _against_fp32(rows, fp32, progress)
     first = reports[0]
     return Comparison(first.model, first.seq, first.batch, first.flops, rows, precision)
+
+
+def _scalar_x86_seconds(reports: list[TraceReport], fp32: LoweredGraph | None, progress: Progress | None) -> float:
+    """The 1.00x row's time: scalar x86-64 on its default core, in this precision, or in float32 where the
+    precision has no scalar lowering (bf16)."""
+    x86 = TARGETS["x86-64"]
+    for r in reports:
+        if r.targets[0].target == x86.name and r.targets[0].uarch == x86.default_uarch:
+            return r.targets[0].seconds
+    if fp32 is None:
+        raise ValueError("no scalar x86-64 row, and no float32 graph to time one from")
+    return trace(fp32, [(x86, load_machine(x86.default_uarch))], progress).targets[0].seconds
 
 
 def _against_fp32(rows: list[Row], fp32: LoweredGraph, progress: Progress | None) -> None:
@@ -128,7 +140,7 @@ def _against_fp32(rows: list[Row], fp32: LoweredGraph, progress: Progress | None
         return timed[(target, uarch)]
 
     for r in rows:
-        own = float32(r.target, r.uarch)
+        own = float32(r.target if TARGETS[r.target].fp32 else "avx512", r.uarch)  # amx's float32 is AVX-512
         ref = float32("avx512", r.uarch if r.uarch in with_avx512 else avx512.default_uarch)
         r.speedup_over_own_fp32 = own.seconds / r.seconds
         r.speedup_over_fp32_avx512 = ref.seconds / r.seconds

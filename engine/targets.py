@@ -23,6 +23,10 @@ def _pairs(names: list[str] | None, machines: list[str] | None, precision: str =
                             f"add --target for it or drop --uarch {u.name}")
     out, notes = [], []
     for t in targets:
+        if precision == "fp32" and not t.fp32:  # amx: int8 and bf16 only; named, it is refused
+            if names:
+                t.features(precision)
+            continue
         try:
             usable = machine_names(t, precision)
         except UserError as e:  # a target without this precision's lowering

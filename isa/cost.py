@@ -223,8 +223,11 @@ def cache_tree(program: Program) -> tuple:
                     out.append(cache_model.Loop(it.trip, body))
             elif it.access is not None:
                 a = it.access
-                out.append(cache_model.Access(a.buf, base[a.buf] + a.base, a.strides, a.width,
-                                              it.prim is Prim.STORE))
+                count, stride = a.rows
+                access = cache_model.Access(a.buf, base[a.buf] + a.base, a.strides + ((stride,) if count > 1 else ()),
+                                            a.width, it.prim in (Prim.STORE, Prim.TILE_STORE))
+                # a tile's rows as a loop of their own: each is `width` bytes, `stride` apart
+                out.append(cache_model.Loop(count, (access,)) if count > 1 else access)
         return tuple(out)
 
     return conv(program.body)

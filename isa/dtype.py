@@ -16,14 +16,16 @@ class DType(Enum):
     U8 = "uint8"
     I8 = "int8"
     I32 = "int32"
+    # bf16 inference (models/bf16.py): bfloat16 values, held as their 16 bits (numpy has no bfloat16)
+    BF16 = "bfloat16"
 
     @property
     def itemsize(self) -> int:
-        return np.dtype(self.value).itemsize
+        return self.numpy.itemsize
 
     @property
     def numpy(self) -> np.dtype:
-        return np.dtype(self.value)
+        return np.dtype(np.uint16) if self is DType.BF16 else np.dtype(self.value)
 
 
 F32_BYTES = DType.F32.itemsize  # the element every float buffer, register lane and shared-memory word holds

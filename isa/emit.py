@@ -18,6 +18,8 @@ from isasim.isa.semantics import Prim
 from isasim.isa.targets import Target
 from isasim.isa.dtype import DType
 
+TILE_PRIMS = frozenset({Prim.TILE_CONFIG, Prim.TILE_RELEASE, Prim.TILE_ZERO, Prim.TILE_LOAD, Prim.TILE_STORE,
+                        Prim.TDPBUSD, Prim.TDPBF16PS})
 _X86_32 = {"rax": "eax", "rcx": "ecx", "rdx": "edx", "rbx": "ebx", "rsi": "esi", "rdi": "edi", "rbp": "ebp"}
 _X86_8 = {"rax": "al", "rcx": "cl", "rdx": "dl", "rbx": "bl", "rsi": "sil", "rdi": "dil", "rbp": "bpl"}
 _X86_CC = {Prim.ICMP_NE: "ne", Prim.ICMP_GE: "ge"}
@@ -51,6 +53,7 @@ class _Emitter:
         self.pool: dict[int, str] = {}
         self.vpool: dict[int, str] = {}
         self.labels = 0
+        self.blobs: list[str] = []  # data the instructions address (AMX's tile configuration)
         self.args = {b.name: target.registers.args[i] for i, b in enumerate(program.buffers)}
         self.last_compare: Prim | None = None
         self.hot = hottest_loop(program.body)[1]
@@ -70,6 +73,8 @@ class _Emitter:
 
     def reg(self, r: Reg) -> str:
         regs = self.t.registers
+        if r.file is RegFile.TILE:
+            return f"tmm{r.n}"
         return regs.fp[r.n] if r.file is RegFile.FP else regs.gp[r.n]
 
     def const(self, value) -> str:
@@ -131,6 +136,7 @@ class _Emitter:
         if self.vpool:
             pool += [".p2align 4"] + [f"{lab}: {self.word} " + ", ".join([f"0x{bits:08x}"] * 4)
                                       for bits, lab in self.vpool.items()]
+        pool += self.blobs
         return "\n".join(self.header() + head + self.lines + tail + self.footer(pool)) + "\n"
 
 
@@ -161,7 +167,32 @@ class X86Emitter(_Emitter):
         n = self.reg(r)
         return _X86_8.get(n, n + "b")
 
+    def tiles(self, i: Instr) -> str:
+        """AMX: the tile configuration (64 bytes in the data section), loads and stores with a stride register,
+        the tile multiplies."""
+        p, d, s = i.prim, i.dst, i.srcs
+        if p is Prim.TILE_CONFIG:
+            label = f".LT{len(self.blobs)}_{self.sym}"
+            self.blobs += [".p2align 6", f"{label}: .byte " + ", ".join(str(b) for b in s[0].value)]
+            return f"ldtilecfg [rip + {label}]"
+        if p is Prim.TILE_RELEASE:
+            return "tilerelease"
+        if p is Prim.TILE_ZERO:
+            return f"tilezero {self.reg(d)}"
+        if p is Prim.TILE_LOAD:
+            m = s[0]
+            disp = f"+{m.disp}" if m.disp else ""
+            return f"tileloadd {self.reg(d)}, [{self.reg(m.base)} + {self.reg(s[1])}*1{disp}]"
+        if p is Prim.TILE_STORE:
+            disp = f"+{d.disp}" if d.disp else ""
+            return f"tilestored [{self.reg(d.base)} + {self.reg(s[1])}*1{disp}], {self.reg(s[0])}"
+        if d != s[2]:
+            raise self.error(f"{i}: {p.value} accumulates into its destination")
+        return f"{p.value} {self.reg(d)}, {self.reg(s[0])}, {self.reg(s[1])}"
+
     def instr(self, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA manual lists them
+        if i.prim in TILE_PRIMS:
+            return self.tiles(i)
         if emit_vector.is_vector(i):
             return emit_vector.x86(self, i)
         p, d, s = i.prim, i.dst, i.srcs
@@ -249,8 +280,11 @@ class A64Emitter(_Emitter):
     word = ".word"
 
     def header(self) -> list[str]:
-        # the dot product extension (sdot) is optional in Armv8.2-A: GNU as accepts it only when told
-        arch = [".arch armv8.2-a+dotprod"] if _uses(self.p.body, Prim.SDOT4) else []
+        # the dot product (sdot) and BF16 (bfdot, bfcvtn) extensions are optional from Armv8.2-A: GNU as
+        # accepts them only when told
+        ext = "".join(f"+{e}" for e, prims in (("dotprod", (Prim.SDOT4,)), ("bf16", (Prim.BFDOT, Prim.CVT_BF16)))
+                      if any(_uses(self.p.body, p) for p in prims))
+        arch = [f".arch armv8.2-a{ext}"] if ext else []
         return arch + [".text", ".p2align 2", f".globl {self.sym}", f".type {self.sym}, %function", f"{self.sym}:"]
 
     def footer(self, pool: list[str]) -> list[str]:

@@ -50,6 +50,8 @@ def x86(em, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA 
     if p is Prim.STORE:
         if i.dtype is DType.U8:  # each 32-bit lane's low byte
             return f"vpmovdb {_X86_PTR[w // 4]} PTR {mem(d)}{k}, {R(s[0])}"
+        if i.dtype is DType.BF16:  # vcvtneps2bf16 packed the lanes' bf16 into half the register
+            return f"vmovups {_X86_PTR[w // 2]} PTR {mem(d)}, {R(s[0], w // 2)}"
         if w == 2:
             return f"vmovq QWORD PTR {mem(d)}, {R(s[0], 4)}"
         return f"vmovups {_X86_PTR[w]} PTR {mem(d)}{k}, {R(s[0])}"
@@ -103,6 +105,12 @@ def x86(em, i: Instr) -> str:  # noqa: C901 - one case per primitive, as an ISA 
             raise em.error(f"{i}: vpdpbusd accumulates into its destination")
         vex = "{vex} " if w == 8 else ""  # AVX-VNNI's encoding of the ymm form (the EVEX one needs AVX-512)
         return f"{vex}vpdpbusd {R(d)}, {R(s[0])}, {R(s[1])}"
+    if p is Prim.DPBF16:
+        if d != s[2]:
+            raise em.error(f"{i}: vdpbf16ps accumulates into its destination")
+        return f"vdpbf16ps {R(d)}, {R(s[0])}, {R(s[1])}"
+    if p is Prim.CVT_BF16:  # 16 float lanes to 16 bf16 in a ymm (8 to an xmm)
+        return f"vcvtneps2bf16 {R(d, w // 2)}, {R(s[0])}"
     if p is Prim.ISHL32:
         return f"vpslld {R(d)}, {R(s[0])}, {int(s[1].value)}"
     if p in (Prim.FCMP_LT, Prim.FCMP_NE):
@@ -138,6 +146,8 @@ def a64(em, i: Instr) -> str:  # noqa: C901 - one case per primitive
             raise em.error(f"ld1r takes no offset: {i}")
         return f"ld1r {{v{n(d)}.4s}}, {mem(s[0])}"
     if p is Prim.STORE:
+        if i.dtype is DType.BF16:  # bfcvtn left four bf16 in the low 64 bits
+            return f"st{a64_unscaled(d.disp, 8)}r d{n(s[0])}, {mem(d)}"
         if w == 1:  # the low 32 bits
             return f"st{a64_unscaled(d.disp, 4)}r s{n(s[0])}, {mem(d)}"
         return f"st{a64_unscaled(d.disp, 16)}r q{n(s[0])}, {mem(d)}"
@@ -168,6 +178,12 @@ def a64(em, i: Instr) -> str:  # noqa: C901 - one case per primitive
         if d != s[2]:
             raise em.error(f"{i}: sdot accumulates into its destination")
         return f"sdot {V(d)}, v{n(s[0])}.16b, v{n(s[1])}.16b"
+    if p is Prim.BFDOT:
+        if d != s[2]:
+            raise em.error(f"{i}: bfdot accumulates into its destination")
+        return f"bfdot {V(d)}, v{n(s[0])}.8h, v{n(s[1])}.8h"
+    if p is Prim.CVT_BF16:
+        return f"bfcvtn v{n(d)}.4h, v{n(s[0])}.4s"
     if p is Prim.FCMP_LT:  # a < b is b > a
         return f"fcmgt {V(d)}, {V(s[1])}, {V(s[0])}"
     if p is Prim.SELECT:

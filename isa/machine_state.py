@@ -43,7 +43,7 @@ class Memory:
         self.data = np.zeros(end, dtype=np.uint8)
         self._views = {DType.F32: self.data.view(np.float32), DType.I64: self.data.view(np.int64),
                        DType.BOOL: self.data, DType.U8: self.data, DType.I8: self.data.view(np.int8),
-                       DType.I32: self.data.view(np.int32)}
+                       DType.I32: self.data.view(np.int32), DType.BF16: self.data.view(np.uint16)}
 
     def write(self, name: str, values: np.ndarray) -> None:
         spec = self.specs[name]
@@ -132,12 +132,42 @@ def _store(ins: Instr, regs: dict, mem: Memory) -> None:
     value = operand(ins.srcs[0], regs, mem, ins.lanes)
     if ins.dtype in (DType.U8, DType.I8) and np.asarray(value).dtype == np.float32:
         value = np.asarray(value).view(np.int32)  # a vector register's lanes narrowed as stored (vpmovdb)
+    elif ins.dtype is DType.BF16:  # lanes that hold bf16 as float32 (Prim.CVT_BF16): their upper halves
+        value = np.asarray(value, dtype=np.float32).view(np.uint32) >> 16
     if ins.lanes > 1:
         addr = _lane_addresses(ins, addr)
     if ins.mask is not None:
         addr, value, active = np.broadcast_arrays(addr, value, regs[ins.mask])
         addr, value = addr[active], value[active]
     mem.store(ins.dtype, addr, value)
+
+
+def _tile_addresses(ins: Instr, mem_operand: Mem, stride: Reg, rows: int, dwords: int, regs: dict) -> np.ndarray:
+    """The byte address of each dword of a tile's rows: row r at base + r x stride (a tileloadd/tilestored)."""
+    base = np.asarray(regs[mem_operand.base] + mem_operand.disp)[..., None]
+    offsets = (np.arange(rows, dtype=np.int64)[:, None] * np.asarray(regs[stride])[..., None, None]
+               + np.arange(dwords, dtype=np.int64) * 4)
+    return base + offsets.reshape(offsets.shape[:-2] + (rows * dwords,))
+
+
+def _tiles(ins: Instr, regs: dict, mem: Memory, lanes: int, events: Events) -> None:
+    """The AMX instructions that touch memory or the tile state (their arithmetic is in isa/amx.py)."""
+    p = ins.prim
+    if p is Prim.TILE_LOAD:
+        m, stride, rows, dwords = ins.srcs
+        addr = _tile_addresses(ins, m, stride, int(rows.value), int(dwords.value), regs)
+        regs[ins.dst] = mem.load(DType.F32, addr)
+        events.bytes_loaded += lanes * 4 * int(rows.value) * int(dwords.value)
+    elif p is Prim.TILE_STORE:
+        tile, stride, rows = ins.srcs
+        value = np.asarray(regs[tile])
+        addr = _tile_addresses(ins, ins.dst, stride, int(rows.value), value.shape[-1] // int(rows.value), regs)
+        mem.store(DType.F32, addr, value)
+        events.bytes_stored += lanes * 4 * value.shape[-1]
+    # TILE_CONFIG and TILE_RELEASE: the shapes travel with each instruction's immediates
+
+
+_TILE_MEMORY = (Prim.TILE_LOAD, Prim.TILE_STORE, Prim.TILE_CONFIG, Prim.TILE_RELEASE)
 
 
 def _lanewise(ins: Instr, regs: dict):
@@ -185,6 +215,8 @@ def run_instr(ins: Instr, regs: dict, mem: Memory, lanes: int, events: Events) -
         return
     if p is Prim.BRANCH_NZ:
         return  # control flow belongs to the executor
+    if p in _TILE_MEMORY:
+        return _tiles(ins, regs, mem, lanes, events)
     if p is Prim.DEC_FLAGS:
         value = regs[ins.srcs[0]] - np.int64(ins.srcs[1].value)
     elif p is Prim.FMOV and isinstance(ins.srcs[0], Imm):

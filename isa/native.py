@@ -199,10 +199,24 @@ def _x86_library(asm: str, symbol: str) -> ctypes.CDLL:
     return loaded(key, make)
 
 
+ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA, SYS_ARCH_PRCTL = 0x1023, 18, 158  # Linux x86-64 (asm/prctl.h)
+
+
+def _allow_tiles(asm: str) -> None:
+    """Linux lets a process use AMX's tile data only after it asks (arch_prctl(ARCH_REQ_XCOMP_PERM,
+    XFEATURE_XTILEDATA), kernel 5.16+); without it the first tile instruction faults."""
+    if "ldtilecfg" not in asm:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0:
+        raise RuntimeError(f"the kernel refused AMX tile data (arch_prctl errno {ctypes.get_errno()})")
+
+
 def x86_64_call(asm: str, symbol: str, buffers: list[np.ndarray]):
     """The kernel loaded and bound to the buffers' memory: a call with no arguments runs it in this process
     (for timing: no per-call work beyond ctypes'; a crash is fatal, so run it isolated once first)."""
     views = _byte_views(buffers, "x86-64")
+    _allow_tiles(asm)
     fn = getattr(_x86_library(asm, symbol), symbol)
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p] * len(views)
@@ -224,6 +238,7 @@ def run_x86_64(asm: str, symbol: str, buffers: list[np.ndarray], *,
     so a crash raises RuntimeError and a hang raises TimeoutError after ``timeout``.
     isolate=False: call in-process on the arrays' memory (numpy alignment, usually 16)."""
     views = _byte_views(buffers, "x86-64")
+    _allow_tiles(asm)  # (a forked child inherits the permission)
     lib = _x86_library(asm, symbol)
     try:
         fn = getattr(lib, symbol)

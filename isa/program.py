@@ -21,6 +21,7 @@ class RegFile(Enum):
     GP = "gp"  # general-purpose 64-bit registers
     PRED = "pred"  # a compare result: an xmm mask on x86, the NZCV flags on AArch64
     MASK = "mask"  # an AVX-512 opmask register (k1-k7): one bit per vector lane
+    TILE = "tile"  # an AMX tile register (tmm0-7): rows of up to 16 dwords; the selector names them itself
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class Reg:
     lanes: int = 1
 
     def __str__(self) -> str:
-        name = {RegFile.FP: "f", RegFile.GP: "r", RegFile.PRED: "p", RegFile.MASK: "k"}[self.file] + str(self.n)
+        name = {RegFile.FP: "f", RegFile.GP: "r", RegFile.PRED: "p", RegFile.MASK: "k",
+                RegFile.TILE: "tmm"}[self.file] + str(self.n)
         return name + (f"x{self.lanes}" if self.lanes > 1 else "")
 
 
@@ -63,13 +65,15 @@ class Access:
     """Where a load or store walks: its buffer, first byte and byte stride per enclosing loop (outer first).
 
     Gathers record the stride of their row walk as if rows were distinct and consecutive; the cache model
-    uses this, the executors use the real addresses.
+    uses this, the executors use the real addresses. A tile load or store (AMX) moves `rows` = (count, byte
+    stride) rows of `width` bytes each.
     """
 
     buf: str
     base: int
     strides: tuple[int, ...]
     width: int
+    rows: tuple[int, int] = (1, 0)
 
 
 @dataclass(frozen=True)

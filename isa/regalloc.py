@@ -269,7 +269,9 @@ def _scan(lay: _Layout, iv: dict[Reg, list[int]], flags: set[Reg], target, buffe
     assign: dict[Reg, str] = {}
     active: list[tuple[int, Reg]] = []
     released = False
-    for r in sorted((r for r in iv if r not in flags), key=lambda r: (iv[r][0], iv[r][1])):
+    # tile registers come named (tmm0-7) by the AMX selector, which keeps its eight tiles itself
+    for r in sorted((r for r in iv if r not in flags and r.file is not RegFile.TILE),
+                    key=lambda r: (iv[r][0], iv[r][1])):
         start = iv[r][0]
         if not released and start > last_addr:
             for f in free:

@@ -12,7 +12,7 @@ from enum import Enum
 
 import numpy as np
 
-from isasim.isa import fastfma
+from isasim.isa import amx, bfloat16, fastfma
 
 F32 = np.float32
 I64 = np.int64
@@ -80,6 +80,23 @@ class Prim(Enum):
     PERMQ = "permq"  # 64-bit lanes picked by the immediate's 2-bit fields (vpermq)
     XTN = "xtn"  # each element's low half, packed into the low 64 bits; the high 64 zeroed (AArch64 xtn);
     #              the immediate is the source element's bits, 32 or 16
+    # bf16 (models/bf16.py, lowering/isel_gemm_bf16.py; bit for bit as isa/bfloat16.py defines them)
+    CVT_BF16 = "cvt_bf16"  # float lanes rounded to bfloat16, nearest even (vcvtneps2bf16 / bfcvtn); in the
+    #                        executor each lane keeps its bf16 as a float32 with a zero low half, and a STORE of
+    #                        dtype BF16 narrows it. The immediate is 1 where denormal inputs flush (Intel)
+    DPBF16 = "dpbf16"  # acc + the dot product of the bf16 pairs in each 32-bit lane (Intel vdpbf16ps); in a
+    #                    kernel, over two consecutive elements starting at each of its two loads
+    BFDOT = "bfdot"  # the same, rounded as Arm's bfdot does (round to odd)
+    # AMX tiles (lowering/isel_gemm_amx.py): a tile register's value is its rows x dwords, row-major, in one
+    # trailing axis; the immediates give the shapes the tile configuration sets (isa/amx.py has the semantics)
+    TILE_CONFIG = "tile_config"  # ldtilecfg: the 64-byte configuration (an immediate tuple of bytes)
+    TILE_RELEASE = "tile_release"  # tilerelease: the tiles back to their initial state
+    TILE_LOAD = "tile_load"  # tileloadd tmm, [base + stride]: srcs (Mem, stride register, Imm rows, Imm dwords)
+    TILE_STORE = "tile_store"  # tilestored [base + stride], tmm: dst Mem, srcs (tile, stride register, Imm rows)
+    TILE_ZERO = "tile_zero"  # tilezero: srcs (Imm rows, Imm dwords)
+    TDPBUSD = "tdpbusd"  # C[m, n] += sum over k of A[m, k] (4 unsigned bytes) . B[k, n] (4 signed bytes);
+    #                      srcs (a, b, c, Imm rows, Imm k dwords)
+    TDPBF16PS = "tdpbf16ps"  # the same on bf16 pairs into float32 (Intel SDM's order and rounding)
     # SIMT (GPU) threads: the executor in isa/simt_exec.py gives each thread of the grid its own array slot
     SREG = "sreg"  # a special register: Imm("tid") thread in block, Imm("ctaid") block in grid (mov %tid.x)
     IDIV = "idiv"  # unsigned division by a positive constant (thread-index decomposition)
@@ -273,6 +290,12 @@ SEMANTICS = {
     Prim.PACKUSWB: lambda a, b: _packus(a, b, np.int16, np.uint8, 8),
     Prim.PERMQ: _permq,
     Prim.XTN: _xtn,
+    Prim.CVT_BF16: lambda a, flush: bfloat16.from_bf16(bfloat16.to_bf16(a, bool(flush))),
+    Prim.DPBF16: lambda a, b, acc: bfloat16.vdpbf16ps(acc, a, b, fma_f32),
+    Prim.BFDOT: lambda a, b, acc: bfloat16.bfdot(acc, a, b),
+    Prim.TILE_ZERO: lambda rows, dwords: np.zeros(int(rows) * int(dwords), F32),
+    Prim.TDPBUSD: lambda a, b, c, rows, kd: amx.tdpbusd(a, b, c, int(rows), int(kd)),
+    Prim.TDPBF16PS: lambda a, b, c, rows, kd: amx.tdpbf16ps(a, b, c, int(rows), int(kd), fma_f32),
 }
 
 # Whether a primitive's result lives in the floating-point file (True), the integer file (False) or is a
@@ -283,7 +306,8 @@ RESULT_IS_FP = {
                          Prim.BITS_I2F, Prim.LOAD_BCAST, Prim.BCAST, Prim.EXTRACT_HI, Prim.FADDP,
                          Prim.FMAXP, Prim.CVT_F2I32, Prim.IADD32, Prim.ISHL32, Prim.SHFL_XOR, Prim.DOT4,
                          Prim.SDOT4, Prim.MADDUBS, Prim.MADDWD, Prim.CVT_I32F, Prim.PACKUSDW, Prim.PACKUSWB,
-                         Prim.PERMQ, Prim.XTN)},
+                         Prim.PERMQ, Prim.XTN, Prim.CVT_BF16, Prim.DPBF16, Prim.BFDOT, Prim.TILE_LOAD,
+                         Prim.TILE_ZERO, Prim.TDPBUSD, Prim.TDPBF16PS)},
     **{p: False for p in (Prim.CVT_F2I, Prim.SETCC, Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND,
                           Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM)},
     **{p: None for p in (Prim.FCMP_LT, Prim.FCMP_NE, Prim.ICMP_NE, Prim.ICMP_GE, Prim.ICMP_LT, Prim.PAND)},

@@ -101,6 +101,11 @@ class VectorISA:
     # how int32 lanes are stored as bytes (the quantize op): "vpmovdb" narrows as it stores (AVX-512);
     # "packus" vpackusdw + vpermq + vpackuswb, then vmovq (AVX2); "xtn" two xtn, then str s (NEON)
     byte_store: str | None = None
+    # bf16 dot products of the two bf16 in each 32-bit lane, accumulated in float32 (lowering/isel_gemm_bf16.py):
+    # "vdpbf16ps" (AVX512-BF16, with vcvtneps2bf16) or "bfdot" (Arm BF16, with bfcvtn); None: no bf16
+    bf16_dot: str | None = None
+    # the int8 and bf16 GEMMs run on AMX tiles (lowering/isel_gemm_amx.py); bf16_dot is then "tdpbf16ps"
+    tiles: bool = False
 
     def key(self, base: str, lanes: int) -> str:
         return f"{base}_{self.suffix[lanes]}"
@@ -142,10 +147,21 @@ class Target:
     host_features: tuple[str, ...] = ()  # /proc/cpuinfo flags a host needs to run this target's code natively
     # what int8 inference adds to host_features (the dot-product extension); None: no int8 on this target
     int8_features: tuple[str, ...] | None = ()
+    # what bf16 inference adds (the bf16 instructions); None: no bf16 on this target (no bf16 instruction)
+    bf16_features: tuple[str, ...] | None = None
+    fp32: bool = True  # False: a target for int8 and bf16 only (amx: its tiles multiply no float32)
 
     def features(self, precision: str = "fp32", core: tuple[str, ...] = ()) -> tuple[str, ...]:
         """The extensions a core needs to run this target's code in `precision` (see int8_features); given the
         extensions of the core the code was made for (`core`), also those its int8 instructions use."""
+        if precision == "fp32" and not self.fp32:
+            raise UserError(f"target {self.name} multiplies int8 and bf16 on its tiles, not float32: add "
+                            f"--precision int8 or --precision bf16 (float32 runs on avx512)")
+        if precision == "bf16":
+            if self.bf16_features is None:
+                raise UserError(f"target {self.name} has no bf16 instructions: choose avx512 (AVX512-BF16) or "
+                                f"neon (Arm BF16) for --precision bf16")
+            return self.host_features + self.bf16_features
         if precision == "int8":
             if self.int8_features is None:
                 raise UserError(f"target {self.name} has no int8 lowering yet: choose a CPU target "
@@ -175,7 +191,8 @@ class Target:
     def peak_unit(self, dtype: DType = DType.F32, core: tuple[str, ...] = ()) -> Unit:
         """The instruction the peak rate of `dtype` arithmetic is made of: the widest FMA, per vector lane (CPU)
         or per thread (SIMT); for int8 (DType.I8) the dot-product instruction on a core with extensions
-        `core`, four multiply-adds per 32-bit lane. A machine's `peak_ops_per_cycle` gives its rate."""
+        `core`, four multiply-adds per 32-bit lane; for bf16 (DType.BF16) the bf16 dot product, two per lane.
+        A machine's `peak_ops_per_cycle` gives its rate."""
         if dtype is DType.I8 and self.int8_features is not None:
             vec = self.vector
             if vec is None:  # a multiply (and an add) per byte pair
@@ -185,6 +202,12 @@ class Target:
                 return Unit(vec.key(vec.ops[Prim.MADDUBS], vec.lanes), vec.lanes, ops=4)
             prim = Prim.DOT4 if how == "vnni" else Prim.SDOT4
             return Unit(vec.key(vec.ops[prim], vec.lanes), vec.lanes, ops=8)
+        if self.vector is not None and self.vector.tiles and dtype in (DType.I8, DType.BF16):
+            # a 16-row tile multiply every 16 cycles: 16 x 16 x 64 int8 or 16 x 16 x 32 bf16 multiply-adds
+            return Unit("tdpbusd", 256, ops=128) if dtype is DType.I8 else Unit("tdpbf16ps", 256, ops=64)
+        if dtype is DType.BF16 and self.vector is not None and self.vector.bf16_dot is not None:
+            prim = Prim.BFDOT if self.vector.bf16_dot == "bfdot" else Prim.DPBF16
+            return Unit(self.vector.key(self.vector.ops[prim], self.vector.lanes), self.vector.lanes, ops=4)
         if dtype is not DType.F32:
             raise UserError(f"{self.name} models {DType.F32.value} arithmetic only, not {dtype.value}")
         return Unit(self.fma, self.vector_lanes)
@@ -260,7 +283,7 @@ _X86_VECTOR_OPS = {
     Prim.FABS: "vandps", Prim.FNEG: "vxorps", Prim.CVT_F2I32: "vcvttps2dq", Prim.IADD32: "vpaddd",
     Prim.ISHL32: "vpslld", Prim.FCMP_LT: "vcmpps", Prim.DOT4: "vpdpbusd", Prim.MADDUBS: "vpmaddubsw",
     Prim.MADDWD: "vpmaddwd", Prim.CVT_I32F: "vcvtdq2ps", Prim.PACKUSDW: "vpackusdw", Prim.PACKUSWB: "vpackuswb",
-    Prim.PERMQ: "vpermq",
+    Prim.PERMQ: "vpermq", Prim.DPBF16: "vdpbf16ps", Prim.CVT_BF16: "vcvtneps2bf16",
 }
 _X86_WIDTHS = MappingProxyType({2: "xmm", 4: "xmm", 8: "ymm", 16: "zmm"})
 
@@ -293,7 +316,8 @@ _AVX512 = _x86_vector(
     extract_hi=MappingProxyType({8: "vextractf64x4_zmm", 4: "vextractf32x4_ymm", 2: "vmovhlps_xmm",
                                  1: "vmovshdup_xmm"}),
     masked_tails=True, compare_to_mask=True, select_overwrites_mask=False, mask_from_gp="kmovw",
-    fp_registers=tuple(f"xmm{i}" for i in range(32)), int8_dot="vnni", byte_store="vpmovdb")
+    fp_registers=tuple(f"xmm{i}" for i in range(32)), int8_dot="vnni", byte_store="vpmovdb",
+    bf16_dot="vdpbf16ps")
 
 _NEON = VectorISA(
     lanes=4, suffix=MappingProxyType({4: "4s"}),
@@ -301,13 +325,14 @@ _NEON = VectorISA(
         Prim.FADD: "fadd", Prim.FSUB: "fsub", Prim.FMUL: "fmul", Prim.FDIV: "fdiv", Prim.FSQRT: "fsqrt",
         Prim.FMAX: "fmax", Prim.FMIN: "fmin", Prim.FMA: "fmla", Prim.FNMA: "fmls", Prim.FABS: "fabs",
         Prim.FNEG: "fneg", Prim.FROUND: "frintn", Prim.CVT_F2I32: "fcvtzs", Prim.IADD32: "add",
-        Prim.ISHL32: "shl", Prim.FCMP_LT: "fcmgt", Prim.SDOT4: "sdot", Prim.CVT_I32F: "scvtf"}),
+        Prim.ISHL32: "shl", Prim.FCMP_LT: "fcmgt", Prim.SDOT4: "sdot", Prim.CVT_I32F: "scvtf",
+        Prim.BFDOT: "bfdot", Prim.CVT_BF16: "bfcvtn"}),
     load="ldr_q", store="str_q", load_bcast="ld1r_4s", bcast="dup_4s", fp_const="ldr_q", fp_zero="movi_zero",
     move="mov_16b", select="bsl_16b", extract_hi=MappingProxyType({}),
     pairwise=MappingProxyType({(Prim.FADDP, 2): "faddp_4s", (Prim.FADDP, 1): "faddp_s",
                                (Prim.FMAXP, 2): "fmaxp_4s", (Prim.FMAXP, 1): "fmaxp_s"}),
     masked_tails=False, compare_to_mask=False, select_overwrites_mask=True, bcast_takes_offset=False,
-    panel_bytes=_PANEL_BYTES, int8_dot="sdot", byte_store="xtn")
+    panel_bytes=_PANEL_BYTES, int8_dot="sdot", byte_store="xtn", bf16_dot="bfdot")
 
 _x86 = TARGETS["x86-64"]
 _avx512_scalar = {**_X86_SCALAR, Prim.FCMP_LT: "vcmpss_k", Prim.FCMP_NE: "vcmpss_k", Prim.FROUND: "vrndscaless"}
@@ -320,10 +345,23 @@ TARGETS = MappingProxyType({
         fp_int_select=MappingProxyType({True: "vblendmps_xmm", False: "cmovcc"}),
         description="x86-64 with AVX-512 (F, VL, DQ): 16 float lanes in zmm0-31, opmask tails",
         vector=_AVX512, host_features=("avx512f", "avx512vl", "avx512dq"), int8_features=("avx512_vnni",),
+        bf16_features=("avx512_bf16",),
         registers=replace(_x86.registers, fp=_AVX512.fp_registers, mask=tuple(f"k{i}" for i in range(1, 8)))),
     "neon": replace(TARGETS["aarch64"], name="neon", default_uarch="neoverse-n1",
                     description="AArch64 Advanced SIMD (NEON): 4 float lanes in v registers, scalar tails",
-                    vector=_NEON, int8_features=("asimddp",)),
+                    vector=_NEON, int8_features=("asimddp",), bf16_features=("bf16",)),
+})
+
+
+# AMX (Sapphire Rapids): the int8 and bf16 GEMMs on tiles, everything else on AVX-512
+_AMX = replace(_AVX512, tiles=True, bf16_dot="tdpbf16ps")
+TARGETS = MappingProxyType({
+    **TARGETS,
+    "amx": replace(TARGETS["avx512"], name="amx", default_uarch="sapphirerapids", vector=_AMX, fp32=False,
+                   description="x86-64 with AMX: int8 and bf16 GEMMs on 8 tiles of 16 x 64 bytes (tdpbusd, "
+                   "tdpbf16ps), the rest on AVX-512; --precision int8 or bf16 only",
+                   host_features=TARGETS["avx512"].host_features + ("amx_tile",),
+                   int8_features=("avx512_vnni", "amx_int8"), bf16_features=("avx512_bf16", "amx_bf16")),
 })
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from isasim.isa.errors import UserError
 from isasim.isa.program import Access, Addr, BufferSpec, Imm, Instr, Item, Loop, Mem, Program, Reg, RegFile
 from isasim.isa.regalloc import FLOAT_COMPARES, allocate
 from isasim.isa.semantics import Prim
@@ -178,6 +179,9 @@ class Selector:
         t = self.target
         if e.prim is Prim.DOT4:
             return self.dot4(e, code, cse, scope, chain, dst)
+        if e.prim in (Prim.DPBF16, Prim.CVT_BF16):
+            raise UserError(f"{self.kernel.name}: bf16 runs on the vector bf16 instructions only (avx512 with "
+                            f"AVX512-BF16, neon with BF16), in whole register blocks; this kernel has no scalar form")
         if e.prim is Prim.SELECT:
             # values first, the predicate last: nothing may come between a compare and the select reading its
             # flags (AArch64 fcmp/fcsel, x86 cmp/cmov)

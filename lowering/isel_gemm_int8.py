@@ -32,7 +32,7 @@ from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar
 ONES_16 = 0x00010001  # two int16 ones in a 32-bit lane: vpmaddwd by it adds the pairs
 
 
-def _parts(kernel: Kernel):
+def linear_parts(kernel: Kernel):
     """(reduce, store, a, b, table loads by row, params loads (scale, zp)) of ops_quant's int8 linear."""
     if len(kernel.phases) != 2:
         return None
@@ -73,7 +73,7 @@ def _block(sel: VectorSelector, M: int, cols: int, spare: int) -> tuple[int, int
 
 
 def select_gemm_int8(sel: VectorSelector, kernel: Kernel, parallel, how: str | None) -> list[Item] | None:
-    parts = _parts(kernel)
+    parts = linear_parts(kernel)
     extents = dict(kernel.parallel)
     if parts is None or how is None or "m" not in extents or "n" not in extents:
         return None

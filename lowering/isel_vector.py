@@ -17,6 +17,7 @@ NEON finish with a scalar epilogue loop.
 
 from __future__ import annotations
 
+from isasim.isa.errors import UserError
 from isasim.isa.program import Access, Imm, Instr, Item, Mem, Reg, RegFile
 from isasim.isa.semantics import Prim
 from isasim.lowering.isel import Selector
@@ -243,6 +244,8 @@ class VectorSelector(Selector):
     def map_phase(self, scope: int, ph: Map, outer: tuple[str, ...], code: list[Item]) -> None:
         if self.byte_lanes(ph):
             return self.byte_map(scope, ph, outer, code)
+        if self.kernel.buffer(ph.buf).dtype is DType.BF16:
+            return self.bf16_map(scope, ph, outer, code)
         if not (self.lane_store(ph) and self.lane_expr(ph.value, ph.var)):
             return super().map_phase(scope, ph, outer, code)
         L, chain = self.lanes, outer + (ph.var,)
@@ -308,6 +311,26 @@ class VectorSelector(Selector):
         self.loop(ph.var, full, body, True, code, scope, scale=L)
         if rest:
             self._scalar_tail(scope, ph, chain, full * L, rest, code)
+
+    def bf16_map(self, scope: int, ph: Map, outer: tuple[str, ...], code: list[Item]) -> None:
+        """Float lanes rounded to bf16 (vcvtneps2bf16 ymm, zmm / bfcvtn v.4h, v.4s) and stored as half as many
+        bytes (vmovups ymm / str d). Only whole vectors: models/bf16.py converts only tensors whose last
+        dimension is a multiple of 16."""
+        v, L, chain = ph.value, self.lanes, outer + (ph.var,)
+        if not (self.vec.bf16_dot and isinstance(v, Op) and v.prim is Prim.CVT_BF16 and ph.extent % L == 0
+                and not ph.index.dynamic and ph.index.coef(ph.var) == 1 and self.lane_expr(v.args[0], ph.var)):
+            raise UserError(f"{self.kernel.name}: {self.target.name} cannot round this map to bf16 in whole "
+                            f"vectors; bf16 runs on avx512 and neon, on rows of a multiple of 16 elements")
+        body: list[Item] = []
+        f = self.vexpr(v.args[0], body, {}, scope, chain, code, {})
+        r = self.vnew()
+        flush = Imm(0 if self.vec.bf16_dot == "bfdot" else 1)  # Intel's conversion flushes denormals
+        body.append(Instr(self.vop(Prim.CVT_BF16), Prim.CVT_BF16, r, (f, flush), lanes=L))
+        s = self.stream(scope, ph.buf, ph.index, chain)
+        where = self._vaccess(ph.buf, ph.index, chain, None, 2 * L)
+        store = "str_d" if self.vec.bf16_dot == "bfdot" else self.vec.key("vmovups_store", L // 2)
+        body.append(Instr(store, Prim.STORE, Mem(s.reg), (r,), DType.BF16, where, lanes=L))
+        self.loop(ph.var, ph.extent // L, body, True, code, scope, scale=L)
 
     def reduce_phase(self, scope: int, ph: Reduce, outer: tuple[str, ...], code: list[Item]) -> None:
         kind = reduction_of(ph)

@@ -2,7 +2,8 @@
 kernel gets. The backends (backends/) call these; the selectors live in isel*.py.
 
 - scalar CPU: lowering/isel.py, a register program per kernel;
-- SIMD CPU: register-blocked micro-kernels for GEMMs (lowering/isel_gemm.py), else every phase vectorised
+- SIMD CPU: register-blocked micro-kernels for GEMMs (lowering/isel_gemm.py; int8 and bf16:
+  isel_gemm_int8.py, isel_gemm_bf16.py; on AMX tiles: isel_gemm_amx.py), else every phase vectorised
   along its own variable (lowering/isel_vector.py);
 - SIMT GPU: shared-memory tiled GEMMs (lowering/isel_simt_gemm.py), else a thread per element or a warp per
   row (lowering/isel_simt.py), on a grid the GPU can hold.
@@ -14,7 +15,7 @@ from isasim.isa.gpu import Gpu
 from isasim.isa.program import Program
 from isasim.isa.simt_cost import occupancy, registers
 from isasim.isa.targets import Target
-from isasim.lowering import isel_gemm, isel_gemm_int8, isel_simt_gemm
+from isasim.lowering import isel_gemm, isel_gemm_amx, isel_gemm_bf16, isel_gemm_int8, isel_simt_gemm
 from isasim.lowering.isel import Selector, finish, nest
 from isasim.lowering.isel_simt import BLOCK, select_points
 from isasim.lowering.isel_vector import VectorSelector
@@ -34,7 +35,9 @@ def select_vector(kernel: Kernel, target: Target, core: tuple[str, ...] = ()) ->
     parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
     sel = VectorSelector(kernel, target, dict(parallel))
     blocked = (isel_gemm.select_gemm(sel, kernel, parallel)
-               or isel_gemm_int8.select_gemm_int8(sel, kernel, parallel, target.int8_dot(core)))
+               or isel_gemm_amx.select_gemm_amx(sel, kernel, parallel)
+               or isel_gemm_int8.select_gemm_int8(sel, kernel, parallel, target.int8_dot(core))
+               or isel_gemm_bf16.select_gemm_bf16(sel, kernel, parallel))
     if blocked is not None:
         return finish(sel, kernel, target, blocked)
     return finish(sel, kernel, target, nest(sel, parallel, sel.phases(tuple(v for v, _ in parallel))))

@@ -85,6 +85,18 @@ def dynamic_int8(captured: Captured, fp32_final: np.ndarray, labels: np.ndarray)
         model = torch.ao.quantization.quantize_dynamic(captured.model, {torch.nn.Linear}, dtype=torch.qint8)
     with torch.no_grad():
         logits = model(**captured.inputs).logits.detach().numpy()
+    return _against(logits, fp32_final, labels)
+
+
+def autocast_bf16(captured: Captured, fp32_final: np.ndarray, labels: np.ndarray) -> dict:
+    """PyTorch's own bf16 of the same classifier, the anchor for --precision bf16: the forward under
+    torch.autocast("cpu", dtype=torch.bfloat16), which runs its linear layers (and matmuls) in bf16."""
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = captured.model(**captured.inputs).logits.float().detach().numpy()
+    return _against(logits, fp32_final, labels)
+
+
+def _against(logits: np.ndarray, fp32_final: np.ndarray, labels: np.ndarray) -> dict:
     predicted = logits.argmax(-1)
     return {"max_abs_err": float(np.abs(logits.astype(np.float64) - fp32_final).max()),
             "label_agreement": float(np.mean(predicted == fp32_final.argmax(-1))),

@@ -103,6 +103,18 @@ def test_int8_check_on_the_dataset_reports_pytorchs_own_int8_next_to_it(capsys, 
     anchor = report["pytorch_dynamic_int8"]
     assert set(anchor) == {"max_abs_err", "label_agreement", "accuracy"}
     t = report["targets"][0]
-    assert t["passed"] and t["int8_ops_exact"] and t["max_abs_err_fp32"] > 0
+    assert t["passed"] and t["ops_exact"] and t["max_abs_err_fp32"] > 0
     # int8 moves a few logits across the boundary, as PyTorch's own int8 does: most labels stay
+    assert t["label_agreement"] >= 0.9 and anchor["label_agreement"] >= 0.9
+
+
+def test_bf16_check_on_the_dataset_reports_pytorchs_own_bf16_next_to_it(capsys, tuned):
+    code, out, err = run(capsys, "check", str(tuned), "--dataset", "test", "--precision", "bf16", "--target", "amx",
+                         "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    anchor = report["pytorch_autocast_bf16"]
+    assert set(anchor) == {"max_abs_err", "label_agreement", "accuracy"} and report["pytorch_dynamic_int8"] is None
+    t = report["targets"][0]
+    assert t["target"] == "amx" and t["passed"] and t["ops_exact"] and t["max_abs_err_fp32"] > 0
     assert t["label_agreement"] >= 0.9 and anchor["label_agreement"] >= 0.9

@@ -221,13 +221,13 @@ def test_int8_check_passes_against_its_reference_and_reports_the_error_against_f
     report = json.loads(out)
     assert report["precision"] == "int8"
     for t in report["targets"]:
-        assert t["passed"] and t["int8_ops_exact"] and t["counts_match_cost_model"]
+        assert t["passed"] and t["ops_exact"] and t["counts_match_cost_model"]
         assert 1e-4 < t["max_abs_err_fp32"] < 0.5  # quantization moves the output, a little
 
 
 def test_an_int8_op_that_differs_from_its_reference_fails_the_check(tmp_path, monkeypatch):
     from isasim import api
-    from isasim.engine import check as engine_check
+    from isasim.models import quantize
     from tiny import save_bert
 
     folder = save_bert(tmp_path / "tiny", 0, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
@@ -237,6 +237,6 @@ def test_an_int8_op_that_differs_from_its_reference_fails_the_check(tmp_path, mo
         out = reference_op(node, inputs)
         return out + 1 if node.op == "isasim.quantize_u7" else out
 
-    monkeypatch.setattr(engine_check, "reference_op", off_by_one)
+    monkeypatch.setattr(quantize, "reference_op", off_by_one)
     report = api.check(str(folder), "x86-64", seq=8, precision="int8", jobs=1)
-    assert not report.passed and report.targets[0].int8_ops_exact is False
+    assert not report.passed and report.targets[0].ops_exact is False

@@ -14,7 +14,7 @@ from isasim.isa.semantics import Prim
 from isasim.isa.targets import TARGETS
 from isasim.models.graph import Ref
 
-SIMD = [n for n, t in TARGETS.items() if t.vector is not None]
+SIMD = [n for n, t in TARGETS.items() if t.vector is not None and t.fp32]
 EXAMPLES = settings(max_examples=6, deadline=None)
 
 
