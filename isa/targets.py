@@ -193,6 +193,9 @@ class Target:
         or per thread (SIMT); for int8 (DType.I8) the dot-product instruction on a core with extensions
         `core`, four multiply-adds per 32-bit lane; for bf16 (DType.BF16) the bf16 dot product, two per lane.
         A machine's `peak_ops_per_cycle` gives its rate."""
+        if self.vector is not None and self.vector.tiles and dtype in (DType.I8, DType.BF16):
+            # a 16-row tile multiply every 16 cycles: 16 x 16 x 64 int8 or 16 x 16 x 32 bf16 multiply-adds
+            return Unit("tdpbusd", 256, ops=128) if dtype is DType.I8 else Unit("tdpbf16ps", 256, ops=64)
         if dtype is DType.I8 and self.int8_features is not None:
             vec = self.vector
             if vec is None:  # a multiply (and an add) per byte pair
@@ -202,9 +205,6 @@ class Target:
                 return Unit(vec.key(vec.ops[Prim.MADDUBS], vec.lanes), vec.lanes, ops=4)
             prim = Prim.DOT4 if how == "vnni" else Prim.SDOT4
             return Unit(vec.key(vec.ops[prim], vec.lanes), vec.lanes, ops=8)
-        if self.vector is not None and self.vector.tiles and dtype in (DType.I8, DType.BF16):
-            # a 16-row tile multiply every 16 cycles: 16 x 16 x 64 int8 or 16 x 16 x 32 bf16 multiply-adds
-            return Unit("tdpbusd", 256, ops=128) if dtype is DType.I8 else Unit("tdpbf16ps", 256, ops=64)
         if dtype is DType.BF16 and self.vector is not None and self.vector.bf16_dot is not None:
             prim = Prim.BFDOT if self.vector.bf16_dot == "bfdot" else Prim.DPBF16
             return Unit(self.vector.key(self.vector.ops[prim], self.vector.lanes), self.vector.lanes, ops=4)

@@ -16,6 +16,7 @@ from tiny import cli, save_bert
 from isasim.backends import backend_for, load_machine, machine_names
 from isasim.engine.run import run_graph
 from isasim.isa import amx, bfloat16, native
+from isasim.isa.dtype import DType
 from isasim.isa.emit import emit, symbol
 from isasim.isa.semantics import fma_f32
 from isasim.isa.targets import ALL_TARGETS
@@ -39,6 +40,9 @@ def machine():
 def test_amx_runs_on_sapphire_rapids_in_int8_and_bf16_only():
     assert machine_names(AMX, "int8") == machine_names(AMX, "bf16") == ("sapphirerapids",)
     assert machine_names(AMX) == ()  # no float32 on tiles: the float32 reports leave it out
+    # compare's peak: the tile unit's (one multiply every 16 cycles), not the VNNI or BF16 vector instructions'
+    assert machine().peak_ops_per_cycle(AMX.peak_unit(DType.I8)) == 2048
+    assert machine().peak_ops_per_cycle(AMX.peak_unit(DType.BF16)) == 1024
 
 
 def test_tile_multiplies_follow_the_sdm():
