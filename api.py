@@ -233,9 +233,19 @@ def host(model: str, targets: Names = None, machines: Names = None, *, seq: int 
     missing = native.missing_tools(cpu.isa)
     if missing:
         raise UserError(f"isasim host builds every kernel with the host's toolchain: {missing}")
-    names = _names(targets) or [t.name for t in TARGETS.values()
-                                if t.isa == cpu.isa and (t.fp32 or precision != "fp32")
-                                and backend_for(t).can_run_native(t, precision) is None]
+
+    def runs_here(t) -> bool:
+        if t.isa != cpu.isa or (precision == "fp32" and not t.fp32):
+            return False
+        try:
+            return backend_for(t).can_run_native(t, precision) is None
+        except UserError:  # no lowering in this precision
+            return False
+
+    names = _names(targets) or [t.name for t in TARGETS.values() if runs_here(t)]
+    if not names:
+        raise UserError(f"this host ({cpu.core}) runs no target's {precision} machine code: it lacks the extensions "
+                        f"they need (`isasim targets` lists them); time another precision, or run on such a host")
     for name in names:
         t = get_any_target(name)
         why = None if t.isa == cpu.isa else f"it is {t.isa} code and this host runs {cpu.isa}"

@@ -4,12 +4,14 @@ measured, each kernel warm, in rounds, at the clock measured around it), then th
 the same shapes, and the SIMD-over-scalar speed-up predicted against measured.
 
     .venv/bin/python benchmarks/native_speed.py [--model minilm] [--seq 128] [--uarch zen4] [--target T ...]
-                                                [--precision int8]
+                                                [--precision int8|bf16]
 
 With `--precision int8` the int8 GEMMs are set against PyTorch's own dynamic quantization
 (`torch.ao.quantization.quantize_dynamic` of an nn.Linear, one thread), which quantizes its input inside the
 call: so each of ours counts its own kernel plus the three that quantize its input (min/max, parameters,
-bytes).
+bytes). With `--precision bf16` they are set against a bf16 nn.Linear on a bf16 input (oneDNN, on AMX where
+the CPU has it), and each of ours counts the kernel that rounds its input to bf16 too. bf16 needs a host with
+AVX512-BF16 (or AMX for `--target amx`); elsewhere `isasim host` says which extension is missing.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from isasim.lowering.kernel import canonical
 from isasim.lowering.pipeline import lower_graph
 from isasim.models import capture, registry
 
-GEMMS = ("aten.linear.default", "aten.addmm.default", "isasim.linear_int8")
+GEMMS = ("aten.linear.default", "aten.addmm.default", "isasim.linear_int8", "isasim.linear_bf16")
 
 
 def gemm_shapes(lowered) -> list[tuple]:
@@ -44,15 +46,18 @@ def gemm_shapes(lowered) -> list[tuple]:
 
 
 def reduction_length(kernel) -> int:
-    """K: the int8 GEMM reduces over K/4 words of four bytes."""
+    """K: the int8 GEMM reduces over K/4 words of four bytes, the bf16 one over K/2 pairs."""
     k = kernel.phases[0].extent
-    return 4 * k if kernel.op == "isasim.linear_int8" else k
+    return {"isasim.linear_int8": 4, "isasim.linear_bf16": 2}.get(kernel.op, 1) * k
 
 
 def quantizing(lowered, name: str) -> list[str]:
-    """The nodes that quantize the input of int8 linear `name`: its bytes, their parameters, the rows' min/max."""
+    """The nodes that quantize the input of int8 linear `name`: its bytes, their parameters, the rows' min/max;
+    of bf16 linear `name`: its rounding to bf16."""
     nodes = {s.node.name: s.node for s in lowered.steps}
     xq = nodes[name].args[0].name
+    if nodes[name].op == "isasim.linear_bf16":
+        return [xq]
     params = nodes[xq].args[1].name
     return [xq, params, nodes[params].args[0].name]
 
@@ -63,6 +68,9 @@ def torch_linear(k: int, n: int, precision: str):
     lin = torch.nn.Linear(k, n)
     if precision == "fp32":
         return lin
+    if precision == "bf16":
+        lin = lin.to(torch.bfloat16)
+        return lambda x: lin(x.to(torch.bfloat16))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear},
@@ -75,7 +83,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--uarch", help="the uarch to predict with (default: the nearest to this host)")
     ap.add_argument("--target", action="append", help="x86-64 targets (default: those this host runs)")
-    ap.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    ap.add_argument("--precision", choices=("fp32", "int8", "bf16"), default="fp32")
     args = ap.parse_args()
     import torch
 
@@ -97,9 +105,11 @@ def main() -> None:
     for st in lowered.steps:
         if st.kernel is not None:
             timed.setdefault(canonical(st.kernel), st.node.name)
-    int8 = args.precision == "int8"
-    print("\nGEMMs against PyTorch " + ("quantize_dynamic(nn.Linear), its input quantized inside the call; ours "
-                                       "with the kernels that quantize its input" if int8 else "F.linear")
+    int8 = args.precision != "fp32"  # ours count the kernels that quantize (int8) or round (bf16) their input
+    print("\nGEMMs against PyTorch " + {"int8": "quantize_dynamic(nn.Linear), its input quantized inside the "
+                                         "call; ours with the kernels that quantize its input",
+                                         "bf16": "bf16 nn.Linear on a bf16 input; ours with the kernel that "
+                                         "rounds its input", "fp32": "F.linear"}[args.precision]
           + " (one thread, same shapes, bias included):")
     print(f"{'shape (MxNxK)':<16} {'PyTorch':>9} " + " ".join(f"{n:>18}" for n in results))
     gemm_pred = {n: 0.0 for n in results}
@@ -138,4 +148,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from isasim.isa.errors import UserError
+
+    try:
+        main()
+    except UserError as e:  # (this host lacks what the precision needs, say): one line, as the CLI says it
+        sys.exit(f"native_speed: {e}")

@@ -117,3 +117,11 @@ def test_a_host_without_its_toolchain_is_told_what_to_install(capsys, tiny_folde
     monkeypatch.setattr(native, "missing_tools", lambda isa: "gcc not found: bash .ci/install-tools")
     code, out, err = cli(capsys, "host", str(tiny_folder), "--seq", "8")
     assert code == 2 and not out and err.count("\n") == 1 and "gcc not found" in err
+
+
+@pytest.mark.skipif(not X86 or not shutil.which("gcc"), reason="isasim host times x86-64 machine code with gcc")
+def test_a_precision_no_target_here_can_run_is_refused_in_one_line(capsys, tiny_folder):
+    if "avx512_bf16" in hostcpu.this_host().flags:
+        pytest.skip("this host runs bf16 code (AVX512-BF16): nothing to refuse")
+    code, out, err = cli(capsys, "host", str(tiny_folder), "--seq", "8", "--precision", "bf16")
+    assert code == 2 and "runs no target's bf16 machine code" in err and len(err.strip().splitlines()) == 1
