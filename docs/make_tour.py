@@ -92,7 +92,7 @@ def annotated(listing: list[dict]) -> str:
         elif kind == "tile load":
             out.append(f"# {n} tile loads: rows of the input, then rows of the packed weight (a stride apart)")
         elif kind == "tile multiply":
-            out.append(f"# {n} tile multiplies into the four accumulator tiles, one every 16 cycles")
+            out.append(f"# {n} tile multiplies, each into its own accumulator tile, one every 16 cycles")
         elif kind == "pointer":
             out.append("# the pointers move on along k")
         elif kind == "latch":

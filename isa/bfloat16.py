@@ -23,7 +23,7 @@ from isasim.isa import fastbf16
 
 F32, U32, U16 = np.float32, np.uint32, np.uint16
 MIN_NORMAL = 2.0 ** -126
-MAX_F32 = float(np.finfo(F32).max)
+OVERFLOW = 2.0 ** 128  # round to odd never carries into the exponent: only values from 2^128 up overflow
 HIGH = U32(0xFFFF0000)
 
 
@@ -74,7 +74,8 @@ ULP = np.uint64(1 << 29)  # a float32's last fraction bit, in a float64's bits
 def _round_odd(s: np.ndarray, err: np.ndarray) -> np.ndarray:
     """The exact value s + err (float64 s, and the error of the sum that gave it) rounded to float32 by round
     to odd: toward zero, and the last bit set when anything was discarded. Values too small for a normal
-    float32 flush to zero (tininess before rounding); values beyond the largest float32 overflow to infinity.
+    float32 flush to zero (tininess before rounding); values of 2^128 or more overflow to infinity (below it,
+    truncation keeps the largest float32).
     On the float64's bits: clearing the 29 fraction bits float32 lacks truncates toward zero, in either sign."""
     s = np.asarray(s, dtype=np.float64)
     b = s.view(np.uint64)
@@ -84,17 +85,20 @@ def _round_odd(s: np.ndarray, err: np.ndarray) -> np.ndarray:
     inside = (low == 0) & (err != 0) & ((err < 0) != (s < 0))
     t = np.where(inside, t - ULP, t)
     t = t | np.where((low != 0) | (err != 0), ULP, np.uint64(0))
-    out = t.view(np.float64).astype(F32)  # exact: 24 significant bits
-    out = np.where(np.abs(s) > MAX_F32, np.copysign(F32(np.inf), s).astype(F32), out)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = t.view(np.float64).astype(F32)  # exact: 24 significant bits (infinity from 2^128 on, replaced below)
+    over = (np.abs(s) > OVERFLOW) | ((np.abs(s) == OVERFLOW) & ~inside)
+    out = np.where(over, np.copysign(F32(np.inf), s).astype(F32), out)
     return np.where(np.abs(s) < MIN_NORMAL, np.copysign(F32(0), s).astype(F32), out).astype(F32)
 
 
 def _add_odd(x, y) -> np.ndarray:
     """float32 x + y rounded to odd (see _round_odd): TwoSum gives the float64 sum's exact error."""
     x64, y64 = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    s = x64 + y64
-    bb = s - x64
-    err = (x64 - (s - bb)) + (y64 - bb)
+    with np.errstate(invalid="ignore"):  # (an infinite sum has no finite error; it stays infinite)
+        s = x64 + y64
+        bb = s - x64
+        err = (x64 - (s - bb)) + (y64 - bb)
     return _round_odd(s, err)
 
 

@@ -21,14 +21,15 @@ static inline float f32(uint32_t bits) { float f; memcpy(&f, &bits, 4); return f
 static inline float flushed(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
 
 /* s + err (err: what the double sum s lost) rounded to float by round to odd; tiny values flush to zero,
-   huge ones overflow to infinity */
+   values of 2^128 or more overflow to infinity (below it, truncation keeps the largest float) */
 static inline float odd(double s, double err) {
     if (fabs(s) < (double)FLT_MIN) return copysignf(0.0f, (float)s);
-    if (fabs(s) > (double)FLT_MAX) return copysignf(INFINITY, (float)s);
     uint64_t b, dropped = (1ull << 29) - 1, ulp = 1ull << 29;
     memcpy(&b, &s, 8);
     uint64_t low = b & dropped, t = b & ~dropped;
-    if (low == 0 && err != 0 && ((err < 0) != (s < 0))) t -= ulp;
+    int inside = low == 0 && err != 0 && ((err < 0) != (s < 0));
+    if (fabs(s) > 0x1p128 || (fabs(s) == 0x1p128 && !inside)) return copysignf(INFINITY, (float)s);
+    if (inside) t -= ulp;
     if (low != 0 || err != 0) t |= ulp;
     double r;
     memcpy(&r, &t, 8);

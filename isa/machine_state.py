@@ -41,6 +41,7 @@ class Memory:
         self.base = place(buffers)
         end = max((self.base[b.name] + _padded(b) for b in buffers), default=FIRST_ADDRESS)
         self.data = np.zeros(end, dtype=np.uint8)
+        self.tile_config: dict[int, tuple[int, int]] | None = None  # AMX: (rows, bytes per row) by tile, as set
         self._views = {DType.F32: self.data.view(np.float32), DType.I64: self.data.view(np.int64),
                        DType.BOOL: self.data, DType.U8: self.data, DType.I8: self.data.view(np.int8),
                        DType.I32: self.data.view(np.int32), DType.BF16: self.data.view(np.uint16)}
@@ -150,9 +151,38 @@ def _tile_addresses(ins: Instr, mem_operand: Mem, stride: Reg, rows: int, dwords
     return base + offsets.reshape(offsets.shape[:-2] + (rows * dwords,))
 
 
+def _check_tile_shape(ins: Instr, mem: "Memory") -> None:
+    """Each tile an instruction names must have the shape its immediates assume, as the configuration set it:
+    on hardware a mismatch computes on other shapes, or faults."""
+    cfg = mem.tile_config
+    if cfg is None:
+        raise ValueError(f"{ins}: a tile instruction before any ldtilecfg")
+    p, s = ins.prim, ins.srcs
+    if p in (Prim.TILE_LOAD, Prim.TILE_ZERO):
+        rows, dwords = (s[2], s[3]) if p is Prim.TILE_LOAD else (s[0], s[1])
+        want = {ins.dst.n: (int(rows.value), 4 * int(dwords.value))}
+    elif p is Prim.TILE_STORE:
+        want = {s[0].n: (int(s[2].value), cfg[s[0].n][1])}
+    else:  # a multiply: C rows x 16 dwords, A rows x kd dwords, B kd x 16
+        rows, kd = int(s[3].value), int(s[4].value)
+        want = {ins.dst.n: (rows, 64), s[0].n: (rows, 4 * kd), s[1].n: (kd, 64)}
+    for tile, shape in want.items():
+        if cfg[tile] != shape:
+            raise ValueError(f"{ins}: tmm{tile} is configured {cfg[tile][0]} rows x {cfg[tile][1]} bytes, "
+                             f"but used as {shape[0]} x {shape[1]}")
+
+
 def _tiles(ins: Instr, regs: dict, mem: Memory, lanes: int, events: Events) -> None:
     """The AMX instructions that touch memory or the tile state (their arithmetic is in isa/amx.py)."""
     p = ins.prim
+    if p is Prim.TILE_CONFIG:  # the 64-byte block: bytes per row of tile t at 16 + 2t, its rows at 48 + t
+        b = ins.srcs[0].value
+        mem.tile_config = {t: (b[48 + t], b[16 + 2 * t] | b[17 + 2 * t] << 8) for t in range(8)}
+        return
+    if p is Prim.TILE_RELEASE:
+        mem.tile_config = None
+        return
+    _check_tile_shape(ins, mem)
     if p is Prim.TILE_LOAD:
         m, stride, rows, dwords = ins.srcs
         addr = _tile_addresses(ins, m, stride, int(rows.value), int(dwords.value), regs)
@@ -164,10 +194,10 @@ def _tiles(ins: Instr, regs: dict, mem: Memory, lanes: int, events: Events) -> N
         addr = _tile_addresses(ins, ins.dst, stride, int(rows.value), value.shape[-1] // int(rows.value), regs)
         mem.store(DType.F32, addr, value)
         events.bytes_stored += lanes * 4 * value.shape[-1]
-    # TILE_CONFIG and TILE_RELEASE: the shapes travel with each instruction's immediates
 
 
 _TILE_MEMORY = (Prim.TILE_LOAD, Prim.TILE_STORE, Prim.TILE_CONFIG, Prim.TILE_RELEASE)
+_TILE_MATH = (Prim.TILE_ZERO, Prim.TDPBUSD, Prim.TDPBF16PS)
 
 
 def _lanewise(ins: Instr, regs: dict):
@@ -217,6 +247,8 @@ def run_instr(ins: Instr, regs: dict, mem: Memory, lanes: int, events: Events) -
         return  # control flow belongs to the executor
     if p in _TILE_MEMORY:
         return _tiles(ins, regs, mem, lanes, events)
+    if p in _TILE_MATH:
+        _check_tile_shape(ins, mem)
     if p is Prim.DEC_FLAGS:
         value = regs[ins.srcs[0]] - np.int64(ins.srcs[1].value)
     elif p is Prim.FMOV and isinstance(ins.srcs[0], Imm):

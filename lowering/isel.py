@@ -181,7 +181,8 @@ class Selector:
             return self.dot4(e, code, cse, scope, chain, dst)
         if e.prim in (Prim.DPBF16, Prim.CVT_BF16):
             raise UserError(f"{self.kernel.name}: bf16 runs on the vector bf16 instructions only (avx512 with "
-                            f"AVX512-BF16, neon with BF16), in whole register blocks; this kernel has no scalar form")
+                            f"AVX512-BF16, neon with BF16, amx), in whole register blocks; this kernel has no scalar "
+                            f"form")
         if e.prim is Prim.SELECT:
             # values first, the predicate last: nothing may come between a compare and the select reading its
             # flags (AArch64 fcmp/fcsel, x86 cmp/cmov)

@@ -5,7 +5,7 @@ The weight is packed [K/2, N, 2] (models/bf16.py), so one vector register of B h
 `lanes` consecutive outputs, and one 32-bit broadcast of A holds the matching two k of one row: the int8
 kernel's shape (lowering/isel_gemm_int8.py) with pairs instead of quads. Each k step of two folds every
 (broadcast, B vector) pair into its float32 accumulator with `vdpbf16ps acc, a, b` (AVX512-BF16) or
-`bfdot acc.4s, b.8h, a.8h` (Arm BF16). The block's epilogue is the float GEMM's: the bias added, the block
+`bfdot acc.4s, a.8h, b.8h` (Arm BF16). The block's epilogue is the float GEMM's: the bias added, the block
 stored (lowering/isel_gemm.py). The accumulators add k in order, so the sums are the numpy reference's
 (models/bf16.py `linear_bf16`) bit for bit.
 """

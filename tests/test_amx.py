@@ -70,6 +70,39 @@ def test_the_tile_configuration_is_palette_1_with_each_tiles_shape():
     assert cfg[16:18] == (64, 0) and cfg[24:26] == (32, 0) and cfg[48:53] == (16, 16, 16, 16, 8)
 
 
+def test_a_tile_used_in_another_shape_than_configured_is_an_error():
+    """The executor keeps the shapes ldtilecfg set and holds every tile instruction to them, as the hardware
+    would compute (or fault) on the configured ones."""
+    from dataclasses import replace
+
+    from isasim.isa.program import Instr, Loop
+    from isasim.isa.semantics import Prim
+
+    rng = np.random.default_rng(1)
+    graph = int8_accumulators(rng.integers(0, 128, (16, 64), dtype=np.uint8),
+                              rng.integers(-127, 128, (16, 16, 4), dtype=np.int8))
+    lowered = lower_graph(graph)
+    storages = run_graph(lowered, AMX, machine=machine(), keep=None)
+    program = backend_for(AMX).select(lowered.kernels[0], AMX, machine())
+
+    def misconfigured(items):
+        out = []
+        for it in items:
+            if isinstance(it, Loop):
+                out.append(replace(it, body=misconfigured(it.body)))
+            elif isinstance(it, Instr) and it.prim is Prim.TILE_CONFIG:
+                cfg = list(it.srcs[0].value)
+                cfg[48] = 8  # tmm0 (an accumulator) gets 8 rows, where the code uses 16
+                out.append(replace(it, srcs=(type(it.srcs[0])(tuple(cfg)),)))
+            else:
+                out.append(it)
+        return tuple(out)
+
+    assert any(isinstance(i, Instr) and i.prim is Prim.TILE_CONFIG for i in program.body)
+    with pytest.raises(ValueError, match="tmm0 is configured 8 rows"):
+        both_executors(replace(program, body=misconfigured(program.body)), storages, "amx", "sapphirerapids")
+
+
 @settings(max_examples=10, deadline=None)
 @given(m=st.integers(1, 40), n=st.sampled_from([16, 32, 48, 64]), kd=st.integers(1, 40), seed=st.integers(0, 2**16))
 @example(m=32, n=32, kd=32, seed=0)  # a full 2 x 2 block of full tiles, two k steps
@@ -134,7 +167,14 @@ def test_amx_code_assembles(precision):
         pytest.skip(str(e))
     assert "ldtilecfg [rip + " in text and "tilerelease" in text
     why = backend.can_run_native(AMX, precision, m)
-    assert why is None or "amx_tile" in why or "avx512" in why
+    if why:
+        assert "amx_tile" in why or "avx512" in why
+        pytest.skip(why)
+    # a host with AMX: the machine code (after arch_prctl) computes what the executor does, bit for bit
+    lowered = lower_graph(graph)
+    executed = run_graph(lowered, AMX, machine=m, keep=None)
+    ran = run_graph(lowered, AMX, native=True, machine=m, keep=None)
+    assert np.array_equal(ran["linear"], executed["linear"])
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,15 @@ def test_bfdot_sums_the_pair_first_and_rounds_to_odd():
     assert bfloat16.bfdot(bits(0.0), pair(2.0 ** -100, 0.0), pair(2.0 ** -30, 0.0))[0] == 0.0  # flushed
 
 
+def test_bfdot_overflows_only_from_2_to_the_128():
+    """Round to odd truncates, so it never carries into the exponent: a sum between the largest float32 and
+    2^128 stays the largest float32 (QEMU's float_round_to_odd_inf, the Arm ARM's BFRound)."""
+    big = np.array([np.finfo(F32).max], F32)
+    for fn in (bfloat16.bfdot, bfloat16.bfdot_numpy):
+        assert fn(big, pair(0.0, 2.0 ** 90), pair(0.0, 1.0))[0] == np.finfo(F32).max
+        assert fn(big, pair(0.0, 2.0 ** 127), pair(0.0, 2.0))[0] == np.inf
+
+
 def test_bfdot_in_c_equals_its_numpy_definition_bit_for_bit():
     """isa/fastbf16.py against isa/bfloat16.py `bfdot_numpy`, on every kind of bits: huge, tiny, denormal."""
     rng = np.random.default_rng(2)
