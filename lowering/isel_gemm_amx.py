@@ -31,7 +31,8 @@ from isasim.lowering.kernel import Affine, Kernel, Load
 
 TILES = 8  # tmm0-7
 ROWS, ROW_BYTES, COLS = 16, 64, 16  # a tile's most rows, the bytes of each, and the dwords of an accumulator row
-BLOCKS = ((2, 2), (1, 3), (3, 1), (1, 2), (2, 1), (1, 1))  # accumulator tiles (rows x columns), best first
+# accumulator tiles (rows x columns), best first, each leaving a tile per row of A and per column of B
+BLOCKS = tuple(b for b in ((2, 2), (1, 3), (3, 1), (1, 2), (2, 1), (1, 1)) if b[0] * b[1] + b[0] + b[1] <= TILES)
 
 
 def tile_config(shapes: list[tuple[int, int]]) -> tuple[int, ...]:
