@@ -16,7 +16,8 @@ from isasim.isa.dtype import F32_BYTES, DType
 from isasim.isa.program import Instr, Item, Reg
 from isasim.isa.semantics import Prim
 from isasim.lowering.isel import nest
-from isasim.lowering.isel_gemm import MAX_MR, MAX_NR, MicroKernel, blocked_index, panel_blocks
+from isasim.lowering.isel_gemm import MicroKernel
+from isasim.lowering.isel_gemm_int8 import packed_block, packed_loops
 from isasim.lowering.isel_vector import VectorSelector
 from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar
 
@@ -40,20 +41,6 @@ def linear_parts(kernel: Kernel):
     return None
 
 
-def _block(sel: VectorSelector, M: int, cols: int) -> tuple[int, int]:
-    """(MR, NR): the most accumulators dividing the output that fit the registers with NR vectors of B, one
-    broadcast and one spare."""
-    room = len(sel.target.registers.fp) - 1
-    best = (1, 1)
-    for mr in range(1, MAX_MR + 1):
-        for nr in range(1, MAX_NR + 1):
-            if M % mr or cols % nr or mr * nr + nr + 1 > room:
-                continue
-            if (mr * nr, -(mr + nr)) > (best[0] * best[1], -sum(best)):
-                best = (mr, nr)
-    return best
-
-
 def select_gemm_bf16(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | None:
     parts = linear_parts(kernel)
     extents = dict(kernel.parallel)
@@ -61,27 +48,19 @@ def select_gemm_bf16(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item
         return None
     red, st, a, b, bias = parts
     L = sel.lanes
-    M, N, K2 = extents["m"], extents["n"], red.extent
+    M, N = extents["m"], extents["n"]
     if not (b.index.coef("n") == 2 and a.index.coef("n") == 0 and st.index.coef("n") == 1 and N % L == 0
             and (bias is None or bias.index.coef("n") == 1)):
         return None
     cols = N // L
-    mr, nr = _block(sel, M, cols)
-    nstep = nr * L
-    blocks = cols // nr
-    per = panel_blocks(blocks, 2 * BF16_BYTES * K2 * nstep, sel.vec.panel_bytes)
-    bvars = tuple((v, e) for v, e in parallel if v not in ("m", "n"))
-    order = (("nP", blocks // per), ("m0", M // mr), ("n0", per))
-    loops = bvars + tuple((v, e) for v, e in order if e > 1)
-    sel.trips.update(dict(loops))
-    sel.trips[red.var] = K2
-    pvars = tuple(v for v, _ in loops)
+    mr, nr = packed_block(sel, M, cols)
+    loops, pvars, index = packed_loops(sel, parallel, red, M, cols, mr, nr)
 
     def blocked(ld: Load) -> Load:
-        return Load(ld.buf, blocked_index(ld.index, mr, nstep, per))
+        return Load(ld.buf, index(ld.index))
 
-    OUT = Map(None, 1, st.buf, blocked_index(st.index, mr, nstep, per), st.value)
-    g = _Bf16MicroKernel(sel, mr, nr, red.var, K2, pvars, blocked(a), blocked(b), OUT, bias and blocked(bias),
+    OUT = Map(None, 1, st.buf, index(st.index), st.value)
+    g = _Bf16MicroKernel(sel, mr, nr, red.var, red.extent, pvars, blocked(a), blocked(b), OUT, bias and blocked(bias),
                          a.index.coef("m") * BF16_BYTES, L * F32_BYTES)
     return nest(sel, loops, g.outer_product())
 

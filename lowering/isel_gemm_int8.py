@@ -59,17 +59,35 @@ EPILOGUE_REGS = 6  # live beside the accumulators while a column is dequantized:
 #                   three rows, and scale * w_scale as it replaces the first
 
 
-def _block(sel: VectorSelector, M: int, cols: int, spare: int) -> tuple[int, int]:
+def packed_block(sel: VectorSelector, M: int, cols: int, spare: int = 0, epilogue: int = 0) -> tuple[int, int]:
+    """(MR, NR) of an outer product on a packed weight (int8, bf16): the most accumulators dividing the output
+    that fit the registers with NR vectors of B, one broadcast, one spare and `spare` more, and leave
+    `epilogue` registers beside them."""
     regs = len(sel.target.registers.fp)
     room = regs - 1 - spare
     best = (1, 1)
     for mr in range(1, MAX_MR + 1):
         for nr in range(1, MAX_NR + 1):
-            if M % mr or cols % nr or mr * nr + nr + 1 > room or mr * nr + EPILOGUE_REGS > regs:
+            if M % mr or cols % nr or mr * nr + nr + 1 > room or mr * nr + epilogue > regs:
                 continue
             if (mr * nr, -(mr + nr)) > (best[0] * best[1], -sum(best)):
                 best = (mr, nr)
     return best
+
+
+def packed_loops(sel: VectorSelector, parallel, red: Reduce, M: int, cols: int, mr: int, nr: int):
+    """(loops, their variables, the blocked index of an operand) of an outer product on a weight packed
+    [K/g, N, g], four bytes per k group and output: panels of B within the target's panel budget, row blocks
+    of MR, column blocks of NR vectors (as float GEMMs, lowering/isel_gemm.py)."""
+    nstep = nr * sel.lanes
+    blocks = cols // nr
+    per = panel_blocks(blocks, 4 * red.extent * nstep, sel.vec.panel_bytes)
+    bvars = tuple((v, e) for v, e in parallel if v not in ("m", "n"))
+    order = (("nP", blocks // per), ("m0", M // mr), ("n0", per))
+    loops = bvars + tuple((v, e) for v, e in order if e > 1)
+    sel.trips.update(dict(loops))
+    sel.trips[red.var] = red.extent
+    return loops, tuple(v for v, _ in loops), lambda ix: blocked_index(ix, mr, nstep, per)
 
 
 def select_gemm_int8(sel: VectorSelector, kernel: Kernel, parallel, how: str | None) -> list[Item] | None:
@@ -84,21 +102,13 @@ def select_gemm_int8(sel: VectorSelector, kernel: Kernel, parallel, how: str | N
             and all(r.index.coef("n") == 1 for r in rows)):
         return None
     cols = N // L
-    mr, nr = _block(sel, M, cols, 2 if how == "maddubs" else 0)
-    nstep = nr * L
-    blocks = cols // nr
-    per = panel_blocks(blocks, 4 * K4 * nstep, sel.vec.panel_bytes)
-    bvars = tuple((v, e) for v, e in parallel if v not in ("m", "n"))
-    order = (("nP", blocks // per), ("m0", M // mr), ("n0", per))
-    loops = bvars + tuple((v, e) for v, e in order if e > 1)
-    sel.trips.update(dict(loops))
-    sel.trips[red.var] = K4
-    pvars = tuple(v for v, _ in loops)
+    mr, nr = packed_block(sel, M, cols, 2 if how == "maddubs" else 0, EPILOGUE_REGS)
+    loops, pvars, index = packed_loops(sel, parallel, red, M, cols, mr, nr)
 
     def blocked(ld: Load) -> Load:
-        return Load(ld.buf, blocked_index(ld.index, mr, nstep, per))
+        return Load(ld.buf, index(ld.index))
 
-    OUT = Map(None, 1, st.buf, blocked_index(st.index, mr, nstep, per), st.value)
+    OUT = Map(None, 1, st.buf, index(st.index), st.value)
     g = _Int8MicroKernel(sel, mr, nr, red.var, K4, pvars, blocked(a), blocked(b), OUT, None, a.index.coef("m"),
                          L * F32_BYTES)
     g.rows, g.params, g.how = tuple(blocked(r) for r in rows), params, how

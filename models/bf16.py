@@ -91,7 +91,7 @@ def _convertible(graph: Graph, node: Node, by_name: dict[str, Placeholder]) -> b
 def bf16_graph(graph: Graph) -> Graph:
     """The graph with every convertible linear layer in bf16 (see the module's docstring); the new weights are
     placeholders of kind CONSTANT, with values where the graph has them."""
-    from isasim.models.quantize import STRIDED
+    from isasim.models.quantize import contiguous_input
 
     by_name = {p.name: p for p in graph.placeholders}
     values = dict(graph.values) if graph.values is not None else None
@@ -107,10 +107,7 @@ def bf16_graph(graph: Graph) -> Graph:
         x, w = node.args[0], by_name[node.args[1].name]
         if x not in rounded:
             meta = graph.meta(x)
-            source = x
-            if x.name in produced and produced[x.name].op in STRIDED:
-                source = Ref(f"{node.name}_contiguous")
-                nodes.append(Node(source.name, "aten.clone.default", (x,), (), (meta,), node.module))
+            source = contiguous_input(x, meta, node, produced, nodes)
             name = f"{node.name}_bf16"
             nodes.append(Node(name, "isasim.round_bf16", (source,), (), (TensorMeta(meta.shape, DType.BF16),),
                               node.module))

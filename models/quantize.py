@@ -104,6 +104,16 @@ def linear_int8(xq: np.ndarray, params: np.ndarray, packed: np.ndarray, table: n
     return fma_f32(t, np.broadcast_to(sw, t.shape), np.broadcast_to(shift, t.shape))
 
 
+def contiguous_input(x: Ref, meta: TensorMeta, node: Node, produced: dict[str, Node], nodes: list[Node]) -> Ref:
+    """The linear layer `node`'s input x, copied first (appended to `nodes`) where an op may have made it a
+    strided view (STRIDED): the ops that replace a linear read their input whole and contiguous."""
+    if x.name in produced and produced[x.name].op in STRIDED:
+        source = Ref(f"{node.name}_contiguous")
+        nodes.append(Node(source.name, "aten.clone.default", (x,), (), (meta,), node.module))
+        return source
+    return x
+
+
 def _quantizable(graph: Graph, node: Node, by_name: dict[str, Placeholder]) -> bool:
     if node.op != "aten.linear.default" or not isinstance(node.args[0], Ref) or not isinstance(node.args[1], Ref):
         return False
@@ -130,10 +140,7 @@ def quantize_graph(graph: Graph) -> Graph:
         if x not in quantized:
             meta = graph.meta(x)
             qp, qx = f"{node.name}_qparams", f"{node.name}_quantize"
-            source = x
-            if x.name in produced and produced[x.name].op in STRIDED:
-                source = Ref(f"{node.name}_contiguous")
-                nodes.append(Node(source.name, "aten.clone.default", (x,), (), (meta,), node.module))
+            source = contiguous_input(x, meta, node, produced, nodes)
             rows = meta.numel // max(meta.shape[-1], 1) if meta.shape else 1
             mm = f"{node.name}_minmax"
             nodes.append(Node(mm, "isasim.minmax_rows", (source,), (), (TensorMeta((rows, 2), DType.F32),),
