@@ -11,6 +11,7 @@ for 32 / per_clock_per_sm cycles of one SM.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
@@ -165,9 +166,25 @@ def parse_gpu(data: Mapping[str, Any], where: str) -> Gpu:
         field_sources=MappingProxyType({k: text(data, k, where) for k in _SOURCE_KEYS}))
 
 
+def _based(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """A description that names another in `based_on` (the H200 is the H100 with other memory) holds only what
+    differs: its keys replace the base's, its instructions are added to the base's, its sources follow them."""
+    base_name = data.get("based_on")
+    if base_name is None:
+        return data
+    path = files(GPU_DIR).get(base_name) if isinstance(base_name, str) else None
+    if path is None:
+        raise MachineFileError(f"{where}: based_on {base_name!r} names no file in isa/gpu/")
+    with path.open("rb") as fh:
+        base = _based(tomllib.load(fh), path.name)
+    return {**base, **{k: v for k, v in data.items() if k != "based_on"},
+            "instructions": {**base["instructions"], **data.get("instructions", {})},
+            "sources": list(base["sources"]) + list(data.get("sources", []))}
+
+
 @cache
 def load_gpu(name: str) -> Gpu:
-    return load(GPU_DIR, name, "GPU", parse_gpu)
+    return load(GPU_DIR, name, "GPU", lambda data, where: parse_gpu(_based(data, where), where))
 
 
 def gpu_names() -> tuple[str, ...]:
