@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from isasim.engine.graphs import check_precision, check_shape, lowered_for_cost
+from isasim.engine.graphs import check_precision, check_shape, in_precision, lowered_for_cost
 from isasim.engine.targets import Progress, every_pair, pick_targets
 from isasim.isa.errors import UserError
 from isasim.models.limits import check_finite
@@ -137,10 +137,8 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
 
         graph, fp32 = quantize_graph(graph), final
         ref, final = reference.quantized_outputs(captured, graph)
-    elif precision == "bf16":  # each target rounds its own way: the errors are reported against float32
-        from isasim.models.bf16 import bf16_graph
-
-        graph, fp32 = bf16_graph(graph), final
+    elif precision in ("bf16", "fp16"):  # errors reported against float32 (each target rounds its own way)
+        graph, fp32 = in_precision(graph, precision), final
         ref = reference.reference_outputs(captured)
     else:
         ref = reference.reference_outputs(captured)
@@ -152,6 +150,8 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
         report.pytorch_dynamic_int8 = reference.dynamic_int8(captured, fp32, labels)
     if precision == "bf16" and labels is not None:
         report.pytorch_autocast_bf16 = reference.autocast_bf16(captured, fp32, labels)
+    if precision == "fp16" and labels is not None:
+        report.pytorch_half_fp16 = reference.half_fp16(captured, fp32, labels)
     return report
 
 

@@ -213,3 +213,69 @@ def sm_clock_ghz(cuda: Cuda, target: str, iterations: int = 20_000_000) -> float
         best = max(best, float(raw[0]) / float(raw[1]))
     cuda.free(out)
     return best
+
+
+# ---- microbenchmarks of single instructions (the timings of isa/gpu/*.toml) ------------------------------
+# `chains` independent dependency chains of one instruction, `n` trips of a loop: one warp alone gives the
+# latency (cycles per trip of one chain, from %clock64); many warps on every SM give the throughput.
+PROBE_PTX = """.version 8.0
+.target {target}
+.address_size 64
+.visible .entry probe(.param .u64 out, .param .u64 n)
+{{
+\t.reg .pred %p<2>; .reg .f32 %f<40>; .reg .b32 %h<20>; .reg .b64 %rd<8>;
+\tld.param.u64 %rd1, [out]; cvta.to.global.u64 %rd1, %rd1; ld.param.u64 %rd6, [n];
+{init}
+\tmov.u64 %rd3, %clock64;
+$Lloop:
+{body}
+\tsub.s64 %rd6, %rd6, 1; setp.ne.s64 %p1, %rd6, 0; @%p1 bra $Lloop;
+\tmov.u64 %rd4, %clock64; sub.s64 %rd4, %rd4, %rd3;
+\tmov.f32 %f39, 0f00000000;
+{fold}
+\tst.global.u64 [%rd1], %rd4; st.global.f32 [%rd1+8], %f39;
+\tret;
+}}
+"""
+MMA = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
+
+
+def _mma_probe(chains: int) -> tuple[str, str, str]:
+    init = "\n".join([f"\tmov.b32 %h{i}, 0x3C003C00;" for i in range(1, 7)]
+                     + [f"\tmov.f32 %f{i}, 0f00000000;" for i in range(1, 4 * chains + 1)])
+    body = "\n".join(f"\t{MMA} {{%f{4*c+1}, %f{4*c+2}, %f{4*c+3}, %f{4*c+4}}}, {{%h1, %h2, %h3, %h4}}, "
+                     f"{{%h5, %h6}}, {{%f{4*c+1}, %f{4*c+2}, %f{4*c+3}, %f{4*c+4}}};" for c in range(chains))
+    fold = "\n".join(f"\tadd.f32 %f39, %f39, %f{i};" for i in range(1, 4 * chains + 1))
+    return init, body, fold
+
+
+def _cvt_probe(chains: int) -> tuple[str, str, str]:
+    init = "\n".join(f"\tmov.f32 %f{i}, 0f3F800000;" for i in range(1, chains + 2))
+    body = "\n".join(f"\tcvt.rn.f16x2.f32 %h{c+1}, %f{c+1}, %f{c+2}; mov.b32 %f{c+1}, %h{c+1};"
+                     for c in range(chains))
+    fold = "\n".join(f"\tadd.f32 %f39, %f39, %f{i};" for i in range(1, chains + 1))
+    return init, body, fold
+
+
+PROBES = {MMA: _mma_probe, "cvt.rn.f16x2.f32": _cvt_probe}
+
+
+def probe(cuda: Cuda, target: str, instruction: str, clock_ghz: float, sms: int) -> dict:
+    """`instruction`'s latency (cycles, one warp, one chain) and throughput (thread-instructions per clock per
+    SM, 16 warps on every SM with 4 chains each)."""
+    out = cuda.alloc(16)
+    fns = {c: cuda.function(PROBE_PTX.format(target=target, **dict(zip(("init", "body", "fold"),
+                                                                      PROBES[instruction](c)))), "probe")
+           for c in (1, 4)}
+    trips = 4096
+    cuda.launch(fns[1], 1, 32, [out, trips])
+    cuda.synchronize()
+    latency = float(cuda.download(out, np.zeros(2, np.uint64))[0]) / trips
+    grid, block = sms * 4, 128
+    run = cuda.launcher(fns[4], grid, block, [out, trips])
+    cuda.milliseconds(run, 2)
+    ms = min(cuda.milliseconds(run, 1) for _ in range(3))
+    issued = grid * block * trips * 4  # thread-instructions
+    cuda.free(out)
+    return {"instruction": instruction, "latency_cycles": latency,
+            "per_clock_per_sm": issued / (ms * 1e-3 * clock_ghz * 1e9 * sms)}

@@ -42,20 +42,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cuda_driver import Cuda, NoGpu, sm_clock_ghz  # noqa: E402  (runs without isasim installed)
+from cuda_driver import PROBES, Cuda, NoGpu, probe, sm_clock_ghz  # noqa: E402  (runs without isasim installed)
 
 MIN_SHARE = 0.01  # kernels below this share of the predicted forward do not count in the median error
 
 
 # ---- prepare (here) --------------------------------------------------------------------------------------
 def prepare(model: str, seq: int, batch: int, gpu_name: str, outdir: Path, kernel_mb: float,
-            timing_only: bool = False) -> dict:
+            timing_only: bool = False, precision: str = "fp32") -> dict:
     """Write DIR: each distinct kernel's PTX and launch, its predicted cycles on the GPU, and (unless
     timing_only) its input buffers from executing the model in isasim's executor, with the executor's outputs.
     timing_only: nothing is executed or carried; `run` fills float inputs with pseudo-random values in
     [-1, 1), integer ones with 0 (valid indices) and masks with true, and checks no bits (for sizes whose
     execution here would take hours: bert-base at batch 128)."""
     from isasim.backends import backend_for
+    from isasim.engine.graphs import check_precision, in_precision
     from isasim.engine.run import run_graph
     from isasim.isa.emit_ptx import symbol
     from isasim.isa.gpu import load_gpu
@@ -64,11 +65,13 @@ def prepare(model: str, seq: int, batch: int, gpu_name: str, outdir: Path, kerne
     from isasim.lowering.pipeline import lower_graph
     from isasim.models import capture, registry
 
+    check_precision(precision)
     outdir.mkdir(parents=True, exist_ok=True)
     target, gpu = GPU_TARGETS["simt"], load_gpu(gpu_name)
+    target.features(precision)  # (refuses a precision the GPU target does not run)
     backend = backend_for(target)
     graph = capture.capture(registry.resolve(model), seq, batch, with_values=not timing_only).graph
-    lowered = lower_graph(graph)
+    lowered = lower_graph(in_precision(graph, precision))
     first: dict = {}  # canonical kernel -> its entry in the manifest
     for step in lowered.steps:
         if step.kernel is not None:
@@ -112,7 +115,8 @@ def prepare(model: str, seq: int, batch: int, gpu_name: str, outdir: Path, kerne
                 save(step, backend.select(step.kernel, target, gpu))
     else:
         run_graph(lowered, target, on_step=save, machine=gpu, keep=(), live=live)
-    manifest = {"model": model, "seq": seq, "batch": batch, "gpu": gpu.name, "description": gpu.description,
+    manifest = {"model": model, "seq": seq, "batch": batch, "precision": precision, "gpu": gpu.name,
+                "description": gpu.description,
                 "ptx_target": gpu.ptx_target, "clock_ghz": gpu.clock_ghz, "checks_bits": not timing_only,
                 "kernels": kernels}
     (outdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -179,7 +183,9 @@ def run(outdir: Path, repeat: int) -> dict:
         rows.append({**k, "measured_us": ms * 1e3, "alone_us": alone * 1e3, "graph_us": graph * 1e3,
                      "host_call_us": host * 1e6, "bits": bits})
     clock = sm_clock_ghz(cuda, manifest["ptx_target"])
-    return summarise(manifest, rows, device, [warm_clock or clock, clock])
+    result = summarise(manifest, rows, device, [warm_clock or clock, clock])
+    result["probes"] = [probe(cuda, manifest["ptx_target"], ins, clock, device.sms) for ins in PROBES]
+    return result
 
 
 def summarise(manifest: dict, rows: list[dict], device, clocks: list[float]) -> dict:
@@ -197,6 +203,7 @@ def summarise(manifest: dict, rows: list[dict], device, clocks: list[float]) -> 
         "host": {"gpu": device.name, "sms": device.sms, "compute_capability": device.compute_capability,
                  "peak_clock_ghz": device.peak_clock_ghz, "measured_clock_ghz": clocks},
         "model": manifest["model"], "seq": manifest["seq"], "batch": manifest["batch"], "uarch": manifest["gpu"],
+        "precision": manifest.get("precision", "fp32"),
         "description_clock_ghz": manifest["clock_ghz"], "checks_bits": manifest["checks_bits"], "kernels": rows,
         "bit_identical": sum(r["bits"] == "identical" for r in rows), "run": len(timed),
         "not_run": [r["name"] for r in rows if "skipped" in r],
@@ -213,7 +220,7 @@ def show(result: dict) -> None:
           f"{', '.join(f'{c:.3f}' for c in h['measured_clock_ghz'])} GHz (driver's peak {h['peak_clock_ghz']:.3f}); "
           f"predictions for {result['uarch']} (described at {result['description_clock_ghz']} GHz), shown at the "
           f"measured clock\n")
-    print(f"{result['model']} seq {result['seq']} batch {result['batch']}\n")
+    print(f"{result['model']} seq {result['seq']} batch {result['batch']}, {result['precision']}\n")
     print("| kernel | op | x | grid x block | bound | predicted us | measured us | measured / predicted | alone us "
           "| in a graph us | host call us | bits |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -223,10 +230,13 @@ def show(result: dict) -> None:
                   f"{r.get('skipped', '')} |")
             continue
         print(f"| {r['name']} | {r['op']} | {r['instances']} | {r['grid']} x {r['block']} | {r['bound']} | "
-              f"{r['predicted_us_at_measured_clock']:.2f} | {r['measured_us']:.2f} | {r['ratio']:.2f} | {r['alone_us']:.2f} "
-              f"| {r['graph_us']:.2f} | {r['host_call_us']:.2f} | {r['bits']} |")
+              f"{r['predicted_us_at_measured_clock']:.2f} | {r['measured_us']:.2f} | {r['ratio']:.2f} | "
+              f"{r['alone_us']:.2f} | {r['graph_us']:.2f} | {r['host_call_us']:.2f} | {r['bits']} |")
     if result["checks_bits"]:
         print(f"\nbit-identical to isasim's executor: {result['bit_identical']} of {result['run']} kernels run")
+    for p in result.get("probes", ()):
+        print(f"{p['instruction']}: latency {p['latency_cycles']:.1f} cycles (one warp, one chain), throughput "
+              f"{p['per_clock_per_sm']:.1f} thread-instructions per clock per SM (16 warps per SM, 4 chains each)")
     if result["median_error"] is not None:
         print(f"median |measured/predicted - 1| (kernels >= {MIN_SHARE:.0%} of the forward): "
               f"{result['median_error']:.0%}; time-weighted error {result['weighted_error']:.0%}; forward (kernels "
@@ -244,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--gpu", default="h200", help="the GPU description to predict for (isa/gpu/)")
     p.add_argument("--kernel-mb", type=float, default=16.0, help="leave out kernels whose buffers exceed this")
+    p.add_argument("--precision", default="fp32", help="fp32 or fp16 (tensor cores), as `isasim trace` takes it")
     p.add_argument("--timing-only", action="store_true",
                    help="carry no buffers and check no bits: time the kernels on filled inputs (large shapes)")
     r = sub.add_parser("run", help="run, compare and time the prepared kernels (needs an NVIDIA GPU)")
@@ -252,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--json", type=Path, help="where to write the result (default: DIR/result.json)")
     args = ap.parse_args(argv)
     if args.command == "prepare":
-        m = prepare(args.model, args.seq, args.batch, args.gpu, args.dir, args.kernel_mb, args.timing_only)
+        m = prepare(args.model, args.seq, args.batch, args.gpu, args.dir, args.kernel_mb, args.timing_only,
+                    args.precision)
         left = [k["name"] for k in m["kernels"] if "skipped" in k]
         print(f"{len(m['kernels'])} distinct kernels of {args.model} in {args.dir}"
               + (f"; left out: {', '.join(left)}" if left else ""))

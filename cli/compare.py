@@ -66,8 +66,10 @@ def render_table(c: Comparison, console: Console, wide: bool = False) -> None:
         console.print("vs own fp32: the same target and core in float32 (amx: avx512); vs fp32 avx512: float32 "
                       "AVX-512 on this core, or on skylake-x where the core has none; linear layers: their share of "
                       f"the cycles, float32 -> {c.precision}; quantize: "
-                      + ("the activations' min/max and rounding to bytes" if c.precision == "int8" else
-                         "the activations' rounding to bf16"), style="dim")
+                      + {"int8": "the activations' min/max and rounding to bytes",
+                         "bf16": "the activations' rounding to bf16",
+                         "fp16": "none (the tensor-core GEMM rounds its float32 input as it loads it)"}[c.precision],
+                      style="dim")
 
 
 FP32_HEAD = ("target", "uarch", "time", "vs own fp32", "vs fp32 avx512", "linear layers", "quantize", "bound")

@@ -171,7 +171,8 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
     int8, low = report.precision == "int8", report.precision != "fp32"
     against = "the int8 reference (PyTorch with each quantized linear layer in numpy, models/quantize.py)" \
         if int8 else "float32 PyTorch's" if low else "PyTorch's"
-    added = {"int8": "each quantization op", "bf16": "each bf16 op (rounding, linear)"}.get(report.precision)
+    added = {"int8": "each quantization op", "bf16": "each bf16 op (rounding, linear)",
+             "fp16": "each fp16 linear (tensor cores)"}.get(report.precision)
     table = Table(title=f"{report.model} seq {report.seq} batch {report.batch}{' ' + report.precision if low else ''}: "
                         "the lowered programs, executed, against PyTorch", title_justify="left",
                   box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, collapse_padding=not wide,
@@ -223,7 +224,8 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
             console.print(f"  {t.target} machine code, run {h['ran']}: {h['kernels']} kernels, {same}; "
                           f"max abs err vs {'the int8 reference' if int8 else 'PyTorch'} {h['max_abs_err']:.2e}")
     for anchor, what in ((report.pytorch_dynamic_int8, "int8 (quantize_dynamic)"),
-                         (report.pytorch_autocast_bf16, "bf16 (CPU autocast)")):
+                         (report.pytorch_autocast_bf16, "bf16 (CPU autocast)"),
+                         (report.pytorch_half_fp16, "fp16 (model.half() on the CPU)")):
         if anchor:
             console.print(f"  PyTorch's own {what}: labels agree with float32 PyTorch's on "
                           f"{anchor['label_agreement']:.1%}; accuracy {anchor['accuracy']:.1%}; logits' max abs err "

@@ -76,6 +76,7 @@ class CheckReport(ModelReport):
     # CPU autocast to bfloat16, the same three figures
     pytorch_dynamic_int8: dict | None = None
     pytorch_autocast_bf16: dict | None = None
+    pytorch_half_fp16: dict | None = None  # fp16 on a dataset: PyTorch's model.half() on the CPU, the same figures
 
     def records(self) -> list[dict]:
         """One row per target."""
@@ -237,6 +238,10 @@ def _added_ops(precision: str, target: Target):
 
         dot = target.vector.bf16_dot if target.vector else None
         return frozenset(bf16.OPS), lambda node, inputs: bf16.reference_op(node, inputs, dot)
+    if precision == "fp16":
+        from isasim.models import fp16
+
+        return frozenset(fp16.OPS), fp16.reference_op
     return frozenset(), None
 
 

@@ -9,12 +9,12 @@ from isasim.backends import load_machine, machine_names
 from isasim.engine.targets import Progress, every_pair
 from isasim.engine.trace import LEVELS, TargetTrace, TraceReport, trace
 from isasim.isa.dtype import DType
-from isasim.isa.targets import TARGETS
+from isasim.isa.targets import ALL_TARGETS, TARGETS
 from isasim.lowering.pipeline import LoweredGraph
 from isasim.report import ModelReport
 
 FAMILIES = (
-    ("GEMM", ("linear", "addmm", "mm", "linear_int8", "linear_bf16")),
+    ("GEMM", ("linear", "addmm", "mm", "linear_int8", "linear_bf16", "linear_fp16")),
     ("quantize", ("minmax_rows", "quant_params", "quantize_u7", "round_bf16")),
     ("attention matmuls", ("matmul", "bmm")),
     ("softmax", ("softmax", "_softmax")),
@@ -24,8 +24,8 @@ FAMILIES = (
     ("data movement", ("clone", "contiguous", "_to_copy", "reshape", "view", "to")),
 )
 OTHER = "other elementwise"
-PEAK_DTYPE = {"fp32": DType.F32, "int8": DType.I8, "bf16": DType.BF16}  # a row's peak: the FMA's, or the dot
-#                                                                            product's of the precision
+# a row's peak: the FMA's, or the dot product's (the mma's) of the precision
+PEAK_DTYPE = {"fp32": DType.F32, "int8": DType.I8, "bf16": DType.BF16, "fp16": DType.F16}
 
 
 def family(op: str) -> str:
@@ -136,11 +136,11 @@ def _against_fp32(rows: list[Row], fp32: LoweredGraph, progress: Progress | None
 
     def float32(target: str, uarch: str) -> TargetTrace:
         if (target, uarch) not in timed:
-            timed[(target, uarch)] = trace(fp32, [(TARGETS[target], load_machine(uarch))], progress).targets[0]
+            timed[(target, uarch)] = trace(fp32, [(ALL_TARGETS[target], load_machine(uarch))], progress).targets[0]
         return timed[(target, uarch)]
 
     for r in rows:
-        own = float32(r.target if TARGETS[r.target].fp32 else "avx512", r.uarch)  # amx's float32 is AVX-512
+        own = float32(r.target if ALL_TARGETS[r.target].fp32 else "avx512", r.uarch)  # amx's float32 is AVX-512
         ref = float32("avx512", r.uarch if r.uarch in with_avx512 else avx512.default_uarch)
         r.speedup_over_own_fp32 = own.seconds / r.seconds
         r.speedup_over_fp32_avx512 = ref.seconds / r.seconds

@@ -55,11 +55,15 @@ def check_precision(precision: str) -> None:
 
 def in_precision(graph: Graph, precision: str) -> Graph:
     """The graph as it runs in `precision`: int8 quantizes its linear layers (models/quantize.py), bf16 rounds
-    their operands (models/bf16.py)."""
+    their operands (models/bf16.py), fp16 multiplies them on tensor cores (models/fp16.py)."""
     if precision == "bf16":
         from isasim.models.bf16 import bf16_graph
 
         return bf16_graph(graph)
+    if precision == "fp16":
+        from isasim.models.fp16 import fp16_graph
+
+        return fp16_graph(graph)
     if precision == "int8":
         from isasim.models.quantize import quantize_graph
 

@@ -79,7 +79,11 @@ class _Acc:
     hottest: tuple[int, BlockCost] | None = None
 
 
-_NOT_ARITHMETIC = (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F, Prim.SHFL_XOR)  # they move or convert values
+# floating-point operations per lane (per thread on SIMT): a multiply-add counts two; a warp's 16x8x16 mma
+# is 2048 of them over its 32 threads
+_FLOPS = {Prim.FMA: 2, Prim.FNMA: 2, Prim.MMA_F16: 2 * 16 * 8 * 16 // 32}
+# they move or convert values
+_NOT_ARITHMETIC = (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F, Prim.SHFL_XOR, Prim.ROUND_F16)
 
 
 def fp_ops(body: tuple[Item, ...], threads: int = 1, live_threads: int = 1) -> int:
@@ -90,8 +94,7 @@ def fp_ops(body: tuple[Item, ...], threads: int = 1, live_threads: int = 1) -> i
     after_exit = False
     for ins, n, _ in walk(body):
         if RESULT_IS_FP.get(ins.prim) and ins.prim not in _NOT_ARITHMETIC:
-            total += n * ins.lanes * (live_threads if after_exit else threads) * \
-                (2 if ins.prim in (Prim.FMA, Prim.FNMA) else 1)
+            total += n * ins.lanes * (live_threads if after_exit else threads) * _FLOPS.get(ins.prim, 1)
         after_exit = after_exit or ins.prim is Prim.EXIT_IF
     return total
 

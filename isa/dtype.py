@@ -18,6 +18,8 @@ class DType(Enum):
     I32 = "int32"
     # bf16 inference (models/bf16.py): bfloat16 values, held as their 16 bits (numpy has no bfloat16)
     BF16 = "bfloat16"
+    # fp16 on a GPU's tensor cores (models/fp16.py): the weights, as IEEE half precision
+    F16 = "float16"
 
     @property
     def itemsize(self) -> int:

@@ -16,7 +16,7 @@ from isasim.isa.program import Addr, Imm, Instr, Item, Loop, Mem, Program, Reg, 
 from isasim.isa.semantics import Prim
 
 PTX_VERSION = "8.0"
-_PREFIX = {RegFile.FP: "%f", RegFile.GP: "%rd", RegFile.PRED: "%p"}
+_PREFIX = {RegFile.FP: "%f", RegFile.GP: "%rd", RegFile.PRED: "%p", RegFile.B32: "%h"}
 
 
 def symbol(name: str) -> str:
@@ -69,7 +69,7 @@ class _Writer:
 
     def instr(self, ins: Instr, loop_label: str | None) -> None:
         p, g, mn = ins.prim, ins.mask, ins.mnemonic
-        d = self.op(ins.dst) if isinstance(ins.dst, (Reg, Mem)) else ""
+        d = self.op(ins.dst) if isinstance(ins.dst, (Reg, Mem)) else ""  # (mma's several: below)
         s = [self.op(x) for x in ins.srcs if not isinstance(x, Addr) and p is not Prim.SREG]
         if p is Prim.IMOV and isinstance(ins.srcs[0], Addr):
             a = ins.srcs[0]
@@ -87,6 +87,9 @@ class _Writer:
             self.put(f"bra {loop_label}", ins.srcs[0])
         elif p is Prim.EXIT_IF:
             self.put("bra $Lexit", ins.srcs[0])
+        elif p is Prim.MMA_F16:  # {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}
+            groups = [ins.dst, ins.srcs[:4], ins.srcs[4:6], ins.srcs[6:]]
+            self.put(f"{mn} " + ", ".join("{" + ", ".join(self.op(r) for r in grp) + "}" for grp in groups))
         elif p is Prim.BARRIER:
             self.put("bar.sync 0")
         elif p is Prim.SHFL_XOR:
@@ -132,7 +135,8 @@ class _Writer:
         regs = {f: 0 for f in _PREFIX}
         for line in self.lines:
             for f, pre in _PREFIX.items():
-                for tok in line.replace(",", " ").replace("[", " ").replace("]", " ").replace("+", " ").split():
+                for tok in line.replace(",", " ").replace("[", " ").replace("]", " ").replace("+", " ") \
+                        .replace("{", " ").replace("}", " ").split():
                     tok = tok.rstrip(";").lstrip("@")
                     if tok.startswith(pre) and tok[len(pre):].isdigit():
                         regs[f] = max(regs[f], int(tok[len(pre):]))
@@ -142,6 +146,8 @@ class _Writer:
                 f".visible .entry {symbol(prog.name)}(", params, ")", f".maxntid {self.prog.launch.block}, 1, 1", "{",
                 f"\t.reg .pred %p<{regs[RegFile.PRED] + 1}>;", f"\t.reg .f32 %f<{regs[RegFile.FP] + 1}>;",
                 f"\t.reg .b64 %rd<{regs[RegFile.GP] + 1}>;", "\t.reg .b32 %r<2>;"]
+        if regs[RegFile.B32]:
+            head.append(f"\t.reg .b32 %h<{regs[RegFile.B32] + 1}>;")
         head += [f"\t.shared .align {shared_align} .b8 {b.name}[{b.size * b.dtype.itemsize}];"
                  for b in self.prog.launch.shared]
         return "\n".join(head + self.lines + ["$Lexit:", "\tret;", "}", ""])

@@ -22,7 +22,7 @@ from isasim.isa.hardware import Unit
 from isasim.isa.datafile import MachineFileError, files, load, nonnegative, positive, required, text
 
 GPU_DIR = Path(__file__).with_name("gpu")
-PIPES = ("fp32", "int", "sfu", "conv", "lsu", "shuffle", "branch", "barrier")
+PIPES = ("fp32", "int", "sfu", "conv", "lsu", "shuffle", "branch", "barrier", "tensor")
 
 
 @dataclass(frozen=True)

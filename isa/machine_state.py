@@ -44,7 +44,8 @@ class Memory:
         self.tile_config: dict[int, tuple[int, int]] | None = None  # AMX: (rows, bytes per row) by tile, as set
         self._views = {DType.F32: self.data.view(np.float32), DType.I64: self.data.view(np.int64),
                        DType.BOOL: self.data, DType.U8: self.data, DType.I8: self.data.view(np.int8),
-                       DType.I32: self.data.view(np.int32), DType.BF16: self.data.view(np.uint16)}
+                       DType.I32: self.data.view(np.int32), DType.BF16: self.data.view(np.uint16),
+                       DType.F16: self.data.view(np.float16)}
 
     def write(self, name: str, values: np.ndarray) -> None:
         spec = self.specs[name]

@@ -22,6 +22,7 @@ class RegFile(Enum):
     PRED = "pred"  # a compare result: an xmm mask on x86, the NZCV flags on AArch64
     MASK = "mask"  # an AVX-512 opmask register (k1-k7): one bit per vector lane
     TILE = "tile"  # an AMX tile register (tmm0-7): rows of up to 16 dwords; the selector names them itself
+    B32 = "b32"  # SIMT: a 32-bit register of two fp16 (.f16x2), a tensor-core operand's fragment
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Reg:
 
     def __str__(self) -> str:
         name = {RegFile.FP: "f", RegFile.GP: "r", RegFile.PRED: "p", RegFile.MASK: "k",
-                RegFile.TILE: "tmm"}[self.file] + str(self.n)
+                RegFile.TILE: "tmm", RegFile.B32: "h"}[self.file] + str(self.n)
         return name + (f"x{self.lanes}" if self.lanes > 1 else "")
 
 
@@ -80,7 +81,7 @@ class Access:
 class Instr:
     mnemonic: str  # the key of the instruction's timing in the microarchitecture description
     prim: Prim
-    dst: Reg | Mem | None
+    dst: Reg | Mem | tuple[Reg, ...] | None  # a tuple: a warp's matrix instruction writes several (mma)
     srcs: tuple[Operand, ...]
     dtype: DType | None = None  # memory element type for loads and stores
     access: Access | None = None
@@ -91,8 +92,17 @@ class Instr:
     warp: WarpAccess | None = None  # SIMT memory instructions: the address each thread forms
 
     def __str__(self) -> str:
-        ops = ([str_operand(self.dst)] if self.dst is not None else []) + [str_operand(s) for s in self.srcs]
+        dst = "{" + ", ".join(map(str, self.dst)) + "}" if isinstance(self.dst, tuple) else \
+            str_operand(self.dst) if self.dst is not None else None
+        ops = ([dst] if dst is not None else []) + [str_operand(s) for s in self.srcs]
         return f"{self.mnemonic} " + ", ".join(ops) + (f" {{{self.mask}}}" if self.mask else "")
+
+
+def written(ins: Instr) -> tuple[Reg, ...]:
+    """The registers an instruction writes: its destination register, or each of a matrix instruction's."""
+    if isinstance(ins.dst, tuple):
+        return ins.dst
+    return (ins.dst,) if isinstance(ins.dst, Reg) else ()
 
 
 def str_operand(o: Operand) -> str:

@@ -12,7 +12,7 @@ from enum import Enum
 
 import numpy as np
 
-from isasim.isa import amx, bfloat16, fastfma
+from isasim.isa import amx, bfloat16, fastfma, mma
 
 F32 = np.float32
 I64 = np.int64
@@ -97,6 +97,13 @@ class Prim(Enum):
     TDPBUSD = "tdpbusd"  # C[m, n] += sum over k of A[m, k] (4 unsigned bytes) . B[k, n] (4 signed bytes);
     #                      srcs (a, b, c, Imm rows, Imm k dwords)
     TDPBF16PS = "tdpbf16ps"  # the same on bf16 pairs into float32 (Intel SDM's order and rounding)
+    # fp16 on a GPU's tensor cores (models/fp16.py, lowering/isel_simt_mma.py; isa/mma.py has the semantics)
+    ROUND_F16 = "round_f16"  # a float32 rounded to the nearest fp16 (even on ties), as a float32: what the
+    #                          kernel of a linear_fp16 says of each activation it multiplies
+    CVT_F16X2 = "cvt_f16x2"  # two float32 (hi, lo) rounded to fp16 and packed into one 32-bit register, lo in
+    #                          the low half (cvt.rn.f16x2.f32)
+    MMA_F16 = "mma_f16"  # a warp's 16x8x16 multiply-accumulate (mma.sync.aligned.m16n8k16 .f32.f16.f16.f32):
+    #                      dst the four float32 accumulator registers; srcs the four A, the two B, the four C
     # SIMT (GPU) threads: the executor in isa/simt_exec.py gives each thread of the grid its own array slot
     SREG = "sreg"  # a special register: Imm("tid") thread in block, Imm("ctaid") block in grid (mov %tid.x)
     IDIV = "idiv"  # unsigned division by a positive constant (thread-index decomposition)
@@ -296,6 +303,8 @@ SEMANTICS = {
     Prim.TILE_ZERO: lambda rows, dwords: np.zeros(int(rows) * int(dwords), F32),
     Prim.TDPBUSD: lambda a, b, c, rows, kd: amx.tdpbusd(a, b, c, int(rows), int(kd)),
     Prim.TDPBF16PS: lambda a, b, c, rows, kd: amx.tdpbf16ps(a, b, c, int(rows), int(kd), fma_f32),
+    Prim.ROUND_F16: lambda a: _f32(a).astype(np.float16).astype(F32),
+    Prim.CVT_F16X2: mma.pack_f16x2,
 }
 
 # Whether a primitive's result lives in the floating-point file (True), the integer file (False) or is a
@@ -307,8 +316,8 @@ RESULT_IS_FP = {
                          Prim.FMAXP, Prim.CVT_F2I32, Prim.IADD32, Prim.ISHL32, Prim.SHFL_XOR, Prim.DOT4,
                          Prim.SDOT4, Prim.MADDUBS, Prim.MADDWD, Prim.CVT_I32F, Prim.PACKUSDW, Prim.PACKUSWB,
                          Prim.PERMQ, Prim.XTN, Prim.CVT_BF16, Prim.DPBF16, Prim.BFDOT, Prim.TILE_LOAD,
-                         Prim.TILE_ZERO, Prim.TDPBUSD, Prim.TDPBF16PS)},
+                         Prim.TILE_ZERO, Prim.TDPBUSD, Prim.TDPBF16PS, Prim.ROUND_F16, Prim.MMA_F16)},
     **{p: False for p in (Prim.CVT_F2I, Prim.SETCC, Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND,
-                          Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM)},
+                          Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM, Prim.CVT_F16X2)},
     **{p: None for p in (Prim.FCMP_LT, Prim.FCMP_NE, Prim.ICMP_NE, Prim.ICMP_GE, Prim.ICMP_LT, Prim.PAND)},
 }

@@ -42,13 +42,15 @@ from isasim.isa.cost import KernelCost, fp_ops
 from isasim.isa.hardware import Bound, decider
 from isasim.isa.gpu import Gpu
 from isasim.isa.machine_state import place
-from isasim.isa.program import Imm, Instr, Item, Loop, Program, Reg, RegFile, WarpAccess, guard_mask, walk
+from isasim.isa.program import (Imm, Instr, Item, Loop, Program, Reg, RegFile, WarpAccess, guard_mask, walk,
+                                written)
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_exec import place_shared
 from isasim.isa.timeline import reads
 
 _MEMORY = (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED)
-_REG_WORDS = {RegFile.FP: 1, RegFile.GP: 2, RegFile.PRED: 0, RegFile.MASK: 0}  # 32-bit registers per value
+_REG_WORDS = {RegFile.FP: 1, RegFile.GP: 2, RegFile.PRED: 0, RegFile.MASK: 0,
+              RegFile.B32: 1}  # 32-bit registers per value
 
 
 @dataclass
@@ -234,7 +236,7 @@ def registers(prog: Program) -> int:
     flat(prog.body)
     # A register written once, by a move of an immediate, is a constant that ptxas folds into the
     # instructions that read it (PTX arithmetic takes immediate operands): it occupies no register.
-    writes = Counter(ins.dst for ins in order if isinstance(ins.dst, Reg))
+    writes = Counter(r for ins in order for r in written(ins))
     folded = {ins.dst for ins in order if ins.prim in (Prim.FMOV, Prim.IMOV) and isinstance(ins.srcs[0], Imm)
               and writes[ins.dst] == 1}
     first: dict[Reg, int] = {}  # first write (or read, for a value that arrives in a register)
@@ -245,9 +247,9 @@ def registers(prog: Program) -> int:
             last[r] = i
             first.setdefault(r, i)
             first_read.setdefault(r, i)
-        if isinstance(ins.dst, Reg):
-            first.setdefault(ins.dst, i)
-            last[ins.dst] = max(last.get(ins.dst, i), i)
+        for r in written(ins):
+            first.setdefault(r, i)
+            last[r] = max(last.get(r, i), i)
     for s, e in sorted(spans, key=lambda se: se[1] - se[0]):  # inner loops first
         carried = _carried(order[s:e + 1])
         for r in first:
@@ -266,14 +268,13 @@ def registers(prog: Program) -> int:
 
 def _carried(body: list[Instr]) -> set[Reg]:
     """The registers a trip reads before writing them (their values come from the previous trip)."""
-    written: set[Reg] = set()
+    done: set[Reg] = set()
     carried: set[Reg] = set()
     for ins in body:
         for r in reads(ins) + ([ins.mask] if ins.mask is not None else []):
-            if r not in written:
+            if r not in done:
                 carried.add(r)
-        if isinstance(ins.dst, Reg):
-            written.add(ins.dst)
+        done.update(written(ins))
     return carried
 
 
@@ -323,8 +324,8 @@ def warp_path(prog: Program, gpu: Gpu, global_latency: float) -> float:
             start = max([t] + [ready.get(r, 0.0) for r in srcs])
             t = start + 1
             done = start + latency(it)
-            if isinstance(it.dst, Reg):
-                ready[it.dst] = done
+            for r in written(it):
+                ready[r] = done
             if it.prim is not Prim.STORE:  # a global store is fire-and-forget: the warp issues on (and may
                 end = max(end, done)       # exit) while the memory system completes it
         return max(t, end)

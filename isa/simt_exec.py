@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isasim.isa import simt_memory
+from isasim.isa import mma, simt_memory
 from isasim.isa.gpu import Gpu
 from isasim.isa.machine_state import Events, Memory, run_instr
 from isasim.isa.program import Addr, Instr, Item, Loop, Program
-from isasim.isa.dtype import F32_BYTES
+from isasim.isa.dtype import DType, F32_BYTES
 from isasim.isa.semantics import Prim
 
 def _footprints(prog: Program, gpu: Gpu) -> list[int]:
@@ -133,6 +133,10 @@ class SimtExecutor:
             regs[ins.dst] = v[(self.gid ^ np.int64(ins.srcs[1].value)) - self.gid[0]]
         elif p in (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED):
             self.memory(ins, regs, active)
+        elif p is Prim.MMA_F16:  # a warp-wide instruction: each warp's lanes hold its fragments (isa/mma.py)
+            v = [self.full(regs[r]) for r in ins.srcs]
+            for r, d in zip(ins.dst, mma.mma_m16n8k16(v[:4], v[4:6], v[6:])):
+                regs[r] = d
         elif p is Prim.IMOV and isinstance(ins.srcs[0], Addr) and ins.srcs[0].buf in self.shared_base:
             regs[ins.dst] = np.int64(self.shared_base[ins.srcs[0].buf] + ins.srcs[0].offset)
         else:
@@ -174,17 +178,18 @@ class SimtExecutor:
         if ins.prim in (Prim.LOAD_SHARED, Prim.STORE_SHARED):
             where = self.shared_access(ins, regs[m.base], m.disp, active, every)
             words = self.shared.reshape(-1)
+            bits = ins.dtype is DType.I32  # a word of two fp16 (a B32 register): its bits, not a float's value
             if active is None:
                 if load:
-                    regs[ins.dst] = words[where]
+                    regs[ins.dst] = _from_word(words[where], bits)
                 else:
-                    words[where] = self.full(regs[ins.srcs[0]])
+                    words[where] = _to_word(self.full(regs[ins.srcs[0]]), bits)
             elif load:
-                out = np.array(self.full(regs.get(ins.dst, np.float32(0))), dtype=np.float32)
-                out[active] = words[where[active]]
+                out = np.array(self.full(regs.get(ins.dst, np.zeros((), np.int64 if bits else np.float32))))
+                out[active] = _from_word(words[where[active]], bits)
                 regs[ins.dst] = out
             else:
-                words[where[active]] = self.full(regs[ins.srcs[0]])[active]
+                words[where[active]] = _to_word(self.full(regs[ins.srcs[0]])[active], bits)
             return
         addr = self.full(regs[m.base] + np.int64(m.disp))
         n = simt_memory.sectors(addr, every, self.gpu, ins.dtype.itemsize)
@@ -203,6 +208,15 @@ class SimtExecutor:
             regs[ins.dst] = out
         else:
             self.mem.store(ins.dtype, addr[active], self.full(regs[ins.srcs[0]])[active])
+
+
+def _to_word(v: np.ndarray, bits: bool) -> np.ndarray:
+    """A register's value as the float32 word shared memory holds (a B32 register's 32 bits, unchanged)."""
+    return np.asarray(v, np.int64).astype(np.uint32).view(np.float32) if bits else v
+
+
+def _from_word(w: np.ndarray, bits: bool) -> np.ndarray:
+    return np.asarray(w, np.float32).view(np.uint32).astype(np.int64) if bits else w
 
 
 def _same_threads(a: np.ndarray | None, b: np.ndarray | None) -> bool:

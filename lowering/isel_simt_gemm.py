@@ -328,7 +328,7 @@ class GemmBuilder:
                 sel.scalars[self.red.acc] = accs[r][c]
                 sel.scalar_fp[self.red.acc] = True
                 sel.guard, sel.guard_lins = pred, tuple(guards)
-                shifted = _shift(g.store, {self.mv: dm, self.nv: dn})
+                shifted = shifted_store(g.store, {self.mv: dm, self.nv: dn})
                 sel.store(shifted, code, {}, 1, ())
         sel.guard, sel.guard_lins = None, ()
         return code
@@ -341,7 +341,7 @@ class _Copy:
     latch: list
 
 
-def _shift(store: Map, by: dict[str, int]) -> Map:
+def shifted_store(store: Map, by: dict[str, int]) -> Map:
     """The store (and every load in its value) at coordinates moved by `by` elements per variable."""
     def ix(a: Affine) -> Affine:
         return Affine(a.offset + sum(a.coef(v) * d for v, d in by.items()), a.terms, a.dynamic)

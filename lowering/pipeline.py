@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from isasim.lowering import (ops_backward, ops_bf16, ops_elementwise, ops_gather, ops_linalg, ops_quant,  # noqa: F401
-                             ops_rows, ops_views)  # (they register their lowerings)
+from isasim.lowering import (ops_backward, ops_bf16, ops_elementwise, ops_fp16, ops_gather, ops_linalg,  # noqa: F401
+                             ops_quant, ops_rows, ops_views)  # (they register their lowerings)
 from isasim.lowering.kernel import Kernel, verify
 from isasim.lowering.registry import Context, lower_node
 from isasim.lowering.views import View, contiguous_strides

@@ -32,7 +32,8 @@ from isasim.isa.dtype import DType
 from isasim.isa.semantics import fma_f32
 from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
 
-PRECISIONS = ("fp32", "bf16", "int8")  # what --precision takes (bf16: models/bf16.py)
+PRECISIONS = ("fp32", "bf16", "int8", "fp16")  # what --precision takes (bf16: models/bf16.py; fp16, on the GPU's
+#                                                tensor cores: models/fp16.py)
 OPS = ("isasim.minmax_rows", "isasim.quant_params", "isasim.quantize_u7", "isasim.linear_int8")  # the new ops
 QMAX = 127  # activations: 7 bits unsigned (fbgemm reduce_range); weights: [-127, 127]
 PARAMS = 3  # a quant_params output: scale, 1 / scale, zero point (a float holding an integer)

@@ -96,6 +96,17 @@ def autocast_bf16(captured: Captured, fp32_final: np.ndarray, labels: np.ndarray
     return _against(logits, fp32_final, labels)
 
 
+def half_fp16(captured: Captured, fp32_final: np.ndarray, labels: np.ndarray) -> dict:
+    """PyTorch's own fp16 of the same classifier, the anchor for --precision fp16: a copy of the model in
+    half precision, on the CPU (every op in fp16, where isasim keeps all but the linear layers in float32)."""
+    import copy
+
+    half = copy.deepcopy(captured.model).half()
+    with torch.no_grad():
+        logits = half(**captured.inputs).logits.float().detach().numpy()
+    return _against(logits, fp32_final, labels)
+
+
 def _against(logits: np.ndarray, fp32_final: np.ndarray, labels: np.ndarray) -> dict:
     predicted = logits.argmax(-1)
     return {"max_abs_err": float(np.abs(logits.astype(np.float64) - fp32_final).max()),

@@ -1,0 +1,82 @@
+"""What a warp's tensor-core instruction computes, bit for bit as isasim defines it:
+`mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`, D = A . B + C for a 16x16 fp16 A, a 16x8 fp16 B and a
+16x8 float32 C, spread over the registers of the warp's 32 lanes as the PTX ISA defines the fragments
+(PTX ISA 8.0, sec. 9.7.13.4.8, "Matrix Fragments for mma.m16n8k16 with floating point type"). With
+g = lane / 4 and t = lane % 4:
+
+- A, four .f16x2 registers: register r holds row g + 8 (r % 2), columns 2t + 8 (r / 2) and the next one;
+- B, two .f16x2 registers: register r holds rows (k) 2t + 8r and the next one, column (n) g;
+- C and D, four float32 registers: register i holds row g + 8 (i / 2), column 2t + i % 2.
+
+Of each .f16x2 pair, the lower-numbered element is in the low 16 bits (`cvt.rn.f16x2.f32 d, a, b` puts b
+there). The products of fp16 numbers are exact in float32; isasim adds the 16 of each output to its
+accumulator in k order, each sum rounded to nearest even. The PTX ISA does not fix that order, and the
+hardware sums differently (models/fp16.py): so these are isasim's bits, which the executors and the
+reference share.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F32 = np.float32
+M, N, K = 16, 8, 16
+WARP = 32
+
+
+def pack_f16x2(hi, lo) -> np.ndarray:
+    """Two float32 rounded to fp16 (nearest even) in one 32-bit value, lo in the low half (as int64 bits)."""
+    h = np.asarray(hi, F32).astype(np.float16).view(np.uint16).astype(np.int64)
+    lo16 = np.asarray(lo, F32).astype(np.float16).view(np.uint16).astype(np.int64)
+    return (h << 16) | lo16
+
+
+def _halves(reg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A .f16x2 register's (low, high) fp16 as float32."""
+    bits = np.asarray(reg, np.int64) & 0xFFFFFFFF
+    low = (bits & 0xFFFF).astype(np.uint16).view(np.float16).astype(F32)
+    high = (bits >> 16).astype(np.uint16).view(np.float16).astype(F32)
+    return low, high
+
+
+def _lanes() -> tuple[np.ndarray, np.ndarray]:
+    lane = np.arange(WARP)
+    return lane // 4, lane % 4
+
+
+def matrices(a: list, b: list, c: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The warps' A [W, 16, 16], B [W, 16, 8] and C [W, 16, 8] from their fragments (each register a [W, 32]
+    array over the lanes)."""
+    g, t = _lanes()
+    warps = np.asarray(a[0]).shape[0]
+    am = np.zeros((warps, M, K), F32)
+    for r in range(4):
+        low, high = _halves(a[r])
+        rows, cols = g + 8 * (r % 2), 2 * t + 8 * (r // 2)
+        am[:, rows, cols], am[:, rows, cols + 1] = low, high
+    bm = np.zeros((warps, K, N), F32)
+    for r in range(2):
+        low, high = _halves(b[r])
+        bm[:, 2 * t + 8 * r, g], bm[:, 2 * t + 8 * r + 1, g] = low, high
+    cm = np.zeros((warps, M, N), F32)
+    for i in range(4):
+        cm[:, g + 8 * (i // 2), 2 * t + i % 2] = np.asarray(c[i], F32)
+    return am, bm, cm
+
+
+def product(am: np.ndarray, bm: np.ndarray, cm: np.ndarray) -> np.ndarray:
+    """C + A . B, the 16 exact products of each output added in k order, each sum rounded (float32)."""
+    d = cm.astype(F32)
+    for k in range(K):
+        d = d + am[:, :, k, None] * bm[:, None, k, :]
+    return d
+
+
+def mma_m16n8k16(a: list, b: list, c: list) -> list[np.ndarray]:
+    """The four D registers of every warp's lanes, from flat per-thread arrays of the ten source registers
+    (threads in whole warps, in order)."""
+    shape = np.shape(c[0])
+    per_warp = [np.asarray(x).reshape(-1, WARP) for x in (*a, *b, *c)]
+    d = product(*matrices(per_warp[:4], per_warp[4:6], per_warp[6:]))
+    g, t = _lanes()
+    return [d[:, g + 8 * (i // 2), 2 * t + i % 2].reshape(shape) for i in range(4)]
