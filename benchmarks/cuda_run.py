@@ -263,8 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--json", type=Path, help="where to write the result (default: DIR/result.json)")
     args = ap.parse_args(argv)
     if args.command == "prepare":
-        m = prepare(args.model, args.seq, args.batch, args.gpu, args.dir, args.kernel_mb, args.timing_only,
-                    args.precision)
+        from isasim.isa.errors import UserError
+
+        try:
+            m = prepare(args.model, args.seq, args.batch, args.gpu, args.dir, args.kernel_mb, args.timing_only,
+                        args.precision)
+        except UserError as e:
+            print(f"cuda_run: {e}", file=sys.stderr)
+            return 2
         left = [k["name"] for k in m["kernels"] if "skipped" in k]
         print(f"{len(m['kernels'])} distinct kernels of {args.model} in {args.dir}"
               + (f"; left out: {', '.join(left)}" if left else ""))

@@ -28,6 +28,7 @@ from collections import defaultdict
 from isasim.engine.compare import family
 from isasim.engine.graphs import in_precision
 from isasim.engine.trace import trace
+from isasim.isa.dtype import DType
 from isasim.isa.gpu import load_gpu
 from isasim.isa.targets import GPU_TARGETS
 from isasim.lowering.pipeline import lower_graph
@@ -96,9 +97,6 @@ def sweep(seqs: list[int]) -> None:
           "'launch' that the kernel is shorter than its launch overhead.")
 
 
-TENSOR_FP16_TFLOPS = {"a100": 312.0}  # dense FP16 with FP32 accumulate: [A100-WP] in isa/gpu/a100.toml
-
-
 def fp16_gap(batches: list[int]) -> None:
     """--precision fp16 on the A100 next to TensorRT's FP16, and a row per cause of what is left."""
     gpu = load_gpu("a100")
@@ -120,13 +118,14 @@ def fp16_gap(batches: list[int]) -> None:
         causes[batch] = (by_family, gemm_flops, len(t.ops))
     for batch, (by_family, gemm_flops, kernels) in causes.items():
         launch = kernels * gpu.launch_overhead_us / 1e3
-        at_peak = gemm_flops / (TENSOR_FP16_TFLOPS["a100"] * 1e12) * 1e3
+        peak = gpu.peak_ops_per_cycle(GPU_TARGETS["simt"].peak_unit(DType.F16)) * gpu.clock_ghz * 1e9  # a100.toml
+        at_peak = gemm_flops / peak * 1e3
         print(f"\nWhere the time goes at batch {batch} (ms, launch overhead included per kernel):\n")
         print("| cause | ms |")
         print("|---|---|")
         print(f"| linear layers on tensor cores (mma.sync through shared memory; no ldmatrix, cp.async or "
               f"multistage pipeline yet) | {by_family['GEMM']:.2f} |")
-        print(f"| ... the same FLOPs at the dense FP16 tensor peak, 312 TFLOPS | {at_peak:.2f} |")
+        print(f"| ... the same FLOPs at the dense FP16 tensor peak, {peak / 1e12:.0f} TFLOPS | {at_peak:.2f} |")
         rest = {f: v for f, v in by_family.items() if f != "GEMM" and v > 0}
         for fam, v in sorted(rest.items(), key=lambda kv: -kv[1]):
             print(f"| {fam} in float32 on CUDA cores (TensorRT: fp16, fused) | {v:.2f} |")
