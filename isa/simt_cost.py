@@ -5,7 +5,10 @@ or not, while any of its threads is alive. Memory costs come from the addresses 
 memory instruction's `WarpAccess` gives each thread's address in closed form, so sectors and bank conflicts are
 counted warp by warp (isa/simt_memory.py). Trips whose offsets agree modulo the period of both (a 128-byte
 row of banks, a multiple of the sector) cost the same, so each residue is evaluated once and weighted by how
-many trips land on it - exact, not sampled. The executor counts the same figures from the addresses it forms.
+many trips land on it - exact, not sampled. Likewise across the grid: where every thread's address repeats,
+or moves by a multiple of that period, after some number of warps (a batch or head index only adds a matrix's
+bytes), one such period of warps is evaluated for all; and a grid-stride loop's full trips, which move every
+address by one amount, are grouped by that amount's residue. The executor counts the same figures from the addresses it forms.
 One exception: a gather or scatter (an embedding's row lookup, its gradient's row update) touches rows named
 by data, which no closed form knows; it is costed as if every row were distinct (an upper bound when tokens
 repeat), while the executor counts the rows really touched.
@@ -42,8 +45,8 @@ from isasim.isa.cost import KernelCost, fp_ops
 from isasim.isa.hardware import Bound, decider
 from isasim.isa.gpu import Gpu
 from isasim.isa.machine_state import place
-from isasim.isa.program import (Imm, Instr, Item, Loop, Program, Reg, RegFile, WarpAccess, guard_mask, walk,
-                                written)
+from isasim.isa.program import (Imm, Instr, Item, Lin, Loop, Program, Reg, RegFile, WarpAccess, guard_mask,
+                                walk, written)
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_exec import place_shared
 from isasim.isa.timeline import reads
@@ -101,25 +104,30 @@ def _strides_grid(wa: WarpAccess) -> bool:
     return any(lin.gid_steps for lin in [wa.byte] + [g for g, _ in wa.guards])
 
 
-def repeat_period(prog: Program, wa: WarpAccess, warp: int) -> int | None:
-    """A number of whole warps after which the access's addresses and who takes part repeat exactly, or None:
-    every term is (gid // div) % mod, which repeats every div * mod threads (mod 0: never)."""
+def repeat_period(prog: Program, wa: WarpAccess, warp: int, align: int = 1) -> int | None:
+    """A number of whole warps after which the access's costs repeat exactly, or None. Each term
+    (gid // div) % mod repeats every div * mod threads. A term of the address without a modulo (a batch or
+    head index that only grows) rises by the same amount for every thread after any multiple of div threads:
+    the addresses then move together, and a move by a multiple of `align` (the sector, and the row of banks)
+    keeps every warp's count of sectors or wavefronts. Guards and the kernel's live condition must repeat
+    exactly (a term without a modulo there changes who takes part: None)."""
     if _strides_grid(wa):
         return None
     period = warp
     for lin in [wa.byte] + [g for g, _ in wa.guards] + [g for g, _ in prog.launch.live]:
         for div, mod, _ in lin.terms:
-            if not mod:
+            if not mod and lin is not wa.byte:
                 return None
-            period = math.lcm(period, div * mod)
-    return period
+            period = math.lcm(period, div * mod if mod else div)
+    rise = shift(wa.byte, period)
+    return period * (align // math.gcd(rise, align)) if rise else period
 
 
-def _domains(prog: Program, wa: WarpAccess, warp: int):
+def _domains(prog: Program, wa: WarpAccess, warp: int, align: int):
     """(thread ids, which are live, how many times they stand for the grid): one period of the access's
-    pattern when the grid holds whole periods (every term takes the same values in each period, so each
-    period's warps touch the very same addresses), else the whole grid a chunk at a time."""
-    period = repeat_period(prog, wa, warp)
+    pattern when the grid holds whole periods (each period's warps touch the same sectors and banks as the
+    first's, or ones moved by a multiple of `align`), else the whole grid a chunk at a time."""
+    period = repeat_period(prog, wa, warp, align)
     if period is not None and period < prog.launch.threads and prog.launch.threads % period == 0:
         gid = np.arange(period, dtype=np.int64)
         yield gid, guard_mask(prog.launch.live, gid), prog.launch.threads // period
@@ -141,14 +149,8 @@ def _access_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, weigh
         return np.array([simt_memory.requests(active, gpu), units, int(active.sum()) * wa.width], dtype=np.int64)
 
     total = np.zeros(3, dtype=np.int64)
-    if _strides_grid(wa):  # each trip of a grid-stride loop is a new set of elements: evaluate every trip
-        for t in trips:
-            addr = base + wa.byte.value(gid, t)
-            active = live & guard_mask(wa.guards, gid, t)
-            units = simt_memory.wavefronts(addr, active, gpu) if wa.shared \
-                else simt_memory.sectors(addr, active, gpu, wa.width)
-            total += np.array([simt_memory.requests(active, gpu), units, int(active.sum()) * wa.width], dtype=np.int64)
-        return total
+    if _strides_grid(wa):
+        return _grid_stride_cost(wa, gid, live, trips, base, gpu, period, cost)
     steady = tuple((lin, limit) for lin, limit in wa.guards if not lin.strides)
     active = live & guard_mask(steady, gid)
     if trips is None:
@@ -172,6 +174,53 @@ def _access_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, weigh
     return total
 
 
+def shift(lin: Lin, moved: int) -> int | None:
+    """How much `lin` rises when every thread id moves up by `moved`, where that is the same for every thread: each
+    term (gid // div) % mod is unchanged when `moved` is a multiple of div * mod, and a term without a modulo
+    rises by coef * moved / div when `moved` is a multiple of div. None where some term changes otherwise."""
+    rise = 0
+    for div, mod, coef in lin.terms:
+        if moved % (div * mod if mod else div):
+            return None
+        if not mod:
+            rise += coef * (moved // div)
+    return rise
+
+
+def _grid_stride_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, base: int, gpu: Gpu, period: int,
+                      cost) -> np.ndarray:
+    """A grid-stride loop's access over all its trips. Each trip moves the threads to other elements. Where that
+    shifts every thread's address by one amount (`shift`) and every guard passes for every live thread, the trip
+    costs what trip 0 costs at that amount modulo `period`: trips are grouped by residue and each residue is
+    evaluated once, as for other loops. A trip where some guard fails for some threads (the tail) is evaluated
+    thread by thread, and one where it fails for all costs nothing."""
+    total = np.zeros(3, dtype=np.int64)
+    if not live.any():
+        return total
+    guards = [(lin, limit, lin.at(gid[live])) for lin, limit in wa.guards]
+    reach = [(int(v.min()), int(v.max()), lin, limit) for lin, limit, v in guards]
+    full: Counter = Counter()
+    for t in trips:
+        rise = shift(wa.byte, int(np.dot(wa.byte.gid_steps, t))) if wa.byte.gid_steps else 0
+        moves = [shift(lin, int(np.dot(lin.gid_steps, t))) if lin.gid_steps else 0 for _, _, lin, _ in reach]
+        if rise is not None and None not in moves:
+            moves = [m + (int(np.dot(lin.strides, t)) if lin.strides else 0) for m, (_, _, lin, _) in zip(moves, reach)]
+            if any(lo + m >= limit for (lo, _, _, limit), m in zip(reach, moves)):
+                continue  # no thread passes: the trip touches nothing
+            if all(hi + m < limit for (_, hi, _, limit), m in zip(reach, moves)):
+                offset = rise + (int(np.dot(wa.byte.strides, t)) if wa.byte.strides else 0)
+                full[offset % period] += 1
+                continue
+        addr = base + wa.byte.value(gid, t)
+        active = live & guard_mask(wa.guards, gid, t)
+        units = simt_memory.wavefronts(addr, active, gpu) if wa.shared \
+            else simt_memory.sectors(addr, active, gpu, wa.width)
+        total += np.array([simt_memory.requests(active, gpu), units, int(active.sum()) * wa.width], dtype=np.int64)
+    for offset, n in full.items():
+        total += n * cost(offset, live)
+    return total
+
+
 def memory_costs(prog: Program, gpu: Gpu) -> _Memory:
     bases = {**place(prog.buffers), **place_shared(prog, gpu)}
     period = math.lcm(gpu.sector_bytes, gpu.shared_banks * gpu.shared_bank_bytes)
@@ -189,7 +238,7 @@ def memory_costs(prog: Program, gpu: Gpu) -> _Memory:
     out = _Memory()
     for pos, wa, trips, weights in accesses:
         total = np.zeros(3, dtype=np.int64)  # requests, sectors or wavefronts, bytes
-        for gid, live, repeats in _domains(prog, wa, gpu.warp_size):
+        for gid, live, repeats in _domains(prog, wa, gpu.warp_size, period):
             total += repeats * _access_cost(wa, gid, live, trips, weights, bases[wa.buf], gpu, period)
         requests, units, nbytes = (int(x) for x in total)
         out.by_instruction[pos] = [requests, units]

@@ -375,6 +375,47 @@ def test_cost_model_chunks_add_up(monkeypatch):
     assert simt_cost.repeat_period(progs[0], shared, A100.warp_size) \
         < progs[0].launch.threads  # the shared tiles' pattern repeats every block: the default takes one period
     monkeypatch.setattr(simt_cost, "CHUNK", 96)
-    monkeypatch.setattr(simt_cost, "repeat_period", lambda prog, wa, warp: None)
+    monkeypatch.setattr(simt_cost, "repeat_period", lambda prog, wa, warp, align: None)
     assert whole == [(dataclasses.asdict(memory_costs(p, A100)), simt_cost.live_counts(p, A100)) for p in progs]
     assert progs[1].launch.threads > 96
+
+
+def test_a_growing_batch_index_repeats_up_to_a_shift(monkeypatch):
+    """A batched matmul's addresses have a batch term without a modulo: each batch's warps touch the previous
+    batch's sectors moved by one matrix, so one period stands for the grid, and its totals are those of every
+    thread evaluated (and of a Lin shifted by whole periods: `shift`)."""
+    from isasim.isa import simt_cost
+    from isasim.isa.program import Lin
+
+    rng = np.random.default_rng(6)
+    a, b = rand(rng, 4, 3, 20, 12), rand(rng, 4, 3, 12, 24)
+    g = one_op_graph("aten.matmul.default", {"a": a, "b": b}, (Ref("a"), Ref("b")), [(4, 3, 20, 24)])
+    prog = simt_program(lower_graph(g).kernels[0])
+    growing = [i.warp for i in _instrs(prog) if i.prim is Prim.LOAD and any(not m for _, m, _ in i.warp.byte.terms)]
+    assert growing, "the batched matmul's global loads have a batch term without a modulo"
+    period = simt_cost.repeat_period(prog, growing[0], A100.warp_size, 128)
+    assert period is not None and period < prog.launch.threads
+    whole = dataclasses.asdict(memory_costs(prog, A100))
+    monkeypatch.setattr(simt_cost, "repeat_period", lambda prog, wa, warp, align: None)
+    monkeypatch.setattr(simt_cost, "CHUNK", 64)
+    assert whole == dataclasses.asdict(memory_costs(prog, A100))
+    lin = Lin(8, ((6, 0, 20), (2, 3, 4), (1, 0, -1)))
+    gid = np.arange(300)
+    assert simt_cost.shift(lin, 36) is not None and (lin.at(gid + 36) == lin.at(gid) + simt_cost.shift(lin, 36)).all()
+    assert simt_cost.shift(lin, 4) is None  # 4 threads on, the (gid // 2) % 3 term does not return to itself
+
+
+def test_grid_stride_trips_grouped_by_shift_give_every_trips_totals(monkeypatch):
+    """An elementwise op too big for one grid loops with a grid stride; its full trips move every address by one
+    amount and cost what trip 0 costs at that amount, the tail is evaluated thread by thread: the totals equal
+    evaluating every trip."""
+    from isasim.isa import simt_cost
+
+    rng = np.random.default_rng(7)
+    x, y = rand(rng, 3, 250_001), rand(rng, 3, 250_001)
+    g = one_op_graph("aten.add.Tensor", {"x": x, "y": y}, (Ref("x"), Ref("y")), [(3, 250_001)])
+    prog = simt_program(lower_graph(g).kernels[0], A100)  # (sized for the A100's resident grid)
+    assert any(i.warp.byte.gid_steps for i in _instrs(prog) if i.prim in (Prim.LOAD, Prim.STORE))  # grid-stride
+    grouped = dataclasses.asdict(memory_costs(prog, A100))
+    monkeypatch.setattr(simt_cost, "shift", lambda lin, moved: None)  # every trip evaluated thread by thread
+    assert grouped == dataclasses.asdict(memory_costs(prog, A100))
