@@ -393,8 +393,27 @@ def unique_bytes(prog: Program, mem: _Memory, gpu: Gpu) -> int:
     return sum(min(n * gpu.sector_bytes, sizes[buf]) for buf, n in mem.by_buffer.items())
 
 
+# The last few programs costed, by identity: a tuner that picks one of the programs it costed (a GEMM's register
+# tile, lowering/isel_simt_gemm.py) hands that program on, and it is costed again for the report. Each entry
+# holds its program, so no other program can take its id while it is here.
+_RECENT: dict = {}
+KEEP_RECENT = 8
+
+
 def cost_simt(prog: Program, gpu: Gpu) -> KernelCost:
     """Its `instructions` are warp instructions; `simt` holds the launch, occupancy and memory details."""
+    memo = (id(prog), gpu.key())
+    if memo in _RECENT and _RECENT[memo][0] is prog:
+        return _RECENT[memo][1]
+    cost = cost_simt_afresh(prog, gpu)
+    while len(_RECENT) >= KEEP_RECENT:
+        del _RECENT[next(iter(_RECENT))]
+    _RECENT[memo] = prog, cost
+    return cost
+
+
+def cost_simt_afresh(prog: Program, gpu: Gpu) -> KernelCost:
+    """What `cost_simt` returns, worked out every time (not looked up among the programs costed last)."""
     counts = warp_counts(prog, gpu)
     mem = memory_costs(prog, gpu)
     regs = registers(prog)

@@ -101,8 +101,10 @@ def select_gemm(kernel: Kernel, target: Target, g: GemmShape, gpu=None) -> Progr
         return GemmBuilder(kernel, target, g, REGISTER_TILES[0]).build()
     key = (canonical(kernel), gpu.key())
     if key not in _CHOSEN:  # the same GEMM in every layer is tuned once
-        cycles = {per: cost_simt(GemmBuilder(kernel, target, g, per).build(), gpu).cycles for per in REGISTER_TILES}
+        built = {per: GemmBuilder(kernel, target, g, per).build() for per in REGISTER_TILES}
+        cycles = {per: cost_simt(program, gpu).cycles for per, program in built.items()}
         _CHOSEN[key] = min(REGISTER_TILES, key=lambda per: cycles[per])
+        return built[_CHOSEN[key]]  # (the very program costed: cost_simt remembers it, so it is not costed twice)
     return GemmBuilder(kernel, target, g, _CHOSEN[key]).build()
 
 

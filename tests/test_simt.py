@@ -419,3 +419,26 @@ def test_grid_stride_trips_grouped_by_shift_give_every_trips_totals(monkeypatch)
     grouped = dataclasses.asdict(memory_costs(prog, A100))
     monkeypatch.setattr(simt_cost, "shift", lambda lin, moved: None)  # every trip evaluated thread by thread
     assert grouped == dataclasses.asdict(memory_costs(prog, A100))
+
+
+def test_the_tuned_gemm_is_costed_once_and_costs_what_a_fresh_build_costs(monkeypatch):
+    """select_gemm costs each register tile and hands on the very program it picked; cost_simt remembers the
+    last programs it costed (by identity), so the report does not cost that one again, and gets what a
+    rebuilt program costs."""
+    from isasim.isa import simt_cost
+    from isasim.lowering import isel_simt_gemm
+
+    rng = np.random.default_rng(3)
+    x, w, b = rand(rng, 96, 40), rand(rng, 72, 40), rand(rng, 72)
+    g = one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(96, 72)])
+    (kernel,) = lower_graph(g).kernels
+    monkeypatch.setattr(isel_simt_gemm, "_CHOSEN", {})
+    evaluated = []
+    real = simt_cost.cost_simt_afresh
+    monkeypatch.setattr(simt_cost, "cost_simt_afresh", lambda prog, gpu: evaluated.append(prog) or real(prog, gpu))
+    prog = simt_program(kernel, A100)
+    assert len(evaluated) == len(REGISTER_TILES) and any(p is prog for p in evaluated)
+    cost = cost_simt(prog, A100)
+    assert len(evaluated) == len(REGISTER_TILES)  # remembered, not costed again
+    rebuilt = simt_program(kernel, A100)  # the tile is chosen now: a new program, costed afresh
+    assert rebuilt is not prog and cost_simt(rebuilt, A100) == cost and len(evaluated) == len(REGISTER_TILES) + 1
