@@ -1,5 +1,6 @@
 """The `isasim` command: trace (cost every op on every target), check (execute and compare with PyTorch),
-targets (what can be simulated, and where the numbers come from)."""
+sweep (a grid of configurations on Dask: cli/sweep.py), targets (what can be simulated, and where the numbers
+come from)."""
 
 from __future__ import annotations
 
@@ -172,6 +173,40 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--all", action="store_true", help="every kernel (default: those of 1%% of the forward or more)")
     h.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="also draw measured against predicted time, one point per kernel, log-log (matplotlib)")
+
+    sw = sub.add_parser("sweep", help="a grid of models x seqs x batches x precisions x targets, costed as Dask "
+                        "tasks, one row per point in a CSV", description="Cost every point of a grid as `isasim "
+                        "trace` would (its totals: instructions, cycles, seconds, the deciding bound, bytes per "
+                        "level, each op family's share of the cycles), each point a task on a Dask cluster: a "
+                        "local one of worker processes by default, or --scheduler. Rows are appended to -o as "
+                        "points finish; points already in it are skipped, so a killed sweep resumes where it "
+                        "stopped. A failing point is recorded with its one-line error and the sweep goes on "
+                        "(exit status 1 if any failed). Every list flag is repeatable and takes commas.",
+                        epilog="On several machines: run `dask scheduler` on one, `dask worker tcp://HOST:8786` on "
+                        "each (with isasim installed), then `isasim sweep ... --scheduler tcp://HOST:8786`.")
+    sw.add_argument("--model", action="append", metavar="M", required=True,
+                    help="bert-base, bert-large, minilm, or a folder with config.json (repeatable)")
+    sw.add_argument("--seq", action="append", metavar="LIST", help="sequence lengths, e.g. 32,64,128 (default 128)")
+    sw.add_argument("--batch", action="append", metavar="LIST", help="batch sizes, e.g. 1,8,32 (default 1)")
+    sw.add_argument("--target", action="append", metavar="T",
+                    help="targets (default: all, as is 'all'); a target a core or precision cannot run is left "
+                    "out with a note")
+    sw.add_argument("--uarch", action="append", metavar="U",
+                    help="cores: every target runs on each one of its instruction set (default: its own)")
+    sw.add_argument("--precision", action="append", metavar="LIST",
+                    help="fp32 (default), bf16, int8, fp16: see 'isasim trace --help'")
+    sw.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    sw.add_argument("-o", "--output", type=Path, required=True,
+                    help="the table: CSV, or JSON lines when it ends in .jsonl (or with --format)")
+    sw.add_argument("--format", choices=("csv", "jsonl"), help="the table's format (default: by -o's suffix)")
+    sw.add_argument("--plot", type=Path, metavar="FILE.png",
+                    help="also draw time against seq per target (log-log) and the fastest target per (seq, batch)")
+    sw.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask cluster's scheduler, tcp://HOST:8786")
+    sw.add_argument("--workers", type=int, help="worker processes of the local cluster (default: this machine's "
+                    "cores)")
+    sw.add_argument("--serial", action="store_true", help="no cluster: every point in this process, in order")
+    sw.add_argument("--retry-failed", action="store_true",
+                    help="run again the points whose rows in -o record a failure (default: they count as done)")
 
     sub.add_parser("targets", help="list targets and microarchitectures with the sources of their numbers")
     return parser
@@ -386,6 +421,12 @@ def cmd_host(args, out: Console) -> int:
     return 0
 
 
+def _sweep(args, out: Console) -> int:
+    from isasim.cli.sweep import cmd_sweep
+
+    return cmd_sweep(args, out)
+
+
 def cmd_targets(args, out: Console) -> int:
     from rich.table import Table
 
@@ -419,9 +460,9 @@ def main(argv: list[str] | None = None) -> int:
         out = Console(width=width)
         handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
                    "compare": cmd_compare, "finetune": cmd_finetune,
-                   "host": cmd_host, "targets": cmd_targets}[args.command]
+                   "host": cmd_host, "targets": cmd_targets, "sweep": _sweep}[args.command]
         precision = getattr(args, "precision", "fp32")
-        asked_all = not getattr(args, "target", None) and args.command not in ("host", "compare")
+        asked_all = not getattr(args, "target", None) and args.command not in ("host", "compare", "sweep")
         notes = []
         if asked_all and (getattr(args, "uarch", None) or precision != "fp32") and not getattr(args, "training", 0):
             from isasim.engine.targets import left_out

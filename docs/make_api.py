@@ -16,7 +16,7 @@ HERE = Path(__file__).parent
 INTRO = """# isasim as a library
 
 Everything the `isasim` command computes is a function of the `isasim` package that returns a report object:
-`trace`, `check`, `compare`, `explain`, `emit` and `training_step` (in `isasim/api.py`). A report is a
+`trace`, `check`, `compare`, `explain`, `emit`, `training_step`, `host` and `sweep` (in `isasim/api.py`). A report is a
 dataclass: read its fields, turn it into what `--format json` prints with `.to_dict()`, or into a table
 with `.to_pandas()` (with pandas installed: `pip install 'isasim[pandas]'`). The command line (`cli/`) only
 parses arguments and renders these objects.
@@ -91,6 +91,15 @@ emitted = isasim.emit("minilm", tempfile.mkdtemp(), targets=["neon", "simt"], se
 for t in emitted.targets:
     kernel = t.manifest["kernels"][0]
     print(t.target, t.uarch, kernel["file"], t.manifest.get("abi") or t.manifest["ptx_target"], kernel["cycles"])"""),
+    ("A grid of configurations: `isasim.sweep`",
+     "One row per model x seq x batch x precision x target, with the totals `trace` gives it. The points run as "
+     "tasks of a Dask cluster (a LocalCluster of this machine's cores, or `scheduler=\"tcp://host:8786\"`); "
+     "`serial=True` runs them here, one after another. With `output=\"sweep.csv\"` rows are appended as they "
+     "finish and a rerun skips the points already there. In a script, call it under `if __name__ == \"__main__\":`, "
+     "since each worker process of a local cluster starts by importing the script (Python's spawn).",
+     """grid = isasim.sweep("minilm", seqs=[8, 32], batches=1, targets=["avx2", "simt", "amx"], serial=True)
+print(grid[["seq", "target", "uarch", "seconds", "bound", "share_gemm"]].round(6).to_string(index=False))
+print(grid.attrs["notes"])"""),
     ("Bad input",
      "One line that says what is wrong and what to do.",
      """for bad in (lambda: isasim.trace("gpt-17"), lambda: isasim.trace("minilm", targets="riscv"),

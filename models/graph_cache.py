@@ -109,6 +109,11 @@ def _digest(body: dict) -> str:
 MAX_ENTRY = 256 * 2**20  # bytes: bert-large at batch 128 is under 2 MB; a bigger entry is no graph of ours
 
 
+def holds(k: str | None) -> bool:
+    """Whether an entry is stored under key `k` (not read: `load` checks it, and captures again if it must)."""
+    return k is not None and enabled() and (cache_dir() / f"{k}.json").is_file()
+
+
 def load(k: str | None) -> Graph | None:
     """The cached graph for key `k`, or None: missing, unreadable, or not what was saved (then removed)."""
     if k is None or not enabled():

@@ -1,0 +1,129 @@
+"""`sweep`: a grid of configurations (models x seqs x batches x precisions x targets x cores), one tidy row each.
+
+Each point costs one configuration exactly as `isasim trace` does (engine/trace.py), and its row holds the
+trace's totals: instructions, cycles, seconds, bytes per memory level, the bound that decided the most
+cycles, and each op family's share of the cycles. The graph of each (model, seq, batch) is captured once and
+handed to its points as data (the graph cache's JSON: models/graph_cache.py), never recaptured per point.
+
+Points are independent, so they run as tasks of a Dask cluster (engine/sweep_dask.py): a LocalCluster of
+worker processes by default, or an existing cluster. `serial=True` runs them one after another in this process,
+with the same functions. Rows go to the output file as they finish (engine/sweep_file.py), which makes a
+sweep resumable: points already in the file are skipped. A point that fails is recorded with its one-line
+error, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+from isasim.engine.sweep_file import ResultFile, format_of
+from isasim.engine.sweep_point import COLUMNS, KEY, Point, SweepProgress, capture, cost_point, failed, typed
+from isasim.isa.errors import UserError
+from isasim.version import __version__
+
+def grid(models: Iterable[str], seqs: Iterable[int], batches: Iterable[int], precisions: Iterable[str] = ("fp32",),
+         targets: list[str] | None = None, uarchs: list[str] | None = None, seed: int = 0
+         ) -> tuple[list[Point], list[str]]:
+    """The grid's points, and a note per (target, core, precision) it cannot run (the AVX-512 target on Zen
+    3, the SIMT target in int8), which is left out as `trace` leaves it out. Every target runs on each of
+    `uarchs` of its ISA (none given: its own core), so a sweep can set cores against each other."""
+    from isasim.backends import load_machine
+    from isasim.engine.graphs import check_precision, check_shape
+    from isasim.engine.targets import pick_targets
+    from isasim.isa.targets import ALL_TARGETS, get_any_target
+    from isasim.models import graph_cache
+
+    models, seqs, batches, precisions = list(models), list(seqs), list(batches), list(precisions)
+    for name, values in (("--model", models), ("--seq", seqs), ("--batch", batches), ("--precision", precisions)):
+        if not values:
+            raise UserError(f"{name} is empty: give at least one value")
+    for seq in seqs:
+        check_shape(1, seed, seq)
+    for batch in batches:
+        check_shape(batch, seed)
+    for m in models:  # before any work: a model that cannot be loaded, a seq it does not accept
+        if all(graph_cache.holds(graph_cache.key(m, s, b, seed, False)) for s in seqs for b in batches):
+            continue  # every shape was captured before, so the model loads and takes them (no torch to import)
+        from isasim.models.inputs import check_shape as shape_fits
+        from isasim.models.registry import resolve
+
+        spec = resolve(m)
+        for seq in seqs:
+            shape_fits(spec.config, seq, 1, spec.name)
+    for p in precisions:
+        check_precision(p)
+    chosen = [get_any_target(t) for t in (targets or list(ALL_TARGETS))]
+    cores = [load_machine(u) for u in (uarchs or [])]
+    for u in cores:
+        if not any(t.isa == u.isa for t in chosen):
+            raise UserError(f"--uarch {u.name} is an {u.isa} core, but no {u.isa} target was chosen: add "
+                            f"--target for it or drop --uarch {u.name}")
+    pairs, notes = [], []
+    for p in precisions:
+        for t in chosen:
+            for u in [u.name for u in cores if u.isa == t.isa] or [None]:
+                try:
+                    (target, machine), = pick_targets([t.name], [u] if u else None, p)
+                except UserError as e:
+                    notes.append(f"{t.name}{f' on {u}' if u else ''} in {p} left out: {e}")
+                    continue
+                pairs.append((p, target.name, machine.name))
+    points = [Point(m, s, b, p, t, u) for m in models for s in seqs for b in batches for p, t, u in pairs]
+    return list(dict.fromkeys(points)), notes
+
+
+def run_serial(points: list[Point], write: Callable[[dict], None], seed: int = 0,
+               progress: SweepProgress | None = None) -> None:
+    """Every point in this process, in order, each shape captured once."""
+    graphs: dict = {}
+    bad = 0
+    for done, point in enumerate(points, 1):
+        try:
+            if point.shape not in graphs:
+                graphs.clear()
+                graphs[point.shape] = capture(point.model, point.seq, point.batch, seed)
+            result = cost_point(graphs[point.shape], point)
+        except Exception as e:  # (recorded as the Dask run records it; Ctrl-C still stops the sweep)
+            result = failed(point, e)
+        bad += bool(result["error"])
+        write(result)
+        if progress:
+            progress(done, 0, bad, len(points))
+
+
+def sweep(points: list[Point], output: Path | None = None, fmt: str | None = None, *, seed: int = 0,
+          scheduler=None, workers: int | None = None, serial: bool = False, retry_failed: bool = False,
+          progress: SweepProgress | None = None) -> list[dict]:
+    """Run the points that `output` does not hold yet; every point's row (typed), in the grid's order."""
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers} is out of range: use 1 or more")
+    store = ResultFile(output, format_of(output, fmt), COLUMNS, KEY) if output else None
+    other = store and next((r["isasim"] for r in store.rows if r["isasim"] != __version__), None)
+    if other:  # its rows were costed by another cost model: they would not compare with this one's
+        raise UserError(f"-o {output} holds rows costed by isasim {other}, and this is {__version__}: choose a new "
+                        f"file name (or delete it)")
+    if store and retry_failed:
+        store.drop_failed()
+    done = store.done() if store else set()
+    todo = [p for p in points if p.key() not in done]
+    rows: list[dict] = []
+
+    def write(r: dict) -> None:
+        if store:
+            store.append(r)
+        else:
+            rows.append(r)
+
+    try:
+        if todo and serial:
+            run_serial(todo, write, seed, progress)
+        elif todo:
+            from isasim.engine.sweep_dask import run_dask
+
+            run_dask(todo, write, seed, scheduler, workers, progress)
+    finally:
+        if store:
+            store.close()
+    found = {tuple(str(r[c]) for c in KEY): r for r in (store.rows if store else rows)}
+    return [typed(found[p.key()]) for p in points if p.key() in found]
