@@ -1,7 +1,7 @@
 """`isasim sweep --plot FILE.png`: where each target turns from one regime to another, and which one wins.
 
-Left: predicted time against sequence length, one line per target (on its core), log-log, for each batch of
-the sweep's first model and precision (a line style per batch). A slope of 1 is time linear in the tokens;
+A row of two panels per model and precision of the sweep. Left: predicted time against sequence length, one
+line per target (on its core), log-log, a line style per batch. A slope of 1 is time linear in the tokens;
 attention's seq^2 bends the lines up at long sequences. Right: a heatmap of the fastest target per (seq,
 batch), with its time in each cell.
 """
@@ -17,13 +17,25 @@ STYLES = ("-", "--", ":", "-.")
 
 
 def plot_sweep(rows: list[dict], path: Path) -> dict:
-    """Write the charts to `path` (PNG, PDF or SVG, by its suffix); returns the data drawn, for checking."""
+    """Write the charts to `path` (PNG, PDF or SVG, by its suffix): a row of two panels per (model, precision)
+    of the sweep. Returns the data drawn, for checking: {(model, precision): {"lines": ..., "best": ...}}."""
     plt = pyplot(path)
     ok = [r for r in rows if not r["error"]]
     if not ok:
         raise UserError("--plot: no point of the sweep succeeded, so there is nothing to draw")
-    model, precision = ok[0]["model"], ok[0]["precision"]
-    mine = [r for r in ok if r["model"] == model and r["precision"] == precision]
+    groups = list(dict.fromkeys((r["model"], r["precision"]) for r in ok))
+    fig, axes = plt.subplots(len(groups), 2, figsize=(15, 6 * len(groups)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.2, 1]})
+    names = sorted({f"{r['target']} on {r['uarch']}" for r in ok})  # a target keeps its colour in every row
+    drawn = {g: draw(plt, left, right, g, [r for r in ok if (r["model"], r["precision"]) == g], names)
+             for g, (left, right) in zip(groups, axes)}
+    save(plt, fig, path)
+    return drawn
+
+
+def draw(plt, left, right, group: tuple[str, str], mine: list[dict], names: list[str]) -> dict:
+    """One model and precision: its lines on the left, its fastest target per (seq, batch) on the right."""
+    model, precision = group
     seqs = sorted({r["seq"] for r in mine})
     batches = sorted({r["batch"] for r in mine})
     lines: dict[tuple[str, int], list[tuple[int, float]]] = {}
@@ -35,9 +47,7 @@ def plot_sweep(rows: list[dict], path: Path) -> dict:
         if k not in best or r["seconds"] < best[k]["seconds"]:
             best[k] = r
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 6), gridspec_kw={"width_ratios": [1.2, 1]})
-    colors = plt.get_cmap("tab10").colors
-    names = sorted({name for name, _ in lines})
+    colors = plt.get_cmap("tab20").colors if len(names) > 10 else plt.get_cmap("tab10").colors
     for (name, batch), pts in sorted(lines.items()):
         left.plot([s for s, _ in pts], [t * 1e3 for _, t in pts], marker="o", ms=4,
                   color=colors[names.index(name) % len(colors)], ls=STYLES[batches.index(batch) % len(STYLES)],
@@ -62,6 +72,6 @@ def plot_sweep(rows: list[dict], path: Path) -> dict:
                            va="center", fontsize=7)
     right.set_xticks(range(len(seqs)), [str(s) for s in seqs])
     right.set_yticks(range(len(batches)), [str(b) for b in batches])
-    right.set(xlabel="sequence length", ylabel="batch", title="fastest target per (seq, batch)")
-    save(plt, fig, path)
+    right.set(xlabel="sequence length", ylabel="batch", title=f"{model}, {precision}: fastest target per "
+              f"(seq, batch)")
     return {"lines": lines, "best": {k: r["target"] for k, r in best.items()}}

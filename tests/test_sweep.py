@@ -257,12 +257,17 @@ def test_the_plot_draws_every_target_and_the_fastest_per_shape(small, tmp_path):
     from isasim.cli.plot_sweep import plot_sweep
 
     points, rows = small
-    drawn = plot_sweep(rows, tmp_path / "s.png")
+    int8 = [{**r, "precision": "int8", "seconds": r["seconds"] / (1000 if r["target"] == "avx2" else 1)}
+            for r in rows]  # (a second precision, where AVX2 wins: each gets its own panels)
+    drawn = plot_sweep(rows + int8, tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 10_000
-    assert sorted(drawn["lines"]) == [("avx2 on skylake-x", 1), ("simt on a100", 1), ("x86-64 on skylake-x", 1)]
-    for (seq, batch), target in drawn["best"].items():
-        mine = [r for r in rows if r["seq"] == seq and r["batch"] == batch]
-        assert target == min(mine, key=lambda r: r["seconds"])["target"]
+    assert list(drawn) == [("minilm", "fp32"), ("minilm", "int8")]
+    for group, table in zip(drawn.values(), (rows, int8)):
+        assert sorted(group["lines"]) == [("avx2 on skylake-x", 1), ("simt on a100", 1), ("x86-64 on skylake-x", 1)]
+        for (seq, batch), target in group["best"].items():
+            mine = [r for r in table if r["seq"] == seq and r["batch"] == batch]
+            assert target == min(mine, key=lambda r: r["seconds"])["target"]
+    assert set(drawn["minilm", "int8"]["best"].values()) == {"avx2"} != set(drawn["minilm", "fp32"]["best"].values())
 
 
 def test_the_python_api_returns_a_dataframe_with_the_notes(small, tmp_path):
