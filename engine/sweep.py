@@ -73,6 +73,20 @@ def grid(models: Iterable[str], seqs: Iterable[int], batches: Iterable[int], pre
     return list(dict.fromkeys(points)), notes
 
 
+def check_row(row: dict, n: int, output: Path) -> None:
+    """A row already in -o must be this version's (another cost model's rows would not compare with this
+    one's) and hold numbers where numbers go, before any work is done."""
+    if row.get("isasim") != __version__:
+        costed = f"by isasim {row['isasim']}" if row.get("isasim") else "without the isasim version"
+        raise UserError(f"-o {output}: row {n} was costed {costed}, and this is {__version__}: choose a new file name "
+                        f"(or delete it)")
+    try:
+        typed(row)
+    except (TypeError, ValueError):
+        raise UserError(f"-o {output}: row {n} holds something other than a number where a number goes (an "
+                        f"edited table?): choose a new file name (or delete it)") from None
+
+
 def run_serial(points: list[Point], write: Callable[[dict], None], seed: int = 0,
                progress: SweepProgress | None = None) -> None:
     """Every point in this process, in order, each shape captured once."""
@@ -99,10 +113,8 @@ def sweep(points: list[Point], output: Path | None = None, fmt: str | None = Non
     if workers is not None and workers < 1:
         raise UserError(f"--workers {workers} is out of range: use 1 or more")
     store = ResultFile(output, format_of(output, fmt), COLUMNS, KEY) if output else None
-    other = store and next((r["isasim"] for r in store.rows if r["isasim"] != __version__), None)
-    if other:  # its rows were costed by another cost model: they would not compare with this one's
-        raise UserError(f"-o {output} holds rows costed by isasim {other}, and this is {__version__}: choose a new "
-                        f"file name (or delete it)")
+    for n, r in enumerate(store.rows if store else [], 1):
+        check_row(r, n, output)
     if store and retry_failed:
         store.drop_failed()
     done = store.done() if store else set()

@@ -12,6 +12,8 @@ failed.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -59,7 +61,7 @@ def client_for(scheduler, workers: int | None) -> Iterator:
         return
     quiet = logging.getLogger("distributed")
     level = quiet.level
-    quiet.setLevel(logging.ERROR)  # (a replaced worker is the sweep's business; its rows say what failed)
+    quiet.setLevel(logging.CRITICAL)  # (a replaced worker is the sweep's business; its rows say what failed)
     try:
         if scheduler is not None:
             if workers is not None:
@@ -84,13 +86,29 @@ def client_for(scheduler, workers: int | None) -> Iterator:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(),
                               "distributed.admin.tick.interval": "1s",
                               "distributed.admin.system-monitor.interval": "5s",
-                              "distributed.worker.profile.enabled": False}), \
-                LocalCluster(n_workers=workers or usable_cores(), threads_per_worker=1, processes=True,
-                             dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-                Client(cluster) as client:
+                              "distributed.worker.profile.enabled": False}), interrupts_ignored():
+            cluster = LocalCluster(n_workers=workers or usable_cores(), threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.CRITICAL)
+        with cluster, Client(cluster) as client:
             yield client
     finally:
         quiet.setLevel(level)
+
+
+@contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Ctrl-C ignored while the local workers are spawned, so that they ignore it too (an ignored signal stays
+    ignored in a child, and Python then installs no KeyboardInterrupt handler). A terminal sends Ctrl-C to
+    the whole process group: the workers would each die with a traceback of their own, where the sweep's
+    process is to stop them and print its one line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # (only the main thread may set a handler: an API caller's thread leaves it as it is)
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_dask(points: list[Point], write: Callable[[dict], None], seed: int, scheduler, workers: int | None,

@@ -5,7 +5,7 @@ same output, runs only what is missing. Each row is written whole and flushed be
 most one row cut short at the end, which is dropped when the file is opened again (its point runs again).
 A row that records a failure (its `error` column set) also counts as done, so a deterministic failure is not
 retried on every rerun; `drop_failed` removes those rows. Nothing is written before the first new row, so a
-sweep refused after reading the file leaves it as it was.
+sweep refused after reading the file leaves it as it was (rows dropped go when the first new one is written).
 """
 
 from __future__ import annotations
@@ -42,14 +42,16 @@ class ResultFile:
         if not path.parent.is_dir():
             raise UserError(f"-o {path}: the folder {path.parent} does not exist: create it or choose another")
         self._whole: int | None = None  # bytes of whole rows, where a row cut short follows them
+        self._dropped = False  # rows were dropped: the file is rewritten before the first new row
         self.rows = self._read()  # (nothing is written until the first row: a refused sweep leaves the file)
         self._file: IO | None = None
 
     def drop_failed(self) -> None:
-        """Remove the rows that record a failure, so their points run again."""
+        """Forget the rows that record a failure, so their points run again (the file loses them when the
+        first new row is written: a sweep refused before that leaves the file as it was)."""
         if any(r.get("error") for r in self.rows):
             self.rows = [r for r in self.rows if not r.get("error")]
-            self._rewrite()
+            self._dropped = True
 
     def done(self) -> set[tuple[str, ...]]:
         """The keys of the points that have a row, as strings (what a CSV gives back)."""
@@ -60,6 +62,8 @@ class ResultFile:
 
     def append(self, row: dict) -> None:
         if self._file is None:
+            if self._dropped:
+                self._rewrite()
             if self._whole is not None:  # the row a kill cut short goes; its point is running again
                 with open(self.path, "r+b") as f:
                     f.truncate(self._whole)
@@ -82,13 +86,14 @@ class ResultFile:
     def _read(self) -> list[dict]:
         if not self.path.exists():
             return []
+        data = self.path.read_bytes()  # (bytes: the cut below must fall where it falls in the file, \r\n or not)
+        if data and not data.endswith(b"\n"):  # a row cut short by a kill: its point runs again
+            data = data[:data.rfind(b"\n") + 1]
+            self._whole = len(data)
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise UserError(f"-o {self.path} is not a text table: choose a new file name") from None
-        if text and not text.endswith("\n"):  # a row cut short by a kill: its point runs again
-            text = text[:text.rfind("\n") + 1]
-            self._whole = len(text.encode("utf-8"))
         return self._parse(text)
 
     def _parse(self, text: str) -> list[dict]:
@@ -123,6 +128,7 @@ class ResultFile:
                 f.writelines(json.dumps({c: r.get(c) for c in self.columns}) + "\n" for r in self.rows)
         os.replace(tmp, self.path)
         self._whole = None
+        self._dropped = False
 
 
 def _csv_line(columns: tuple[str, ...], row: dict) -> str:

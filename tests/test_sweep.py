@@ -106,6 +106,23 @@ def test_a_worker_killed_mid_sweep_loses_and_duplicates_nothing(small, tmp_path)
     assert result["rows"] == serial
 
 
+def test_ctrl_c_in_a_terminal_stops_a_dask_sweep_with_one_line(tmp_path):
+    """A terminal sends Ctrl-C to the whole process group, the cluster's workers too: the sweep still ends
+    with its one line and status 130, and keeps the rows it wrote."""
+    out = tmp_path / "int.csv"
+    p = subprocess.Popen([sys.executable, "-m", "isasim.cli.main", "sweep", "--model", "minilm", "--seq", "8,16,32",
+                          "--target", "x86-64,aarch64,avx2,avx512,neon,simt", "--workers", "2", "-o", str(out)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while (not out.exists() or len(out.read_text().splitlines()) < 2) and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(p.pid, signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert (p.returncode, err) == (130, "isasim: interrupted\n")
+    assert 1 <= len(table(out)) < 18
+
+
 def test_a_killed_sweep_resumes_without_losing_or_repeating_a_row(tmp_path):
     """The whole sweep (client, scheduler and workers) killed as a shell's kill -9 of its process group would
     end it, then run again with the same output: every point once, each as the serial run computes it."""
@@ -213,9 +230,39 @@ def test_a_row_cut_short_is_dropped_and_a_foreign_table_refused(tmp_path):
     other.write_text("a,b\n1,2\n")
     with pytest.raises(UserError, match="other columns"):
         ResultFile(other, "csv", COLUMNS, KEY)
-    out.write_text(out.read_text().replace(isasim.__version__, "0.0.1"))
-    with pytest.raises(UserError, match="holds rows costed by isasim 0.0.1"):
-        sweep([Point("minilm", 8, 1, "fp32", "avx2", "zen3")], out, serial=True)
+    good = out.read_text()
+    point = [Point("minilm", 8, 1, "fp32", "avx2", "zen3")]
+    for edit, needle in ((isasim.__version__, "0.0.1"), "row 1 was costed by isasim 0.0.1"), \
+                        ((isasim.__version__, ""), "row 1 was costed without the isasim version"), \
+                        ((",5,6.0,", ",five,6.0,"), "row 1 holds something other than a number"):
+        out.write_text(good.replace(*edit, 1))
+        with pytest.raises(UserError, match=needle):
+            sweep(point, out, serial=True)
+        assert out.read_text() == good.replace(*edit, 1)  # refused before any work, the file as it was
+
+
+def test_a_table_with_windows_line_ends_loses_only_the_row_cut_short(tmp_path):
+    out = tmp_path / "crlf.csv"
+    whole = ["minilm", "8", "1", "fp32", "avx2", "zen3", "1", "5", "6.0", "1e-9", "port"]
+    whole += [""] * (len(COLUMNS) - len(whole) - 1) + [isasim.__version__]
+    out.write_bytes((",".join(COLUMNS) + "\r\n" + ",".join(whole) + "\r\nminilm,16,1,fp").encode())
+    f = ResultFile(out, "csv", COLUMNS, KEY)
+    f.append(dict(zip(COLUMNS, ["minilm", "32", *whole[2:]])))
+    f.close()
+    assert [(r["seq"], r["isasim"]) for r in table(out)] == [("8", isasim.__version__), ("32", isasim.__version__)]
+
+
+def test_retry_failed_leaves_the_file_as_it_was_when_the_sweep_is_refused(tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    whole = ["minilm", "8", "1", "fp32", "avx2", "skylake-x", "1"] + [""] * (len(COLUMNS) - 9)
+    out.write_text(",".join(COLUMNS) + "\n" + ",".join(whole + ["ZeroDivisionError", isasim.__version__]) + "\n")
+    before = out.read_text()
+    code, _, err = cli(capsys, "sweep", "--model", "minilm", "--seq", "8", "--target", "avx2", "-o", str(out),
+                       "--retry-failed", "--scheduler", "tcp://127.0.0.1:1")
+    assert code == 2 and "cannot reach a Dask scheduler" in err and out.read_text() == before
+    code, _, _ = cli(capsys, "sweep", "--model", "minilm", "--seq", "8", "--target", "avx2", "-o", str(out),
+                     "--retry-failed", "--serial")
+    assert code == 0 and [(r["seq"], r["error"]) for r in table(out)] == [("8", "")]
 
 
 @pytest.mark.parametrize("argv, needle", [
