@@ -35,6 +35,9 @@ def grid(models: Iterable[str], seqs: Iterable[int], batches: Iterable[int], pre
     from isasim.models import graph_cache
 
     models, seqs, batches, precisions = list(models), list(seqs), list(batches), list(precisions)
+    # a folder by its absolute path: its rows name one model wherever the sweep is run from, however typed
+    models = list(dict.fromkeys(m if m in graph_cache.BUILTIN or not Path(m).is_dir() else str(Path(m).resolve())
+                                for m in models))
     for name, values in (("--model", models), ("--seq", seqs), ("--batch", batches), ("--precision", precisions)):
         if not values:
             raise UserError(f"{name} is empty: give at least one value")
@@ -69,6 +72,9 @@ def grid(models: Iterable[str], seqs: Iterable[int], batches: Iterable[int], pre
                     notes.append(f"{t.name}{f' on {u}' if u else ''} in {p} left out: {e}")
                     continue
                 pairs.append((p, target.name, machine.name))
+    if not pairs:  # every target was left out: nothing would run, and the command would seem to succeed
+        raise UserError(f"no point of the grid can run: {notes[0]}" + (f" (and {len(notes) - 1} more left out)"
+                                                                        if len(notes) > 1 else ""))
     points = [Point(m, s, b, p, t, u) for m in models for s in seqs for b in batches for p, t, u in pairs]
     return list(dict.fromkeys(points)), notes
 

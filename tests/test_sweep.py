@@ -275,6 +275,7 @@ def test_retry_failed_leaves_the_file_as_it_was_when_the_sweep_is_refused(tmp_pa
     (["--uarch", "pentium"], "unknown microarchitecture"),
     (["--target", "neon", "--uarch", "zen3"], "no x86-64 target was chosen"),
     (["--workers", "0"], "--workers 0 is out of range"),
+    (["--target", "amx"], "no point of the grid can run: amx in fp32 left out"),
     (["--serial", "--workers", "2"], "--serial runs every point in this process"),
     (["--scheduler", "tcp://127.0.0.1:9", "--workers", "2"], "--workers sizes a local cluster"),
     (["--plot", "x.gif"], "--plot"),
@@ -325,11 +326,16 @@ def test_the_python_api_returns_a_dataframe_with_the_notes(small, tmp_path):
     assert any(n.startswith("amx in fp32 left out") for n in df.attrs["notes"])
 
 
-def test_a_folder_model_sweeps_like_a_named_one(tmp_path):
+def test_a_folder_model_sweeps_like_a_named_one(tmp_path, monkeypatch):
     folder = save_bert(tmp_path / "tiny", 0, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                        intermediate_size=64, max_position_embeddings=16)
     rows = isasim.sweep(str(folder), [8], 1, ["avx2"], serial=True)
     assert rows["error"].tolist() == [""] and rows["cycles"][0] > 0
+    monkeypatch.chdir(tmp_path)  # named as typed, "tiny" and "./tiny" would be two models, and rerun
+    out = tmp_path / "f.csv"
+    for typed_as in ("tiny", "./tiny", str(folder)):
+        isasim.sweep(typed_as, [8], 1, ["avx2"], serial=True, output=out)
+    assert [r["model"] for r in table(out)] == [str(folder.resolve())]
     with pytest.raises(UserError, match="--seq 32 is out of range"):
         isasim.sweep(str(folder), [8, 32], 1, ["avx2"], serial=True)
 
