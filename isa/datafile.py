@@ -46,6 +46,23 @@ def text(table: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
+def based(data: Mapping[str, Any], where: str, folder: Path) -> Mapping[str, Any]:
+    """A description that names another of `folder` in `based_on` (the H200 is the H100 with other memory;
+    Zen 5 is Zen 4 with full-width 512-bit pipes) holds only what differs: its keys replace the base's (a
+    list such as `levels` whole), its instructions are added to the base's, its sources follow them."""
+    base_name = data.get("based_on")
+    if base_name is None:
+        return data
+    path = files(folder).get(base_name) if isinstance(base_name, str) else None
+    if path is None:
+        raise MachineFileError(f"{where}: based_on {base_name!r} names no file in isa/{folder.name}/")
+    with path.open("rb") as fh:
+        base = based(tomllib.load(fh), path.name, folder)
+    return {**base, **{k: v for k, v in data.items() if k != "based_on"},
+            "instructions": {**base["instructions"], **data.get("instructions", {})},
+            "sources": list(base["sources"]) + list(data.get("sources", []))}
+
+
 def files(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.toml"))}
 

@@ -11,7 +11,6 @@ for 32 / per_clock_per_sm cycles of one SM.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
@@ -19,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from isasim.isa.hardware import Unit
-from isasim.isa.datafile import MachineFileError, files, load, nonnegative, positive, required, text
+from isasim.isa.datafile import MachineFileError, based, files, load, nonnegative, positive, required, text
 
 GPU_DIR = Path(__file__).with_name("gpu")
 PIPES = ("fp32", "int", "sfu", "conv", "lsu", "shuffle", "branch", "barrier", "tensor")
@@ -166,25 +165,9 @@ def parse_gpu(data: Mapping[str, Any], where: str) -> Gpu:
         field_sources=MappingProxyType({k: text(data, k, where) for k in _SOURCE_KEYS}))
 
 
-def _based(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
-    """A description that names another in `based_on` (the H200 is the H100 with other memory) holds only what
-    differs: its keys replace the base's, its instructions are added to the base's, its sources follow them."""
-    base_name = data.get("based_on")
-    if base_name is None:
-        return data
-    path = files(GPU_DIR).get(base_name) if isinstance(base_name, str) else None
-    if path is None:
-        raise MachineFileError(f"{where}: based_on {base_name!r} names no file in isa/gpu/")
-    with path.open("rb") as fh:
-        base = _based(tomllib.load(fh), path.name)
-    return {**base, **{k: v for k, v in data.items() if k != "based_on"},
-            "instructions": {**base["instructions"], **data.get("instructions", {})},
-            "sources": list(base["sources"]) + list(data.get("sources", []))}
-
-
 @cache
 def load_gpu(name: str) -> Gpu:
-    return load(GPU_DIR, name, "GPU", lambda data, where: parse_gpu(_based(data, where), where))
+    return load(GPU_DIR, name, "GPU", lambda data, where: parse_gpu(based(data, where, GPU_DIR), where))
 
 
 def gpu_names() -> tuple[str, ...]:

@@ -21,13 +21,15 @@ from isasim.isa import toolchain
 
 # (vendor, family, first model, last model) -> (core, the described uarch nearest to it, why)
 # Family and model numbers: Intel's SDM vol. 4 table 2-1 and AMD's Processor Programming References (PPR) for
-# families 17h, 19h and 1Ah, as also collected at https://en.wikichip.org/wiki/intel/cpuid and /amd/cpuid.
+# families 17h, 19h and 1Ah (1Ah models 00h-0Fh Turin, 10h-1Fh Turin dense), as also collected at
+# https://en.wikichip.org/wiki/intel/cpuid and /amd/cpuid.
 X86_CORES = [
     ("GenuineIntel", 6, 0x55, 0x55, "Skylake-SP / Cascade Lake", "skylake-x", "the same core"),
     ("GenuineIntel", 6, 0x6A, 0x6C, "Ice Lake-SP", "skylake-x",
      "Ice Lake is not described; Skylake-X has its AVX-512 ports (p0+p1 fused, p5)"),
     ("GenuineIntel", 6, 0x8F, 0x8F, "Sapphire Rapids", "sapphirerapids", "the same core"),
     ("GenuineIntel", 6, 0xCF, 0xCF, "Emerald Rapids", "sapphirerapids", "the same Golden Cove core"),
+    ("AuthenticAMD", 0x1A, 0x00, 0x1F, "Zen 5 (Turin)", "zen5", "the same core"),
     ("AuthenticAMD", 0x19, 0x10, 0x1F, "Zen 4 (Genoa)", "zen4", "the same core"),
     ("AuthenticAMD", 0x19, 0x60, 0x7F, "Zen 4 (Raphael, Phoenix)", "zen4", "the same core"),
     ("AuthenticAMD", 0x19, 0xA0, 0xAF, "Zen 4c (Bergamo)", "zen4", "the same core, denser"),

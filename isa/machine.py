@@ -37,7 +37,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from isasim.isa.datafile import MachineFileError, files, load, nonnegative, positive, required, text
+from isasim.isa.datafile import MachineFileError, based, files, load, nonnegative, positive, required, text
 from isasim.isa.errors import UserError
 from isasim.isa.hardware import Unit
 
@@ -229,7 +229,8 @@ def parse_uarch(data: Mapping[str, Any], where: str) -> Uarch:
 @cache
 def load_uarch(name: str) -> Uarch:
     """The microarchitecture called ``name`` (a file stem in isa/uarch/); cached."""
-    return load(UARCH_DIR, name, "microarchitecture", parse_uarch)
+    return load(UARCH_DIR, name, "microarchitecture", lambda data, where: parse_uarch(based(data, where, UARCH_DIR),
+                                                                                     where))
 
 
 def uarch_names(isa: str | None = None) -> tuple[str, ...]:

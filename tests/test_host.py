@@ -29,6 +29,7 @@ def cpuinfo(**fields) -> str:
      "sapphirerapids"),
     (dict(vendor_id="GenuineIntel", cpu_family=6, model=85, flags="avx2 avx512f"), "Skylake-SP / Cascade Lake",
      "skylake-x"),
+    (dict(vendor_id="AuthenticAMD", cpu_family=26, model=2, flags="avx2 avx512f"), "Zen 5 (Turin)", "zen5"),
     (dict(vendor_id="AuthenticAMD", cpu_family=25, model=17, flags="avx2 avx512f"), "Zen 4 (Genoa)", "zen4"),
     (dict(vendor_id="AuthenticAMD", cpu_family=25, model=1, flags="avx2 fma"), "Zen 3 (Milan)", "zen3"),
     (dict(vendor_id="GenuineIntel", cpu_family=6, model=999, flags="avx2 avx512f"), "unknown", "skylake-x"),

@@ -48,6 +48,7 @@ EXPECTED = {
     "sapphirerapids": "x86-64",
     "neoverse-n1": "aarch64",
     "neoverse-v1": "aarch64",
+    "zen5": "x86-64",
 }
 
 
@@ -135,6 +136,17 @@ def test_zen4_zmm_is_double_pumped(op):
     ymm = u.timing("vroundps_ymm" if op == "vrndscaleps" else f"{op}_ymm")
     zmm = u.timing(f"{op}_zmm")
     assert zmm.latency == ymm.latency and zmm.rthroughput == 2 * ymm.rthroughput and zmm.uops == 1
+
+
+@pytest.mark.parametrize("op", ["vaddps", "vmulps", "vfmadd231ps", "vandps", "vpaddd", "vrndscaleps"])
+def test_zen5_runs_zmm_at_full_width_and_keeps_the_rest_of_zen4(op):
+    """zen5.toml is based_on zen4: the 512-bit ops it lists go at the 256-bit ops' rate (measured on a Zen 5
+    host); what it does not list is Zen 4's, entry for entry."""
+    zen4, zen5 = load_uarch("zen4"), load_uarch("zen5")
+    ymm = zen5.timing("vroundps_ymm" if op == "vrndscaleps" else f"{op}_ymm")
+    assert zen5.timing(f"{op}_zmm").rthroughput == ymm.rthroughput == zen4.timing(f"{op}_zmm").rthroughput / 2
+    assert zen5.timing("vpermq_ymm") == zen4.timing("vpermq_ymm") and "[MEAS]" in zen5.timing(f"{op}_zmm").source
+    assert zen5.sources[:len(zen4.sources)] == zen4.sources and zen5.levels[0].size == 48 * 1024
 
 
 def test_a_core_runs_only_the_targets_whose_extensions_it_has():
