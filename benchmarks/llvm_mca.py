@@ -23,7 +23,7 @@ from pathlib import Path
 from isasim.isa.machine import load_uarch
 
 MCA = "/usr/lib/llvm-19/bin/llvm-mca"
-# isasim uarch -> (llvm triple, llvm -mcpu)
+# isasim uarch -> (llvm triple, llvm -mcpu). No zen5: LLVM 19's -mcpu=znver5 schedules with the Znver4 model
 CPUS = {"skylake-x": ("x86_64", "skylake-avx512"), "zen3": ("x86_64", "znver3"), "zen4": ("x86_64", "znver4"),
         "sapphirerapids": ("x86_64", "sapphirerapids"),
         "neoverse-n1": ("aarch64", "neoverse-n1"), "neoverse-v1": ("aarch64", "neoverse-v1")}
