@@ -28,9 +28,8 @@ def grid(models: Iterable[str], seqs: Iterable[int], batches: Iterable[int], pre
     """The grid's points, and a note per (target, core, precision) it cannot run (the AVX-512 target on Zen
     3, the SIMT target in int8), which is left out as `trace` leaves it out. Every target runs on each of
     `uarchs` of its ISA (none given: its own core), so a sweep can set cores against each other."""
-    from isasim.backends import load_machine
     from isasim.engine.graphs import check_precision, check_shape
-    from isasim.engine.targets import pick_targets
+    from isasim.engine.targets import machines_for, pick_targets
     from isasim.isa.targets import ALL_TARGETS, get_any_target
     from isasim.models import graph_cache
 
@@ -57,11 +56,7 @@ def grid(models: Iterable[str], seqs: Iterable[int], batches: Iterable[int], pre
     for p in precisions:
         check_precision(p)
     chosen = [get_any_target(t) for t in (targets or list(ALL_TARGETS))]
-    cores = [load_machine(u) for u in (uarchs or [])]
-    for u in cores:
-        if not any(t.isa == u.isa for t in chosen):
-            raise UserError(f"--uarch {u.name} is an {u.isa} core, but no {u.isa} target was chosen: add "
-                            f"--target for it or drop --uarch {u.name}")
+    cores = machines_for(chosen, uarchs)
     pairs, notes = [], []
     for p in precisions:
         for t in chosen:

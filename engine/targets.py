@@ -12,15 +12,21 @@ from isasim.isa.targets import ALL_TARGETS, Target, get_any_target
 Progress = Callable[[str, int, int], None]  # (what, done, total): long work reports through one of these
 
 
-def _pairs(names: list[str] | None, machines: list[str] | None, precision: str = "fp32"
-           ) -> tuple[list[tuple[Target, Machine]], list[str]]:
-    """(each requested target with its machine, a note per unnamed target its chosen core cannot run)."""
-    targets = [get_any_target(n) for n in (names or list(ALL_TARGETS))]
-    chosen = [load_machine(u) for u in (machines or [])]
+def machines_for(targets: list[Target], names: list[str] | None) -> list[Machine]:
+    """The --uarch machines, each refused unless one of `targets` runs its instruction set."""
+    chosen = [load_machine(u) for u in (names or [])]
     for u in chosen:
         if not any(t.isa == u.isa for t in targets):
             raise UserError(f"--uarch {u.name} is an {u.isa} core, but no {u.isa} target was chosen: "
                             f"add --target for it or drop --uarch {u.name}")
+    return chosen
+
+
+def _pairs(names: list[str] | None, machines: list[str] | None, precision: str = "fp32"
+           ) -> tuple[list[tuple[Target, Machine]], list[str]]:
+    """(each requested target with its machine, a note per unnamed target its chosen core cannot run)."""
+    targets = [get_any_target(n) for n in (names or list(ALL_TARGETS))]
+    chosen = machines_for(targets, machines)
     out, notes = [], []
     for t in targets:
         if precision == "fp32" and not t.fp32:  # amx: int8 and bf16 only; named, it is refused
