@@ -56,6 +56,7 @@ Z = {
  "vfmadd231ps_ymm": ("vfmadd231ps %%ymm13,%%ymm14,%%ymm{d}", "vfmadd231ps %%ymm13,%%ymm14,%%ymm0"),
  "vsubps_ymm": ("vsubps %%ymm13,%%ymm14,%%ymm{d}", "vsubps %%ymm13,%%ymm0,%%ymm0"),
  "vminps_ymm": ("vminps %%ymm13,%%ymm14,%%ymm{d}", "vminps %%ymm13,%%ymm0,%%ymm0"),
+ "vpdpbusd_ymm": ("%{{vex%}} vpdpbusd %%ymm13,%%ymm14,%%ymm{d}", "%{vex%} vpdpbusd %%ymm13,%%ymm14,%%ymm0"),
  "vpaddd_ymm": ("vpaddd %%ymm13,%%ymm14,%%ymm{d}", "vpaddd %%ymm13,%%ymm0,%%ymm0"),
  "vandps_ymm": ("vandps %%ymm13,%%ymm14,%%ymm{d}", "vandps %%ymm13,%%ymm0,%%ymm0"),
  "vsubss": ("vsubss %%xmm13,%%xmm14,%%xmm{d}", "vsubss %%xmm13,%%xmm0,%%xmm0"),

@@ -220,3 +220,26 @@ def test_every_machine_answers_the_machine_protocol_with_sources(name):
     assert all(m.bytes_per_cycle(level) > 0 for level in m.memory_levels())
     runs_on = [t for t in ALL_TARGETS.values() if name in machine_names(t)]
     assert runs_on and all(m.peak_ops_per_cycle(t.peak_unit()) > 0 for t in runs_on)
+
+
+@pytest.fixture(scope="module")
+def tiny_lowered(tmp_path_factory):
+    from isasim.engine.graphs import lowered_for_cost
+    from tiny import save_bert
+
+    folder = save_bert(tmp_path_factory.mktemp("timings") / "tiny", 0, hidden_size=64, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=128, vocab_size=100, max_position_embeddings=64)
+    return {p: lowered_for_cost(str(folder), 8, 1, precision=p) for p in ("fp32", "int8", "bf16", "fp16")}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8", "bf16", "fp16"])
+def test_every_core_times_every_instruction_its_targets_emit_in_each_precision(tiny_lowered, precision):
+    """A core that can run a target in a precision (engine/targets.every_pair) has a timing for each
+    instruction of every kernel (the AVX2 int8 kernels take {vex} vpdpbusd on a core with AVX-VNNI: zen5 once
+    lacked its timing and `isasim host --precision int8` ended in a KeyError)."""
+    from isasim.engine.targets import every_pair
+    from isasim.engine.trace import cost_kernel
+
+    for target, machine in every_pair(precision):
+        for kernel in tiny_lowered[precision].kernels:
+            cost_kernel(kernel, target, machine)
