@@ -269,8 +269,9 @@ def bf16_part(m: str, s: str) -> str:
         rows.append(f"| {target} | {uarch} | {f:.2f} | {b:.2f} | {f / b:.2f}x |")
     return ("\n### bf16\n\n`--precision bf16` rounds each linear layer's weight (offline) and input (at run time) to "
             "bfloat16 and sums the products in float32, two k at a time: `vdpbf16ps` on AVX-512 cores with "
-            "AVX512-BF16 (Sapphire Rapids, Zen 4), `bfdot` on Arm cores with BF16 (Neoverse V1). Only those "
-            "targets have it; the others are left out with a note. The instructions round differently: Intel's "
+            "AVX512-BF16 (Sapphire Rapids, Zen 4), `bfdot` on Arm cores with BF16 (Neoverse V1); AMX tiles and a "
+            "GPU's tensor cores (`mma ... .bf16` on simt, as fp16 above) have it too. The scalar and AVX2 targets "
+            "do not, and are left out with a note. The instructions round differently: Intel's "
             "does two fused multiply-adds, each to nearest even; Arm's adds the pair first and rounds every step "
             "to odd, so the two targets' outputs differ in their last bits, and each executor reproduces its "
             "own hardware's (NEON's checked against qemu). How much faster bf16 runs is the dot product's rate "

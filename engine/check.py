@@ -236,7 +236,7 @@ def _added_ops(precision: str, target: Target):
     if precision == "bf16":
         from isasim.models import bf16
 
-        dot = target.vector.bf16_dot if target.vector else None
+        dot = target.vector.bf16_dot if target.vector else ("mma" if target.simt else None)
         return frozenset(bf16.OPS), lambda node, inputs: bf16.reference_op(node, inputs, dot)
     if precision == "fp16":
         from isasim.models import fp16

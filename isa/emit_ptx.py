@@ -44,7 +44,7 @@ class _Writer:
         if isinstance(o, Imm):
             return _float(o.value) if isinstance(o.value, float) else str(int(o.value))
         if isinstance(o, Mem):
-            return f"[{_reg(o.base)}{'+' + str(o.disp) if o.disp > 0 else str(o.disp) if o.disp else ''}]"
+            return f"[{_reg(o.base)}{f'+{o.disp}' if o.disp else ''}]"  # PTX writes a negative one [%rd1+-4]
         raise TypeError(o)
 
     def put(self, text: str, guard: Reg | None = None) -> None:
@@ -87,7 +87,7 @@ class _Writer:
             self.put(f"bra {loop_label}", ins.srcs[0])
         elif p is Prim.EXIT_IF:
             self.put("bra $Lexit", ins.srcs[0])
-        elif p is Prim.MMA_F16:  # {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}
+        elif p in (Prim.MMA_F16, Prim.MMA_BF16):  # {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}
             groups = [ins.dst, ins.srcs[:4], ins.srcs[4:6], ins.srcs[6:]]
             self.put(f"{mn} " + ", ".join("{" + ", ".join(self.op(r) for r in grp) + "}" for grp in groups))
         elif p is Prim.BARRIER:

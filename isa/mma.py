@@ -1,7 +1,8 @@
 """What a warp's tensor-core instruction computes, bit for bit as isasim defines it:
-`mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`, D = A . B + C for a 16x16 fp16 A, a 16x8 fp16 B and a
-16x8 float32 C, spread over the registers of the warp's 32 lanes as the PTX ISA defines the fragments
-(PTX ISA 8.0, sec. 9.7.13.4.8, "Matrix Fragments for mma.m16n8k16 with floating point type"). With
+`mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32` (and its `.bf16` twin), D = A . B + C for a 16x16 fp16
+(bf16) A, a 16x8 fp16 (bf16) B and a 16x8 float32 C, spread over the registers of the warp's 32 lanes as the PTX ISA defines the fragments
+(PTX ISA 8.0, sec. 9.7.13.4.8, "Matrix Fragments for mma.m16n8k16 with floating point type": one layout
+for .f16 and .bf16). With
 g = lane / 4 and t = lane % 4:
 
 - A, four .f16x2 registers: register r holds row g + 8 (r % 2), columns 2t + 8 (r / 2) and the next one;
@@ -9,7 +10,9 @@ g = lane / 4 and t = lane % 4:
 - C and D, four float32 registers: register i holds row g + 8 (i / 2), column 2t + i % 2.
 
 Of each .f16x2 pair, the lower-numbered element is in the low 16 bits (`cvt.rn.f16x2.f32 d, a, b` puts b
-there). The products of fp16 numbers are exact in float32; isasim adds the 16 of each output to its
+there; `cvt.rn.bf16x2.f32` packs bf16 the same way, rounding to nearest even and keeping denormals, as it
+has no .ftz). The products of fp16 numbers are exact in float32, and so are those of bf16 numbers (8-bit
+significands) wherever they stay in float32's normal range; isasim adds the 16 of each output to its
 accumulator in k order, each sum rounded to nearest even. The PTX ISA does not fix that order, and the
 hardware sums differently (models/fp16.py): so these are isasim's bits, which the executors and the
 reference share.
@@ -18,6 +21,8 @@ reference share.
 from __future__ import annotations
 
 import numpy as np
+
+from isasim.isa import bfloat16
 
 F32 = np.float32
 M, N, K = 16, 8, 16
@@ -31,9 +36,16 @@ def pack_f16x2(hi, lo) -> np.ndarray:
     return (h << 16) | lo16
 
 
-def _halves(reg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A .f16x2 register's (low, high) fp16 as float32."""
+def pack_bf16x2(hi, lo) -> np.ndarray:
+    """Two float32 rounded to bf16 (nearest even, denormals kept) in one 32-bit value, lo in the low half."""
+    return (bfloat16.to_bf16(hi).astype(np.int64) << 16) | bfloat16.to_bf16(lo).astype(np.int64)
+
+
+def _halves(reg: np.ndarray, bf16: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A .f16x2 (.bf16x2) register's (low, high) element as float32."""
     bits = np.asarray(reg, np.int64) & 0xFFFFFFFF
+    if bf16:
+        return bfloat16.from_bf16(bits & 0xFFFF), bfloat16.from_bf16(bits >> 16)
     low = (bits & 0xFFFF).astype(np.uint16).view(np.float16).astype(F32)
     high = (bits >> 16).astype(np.uint16).view(np.float16).astype(F32)
     return low, high
@@ -44,19 +56,19 @@ def _lanes() -> tuple[np.ndarray, np.ndarray]:
     return lane // 4, lane % 4
 
 
-def matrices(a: list, b: list, c: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def matrices(a: list, b: list, c: list, bf16: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The warps' A [W, 16, 16], B [W, 16, 8] and C [W, 16, 8] from their fragments (each register a [W, 32]
-    array over the lanes)."""
+    array over the lanes; A and B hold bf16 pairs where `bf16`, else fp16 ones)."""
     g, t = _lanes()
     warps = np.asarray(a[0]).shape[0]
     am = np.zeros((warps, M, K), F32)
     for r in range(4):
-        low, high = _halves(a[r])
+        low, high = _halves(a[r], bf16)
         rows, cols = g + 8 * (r % 2), 2 * t + 8 * (r // 2)
         am[:, rows, cols], am[:, rows, cols + 1] = low, high
     bm = np.zeros((warps, K, N), F32)
     for r in range(2):
-        low, high = _halves(b[r])
+        low, high = _halves(b[r], bf16)
         bm[:, 2 * t + 8 * r, g], bm[:, 2 * t + 8 * r + 1, g] = low, high
     cm = np.zeros((warps, M, N), F32)
     for i in range(4):
@@ -72,11 +84,11 @@ def product(am: np.ndarray, bm: np.ndarray, cm: np.ndarray) -> np.ndarray:
     return d
 
 
-def mma_m16n8k16(a: list, b: list, c: list) -> list[np.ndarray]:
+def mma_m16n8k16(a: list, b: list, c: list, bf16: bool = False) -> list[np.ndarray]:
     """The four D registers of every warp's lanes, from flat per-thread arrays of the ten source registers
     (threads in whole warps, in order)."""
     shape = np.shape(c[0])
     per_warp = [np.asarray(x).reshape(-1, WARP) for x in (*a, *b, *c)]
-    d = product(*matrices(per_warp[:4], per_warp[4:6], per_warp[6:]))
+    d = product(*matrices(per_warp[:4], per_warp[4:6], per_warp[6:], bf16))
     g, t = _lanes()
     return [d[:, g + 8 * (i // 2), 2 * t + i % 2].reshape(shape) for i in range(4)]

@@ -104,6 +104,9 @@ class Prim(Enum):
     #                          the low half (cvt.rn.f16x2.f32)
     MMA_F16 = "mma_f16"  # a warp's 16x8x16 multiply-accumulate (mma.sync.aligned.m16n8k16 .f32.f16.f16.f32):
     #                      dst the four float32 accumulator registers; srcs the four A, the two B, the four C
+    # bf16 on a GPU's tensor cores (models/bf16.py's graph; lowering/isel_simt_mma.py)
+    CVT_BF16X2 = "cvt_bf16x2"  # two float32 (hi, lo) rounded to bf16, packed as CVT_F16X2 (cvt.rn.bf16x2.f32)
+    MMA_BF16 = "mma_bf16"  # MMA_F16 on bf16 pairs (mma.sync.aligned.m16n8k16 .f32.bf16.bf16.f32)
     # SIMT (GPU) threads: the executor in isa/simt_exec.py gives each thread of the grid its own array slot
     SREG = "sreg"  # a special register: Imm("tid") thread in block, Imm("ctaid") block in grid (mov %tid.x)
     IDIV = "idiv"  # unsigned division by a positive constant (thread-index decomposition)
@@ -305,6 +308,7 @@ SEMANTICS = {
     Prim.TDPBF16PS: lambda a, b, c, rows, kd: amx.tdpbf16ps(a, b, c, int(rows), int(kd), fma_f32),
     Prim.ROUND_F16: lambda a: _f32(a).astype(np.float16).astype(F32),
     Prim.CVT_F16X2: mma.pack_f16x2,
+    Prim.CVT_BF16X2: mma.pack_bf16x2,
 }
 
 # Whether a primitive's result lives in the floating-point file (True), the integer file (False) or is a
@@ -316,8 +320,10 @@ RESULT_IS_FP = {
                          Prim.FMAXP, Prim.CVT_F2I32, Prim.IADD32, Prim.ISHL32, Prim.SHFL_XOR, Prim.DOT4,
                          Prim.SDOT4, Prim.MADDUBS, Prim.MADDWD, Prim.CVT_I32F, Prim.PACKUSDW, Prim.PACKUSWB,
                          Prim.PERMQ, Prim.XTN, Prim.CVT_BF16, Prim.DPBF16, Prim.BFDOT, Prim.TILE_LOAD,
-                         Prim.TILE_ZERO, Prim.TDPBUSD, Prim.TDPBF16PS, Prim.ROUND_F16, Prim.MMA_F16)},
+                         Prim.TILE_ZERO, Prim.TDPBUSD, Prim.TDPBF16PS, Prim.ROUND_F16, Prim.MMA_F16,
+                         Prim.MMA_BF16)},
     **{p: False for p in (Prim.CVT_F2I, Prim.SETCC, Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND,
-                          Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM, Prim.CVT_F16X2)},
+                          Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM, Prim.CVT_F16X2,
+                          Prim.CVT_BF16X2)},
     **{p: None for p in (Prim.FCMP_LT, Prim.FCMP_NE, Prim.ICMP_NE, Prim.ICMP_GE, Prim.ICMP_LT, Prim.PAND)},
 }

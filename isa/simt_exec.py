@@ -133,9 +133,9 @@ class SimtExecutor:
             regs[ins.dst] = v[(self.gid ^ np.int64(ins.srcs[1].value)) - self.gid[0]]
         elif p in (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED):
             self.memory(ins, regs, active)
-        elif p is Prim.MMA_F16:  # a warp-wide instruction: each warp's lanes hold its fragments (isa/mma.py)
+        elif p in (Prim.MMA_F16, Prim.MMA_BF16):  # warp-wide: each warp's lanes hold its fragments (isa/mma.py)
             v = [self.full(regs[r]) for r in ins.srcs]
-            for r, d in zip(ins.dst, mma.mma_m16n8k16(v[:4], v[4:6], v[6:])):
+            for r, d in zip(ins.dst, mma.mma_m16n8k16(v[:4], v[4:6], v[6:], p is Prim.MMA_BF16)):
                 regs[r] = d
         elif p is Prim.IMOV and isinstance(ins.srcs[0], Addr) and ins.srcs[0].buf in self.shared_base:
             regs[ins.dst] = np.int64(self.shared_base[ins.srcs[0].buf] + ins.srcs[0].offset)

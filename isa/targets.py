@@ -160,8 +160,8 @@ class Target:
                             f"--precision int8 or --precision bf16 (float32 runs on avx512)")
         if precision == "bf16":
             if self.bf16_features is None:
-                raise UserError(f"target {self.name} has no bf16 instructions: choose avx512 (AVX512-BF16) or "
-                                f"neon (Arm BF16) for --precision bf16")
+                raise UserError(f"target {self.name} has no bf16 instructions: choose avx512 (AVX512-BF16), "
+                                f"neon (Arm BF16), amx or simt (tensor cores) for --precision bf16")
             return self.host_features + self.bf16_features
         if precision == "fp16":
             if self.fp16_features is None:
@@ -198,7 +198,7 @@ class Target:
         """The instruction the peak rate of `dtype` arithmetic is made of: the widest FMA, per vector lane (CPU)
         or per thread (SIMT); for int8 (DType.I8) the dot-product instruction on a core with extensions
         `core`, four multiply-adds per 32-bit lane; for bf16 (DType.BF16) the bf16 dot product, two per lane;
-        for fp16 (DType.F16) on the GPU, the tensor cores' mma, per thread of the warp.
+        for fp16 and bf16 (DType.F16, DType.BF16) on the GPU, the tensor cores' mma, per thread of the warp.
         A machine's `peak_ops_per_cycle` gives its rate."""
         if self.vector is not None and self.vector.tiles and dtype in (DType.I8, DType.BF16):
             # a 16-row tile multiply every 16 cycles: 16 x 16 x 64 int8 or 16 x 16 x 32 bf16 multiply-adds
@@ -215,8 +215,11 @@ class Target:
         if dtype is DType.BF16 and self.vector is not None and self.vector.bf16_dot is not None:
             prim = Prim.BFDOT if self.vector.bf16_dot == "bfdot" else Prim.DPBF16
             return Unit(self.vector.key(self.vector.ops[prim], self.vector.lanes), self.vector.lanes, ops=4)
-        if dtype is DType.F16 and self.fp16_features is not None:  # a warp's 16x8x16 mma: 4096 operations
-            return Unit(self.mnemonics[Prim.MMA_F16], ops=2 * 16 * 8 * 16 // self.simt.warp_size)
+        if self.simt is not None and (dtype is DType.F16 and self.fp16_features is not None
+                                      or dtype is DType.BF16 and self.bf16_features is not None):
+            # a warp's 16x8x16 mma: 4096 operations
+            mma = self.mnemonics[Prim.MMA_F16 if dtype is DType.F16 else Prim.MMA_BF16]
+            return Unit(mma, ops=2 * 16 * 8 * 16 // self.simt.warp_size)
         if dtype is not DType.F32:
             raise UserError(f"{self.name} models {DType.F32.value} arithmetic only, not {dtype.value}")
         return Unit(self.fma, self.vector_lanes)
@@ -401,6 +404,7 @@ _PTX = {
     Prim.SHFL_XOR: "shfl.sync.bfly.b32", Prim.BARRIER: "bar.sync",
     Prim.LOAD_SHARED: "ld.shared.f32", Prim.STORE_SHARED: "st.shared.f32",
     Prim.CVT_F16X2: "cvt.rn.f16x2.f32", Prim.MMA_F16: "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
+    Prim.CVT_BF16X2: "cvt.rn.bf16x2.f32", Prim.MMA_BF16: "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
 }
 
 GPU_TARGETS: Mapping[str, Target] = MappingProxyType({
@@ -420,7 +424,7 @@ GPU_TARGETS: Mapping[str, Target] = MappingProxyType({
                              Prim.ICMP_LT, Prim.ICMP_GE, Prim.ICMP_NE}),
         imm_fits=lambda v: -(2**63) <= v < 2**63, setcc_zero_extend=None, fp_sign_masks=False,
         cvt_merges=False, disp_fits=lambda d, n: -(2**31) <= d < 2**31, simt=SimtISA(warp_size=32),
-        int8_features=None, fp16_features=()),
+        int8_features=None, fp16_features=(), bf16_features=()),
 })
 
 

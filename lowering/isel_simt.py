@@ -138,9 +138,22 @@ class SimtSelector(Selector):
     def store(self, ph: Map, code, cse, scope, chain) -> None:
         val = self.expr(ph.value, code, cse, scope, chain)
         buf = self.kernel.buffer(ph.buf)
-        code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, self._address_of(scope, ph.buf, ph.index, code,
-                                                                                      cse, chain),
-                          (val,), buf.dtype, None, mask=self.guard, warp=self.access(ph.buf, ph.index, chain)))
+        mem = self._address_of(scope, ph.buf, ph.index, code, cse, chain)
+        access = self.access(ph.buf, ph.index, chain)
+        if val.file is RegFile.B32:  # a packed pair of 16-bit values (Prim.CVT_BF16X2): one 32-bit store
+            code.append(Instr("st.global.b32", Prim.STORE, mem, (val,), DType.I32, None, mask=self.guard,
+                              warp=replace(access, width=2 * buf.dtype.itemsize)))
+            return
+        code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, mem, (val,), buf.dtype, None, mask=self.guard,
+                          warp=access))
+
+    def operation(self, e: Op, code, cse, scope, chain, dst) -> Reg:
+        if e.prim is Prim.CVT_BF16X2:  # two float32 into one 32-bit register (lowering/isel_simt_bf16.py)
+            srcs = tuple(self.expr(a, code, cse, scope, chain) for a in e.args)
+            r = dst or self.new(RegFile.B32)
+            code.append(Instr(self.mn(e.prim), e.prim, r, srcs))
+            return r
+        return super().operation(e, code, cse, scope, chain, dst)
 
     def expr(self, e, code, cse, scope, chain, dst=None) -> Reg:
         if isinstance(e, Index) and (e.var in self.coords or e.var in self.positions):

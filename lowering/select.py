@@ -15,7 +15,8 @@ from isasim.isa.gpu import Gpu
 from isasim.isa.program import Program
 from isasim.isa.simt_cost import occupancy, registers
 from isasim.isa.targets import Target
-from isasim.lowering import isel_gemm, isel_gemm_amx, isel_gemm_bf16, isel_gemm_int8, isel_simt_gemm, isel_simt_mma
+from isasim.lowering import (isel_gemm, isel_gemm_amx, isel_gemm_bf16, isel_gemm_int8, isel_simt_bf16, isel_simt_gemm,
+                             isel_simt_mma)
 from isasim.lowering.isel import Selector, finish, nest
 from isasim.lowering.isel_simt import BLOCK, select_points
 from isasim.lowering.isel_vector import VectorSelector
@@ -48,8 +49,10 @@ def select_simt(kernel: Kernel, target: Target, gpu: Gpu | None = None) -> Progr
     tiles that keep all its SMs busy, and caps an elementwise grid at the blocks the GPU holds at once (beyond
     them, threads loop: a grid-stride loop)."""
     kernel = isel_simt_gemm.merged_rows(kernel)
-    if kernel.op == "isasim.linear_fp16":
+    if kernel.op in ("isasim.linear_fp16", "isasim.linear_bf16"):
         return isel_simt_mma.select_mma(kernel, target)
+    if kernel.op == "isasim.round_bf16":
+        kernel = isel_simt_bf16.round_pairs(kernel)
     shape = isel_simt_gemm.gemm_shape(kernel)
     if shape is not None:
         return isel_simt_gemm.select_gemm(kernel, target, shape, gpu)

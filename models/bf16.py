@@ -1,6 +1,6 @@
 """bf16 inference: the captured graph with its linear layers' operands in bfloat16 and their products
-accumulated in float32, as the dot-product instructions (AVX512-BF16's vdpbf16ps, Arm's bfdot) compute
-them, and a numpy reference of each new op.
+accumulated in float32, as the dot-product instructions (AVX512-BF16's vdpbf16ps, Arm's bfdot, AMX's
+tdpbf16ps) or a GPU's tensor cores (mma .bf16) compute them, and a numpy reference of each new op.
 
 What changes, per `aten.linear` whose weight is a parameter [N, K] with K and N multiples of 16 (the lanes of
 the widest target, so no kernel needs a partial vector; BERT's classifier head, N = 2, stays float32):
@@ -27,7 +27,8 @@ from isasim.isa.semantics import fma_f32
 from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
 
 OPS = ("isasim.round_bf16", "isasim.linear_bf16")
-DOTS = ("vdpbf16ps", "bfdot", "tdpbf16ps")  # how a target multiplies bf16 pairs (VectorISA.bf16_dot)
+# how a target multiplies bf16 pairs (VectorISA.bf16_dot; "mma": the GPU's tensor cores, isa/mma.py)
+DOTS = ("vdpbf16ps", "bfdot", "tdpbf16ps", "mma")
 LANES = 16  # K and N of a converted linear are multiples of this
 F32 = np.float32
 
@@ -46,8 +47,9 @@ def unpack_weight(packed: np.ndarray) -> np.ndarray:
 
 
 def flushes_denormals(dot: str) -> bool:
-    """Whether the target's conversion treats denormal inputs as zero (Intel's; Arm's keeps them)."""
-    return dot != "bfdot"
+    """Whether the target's conversion treats denormal inputs as zero (Intel's; Arm's and PTX's
+    cvt.rn.bf16x2.f32, which has no .ftz, keep them)."""
+    return dot not in ("bfdot", "mma")
 
 
 def round_bf16(x: np.ndarray, dot: str = "bfdot") -> np.ndarray:
@@ -62,7 +64,10 @@ def _pairs(bits: np.ndarray) -> np.ndarray:
 
 def linear_bf16(xb: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, dot: str) -> np.ndarray:
     """x @ W^T (+ bias) from bf16 operands, accumulated over k in order as instruction `dot` rounds: a pair
-    at a time (vdpbf16ps, bfdot), or a tile's k at a time (AMX's tdpbf16ps, isa/amx.py)."""
+    at a time (vdpbf16ps, bfdot), a tile's k at a time (AMX's tdpbf16ps, isa/amx.py), or one product at a
+    time, each added to the float32 sum and rounded (a GPU's mma as isa/mma.py defines it)."""
+    if dot == "mma":
+        return _linear_mma(xb, packed, bias)
     rows = _pairs(xb.reshape(-1, xb.shape[-1]))  # [M, K/2]
     cols = _pairs(packed)[..., 0]  # [K/2, N]
     acc = np.zeros((rows.shape[0], cols.shape[1]), F32)
@@ -74,6 +79,17 @@ def linear_bf16(xb: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, dot
         step = partial(bfloat16.vdpbf16ps, fma_f32=fma_f32) if dot == "vdpbf16ps" else bfloat16.bfdot
         for k in range(cols.shape[0]):
             acc = step(acc, rows[:, k, None], cols[None, k])
+    if bias is not None:
+        acc = (acc + np.asarray(bias, dtype=F32)).astype(F32)
+    return acc.reshape(xb.shape[:-1] + (cols.shape[1],))
+
+
+def _linear_mma(xb: np.ndarray, packed: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    rows = bfloat16.from_bf16(xb.reshape(-1, xb.shape[-1]))  # [M, K]
+    cols = unpack_weight(packed).T  # [K, N]
+    acc = np.zeros((rows.shape[0], cols.shape[1]), F32)
+    for k in range(cols.shape[0]):
+        acc = acc + rows[:, k, None] * cols[None, k]  # float32 products (exact in the normal range), one rounding
     if bias is not None:
         acc = (acc + np.asarray(bias, dtype=F32)).astype(F32)
     return acc.reshape(xb.shape[:-1] + (cols.shape[1],))

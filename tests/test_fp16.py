@@ -31,9 +31,10 @@ SIMT = GPU_TARGETS["simt"]
 A100 = load_gpu("a100")
 
 
-def fragments_by_hand(a, b, c):
+def fragments_by_hand(a, b, c, pack=mma.pack_f16x2):
     """The registers of each lane, element by element as the PTX ISA's fragment tables list them (written
-    independently of isa/mma.py's vectorised form): a_i, b_i and c_i with row and column per lane."""
+    independently of isa/mma.py's vectorised form): a_i, b_i and c_i with row and column per lane; `pack`
+    makes a register of two elements (hi, lo)."""
     regs_a, regs_b, regs_c = np.zeros((4, 32), np.int64), np.zeros((2, 32), np.int64), np.zeros((4, 32), np.float32)
     for lane in range(32):
         group, pair = lane >> 2, lane % 4
@@ -43,10 +44,10 @@ def fragments_by_hand(a, b, c):
             col = pair * 2 + (i & 1) + (8 if i >= 4 else 0)
             elems.append(a[row, col])
         for r in range(4):
-            regs_a[r, lane] = int(mma.pack_f16x2(elems[2 * r + 1], elems[2 * r]))
+            regs_a[r, lane] = int(pack(elems[2 * r + 1], elems[2 * r]))
         for r in range(2):  # b0..b3: rows (k) 2 pair + (0, 1), + 8 from b2; column group
             k = pair * 2 + 8 * r
-            regs_b[r, lane] = int(mma.pack_f16x2(b[k + 1, group], b[k, group]))
+            regs_b[r, lane] = int(pack(b[k + 1, group], b[k, group]))
         for i in range(4):  # c0..c3: row group (+ 8 from c2), column 2 pair + (0, 1)
             regs_c[i, lane] = c[group + 8 * (i >= 2), pair * 2 + (i & 1)]
     return list(regs_a), list(regs_b), list(regs_c)
