@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--gpu", default="h200", help="the GPU description to predict for (isa/gpu/)")
     p.add_argument("--kernel-mb", type=float, default=16.0, help="leave out kernels whose buffers exceed this")
-    p.add_argument("--precision", default="fp32", help="fp32, or fp16 or bf16 (tensor cores), as `isasim trace` takes it")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32, or fp16 or bf16 (tensor cores), as `isasim trace` takes it")
     p.add_argument("--timing-only", action="store_true",
                    help="carry no buffers and check no bits: time the kernels on filled inputs (large shapes)")
     r = sub.add_parser("run", help="run, compare and time the prepared kernels (needs an NVIDIA GPU)")

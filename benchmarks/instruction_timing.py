@@ -70,26 +70,36 @@ Z = {
 
 def source() -> str:
     """The C program: one function per instruction and form, and a main that prints the table."""
-    CLOB = '"xmm0","xmm1","xmm2","xmm3","xmm4","xmm5","xmm6","xmm7","xmm8","xmm9","xmm10","xmm11","memory"'
-    out = ['#include <stdio.h>\n#include <time.h>\nstatic double now(){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec*1e-9;}',
-           'static float buf[8192] __attribute__((aligned(64)));']
-    names=[]
-    for i,(n,(tp,lat)) in enumerate(Z.items()):
-        body = "".join(tp.format(d=j, o64=64*j, o4=4*j, o16=16*j, k=1+j%6) + "\\n\\t" for j in range(12))
-        out.append(f'static double t{i}(long n){{double t=now(); for(long i=0;i<n;i++) __asm__ volatile("{body}"::"r"(buf):{CLOB},"k1","k2","k3","k4","k5","k6"); return now()-t;}}')
+    clobbers = '"xmm0","xmm1","xmm2","xmm3","xmm4","xmm5","xmm6","xmm7","xmm8","xmm9","xmm10","xmm11","memory"'
+    loop = "double t=now(); for(long i=0;i<n;i++) __asm__ volatile"
+    out = ["#include <stdio.h>\n#include <time.h>\n"
+           "static double now(){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);"
+           "return t.tv_sec+t.tv_nsec*1e-9;}",
+           "static float buf[8192] __attribute__((aligned(64)));"]
+    names = []
+    for i, (name, (tp, lat)) in enumerate(Z.items()):
+        # 12 independent instructions (destinations 0..11) for the throughput, 12 dependent ones for the latency
+        body = "".join(tp.format(d=j, o64=64 * j, o4=4 * j, o16=16 * j, k=1 + j % 6) + "\\n\\t" for j in range(12))
+        out.append(f'static double t{i}(long n){{{loop}("{body}"::"r"(buf):{clobbers},'
+                   f'"k1","k2","k3","k4","k5","k6"); return now()-t;}}')
         if lat:
-            lb = "".join(lat + "\\n\\t" for j in range(12))
-            out.append(f'static double l{i}(long n){{double t=now(); for(long i=0;i<n;i++) __asm__ volatile("{lb}"::"r"(buf):{CLOB},"k1"); return now()-t;}}')
-        names.append((i,n,bool(lat)))
-    out.append('static double chain(long n){double t=now(); for(long i=0;i<n;i++) __asm__ volatile(".rept 12\\n\\tadd $1,%%rax\\n\\t.endr":::"rax"); return now()-t;}')
-    out.append('static double best(double(*f)(long), long n){double b=1e9; for(int r=0;r<5;r++){double t=f(n); if(t<b)b=t;} return b;}')
-    main=['int main(){ long n=2000000;',
-     ' __asm__ volatile("mov $0x3f800000,%%eax\\n\\tvpbroadcastd %%eax,%%zmm13\\n\\tvmovaps %%zmm13,%%zmm14\\n\\tvmovaps %%zmm13,%%zmm0\\n\\tkxnorw %%k1,%%k1,%%k1":::"rax","xmm0","xmm13","xmm14","k1");',
-     ' double ghz=12.0*8*n/best(chain,8*n)/1e9; printf("clock %.2f\\n",ghz);']
-    for i,n,l in names:
-        main.append(f' {{double tp=best(t{i},n)*ghz*1e9/(12.0*n); ' + (f'double la=best(l{i},n)*ghz*1e9/(12.0*n); ' if l else 'double la=-1; ') + f'printf("%-22s tp %.3f lat %.2f\\n","{n}",tp,la);}}')
-    main.append('}')
-
+            chain = "".join(lat + "\\n\\t" for _ in range(12))
+            out.append(f'static double l{i}(long n){{{loop}("{chain}"::"r"(buf):{clobbers},"k1"); return now()-t;}}')
+        names.append((i, name, bool(lat)))
+    out.append(f'static double chain(long n){{{loop}(".rept 12\\n\\tadd $1,%%rax\\n\\t.endr":::"rax"); '
+               'return now()-t;}')
+    out.append("static double best(double(*f)(long), long n){double b=1e9; "
+               "for(int r=0;r<5;r++){double t=f(n); if(t<b)b=t;} return b;}")
+    main = ["int main(){ long n=2000000;",
+            ' __asm__ volatile("mov $0x3f800000,%%eax\\n\\tvpbroadcastd %%eax,%%zmm13\\n\\t'
+            'vmovaps %%zmm13,%%zmm14\\n\\tvmovaps %%zmm13,%%zmm0\\n\\tkxnorw %%k1,%%k1,%%k1"'
+            ':::"rax","xmm0","xmm13","xmm14","k1");',
+            ' double ghz=12.0*8*n/best(chain,8*n)/1e9; printf("clock %.2f\\n",ghz);']
+    for i, name, has_latency in names:
+        latency = f"double la=best(l{i},n)*ghz*1e9/(12.0*n); " if has_latency else "double la=-1; "
+        main.append(f" {{double tp=best(t{i},n)*ghz*1e9/(12.0*n); " + latency
+                    + f'printf("%-22s tp %.3f lat %.2f\\n","{name}",tp,la);}}')
+    main.append("}")
     return "\n".join(out + main)
 
 

@@ -1,8 +1,8 @@
 """What a warp's tensor-core instruction computes, bit for bit as isasim defines it:
 `mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32` (and its `.bf16` twin), D = A . B + C for a 16x16 fp16
-(bf16) A, a 16x8 fp16 (bf16) B and a 16x8 float32 C, spread over the registers of the warp's 32 lanes as the PTX ISA defines the fragments
-(PTX ISA 8.0, sec. 9.7.13.4.8, "Matrix Fragments for mma.m16n8k16 with floating point type": one layout
-for .f16 and .bf16). With
+(bf16) A, a 16x8 fp16 (bf16) B and a 16x8 float32 C, spread over the registers of the warp's 32 lanes as the
+PTX ISA defines the fragments (PTX ISA 8.0, sec. 9.7.13.4.8, "Matrix Fragments for mma.m16n8k16 with floating
+point type": one layout for .f16 and .bf16). With
 g = lane / 4 and t = lane % 4:
 
 - A, four .f16x2 registers: register r holds row g + 8 (r % 2), columns 2t + 8 (r / 2) and the next one;

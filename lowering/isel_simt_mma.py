@@ -7,8 +7,8 @@ CUTLASS's multistage GEMMs are ("Efficient GEMM in CUDA", CUTLASS docs):
   The warps form a 2 x 4 grid: warp (wm, wn) computes rows 64 wm .. 64 wm + 63 and BN / 4 columns, as
   4 x BN / 32 tiles of 16 x 8, each a chain of mma along k.
 - Per step of 16 along k, the block copies its 128 x 16 slice of A and its BN x 16 slice of B into shared
-  memory, a 32-bit word per pair of neighbours in k; waits at bar.sync; then each warp loads its fragments with ld.shared.b32
-  and multiplies; and waits again before the next slice overwrites the tiles.
+  memory, a 32-bit word per pair of neighbours in k; waits at bar.sync; then each warp loads its fragments
+  with ld.shared.b32 and multiplies; and waits again before the next slice overwrites the tiles.
 - The global loads of slice t + 1 go out in trip t, into the registers the next trip stores from, so their
   latency hides behind this trip's mma (Volkov & Demmel's prefetch, as the float32 GEMM does).
 - Shared rows are padded from 8 to 12 words: the eight rows a fragment load reads land on distinct banks.

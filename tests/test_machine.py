@@ -191,7 +191,8 @@ def _minimal(**instr):
         "scheduler": 4, "scheduler_source": "s",
         "ports": ["p0"],
         "levels": [dict(level, name=n) for n in LEVEL_NAMES],
-        "instructions": {"add": dict({"latency": 1, "rthroughput": 1, "ports": ["p0"], "uops": 1, "source": "s"}, **instr)},
+        "instructions": {"add": dict({"latency": 1, "rthroughput": 1, "ports": ["p0"], "uops": 1, "source": "s"},
+                                     **instr)},
     }
 
 
