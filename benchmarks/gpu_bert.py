@@ -16,6 +16,8 @@
 3. bert-base in fp16 on the A100's tensor cores (--precision fp16) next to TensorRT's FP16 times, with a row
    per remaining cause of the gap: the linear layers against the tensor peak, each op family still in float32,
    and the kernel launches.
+4. bert-base in int8 (--precision int8: mma.m16n8k32 .s8, the activations quantized at run time) next to
+   TensorRT's INT8 time at batch 1 (0.58 ms, the same README), with the same rows and the quantize ops'.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from isasim.lowering.pipeline import lower_graph
 from isasim.models import capture, registry
 
 TENSORRT_FP16_MS = {1: 0.67, 128: 16.14}  # bert-base seq 128 on A100-40GB, NVIDIA/TensorRT demo/BERT README
+TENSORRT_INT8_MS = {1: 0.58}  # the same README's INT8 row, batch 1
 
 
 def forward(model: str, seq: int, batch: int, gpu: str, precision: str = "fp32"):
@@ -97,18 +100,19 @@ def sweep(seqs: list[int]) -> None:
           "'launch' that the kernel is shorter than its launch overhead.")
 
 
-def fp16_gap(batches: list[int]) -> None:
-    """--precision fp16 on the A100 next to TensorRT's FP16, and a row per cause of what is left."""
+def precision_gap(batches: list[int], precision: str = "fp16") -> None:
+    """--precision fp16 or int8 on the A100 next to TensorRT's, and a row per cause of what is left."""
     gpu = load_gpu("a100")
-    print("\n## bert-base seq 128 in fp16 (tensor cores) on a100, next to TensorRT FP16\n")
-    print("| batch | isasim fp16 (ms) | TensorRT FP16 (ms) | isasim / TensorRT |")
+    name, published = {"fp16": ("FP16", TENSORRT_FP16_MS), "int8": ("INT8", TENSORRT_INT8_MS)}[precision]
+    print(f"\n## bert-base seq 128 in {precision} (tensor cores) on a100, next to TensorRT {name}\n")
+    print(f"| batch | isasim {precision} (ms) | TensorRT {name} (ms) | isasim / TensorRT |")
     print("|---|---|---|---|")
     causes = {}
     for batch in batches:
-        report, _ = forward("bert-base", 128, batch, "a100", "fp16")
+        report, _ = forward("bert-base", 128, batch, "a100", precision)
         t = report.targets[0]
         ms = t.seconds * 1e3
-        trt = TENSORRT_FP16_MS.get(batch)
+        trt = published.get(batch)
         print(f"| {batch} | {ms:.2f} | {trt or '-'} | {f'{ms / trt:.2f}x' if trt else '-'} |")
         sys.stdout.flush()
         by_family: dict[str, float] = defaultdict(float)
@@ -118,21 +122,23 @@ def fp16_gap(batches: list[int]) -> None:
         causes[batch] = (by_family, gemm_flops, len(t.ops))
     for batch, (by_family, gemm_flops, kernels) in causes.items():
         launch = kernels * gpu.launch_overhead_us / 1e3
-        peak = gpu.peak_ops_per_cycle(GPU_TARGETS["simt"].peak_unit(DType.F16)) * gpu.clock_ghz * 1e9  # a100.toml
+        dtype = DType.I8 if precision == "int8" else DType.F16
+        peak = gpu.peak_ops_per_cycle(GPU_TARGETS["simt"].peak_unit(dtype)) * gpu.clock_ghz * 1e9  # a100.toml
         at_peak = gemm_flops / peak * 1e3
         print(f"\nWhere the time goes at batch {batch} (ms, launch overhead included per kernel):\n")
         print("| cause | ms |")
         print("|---|---|")
         print(f"| linear layers on tensor cores (mma.sync through shared memory; no ldmatrix, cp.async or "
               f"multistage pipeline yet) | {by_family['GEMM']:.2f} |")
-        print(f"| ... the same FLOPs at the dense FP16 tensor peak, {peak / 1e12:.0f} TFLOPS | {at_peak:.2f} |")
+        print(f"| ... the same operations at the dense {name} tensor peak, {peak / 1e12:.0f} T/s | {at_peak:.2f} |")
         rest = {f: v for f, v in by_family.items() if f != "GEMM" and v > 0}
         for fam, v in sorted(rest.items(), key=lambda kv: -kv[1]):
-            print(f"| {fam} in float32 on CUDA cores (TensorRT: fp16, fused) | {v:.2f} |")
+            what = ("the activations' min/max and rounding to bytes, a kernel each (TensorRT: calibrated "
+                    "offline, fused)" if fam == "quantize" else f"{fam} in float32 on CUDA cores (TensorRT: "
+                    f"fp16, fused)")
+            print(f"| {what} | {v:.2f} |")
         print(f"| of all the above: {kernels} kernel launches at {gpu.launch_overhead_us} us (TensorRT fuses "
               f"elementwise chains into the GEMMs' epilogues and runs far fewer) | {launch:.2f} |")
-    print("\nint8: TensorRT runs bert-base at batch 1 in 0.58 ms on the A100; isasim's GPU target has no int8 "
-          "lowering yet (int8 runs on the CPU targets).")
 
 
 def main() -> None:
@@ -140,7 +146,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="batch 1 only, no sweep")
     args = parser.parse_args()
     headline([1] if args.quick else [1, 128])
-    fp16_gap([1] if args.quick else [1, 128])
+    precision_gap([1] if args.quick else [1, 128], "fp16")
+    precision_gap([1] if args.quick else [1, 128], "int8")
     if not args.quick:
         sweep([32, 64, 128, 256, 384, 512])
 

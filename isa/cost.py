@@ -81,6 +81,7 @@ class _Acc:
 
 # floating-point operations per lane (per thread on SIMT): a multiply-add counts two; a warp's 16x8x16 mma
 # is 2048 of them over its 32 threads
+# a warp's mma per thread: 2 x 16 x 8 x 16 multiply-adds over 32 threads (int8's mma is not floating point)
 _FLOPS = {Prim.FMA: 2, Prim.FNMA: 2, Prim.MMA_F16: 2 * 16 * 8 * 16 // 32, Prim.MMA_BF16: 2 * 16 * 8 * 16 // 32}
 # they move or convert values
 _NOT_ARITHMETIC = (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F, Prim.SHFL_XOR, Prim.ROUND_F16)

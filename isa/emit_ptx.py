@@ -87,7 +87,7 @@ class _Writer:
             self.put(f"bra {loop_label}", ins.srcs[0])
         elif p is Prim.EXIT_IF:
             self.put("bra $Lexit", ins.srcs[0])
-        elif p in (Prim.MMA_F16, Prim.MMA_BF16):  # {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}
+        elif p in (Prim.MMA_F16, Prim.MMA_BF16, Prim.MMA_S8):  # {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}
             groups = [ins.dst, ins.srcs[:4], ins.srcs[4:6], ins.srcs[6:]]
             self.put(f"{mn} " + ", ".join("{" + ", ".join(self.op(r) for r in grp) + "}" for grp in groups))
         elif p is Prim.BARRIER:

@@ -92,3 +92,47 @@ def mma_m16n8k16(a: list, b: list, c: list, bf16: bool = False) -> list[np.ndarr
     d = product(*matrices(per_warp[:4], per_warp[4:6], per_warp[6:], bf16))
     g, t = _lanes()
     return [d[:, g + 8 * (i // 2), 2 * t + i % 2].reshape(shape) for i in range(4)]
+
+
+# ---- int8: mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 ------------------------------------------------
+# The same lanes, four signed bytes to a 32-bit register, the lowest k in the lowest byte (PTX ISA, "Matrix
+# Fragments for mma.m16n8k32" with .s8): A register r holds row g + 8 (r % 2), columns 4t + 16 (r / 2) and the
+# next three; B register r holds rows (k) 4t + 16 r and the next three, column g; C and D are int32 as above.
+# Integer products and sums are exact, so any order gives these bits: the hardware's too.
+K8 = 32
+
+
+def _bytes(reg: np.ndarray) -> list[np.ndarray]:
+    """A register's four signed bytes, lowest first, as int64."""
+    bits = np.asarray(reg, np.int64) & 0xFFFFFFFF
+    return [((bits >> (8 * i)) & 0xFF).astype(np.uint8).view(np.int8).astype(np.int64) for i in range(4)]
+
+
+def int_matrices(a: list, b: list) -> tuple[np.ndarray, np.ndarray]:
+    """The warps' A [W, 16, 32] and B [W, 32, 8] (int64) from their int8 fragments ([W, 32] per register)."""
+    g, t = _lanes()
+    warps = np.asarray(a[0]).shape[0]
+    am = np.zeros((warps, M, K8), np.int64)
+    for r in range(4):
+        for i, v in enumerate(_bytes(a[r])):
+            am[:, g + 8 * (r % 2), 4 * t + 16 * (r // 2) + i] = v
+    bm = np.zeros((warps, K8, N), np.int64)
+    for r in range(2):
+        for i, v in enumerate(_bytes(b[r])):
+            bm[:, 4 * t + 16 * r + i, g] = v
+    return am, bm
+
+
+def mma_m16n8k32_s8(a: list, b: list, c: list) -> list[np.ndarray]:
+    """The four int32 D registers of every warp's lanes (as int64), C + A . B wrapped to 32 bits as the
+    hardware's .s32 accumulators without .satfinite."""
+    shape = np.shape(c[0])
+    per_warp = [np.asarray(x).reshape(-1, WARP) for x in (*a, *b, *c)]
+    am, bm = int_matrices(per_warp[:4], per_warp[4:6])
+    g, t = _lanes()
+    cm = np.zeros((am.shape[0], M, N), np.int64)
+    for i in range(4):
+        cm[:, g + 8 * (i // 2), 2 * t + i % 2] = per_warp[6 + i]
+    d = cm + np.einsum("wmk,wkn->wmn", am, bm)
+    d = (d + 2**31) % 2**32 - 2**31
+    return [d[:, g + 8 * (i // 2), 2 * t + i % 2].reshape(shape) for i in range(4)]

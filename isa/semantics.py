@@ -107,6 +107,7 @@ class Prim(Enum):
     # bf16 on a GPU's tensor cores (models/bf16.py's graph; lowering/isel_simt_mma.py)
     CVT_BF16X2 = "cvt_bf16x2"  # two float32 (hi, lo) rounded to bf16, packed as CVT_F16X2 (cvt.rn.bf16x2.f32)
     MMA_BF16 = "mma_bf16"  # MMA_F16 on bf16 pairs (mma.sync.aligned.m16n8k16 .f32.bf16.bf16.f32)
+    MMA_S8 = "mma_s8"  # a warp's 16x8x32 int8 multiply-accumulate into int32 (mma.sync.aligned.m16n8k32 .s32.s8)
     # SIMT (GPU) threads: the executor in isa/simt_exec.py gives each thread of the grid its own array slot
     SREG = "sreg"  # a special register: Imm("tid") thread in block, Imm("ctaid") block in grid (mov %tid.x)
     IDIV = "idiv"  # unsigned division by a positive constant (thread-index decomposition)
@@ -324,6 +325,6 @@ RESULT_IS_FP = {
                          Prim.MMA_BF16)},
     **{p: False for p in (Prim.CVT_F2I, Prim.SETCC, Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND,
                           Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM, Prim.CVT_F16X2,
-                          Prim.CVT_BF16X2)},
+                          Prim.CVT_BF16X2, Prim.MMA_S8)},
     **{p: None for p in (Prim.FCMP_LT, Prim.FCMP_NE, Prim.ICMP_NE, Prim.ICMP_GE, Prim.ICMP_LT, Prim.PAND)},
 }

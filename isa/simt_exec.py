@@ -137,6 +137,10 @@ class SimtExecutor:
             v = [self.full(regs[r]) for r in ins.srcs]
             for r, d in zip(ins.dst, mma.mma_m16n8k16(v[:4], v[4:6], v[6:], p is Prim.MMA_BF16)):
                 regs[r] = d
+        elif p is Prim.MMA_S8:
+            v = [self.full(regs[r]) for r in ins.srcs]
+            for r, d in zip(ins.dst, mma.mma_m16n8k32_s8(v[:4], v[4:6], v[6:])):
+                regs[r] = d
         elif p is Prim.IMOV and isinstance(ins.srcs[0], Addr) and ins.srcs[0].buf in self.shared_base:
             regs[ins.dst] = np.int64(self.shared_base[ins.srcs[0].buf] + ins.srcs[0].offset)
         else:

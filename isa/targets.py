@@ -170,8 +170,8 @@ class Target:
             return self.host_features + self.fp16_features
         if precision == "int8":
             if self.int8_features is None:
-                raise UserError(f"target {self.name} has no int8 lowering yet: choose a CPU target "
-                                f"(x86-64, aarch64, avx2, avx512, neon) for --precision int8")
+                raise UserError(f"target {self.name} has no int8 lowering yet: choose x86-64, aarch64, avx2, avx512, "
+                                f"neon, amx or simt for --precision int8")
             extra = tuple(f for f in (self.vector.int8_dot_on if self.vector else {}) if f in core)
             return self.host_features + self.int8_features + extra
         return self.host_features
@@ -198,11 +198,16 @@ class Target:
         """The instruction the peak rate of `dtype` arithmetic is made of: the widest FMA, per vector lane (CPU)
         or per thread (SIMT); for int8 (DType.I8) the dot-product instruction on a core with extensions
         `core`, four multiply-adds per 32-bit lane; for bf16 (DType.BF16) the bf16 dot product, two per lane;
-        for fp16 and bf16 (DType.F16, DType.BF16) on the GPU, the tensor cores' mma, per thread of the warp.
+        for fp16, bf16 and int8 on the GPU, the tensor cores' mma, per thread of the warp.
         A machine's `peak_ops_per_cycle` gives its rate."""
         if self.vector is not None and self.vector.tiles and dtype in (DType.I8, DType.BF16):
             # a 16-row tile multiply every 16 cycles: 16 x 16 x 64 int8 or 16 x 16 x 32 bf16 multiply-adds
             return Unit("tdpbusd", 256, ops=128) if dtype is DType.I8 else Unit("tdpbf16ps", 256, ops=64)
+        if self.simt is not None and dtype in (DType.F16, DType.BF16, DType.I8):
+            # a warp's 16x8x16 mma: 4096 operations; 16x8x32 in int8: 8192
+            prim = {DType.F16: Prim.MMA_F16, DType.BF16: Prim.MMA_BF16, DType.I8: Prim.MMA_S8}[dtype]
+            k = 32 if dtype is DType.I8 else 16
+            return Unit(self.mnemonics[prim], ops=2 * 16 * 8 * k // self.simt.warp_size)
         if dtype is DType.I8 and self.int8_features is not None:
             vec = self.vector
             if vec is None:  # a multiply (and an add) per byte pair
@@ -215,11 +220,6 @@ class Target:
         if dtype is DType.BF16 and self.vector is not None and self.vector.bf16_dot is not None:
             prim = Prim.BFDOT if self.vector.bf16_dot == "bfdot" else Prim.DPBF16
             return Unit(self.vector.key(self.vector.ops[prim], self.vector.lanes), self.vector.lanes, ops=4)
-        if self.simt is not None and (dtype is DType.F16 and self.fp16_features is not None
-                                      or dtype is DType.BF16 and self.bf16_features is not None):
-            # a warp's 16x8x16 mma: 4096 operations
-            mma = self.mnemonics[Prim.MMA_F16 if dtype is DType.F16 else Prim.MMA_BF16]
-            return Unit(mma, ops=2 * 16 * 8 * 16 // self.simt.warp_size)
         if dtype is not DType.F32:
             raise UserError(f"{self.name} models {DType.F32.value} arithmetic only, not {dtype.value}")
         return Unit(self.fma, self.vector_lanes)
@@ -405,6 +405,7 @@ _PTX = {
     Prim.LOAD_SHARED: "ld.shared.f32", Prim.STORE_SHARED: "st.shared.f32",
     Prim.CVT_F16X2: "cvt.rn.f16x2.f32", Prim.MMA_F16: "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
     Prim.CVT_BF16X2: "cvt.rn.bf16x2.f32", Prim.MMA_BF16: "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
+    Prim.MMA_S8: "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32",
 }
 
 GPU_TARGETS: Mapping[str, Target] = MappingProxyType({
@@ -413,9 +414,9 @@ GPU_TARGETS: Mapping[str, Target] = MappingProxyType({
         description="GPU SIMT in PTX: grids of blocks of 32-thread warps, shared memory, warp shuffles",
         mnemonics=MappingProxyType(_PTX),
         loads=MappingProxyType({DType.F32: "ld.global.f32", DType.I64: "ld.global.s64",
-                                DType.BOOL: "ld.global.u8"}),
+                                DType.BOOL: "ld.global.u8", DType.U8: "ld.global.u8", DType.I8: "ld.global.s8"}),
         stores=MappingProxyType({DType.F32: "st.global.f32", DType.I64: "st.global.s64",
-                                 DType.BOOL: "st.global.u8"}),
+                                 DType.BOOL: "st.global.u8", DType.U8: "st.global.u8"}),
         fp_int_select=MappingProxyType({True: "selp.f32", False: "selp.s64"}),
         fp_zero="mov.f32", fp_const="mov.f32", pointer_init="ld.param.u64", fp_move="mov.f32", gp_move="mov.u64",
         registers=Registers(gp=(), fp=(), args=(), callee_saved=frozenset(), two_address=False,
@@ -424,7 +425,7 @@ GPU_TARGETS: Mapping[str, Target] = MappingProxyType({
                              Prim.ICMP_LT, Prim.ICMP_GE, Prim.ICMP_NE}),
         imm_fits=lambda v: -(2**63) <= v < 2**63, setcc_zero_extend=None, fp_sign_masks=False,
         cvt_merges=False, disp_fits=lambda d, n: -(2**31) <= d < 2**31, simt=SimtISA(warp_size=32),
-        int8_features=None, fp16_features=(), bf16_features=()),
+        int8_features=(), fp16_features=(), bf16_features=()),
 })
 
 

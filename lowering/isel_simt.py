@@ -147,6 +147,19 @@ class SimtSelector(Selector):
         code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, mem, (val,), buf.dtype, None, mask=self.guard,
                           warp=access))
 
+    def dot4(self, e: Op, code, cse, scope, chain, dst) -> Reg:
+        """Four bytes of each operand multiplied and added into the accumulator one at a time, each byte loaded
+        as any element is (a linear layer too narrow for the tensor cores: BERT's classifier)."""
+        a, b, acc = e.args
+        total = self.expr(acc, code, cse, scope, chain)
+        r = dst or self.new(RegFile.GP)
+        for j in range(4):
+            ra, rb = (self.expr(Load(x.buf, Affine(x.index.offset + j, x.index.terms)), code, cse, scope, chain)
+                      for x in (a, b))
+            p = self.emit(code, Prim.IMUL, (ra, rb))
+            code.append(Instr(self.mn(Prim.IADD), Prim.IADD, r, (total if j == 0 else r, p)))
+        return r
+
     def operation(self, e: Op, code, cse, scope, chain, dst) -> Reg:
         if e.prim is Prim.CVT_BF16X2:  # two float32 into one 32-bit register (lowering/isel_simt_bf16.py)
             srcs = tuple(self.expr(a, code, cse, scope, chain) for a in e.args)

@@ -26,7 +26,7 @@ for the "mma" dot product).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from isasim.isa.dtype import DType, F32_BYTES
 from isasim.isa.errors import UserError
@@ -36,18 +36,36 @@ from isasim.isa.semantics import Prim
 from isasim.isa.targets import Target
 from isasim.lowering.isel_simt import SimtSelector, thread_index
 from isasim.lowering.isel_simt_gemm import shifted_store
-from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce
+from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar
 
 WARPS_M, WARPS_N = 2, 4
 THREADS = 32 * WARPS_M * WARPS_N
-MMA_M, MMA_N, MMA_K = 16, 8, 16
+MMA_M, MMA_N = 16, 8
 BM = 128  # rows of a block's tile
 M_TILES = BM // WARPS_M // MMA_M  # 16-row tiles per warp
-WORDS = MMA_K // 2  # 32-bit words (fp16 pairs) along k in a slice's row
+WORDS = 8  # 32-bit words along k in a slice's row: one mma's k (8 fp16 or bf16 pairs, 8 int8 quads)
 ROW = WORDS + 4  # a shared row, padded (see the module docstring)
-HALF = DType.F16.itemsize  # bytes of an fp16 or a bf16
 LOAD_PAIR, PACK = "ld.global.b32", "cvt.rn.f16x2.f32"
 LOAD_SHARED_PAIR, STORE_SHARED_PAIR = "ld.shared.b32", "st.shared.b32"
+
+
+@dataclass(frozen=True)
+class Format:
+    """What one precision's tensor-core GEMM multiplies: its mma, the k of one mma, and how its kernel's
+    reduction steps (fp16: one k at a time, the activation float32; bf16 and int8: a 32-bit word of two or
+    four k at a time, both operands already in the format)."""
+
+    name: str
+    mma: Prim
+    k: int  # one mma's k: WORDS words
+    per_word: int  # elements in a 32-bit word
+    per_step: int  # elements of k one trip of the kernel's reduction covers
+    int_sums: bool  # int32 accumulators (B32 registers), turned into float32 for the epilogue
+
+
+FP16 = Format("fp16", Prim.MMA_F16, 16, 2, 1, False)
+BF16 = Format("bf16", Prim.MMA_BF16, 16, 2, 2, False)
+INT8 = Format("int8", Prim.MMA_S8, 32, 4, 4, True)
 
 
 @dataclass(frozen=True)
@@ -55,29 +73,40 @@ class MmaShape:
     m: int
     n: int
     k: int
-    a: Load  # fp16: the float32 activation [M, K]; bf16: the rounded one, [M, K] bf16
-    b: Load  # fp16: the weight [N, K]; bf16: the weight packed [K/2, N, 2]
+    a: Load  # fp16: the float32 activation [M, K]; bf16: the rounded one, [M, K]; int8: the quantized one
+    b: Load  # fp16: the weight [N, K]; bf16: packed [K/2, N, 2]; int8: packed [K/4, N, 4]
     store: Map
-    bf16: bool  # the kernel's reduction runs over k pairs (Prim.DPBF16), each load naming a pair's first element
+    fmt: Format
 
 
 def mma_shape(kernel: Kernel) -> MmaShape:
-    """The pieces of ops_fp16's or ops_bf16's linear (its batch loops merged into the rows)."""
+    """The pieces of ops_fp16's, ops_bf16's or ops_quant's linear (its batch loops merged into the rows)."""
     red, store = kernel.phases
     assert isinstance(red, Reduce) and isinstance(store, Map), kernel.name
     up = red.update
-    bf16 = isinstance(up, Op) and up.prim is Prim.DPBF16
-    assert bf16 or isinstance(up, Op) and up.prim is Prim.FMA and isinstance(up.args[0], Op) \
-        and up.args[0].prim is Prim.ROUND_F16, kernel.name
+    assert isinstance(up, Op), kernel.name
+    fmt = {Prim.DPBF16: BF16, Prim.DOT4: INT8}.get(up.prim, FP16)
+    if fmt is FP16:
+        assert up.prim is Prim.FMA and isinstance(up.args[0], Op) and up.args[0].prim is Prim.ROUND_F16, kernel.name
     if any(e != 1 for _, e in kernel.parallel[:-2]):
         raise ValueError(f"{kernel.name}: a tensor-core linear's batch loops merge into its rows (a contiguous "
                          f"input)")
     (_, m), (_, n) = kernel.parallel[-2:]
-    k = 2 * red.extent if bf16 else red.extent
-    if n % 32 or k % MMA_K:
-        raise UserError(f"{kernel.name}: the tensor-core GEMM needs N a multiple of 32 and K of {MMA_K}, not "
-                        f"N {n}, K {k}: use --precision fp32 for this model on simt")
-    return MmaShape(m, n, k, up.args[0] if bf16 else up.args[0].args[0], up.args[1], store, bf16)
+    k = red.extent * fmt.per_step
+    if n % 32 or k % fmt.k:
+        raise UserError(f"{kernel.name}: the {fmt.name} tensor-core GEMM needs N a multiple of 32 and K of "
+                        f"{fmt.k}, not N {n}, K {k}: use --precision fp32 for this model on simt")
+    a = up.args[0].args[0] if fmt is FP16 else up.args[0]
+    return MmaShape(m, n, k, a, up.args[1], store, fmt)
+
+
+def int8_fits(kernel: Kernel) -> bool:
+    """Whether an int8 linear suits the tensor-core GEMM (N a multiple of 32, K of 32); a narrower one (BERT's
+    two-label classifier) runs as any other kernel, its bytes multiplied one by one."""
+    if kernel.op != "isasim.linear_int8":
+        return False
+    (_, n), red = kernel.parallel[-1], kernel.phases[0]
+    return n % 32 == 0 and red.extent * INT8.per_step % INT8.k == 0
 
 
 def select_mma(kernel: Kernel, target: Target) -> Program:
@@ -132,8 +161,7 @@ class MmaBuilder:
         sel.coords[self.nv] = (col, self.n0_terms + ((32, WARPS_N, wcols), (1, 4, 2)))
         for v, _ in self.kernel.parallel[:-2]:  # batch loops of one trip: coordinate 0
             sel.coords[v] = (self.op(pro, Prim.IMOV, Imm(0)), ())
-        accs = [[[self.op(pro, Prim.FMOV, Imm(0.0), file=RegFile.FP) for _ in range(4)] for _ in range(self.n_tiles)]
-                for _ in range(M_TILES)]
+        accs = [[[self.zero(pro) for _ in range(4)] for _ in range(self.n_tiles)] for _ in range(M_TILES)]
         code: list[Item] = []
         copy_a = self.copier("As", g.a, m0, self.m0_terms, BM, tid, code)
         copy_b = self.copier("Bs", g.b, n0, self.n0_terms, self.bn, tid, code)
@@ -142,7 +170,7 @@ class MmaBuilder:
         body += copy_a.prefetch + copy_b.prefetch
         body += self.products(wm, wn, grp, pair, accs)
         body.append(Instr(sel.mn(Prim.BARRIER), Prim.BARRIER, None, ()))
-        trips = g.k // MMA_K
+        trips = g.k // g.fmt.k
         counter = sel.new(RegFile.GP)
         code.append(Instr(sel.mn(Prim.IMOV), Prim.IMOV, counter, (Imm(trips),)))
         more = sel.new(RegFile.PRED)
@@ -154,26 +182,35 @@ class MmaBuilder:
         code += self.epilogue(accs)
         buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in self.kernel.buffers)
         shared = (BufferSpec("As", BM * ROW, DType.F32, False), BufferSpec("Bs", self.bn * ROW, DType.F32, False))
-        kind = "bf16" if g.bf16 else "fp16"
         return Program(self.kernel.name, self.target.name, buffers, tuple(pro) + tuple(code), self.kernel.flops,
                        Launch(self.tiles_m * self.tiles_n, THREADS, shared, (),
-                              f"tensor cores: mma.m16n8k16 {kind}, {BM}x{self.bn} tiles through shared memory"))
+                              f"tensor cores: mma.m16n8k{g.fmt.k} {g.fmt.name}, {BM}x{self.bn} tiles through "
+                              f"shared memory"))
+
+    def zero(self, code: list) -> Reg:
+        """An accumulator register at 0: float32, or int32 in a B32 register."""
+        if self.g.fmt.int_sums:
+            r = self.sel.new(RegFile.B32)
+            code.append(Instr("mov.b32", Prim.IMOV, r, (Imm(0),)))
+            return r
+        return self.op(code, Prim.FMOV, Imm(0.0), file=RegFile.FP)
 
     # ---- the cooperative copy of one operand's slice into shared memory ------------------------------
     def copier(self, tile: str, load: Load, origin: Reg, origin_terms: tuple, rows: int, tid: Reg,
                code: list) -> "_Copy":
-        """Word e = tid + 256 i of the slice (rows x 8 words of 16-bit pairs): row e / 8, word e % 8, so a
-        warp reads four rows' consecutive k. fp16's A (float32): two loads and a cvt per word; otherwise one
-        32-bit load of the pair."""
+        """Word e = tid + 256 i of the slice (rows x 8 words of 16-bit pairs or 8-bit quads): row e / 8, word
+        e % 8, so a warp reads four rows' consecutive k. fp16's A (float32): two loads and a cvt per word;
+        otherwise one 32-bit load of the word."""
         sel, pro, g = self.sel, self.sel.prologue, self.g
+        fmt = g.fmt
         is_a = load is g.a
-        converts = is_a and not g.bf16
-        isz = F32_BYTES if converts else HALF
+        converts = is_a and fmt is FP16
+        isz = self.kernel.buffer(load.buf).dtype.itemsize
         extent = g.m if is_a else g.n
         ck, cv = load.index.coef(self.kv), load.index.coef(self.mv if is_a else self.nv)
-        if not is_a and not g.bf16 and ck != 1:
+        if not is_a and fmt is FP16 and ck != 1:
             raise ValueError(f"{self.kernel.name}: the fp16 weight's k pairs must be contiguous")
-        pair = (ck if g.bf16 else 2 * ck) * isz  # bytes from one k pair to the next (bf16: the loop runs over pairs)
+        pair = fmt.per_word // fmt.per_step * ck * isz  # bytes from one word (along k) to the next
         word = self.op(pro, Prim.IREM, tid, Imm(WORDS))
         r = self.op(pro, Prim.IDIV, tid, Imm(WORDS))
         pos = self.op(pro, Prim.IADD, origin, r)  # the operand row (m or n) of word 0
@@ -185,15 +222,15 @@ class MmaBuilder:
         self.add(pro, sptr, (r, ROW * F32_BYTES), (word, F32_BYTES))
         s_terms = ((WORDS, THREADS // WORDS, ROW * F32_BYTES), (1, WORDS, F32_BYTES))
         step = WORDS * pair
-        kpos = self.op(pro, Prim.IMUL, word, Imm(2))  # the k of the slice being loaded, which stops the prefetch
-        pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, kpos, (kpos, Imm(MMA_K))))
+        kpos = self.op(pro, Prim.IMUL, word, Imm(fmt.per_word))  # the k of the slice being loaded (stops the prefetch)
+        pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, kpos, (kpos, Imm(fmt.k))))
         first: list[Item] = []
         prefetch: list[Item] = []
         stores: list[Item] = []
         per = THREADS // WORDS  # rows a pass of the block covers
         # slice t + 1 in trip t: nothing past the end of K (the last trip)
         more = self.op(prefetch, Prim.ICMP_LT, kpos, Imm(g.k), file=RegFile.PRED)
-        k_guard = (Lin(MMA_K, ((1, WORDS, 2),), (MMA_K,)), g.k)
+        k_guard = (Lin(fmt.k, ((1, WORDS, fmt.per_word),), (fmt.k,)), g.k)
         for i in range(rows // per):
             dr = per * i
             guards, row_ok = [], None
@@ -205,7 +242,7 @@ class MmaBuilder:
             values = [sel.new(RegFile.FP) for _ in range(2)] if converts else [sel.new(RegFile.B32)]
             for part, v in enumerate(values):
                 disp = dr * cv * isz + ((1 - part) * ck * isz if converts else 0)
-                width = isz if converts else 2 * HALF
+                width = isz if converts else F32_BYTES
                 lin = Lin(load.index.offset * isz + disp, terms)
                 self.guarded_load(first, v, row_ok, Mem(ptr, disp), WarpAccess(False, load.buf, lin, width,
                                                                                tuple(guards)), converts)
@@ -224,7 +261,7 @@ class MmaBuilder:
         first.append(Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(step))))
         code.extend(first)
         latch = [Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(step))),
-                 Instr(sel.mn(Prim.IADD), Prim.IADD, kpos, (kpos, Imm(MMA_K)))]
+                 Instr(sel.mn(Prim.IADD), Prim.IADD, kpos, (kpos, Imm(fmt.k)))]
         return _Copy(prefetch, stores, latch)
 
     def guarded_load(self, code: list, value: Reg, pred: Reg | None, mem: Mem, access: WarpAccess, fp: bool,
@@ -264,7 +301,7 @@ class MmaBuilder:
               for r in range(4)] for mt in range(M_TILES)]
         b = [[fragment("Bs", b_ptr, b_terms, (MMA_N * j * ROW + 4 * r) * F32_BYTES) for r in range(2)]
              for j in range(self.n_tiles)]
-        prim = Prim.MMA_BF16 if self.g.bf16 else Prim.MMA_F16
+        prim = self.g.fmt.mma
         for mt in range(M_TILES):
             for j in range(self.n_tiles):
                 acc = tuple(accs[mt][j])
@@ -276,6 +313,26 @@ class MmaBuilder:
         sel, g = self.sel, self.g
         row = sel.coords[self.mv][0]
         code: list[Item] = []
+        store = g.store
+        acc = self.kernel.phases[0].acc
+        columns: dict[int, list[Reg]] = {}
+        if g.fmt.int_sums:
+            # each int32 sum to float32 once (cvt.rn.f32.s32), which the store then reads
+            store = replace(store, value=_read_as_float(store.value, acc))
+            for tile in (t for row_tiles in accs for t in row_tiles):
+                for i, r in enumerate(tile):
+                    tile[i] = f = sel.new(RegFile.FP)
+                    code.append(Instr("cvt.rn.f32.s32", Prim.CVT_I2F, f, (r,)))
+            # the dequantizing factors depend on the column only: each of the thread's 2 x n_tiles columns
+            # computes them once, not once per row (its 4 x 2 x 2 rows would load the same table entries)
+            parts = _column_parts(store.value, self.mv, acc)
+            store = replace(store, value=_named(store.value, parts))
+            cse: dict = {}
+            for off in sorted({MMA_N * j + i % 2 for j in range(self.n_tiles) for i in range(2)}):
+                columns[off] = [sel.expr(shifted_store(Map(None, 1, store.buf, store.index, p), {self.nv: off}).value,
+                                         code, cse, 1, ()) for p in parts]
+            for k in range(len(parts)):
+                sel.scalar_fp[f"_column{k}"] = True
         for mt in range(M_TILES):
             for half in range(2):
                 dm = MMA_M * mt + 8 * half
@@ -285,12 +342,51 @@ class MmaBuilder:
                     lins = ((Lin(dm, self.row_terms), g.m),)
                 for j in range(self.n_tiles):
                     for i in (2 * half, 2 * half + 1):
+                        for k, r in enumerate(columns.get(MMA_N * j + i % 2, ())):
+                            sel.scalars[f"_column{k}"] = r
                         sel.guard, sel.guard_lins = guard, lins
                         sel.scalars[self.kernel.phases[0].acc] = accs[mt][j][i]
                         sel.scalar_fp[self.kernel.phases[0].acc] = True
-                        sel.store(shifted_store(g.store, {self.mv: dm, self.nv: MMA_N * j + i % 2}), code, {}, 1, ())
+                        sel.store(shifted_store(store, {self.mv: dm, self.nv: MMA_N * j + i % 2}), code, {}, 1, ())
         sel.guard, sel.guard_lins = None, ()
         return code
+
+
+def _read_as_float(e, acc: str):
+    """The expression with CVT_I2F(acc) read as acc itself (the epilogue has converted it already)."""
+    if isinstance(e, Op):
+        if e.prim is Prim.CVT_I2F and e.args == (Scalar(acc),):
+            return Scalar(acc)
+        return Op(e.prim, tuple(_read_as_float(a, acc) for a in e.args))
+    return e
+
+
+def _uses(e, var: str, acc: str) -> bool:
+    """Whether an expression reads the loop variable `var` or the accumulator `acc`."""
+    if isinstance(e, Scalar):
+        return e.name == acc
+    if isinstance(e, Load):
+        return e.index.coef(var) != 0 or bool(e.index.dynamic)
+    return isinstance(e, Op) and any(_uses(a, var, acc) for a in e.args)
+
+
+def _column_parts(e, var: str, acc: str) -> list:
+    """The largest parts of the store's expression that read neither the row variable nor the accumulator,
+    and load something (a constant stays where it is)."""
+    if not _uses(e, var, acc):
+        return [e] if _loads_any(e) else []
+    return [p for a in e.args for p in _column_parts(a, var, acc)] if isinstance(e, Op) else []
+
+
+def _loads_any(e) -> bool:
+    return isinstance(e, Load) or isinstance(e, Op) and any(_loads_any(a) for a in e.args)
+
+
+def _named(e, parts: list):
+    """The expression with each of `parts` read from Scalar "_column<k>"."""
+    if e in parts:
+        return Scalar(f"_column{parts.index(e)}")
+    return Op(e.prim, tuple(_named(a, parts) for a in e.args)) if isinstance(e, Op) else e
 
 
 @dataclass

@@ -49,7 +49,7 @@ def select_simt(kernel: Kernel, target: Target, gpu: Gpu | None = None) -> Progr
     tiles that keep all its SMs busy, and caps an elementwise grid at the blocks the GPU holds at once (beyond
     them, threads loop: a grid-stride loop)."""
     kernel = isel_simt_gemm.merged_rows(kernel)
-    if kernel.op in ("isasim.linear_fp16", "isasim.linear_bf16"):
+    if kernel.op in ("isasim.linear_fp16", "isasim.linear_bf16") or isel_simt_mma.int8_fits(kernel):
         return isel_simt_mma.select_mma(kernel, target)
     if kernel.op == "isasim.round_bf16":
         kernel = isel_simt_bf16.round_pairs(kernel)

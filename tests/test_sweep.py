@@ -160,17 +160,17 @@ def _serial(tmp_path: Path, argv: list[str]) -> Path:
 
 
 def test_the_grid_runs_each_target_on_each_core_of_its_isa_and_leaves_out_what_cannot_run():
-    points, notes = grid(["minilm"], [8], [1], ["fp32", "int8"], ["avx2", "avx512", "amx", "simt"],
+    points, notes = grid(["minilm"], [8], [1], ["fp32", "int8", "bf16"], ["avx2", "avx512", "amx", "simt"],
                          ["zen3", "sapphirerapids"])
     got = {(p.precision, p.target, p.uarch) for p in points}
     assert ("fp32", "avx2", "zen3") in got and ("fp32", "avx2", "sapphirerapids") in got
     assert ("fp32", "avx512", "sapphirerapids") in got and ("fp32", "simt", "a100") in got
     assert not any(p.target == "avx512" and p.uarch == "zen3" for p in points)
     assert not any(p.target == "amx" and p.precision == "fp32" for p in points)
-    assert not any(p.target == "simt" and p.precision == "int8" for p in points)
-    assert ("int8", "amx", "sapphirerapids") in got
+    assert not any(p.target == "avx2" and p.precision == "bf16" for p in points)
+    assert ("int8", "amx", "sapphirerapids") in got and ("int8", "simt", "a100") in got
     assert any("avx512 on zen3 in fp32 left out" in n for n in notes)
-    assert any(n.startswith("simt in int8 left out") for n in notes)
+    assert any(n.startswith("avx2 on zen3 in bf16 left out") for n in notes)
 
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys, monkeypatch):
