@@ -68,19 +68,29 @@ def _no_int8_core_aten(precision: str, core_aten: bool) -> None:
 
 
 def training_step(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
-                  seed: int = 0, epochs: int = 3, every_machine: bool = False, progress: Progress | None = None
-                  ) -> TrainingReport:
+                  seed: int = 0, epochs: int = 3, every_machine: bool = False, lora: int | None = None,
+                  lora_alpha: float | None = None, lora_targets: str | Sequence[str] | None = None,
+                  progress: Progress | None = None) -> TrainingReport:
     """One fine-tuning step of a 2-label classifier on the model (forward, backward, AdamW) per target, and
     the whole run of `epochs` over the shipped movie/TV training split; `every_machine`: every target on
-    every machine, as `compare` lays them out."""
+    every machine, as `compare` lays them out. `lora` (a rank): the step of LoRA adapters (models/lora.py) on
+    `lora_targets` (default query,value) scaled by `lora_alpha` / rank (default 2), each target's full step
+    alongside."""
     from isasim.engine.trace import trace as run
     from isasim.engine.training import summarise
     from isasim.lowering.pipeline import lower_graph
     from isasim.models import registry
     from isasim.models.finetune import load_split
+    from isasim.models.lora import lora as lora_spec
     from isasim.models.training import capture_training
 
     check_shape(batch, seed, seq)
+    adapters = None
+    if lora is not None:
+        adapters = lora_spec(lora, lora_alpha, tuple(lora_targets) if isinstance(lora_targets, (list, tuple))
+                             else lora_targets)
+    elif lora_alpha is not None or lora_targets is not None:
+        raise UserError("--lora-alpha and --lora-targets shape LoRA adapters: add --lora RANK")
     if every_machine and (targets is not None or machines is not None):
         raise UserError("every_machine=True costs every target on every machine: drop targets and machines")
     chosen = every_pair() if every_machine else pick_targets(_names(targets), _names(machines))
@@ -88,9 +98,15 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
         raise UserError(f"--epochs {epochs} is out of range: use 1 or more")
     if progress:
         progress("capturing the training step", 0, 1)
-    step = capture_training(registry.resolve(model), seq, batch, seed=seed)
+    spec = registry.resolve(model)
+    step = capture_training(spec, seq, batch, seed=seed, lora=adapters)
     report = run(lower_graph(step.captured.graph), chosen, progress)
-    return summarise(report, epochs, len(load_split("train")))
+    full = None
+    if adapters is not None:
+        if progress:
+            progress("capturing the full step", 0, 1)
+        full = run(lower_graph(capture_training(spec, seq, batch, seed=seed).captured.graph), chosen, progress)
+    return summarise(report, epochs, len(load_split("train")), full)
 
 
 def check(model: str, targets: Names = None, machines: Names = None, *, seq: int | None = None, batch: int = 1,

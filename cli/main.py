@@ -58,6 +58,12 @@ def _training_args(p: argparse.ArgumentParser) -> None:
                    help="cost one fine-tuning step instead of a forward pass: forward, backward and the AdamW "
                    "update of a 2-label classifier, per target, and the whole fine-tuning run it implies")
     p.add_argument("--epochs", type=int, help="with --training: epochs of the run (default 3)")
+    p.add_argument("--lora", type=int, metavar="R",
+                   help="with --training: the step of LoRA adapters of rank R (peft), next to the full step")
+    p.add_argument("--lora-alpha", type=float, metavar="A", help="with --lora: the adapters' scale is A / R "
+                   "(default A = 2R)")
+    p.add_argument("--lora-targets", metavar="NAMES", help="with --lora: the linear layers to adapt, "
+                   "comma-separated from query, key, value, dense (default query,value)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,10 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--base", default="minilm", help="the encoder to start from (default minilm)")
     ft.add_argument("--epochs", type=int, default=3)
     ft.add_argument("--batch", type=int, default=16)
-    ft.add_argument("--lr", type=float, default=2e-5)
+    ft.add_argument("--lr", type=float, help="AdamW's learning rate (default 2e-5; with --lora 5e-4)")
     ft.add_argument("--seq", type=int, default=32, help="tokens per sentence, padded (default 32)")
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("-o", "--output", type=Path, required=True, help="folder to save the fine-tuned model in")
+    ft.add_argument("--lora", type=int, metavar="R", help="train LoRA adapters of rank R (peft) and the classifier "
+                    "head only; the folder gets the merged model and adapter/ the adapter")
+    ft.add_argument("--lora-alpha", type=float, metavar="A", help="with --lora: the adapters' scale is A / R "
+                    "(default A = 2R)")
+    ft.add_argument("--lora-targets", metavar="NAMES", help="with --lora: the linear layers to adapt, "
+                    "comma-separated from query, key, value, dense (default query,value)")
 
     h = sub.add_parser("host", help="this machine against the model: its core and real clock, and every kernel's "
                        "machine code timed natively next to its predicted time",
@@ -280,6 +292,8 @@ def _wrote(path: Path, what: str) -> None:
 def _no_epochs_without_training(args) -> None:
     if args.epochs is not None:
         raise UserError("--epochs sizes a fine-tuning run: add --training")
+    if args.lora is not None or args.lora_alpha is not None or args.lora_targets is not None:
+        raise UserError("--lora costs a LoRA fine-tuning step: add --training")
 
 
 def _training(args, out: Console, every_machine: bool) -> int:
@@ -298,6 +312,7 @@ def _training(args, out: Console, every_machine: bool) -> int:
         report = api.training_step(args.model, getattr(args, "target", None), getattr(args, "uarch", None),
                                    seq=args.seq, batch=args.batch, seed=args.seed,
                                    epochs=3 if args.epochs is None else args.epochs, every_machine=every_machine,
+                                   lora=args.lora, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
                                    progress=progress)
     text = render(report)
     if text:
@@ -388,13 +403,25 @@ def cmd_check(args, out: Console) -> int:
 
 def cmd_finetune(args, out: Console) -> int:
     from isasim.models.finetune import finetune
+    from isasim.models.lora import lora
 
+    adapters = None
+    if args.lora is not None:
+        adapters = lora(args.lora, args.lora_alpha, args.lora_targets)
+    elif args.lora_alpha is not None or args.lora_targets is not None:
+        raise UserError("--lora-alpha and --lora-targets shape LoRA adapters: add --lora RANK")
     with _progress(sys.stderr.isatty()) as progress:
-        r = finetune(args.base, args.output, args.epochs, args.batch, args.lr, args.seq, args.seed, progress)
+        r = finetune(args.base, args.output, args.epochs, args.batch, args.lr, args.seq, args.seed, progress,
+                     adapters)
+    out.print(f"trained {r.trained_params:,} parameters of the classifier's {r.model_params:,} "
+              f"({r.trained_params / r.model_params:.2%})" + (f": LoRA rank {adapters.r}, alpha {adapters.alpha:g} "
+                                                               f"on {', '.join(adapters.targets)}, and the head"
+                                                               if adapters else ""))
     for e, (loss, acc) in enumerate(zip(r.epoch_loss, r.dev_accuracy), 1):
         out.print(f"epoch {e}: train loss {loss:.4f}, dev accuracy {acc:.1%}")
-    out.print(f"test accuracy {r.test_accuracy:.1%}; saved to {r.output} (model.safetensors, config.json, "
-              f"finetune.json)")
+    saved = "model.safetensors (LoRA merged), config.json, finetune.json, adapter/" if adapters else \
+        "model.safetensors, config.json, finetune.json"
+    out.print(f"test accuracy {r.test_accuracy:.1%}; saved to {r.output} ({saved})")
     return 0
 
 

@@ -20,10 +20,17 @@ def render_table(r: TrainingReport, console: Console, wide: bool = False) -> Non
     console.print(f"{r.model} fine-tuning step: batch {r.batch} x seq {r.seq}, AdamW "
                   f"(lr {r.optimizer.get('lr')}, weight decay {r.optimizer.get('weight_decay')}); the run: "
                   f"{r.epochs} epochs x {r.steps_per_epoch} steps ({r.train_sentences} training sentences)")
+    if r.lora:
+        console.print(f"LoRA rank {r.lora['r']}, alpha {r.lora['alpha']:g} on {', '.join(r.lora['targets'])}: "
+                      f"{r.trained_params:,} trained parameters (adapters and classifier head) of "
+                      f"{r.trained_params + r.frozen_params:,} ({lora_share(r):.2%}); full step: every parameter "
+                      f"trained")
     table = Table(box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, collapse_padding=not wide)
     columns = [c for c in ("target", "uarch", "kernels", "instructions", "forward ms", "backward ms", "optimizer ms",
-                           "step ms", "backward / forward", "fine-tuning run")
-               if wide or c not in ("kernels", "instructions")]
+                           "step ms", "full ms", "saving", "backward / forward", "fine-tuning run")
+               if (wide or c not in ("kernels", "instructions"))
+               and (r.lora or c not in ("full ms", "saving"))
+               and not (r.lora and c == "backward / forward" and not wide)]
     for col in columns:
         table.add_column(col, justify="left" if col in ("target", "uarch") else "right", no_wrap=col == "uarch",
                          min_width=max(map(len, col.split())))
@@ -34,10 +41,22 @@ def render_table(r: TrainingReport, console: Console, wide: bool = False) -> Non
                  "optimizer ms": f"{ms['optimizer']:,.2f}", "step ms": f"{t.step_ms:,.2f}",
                  "backward / forward": f"{t.cycles['backward'] / max(t.cycles['forward'], 1e-9):.2f}x",
                  "fine-tuning run": _duration(t.run_s)}
+        if t.full_step_ms is not None:
+            cells["full ms"] = f"{t.full_step_ms:,.2f}"
+            cells["saving"] = f"{t.full_step_ms / t.step_ms:.2f}x"
         table.add_row(*(cells[c] for c in columns))
     console.print(table)
     console.print("Dropout is 0 in the captured step (its masks are not costed); the optimizer is AdamW one "
                   "parameter at a time (torch's foreach=False), a kernel per operation.")
+    if r.lora:
+        console.print("LoRA's step drops the frozen weights' gradient GEMMs and their AdamW updates, but still "
+                      "carries every input gradient back through the frozen layers to the first adapter: so it "
+                      "saves far less than its share of trained parameters.")
+
+
+def lora_share(r: TrainingReport) -> float:
+    """The trained parameters' share of all (LoRA's adapters and head, of the model with them)."""
+    return r.trained_params / max(r.trained_params + r.frozen_params, 1)
 
 
 def _duration(s: float) -> str:
@@ -55,19 +74,22 @@ def render_json(r: TrainingReport) -> str:
 def render_csv(r: TrainingReport) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
+    full = ["full_step_ms"] if r.lora else []
     w.writerow(["target", "uarch", "kernels", "instructions", *(f"{p}_cycles" for p in PHASES), "step_ms",
-                "run_s"])
+                "run_s", *full])
     for t in r.targets:
         w.writerow([t.target, t.uarch, t.kernels, t.instructions, *(round(t.cycles[p], 1) for p in PHASES),
-                    round(t.step_ms, 4), round(t.run_s, 3)])
+                    round(t.step_ms, 4), round(t.run_s, 3), *([round(t.full_step_ms, 4)] if full else [])])
     return buf.getvalue()
 
 
 def render_markdown(r: TrainingReport) -> str:
-    lines = ["| target | uarch | forward ms | backward ms | optimizer ms | step ms | fine-tuning run |",
-             "|---|---|---|---|---|---|---|"]
+    extra = " full step ms | full / LoRA |" if r.lora else ""
+    lines = ["| target | uarch | forward ms | backward ms | optimizer ms | step ms | fine-tuning run |" + extra,
+             "|---|---|---|---|---|---|---|" + ("---|---|" if r.lora else "")]
     for t in r.targets:
         ms = {p: t.cycles[p] / (t.clock_ghz * 1e6) for p in PHASES}
+        full = f" {t.full_step_ms:,.2f} | {t.full_step_ms / t.step_ms:.2f}x |" if r.lora else ""
         lines.append(f"| {t.target} | {t.uarch} | {ms['forward']:,.2f} | {ms['backward']:,.2f} | "
-                     f"{ms['optimizer']:,.2f} | {t.step_ms:,.2f} | {_duration(t.run_s)} |")
+                     f"{ms['optimizer']:,.2f} | {t.step_ms:,.2f} | {_duration(t.run_s)} |" + full)
     return "\n".join(lines) + "\n"

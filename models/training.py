@@ -29,6 +29,7 @@ from isasim.models.capture import ASSERT_OPS, Captured, graph_arg, tensor_meta, 
 from isasim.isa.errors import UserError
 from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref
 from isasim.models.inputs import check_shape, make_inputs
+from isasim.models.lora import Lora, wrap
 from isasim.models.registry import ModelSpec
 
 ADAMW = {"lr": 2e-5, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}  # torch.optim.AdamW defaults
@@ -86,9 +87,15 @@ def _(grad, x, mean, rstd):
 def _layer_norm_backward(grad, x, normalized_shape, mean, rstd, weight, bias, output_mask):
     if len(normalized_shape) != 1 or weight is None or bias is None:
         raise UserError("training steps support layer norms over the last dim with weight and bias only")
-    gw, gb = torch.ops.isasim.layer_norm_backward_params(grad, x, mean, rstd)
-    terms = torch.ops.isasim.layer_norm_backward_row_terms(grad, x, mean, rstd, weight)
-    return torch.ops.isasim.layer_norm_backward_input(grad, x, rstd, weight, terms), gw, gb
+    # autograd asks only for what it needs (output_mask): with LoRA, a frozen layer norm's weight and bias
+    # get no gradient, and the embeddings' layer norm passes none back to its frozen input
+    gx = gw = gb = None
+    if output_mask[1] or output_mask[2]:
+        gw, gb = torch.ops.isasim.layer_norm_backward_params(grad, x, mean, rstd)
+    if output_mask[0]:
+        terms = torch.ops.isasim.layer_norm_backward_row_terms(grad, x, mean, rstd, weight)
+        gx = torch.ops.isasim.layer_norm_backward_input(grad, x, rstd, weight, terms)
+    return gx, gw, gb
 
 
 # ---- the step -----------------------------------------------------------------------------------------
@@ -117,17 +124,19 @@ def adamw(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, st
 
 @dataclass
 class TrainingStep:
-    """The captured step; its graph's outputs are the loss, then per parameter (in `params` order) its
-    gradient, its updated value, and its updated first and second moments."""
+    """The captured step; its graph's outputs are the loss, then per trained parameter (in `params` order) its
+    gradient, its updated value, and its updated first and second moments. With LoRA, the frozen weights are
+    inputs of the step, and neither differentiated nor updated."""
 
     captured: Captured
     params: list[str]
     labels: torch.Tensor
+    lora: Lora | None = None
 
 
-def classifier(spec: ModelSpec, seed: int, with_values: bool) -> torch.nn.Module:
-    """The fine-tuning model (models/finetune.py's, dropout 0), in train mode; on the meta device when
-    only costing."""
+def classifier(spec: ModelSpec, seed: int, with_values: bool, lora: Lora | None = None) -> torch.nn.Module:
+    """The fine-tuning model (models/finetune.py's, dropout 0), in train mode, with LoRA adapters where asked
+    (models/lora.py); on the meta device when only costing."""
     from isasim.models.finetune import classifier_from
 
     config = transformers.BertConfig.from_dict(spec.config.to_dict())
@@ -137,17 +146,20 @@ def classifier(spec: ModelSpec, seed: int, with_values: bool) -> torch.nn.Module
     if not spec.has_pooler:
         raise UserError(f"{spec.name} has no pooler, which a sequence classifier needs")
     if with_values:
-        return classifier_from(spec, seed).train()
-    with torch.device("meta"):
-        return classifier_from(spec, seed).train()
+        model = classifier_from(spec, seed)
+    else:
+        with torch.device("meta"):
+            model = classifier_from(spec, seed)
+    return (model if lora is None else wrap(model, lora, seed)).train()
 
 
 def capture_training(spec: ModelSpec, seq: int, batch: int, seed: int = 0, with_values: bool = False,
-                     step: int = 1, **adamw_args) -> TrainingStep:
-    """One AdamW step of fine-tuning spec's encoder with a 2-label classifier on [batch, seq] random ids."""
+                     step: int = 1, lora: Lora | None = None, **adamw_args) -> TrainingStep:
+    """One AdamW step of fine-tuning spec's encoder with a 2-label classifier on [batch, seq] random ids (with
+    `lora`: of its adapters and head only)."""
     check_shape(spec.config, seq, batch, spec.name)
     opt = {**ADAMW, **adamw_args}
-    model = classifier(spec, seed, with_values)
+    model = classifier(spec, seed, with_values, lora)
     inputs = make_inputs(spec.config, seq, batch, None, seed, spec.name)
     labels = torch.randint(0, NUM_LABELS, (batch,), generator=torch.Generator().manual_seed(seed + 1))
     device = "cpu" if with_values else "meta"
@@ -156,44 +168,49 @@ def capture_training(spec: ModelSpec, seq: int, batch: int, seed: int = 0, with_
     exported = torch.export.export(_Loss(model), tuple(data)).module()
     named = dict(exported.named_parameters())
     names = list(named)
+    trained = [k for k in names if named[k].requires_grad]  # all of them, but for LoRA's frozen weights
     buffers = dict(exported.named_buffers())
-    n = len(names)
+    n, t = len(names), len(trained)
 
     def step_fn(*flat):
-        params = [t.detach().requires_grad_(True) for t in flat[:n]]
-        ms, vs = flat[n:2 * n], flat[2 * n:3 * n]
-        rest = flat[3 * n:3 * n + len(buffers)]
+        params = [x.detach().requires_grad_(k in trained) for k, x in zip(names, flat[:n])]
+        tuned = [p for k, p in zip(names, params) if k in trained]
+        ms, vs = flat[n:n + t], flat[n + t:n + 2 * t]
+        rest = flat[n + 2 * t:n + 2 * t + len(buffers)]
         loss = torch.func.functional_call(exported, {**dict(zip(names, params)), **dict(zip(buffers, rest))},
-                                          tuple(flat[3 * n + len(buffers):]))
-        grads = torch.autograd.grad(loss, params)
-        updated = [adamw(p.detach(), g, m, v, step, **opt) for p, g, m, v in zip(params, grads, ms, vs)]
+                                          tuple(flat[n + 2 * t + len(buffers):]))
+        grads = torch.autograd.grad(loss, tuned)
+        updated = [adamw(p.detach(), g, m, v, step, **opt) for p, g, m, v in zip(tuned, grads, ms, vs)]
         return (loss, *grads, *(u[0] for u in updated), *(u[1] for u in updated), *(u[2] for u in updated))
 
-    state = [torch.zeros_like(named[k]) for k in names]  # first step: AdamW's moments start at zero
+    state = [torch.zeros_like(named[k]) for k in trained]  # first step: AdamW's moments start at zero
     flat = [named[k].detach() for k in names] + state + [s.clone() for s in state] + list(buffers.values()) + data
     decomp = {torch.ops.aten.native_layer_norm_backward.default: _layer_norm_backward}
     gm = torch.fx.experimental.proxy_tensor.make_fx(step_fn, tracing_mode="fake", decomposition_table=decomp)(*flat)
 
     kinds = ([(f"param.{k}", PlaceholderKind.PARAMETER, k) for k in names]
-             + [(f"exp_avg.{k}", PlaceholderKind.BUFFER, f"exp_avg.{k}") for k in names]
-             + [(f"exp_avg_sq.{k}", PlaceholderKind.BUFFER, f"exp_avg_sq.{k}") for k in names]
+             + [(f"exp_avg.{k}", PlaceholderKind.BUFFER, f"exp_avg.{k}") for k in trained]
+             + [(f"exp_avg_sq.{k}", PlaceholderKind.BUFFER, f"exp_avg_sq.{k}") for k in trained]
              + [(f"buffer.{k}", PlaceholderKind.BUFFER, k) for k in buffers]
              + [(k, PlaceholderKind.INPUT, k) for k in ("input_ids", "attention_mask", "token_type_ids", "labels")])
     values = {name: to_numpy(t) for (name, _, _), t in zip(kinds, flat)} if with_values else None
-    graph = _to_graph(gm, spec.name, kinds, names, values)
+    graph = _to_graph(gm, spec.name, kinds, trained, values)
     cfg = spec.config
     graph.config = {
         "model": spec.name, "layers": int(cfg.num_hidden_layers), "hidden": int(cfg.hidden_size),
         "heads": int(cfg.num_attention_heads), "intermediate": int(cfg.intermediate_size),
         "vocab": int(cfg.vocab_size), "max_positions": int(cfg.max_position_embeddings), "seq": seq,
-        "batch": batch, "params": int(sum(named[k].numel() for k in names)),
+        "batch": batch, "params": int(sum(named[k].numel() for k in trained)),
         "weights": "pretrained" if with_values and spec.weights is not None else f"seeded init (seed {seed})",
         "inputs": f"random ids (seed {seed})", "num_labels": NUM_LABELS, "core_aten": False,
         "training": {"optimizer": "AdamW", **opt, "step": step, "dropout": 0.0},
     }
+    if lora is not None:
+        graph.config["training"]["lora"] = lora.to_json()
+        graph.config["frozen_params"] = int(sum(named[k].numel() for k in names if k not in trained))
     return TrainingStep(Captured(graph, None, model if with_values else None,
                                  dict(zip(("input_ids", "attention_mask", "token_type_ids"), data[:3])), spec),
-                        names, labels)
+                        trained, labels, lora)
 
 
 def _to_graph(gm: torch.fx.GraphModule, model: str, kinds, names: list[str], values) -> Graph:
@@ -249,8 +266,9 @@ def reference_step(ts: TrainingStep, seed: int = 0, **adamw_args) -> dict[str, n
     """What eager PyTorch computes for the same (first) step: loss.backward() and
     torch.optim.AdamW(foreach=False).step() on a fresh copy of the model; returns the loss, every gradient and
     every updated parameter by name."""
-    model = classifier(ts.captured.spec, seed, True)
-    optim = torch.optim.AdamW(model.parameters(), foreach=False, **{**ADAMW, **adamw_args})
+    model = classifier(ts.captured.spec, seed, True, ts.lora)
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], foreach=False,
+                              **{**ADAMW, **adamw_args})
     loss = _Loss(model)(*(ts.captured.inputs[k] for k in ("input_ids", "attention_mask", "token_type_ids")),
                         ts.labels)
     loss.backward()
