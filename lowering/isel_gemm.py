@@ -101,12 +101,16 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
     red, st, a, b, bias = parts
     L, k = sel.lanes, red.var
     M, N, K = extents["m"], extents["n"], red.extent
-    outer = (b.index.coef("n") == 1 and a.index.coef("n") == 0 and st.index.coef("n") == 1 and N % L == 0
-             and (bias is None or bias.index.coef("n") in (0, 1)))
-    dot = a.index.coef(k) == 1 and b.index.coef(k) == 1 and K >= L
+    # Fewer outputs or k than one vector's lanes (LoRA's rank-8 products): AVX-512 masks the missing lanes
+    # (loads read them as zero, the store leaves them) instead of leaving the GEMM to the generic loop, which
+    # would reduce each output on its own.
+    narrow = sel.vec.masked_tails and N < L
+    outer = (b.index.coef("n") == 1 and a.index.coef("n") == 0 and st.index.coef("n") == 1
+             and (N % L == 0 or narrow) and (bias is None or bias.index.coef("n") in (0, 1)))
+    dot = a.index.coef(k) == 1 and b.index.coef(k) == 1 and (K >= L or sel.vec.masked_tails)
     if not (outer or dot):
         return None
-    cols = N // L if outer else N
+    cols = max(N // L, 1) if outer else N
     col_bytes = L * F32_BYTES if outer else b.index.coef("n") * F32_BYTES
     mr, nr = _choose_block(sel, M, cols, outer)
     nstep = nr * L if outer else nr
@@ -130,6 +134,8 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
                                                                                  blocked(st.index), st.value)
     BIAS = bias and Load(bias.buf, blocked(bias.index))
     g = MicroKernel(sel, mr, nr, k, K, pvars, A, B, OUT, BIAS, a.index.coef("m") * F32_BYTES, col_bytes)
+    if outer and N < L:
+        g.col_mask = sel.tail_mask(N)
     code = g.outer_product() if outer else g.dot_product()
     return nest(sel, loops, code)
 
@@ -158,6 +164,7 @@ class MicroKernel:
         self.chain = pvars + (k,)
         # the dot product finishes k % lanes with scalar loads of the same elements (AVX2, NEON)
         self.scalar_tail = bool(K % sel.lanes) and not sel.vec.masked_tails
+        self.col_mask: Reg | None = None  # the outer product's live lanes where N is under one vector (AVX-512)
 
     def address(self, index: Affine, row: int, col: int, nbytes: int, bcast: bool = False,
                 isz: int = F32_BYTES) -> tuple[Affine, int]:
@@ -223,7 +230,8 @@ class MicroKernel:
 
         body: list[Item] = []
         step(body, None, 0)
-        s.loop(self.k, full, body, False, code, 0, scale=L)
+        if full:
+            s.loop(self.k, full, body, False, code, 0, scale=L)
         if rest and s.vec.masked_tails:  # masked lanes load as zero and add nothing
             step(code, s.tail_mask(rest), full * L * F32_BYTES)
             s._tail_done(0, self.k, full * L)
@@ -248,7 +256,7 @@ class MicroKernel:
         code: list[Item] = []
         accs = self.zeroed(code)
         body: list[Item] = []
-        cols = [self.load(self.B, 0, c * self.col_bytes, body, L, 1) for c in range(nr)]
+        cols = [self.load(self.B, 0, c * self.col_bytes, body, L, 1, mask=self.col_mask) for c in range(nr)]
         for r in range(mr):
             a = self.load(self.A, r * self.a_row, 0, body, L, 1, bcast=True)
             for c in range(nr):
@@ -273,11 +281,14 @@ class MicroKernel:
                     bi = self.BIAS.index
                     bcast = lanes > 1 and bi.coef("n0") == 0  # one bias per row, in every lane
                     row, col = offsets(bi, r, 0 if bcast else c)
-                    b = self.load(self.BIAS, row, col, code, lanes, 1, bcast=bcast, chain=self.pvars, scope=1)
+                    b = self.load(self.BIAS, row, col, code, lanes, 1, bcast=bcast, chain=self.pvars, scope=1,
+                                  mask=None if bcast else self.col_mask)
                     mnem = s.vop(Prim.FADD) if lanes > 1 else s.mn(Prim.FADD)
                     code.append(Instr(mnem, Prim.FADD, v, (v, b), lanes=lanes))
                 index, disp = self.address(out_ix, *offsets(out_ix, r, c), lanes * F32_BYTES)
                 stream = s.stream(1, self.OUT.buf, index, self.pvars)
-                acc = s.access(self.OUT.buf, index, self.pvars, 1, disp, lanes * F32_BYTES)
+                mask = self.col_mask if lanes > 1 else None
+                acc = s.access(self.OUT.buf, index, self.pvars, 1, disp, s.width(mask) if lanes > 1 else F32_BYTES)
                 mnem = s.vec.store if lanes > 1 else s.target.stores[DType.F32]
-                code.append(Instr(mnem, Prim.STORE, Mem(stream.reg, disp), (v,), DType.F32, acc, lanes=lanes))
+                code.append(Instr(mnem, Prim.STORE, Mem(stream.reg, disp), (v,), DType.F32, acc, lanes=lanes,
+                                  mask=mask))
