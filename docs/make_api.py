@@ -83,6 +83,12 @@ print(result.passed, t.target, t.uarch, t.max_abs_err < 1e-5, t.counts_match_cos
      """step = isasim.training_step("minilm", targets="avx2", seq=8, batch=2, epochs=1)
 t = step.targets[0]
 print(step.steps_per_epoch, "steps;", {p: round(c) for p, c in t.cycles.items()}, f"{t.run_s:.1f} s in all")"""),
+    ("With LoRA: `isasim.training_step(..., lora=8)`",
+     "The step of rank-8 adapters on query and value (peft), each target's full step beside it.",
+     """step = isasim.training_step("minilm", targets="avx2", seq=8, batch=2, epochs=1, lora=8)
+t = step.targets[0]
+print(f"{step.trained_params:,} of {step.trained_params + step.frozen_params:,} parameters trained;",
+      f"step {t.step_ms:.1f} ms, full step {t.full_step_ms:.1f} ms")"""),
     ("Real assembly and PTX: `isasim.emit`",
      "Each kernel as a file its toolchain accepts, and a manifest with its calling convention and costs.",
      """import tempfile

@@ -121,6 +121,9 @@ EXERCISES = (
     ("isasim trace minilm --training --batch 16 --seq 64 --target avx512 --target simt",
      "Which phase of a fine-tuning step (forward, backward, optimizer) dominates on each, and why is the "
      "optimizer so large on the GPU?"),
+    ("isasim trace minilm --training --lora 8 --batch 16 --seq 64 --target avx512 --target neon",
+     "LoRA trains 0.3% of the parameters. Which phases shrink on each target, which do not, and why is the step "
+     "only about 1.7-2x cheaper?"),
 )
 
 
@@ -187,7 +190,7 @@ def sections(model: str, seq: int, out: Path) -> list[str]:
         int8_section(m, s),
         "## 9. Exercises\n\nEach exercise is a command to run and a question its output answers.\n\n"
         + "\n".join(f"{i}. `{cmd}`\n\n   {question}\n" for i, (cmd, question) in enumerate(EXERCISES, 1))
-        + terms("fine-tuning step", "on-host"),
+        + terms("fine-tuning step", "LoRA", "on-host"),
     ]
 
 
