@@ -40,11 +40,12 @@ def _precision(p: argparse.ArgumentParser) -> None:
                    help="fp32 (default); int8: the linear layers quantized as PyTorch's dynamic quantization "
                    "does (int8 weights per output channel, made offline; activations per tensor at run time, "
                    "7-bit as fbgemm's reduce_range; int32 accumulation on dot-product instructions: AVX2 "
-                   "vpmaddubsw, AVX512-VNNI vpdpbusd, NEON sdot, AMX tdpbusd), the CPU targets only; bf16: the "
-                   "linear layers' operands rounded to bfloat16, products summed in float32 (AVX512-BF16 "
-                   "vdpbf16ps, Arm BF16 bfdot, AMX tdpbf16ps), the avx512, neon and amx targets only; amx runs "
-                   "int8 and bf16 only; fp16: the linear layers on the GPU's tensor cores (mma.sync m16n8k16, "
-                   "fp16 operands, float32 sums), the simt target only")
+                   "vpmaddubsw, AVX512-VNNI vpdpbusd, NEON sdot, AMX tdpbusd, the tensor cores' mma .s8 on "
+                   "simt); bf16: the linear layers' operands rounded to bfloat16, products summed in float32 "
+                   "(AVX512-BF16 vdpbf16ps, Arm BF16 bfdot, AMX tdpbf16ps, mma .bf16 on simt), the avx512, "
+                   "neon, amx and simt targets only; amx runs int8 and bf16 only; fp16: the linear layers on "
+                   "the GPU's tensor cores (mma.sync m16n8k16, fp16 operands, float32 sums), the simt target "
+                   "only")
 
 
 def _wide(p: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from isasim.isa.program import Program
 from isasim.isa.semantics import Prim
 from isasim.lowering.kernel import Affine, Kernel, Load, Map, Op
 
@@ -28,3 +29,9 @@ def round_pairs(kernel: Kernel) -> Kernel:
         and ph.extent % 2 == 0, kernel.name
     value = Op(Prim.CVT_BF16X2, (Load(x.buf, _doubled(x.index, ph.var, 1)), Load(x.buf, _doubled(x.index, ph.var))))
     return replace(kernel, phases=(Map(ph.var, ph.extent // 2, ph.buf, _doubled(ph.index, ph.var), value),))
+
+
+def named_pairs(prog: Program) -> Program:
+    """The program's launch described as what it is: a thread per pair."""
+    strategy = prog.launch.strategy.replace("thread per element", "thread per pair of elements")
+    return replace(prog, launch=replace(prog.launch, strategy=strategy))

@@ -52,10 +52,15 @@ def select_simt(kernel: Kernel, target: Target, gpu: Gpu | None = None) -> Progr
     if kernel.op in ("isasim.linear_fp16", "isasim.linear_bf16") or isel_simt_mma.int8_fits(kernel):
         return isel_simt_mma.select_mma(kernel, target)
     if kernel.op == "isasim.round_bf16":
-        kernel = isel_simt_bf16.round_pairs(kernel)
+        return isel_simt_bf16.named_pairs(select_elementwise(isel_simt_bf16.round_pairs(kernel), target, gpu))
     shape = isel_simt_gemm.gemm_shape(kernel)
     if shape is not None:
         return isel_simt_gemm.select_gemm(kernel, target, shape, gpu)
+    return select_elementwise(kernel, target, gpu)
+
+
+def select_elementwise(kernel: Kernel, target: Target, gpu: Gpu | None) -> Program:
+    """A thread per point (a warp per row for row reductions), the grid capped at what the GPU holds."""
     if gpu is None:
         return select_points(kernel, target, None)
     # First guess: the blocks that threads and block slots alone allow; the kernel's registers may allow fewer.

@@ -2,8 +2,10 @@
 accumulated in float32, as the dot-product instructions (AVX512-BF16's vdpbf16ps, Arm's bfdot, AMX's
 tdpbf16ps) or a GPU's tensor cores (mma .bf16) compute them, and a numpy reference of each new op.
 
-What changes, per `aten.linear` whose weight is a parameter [N, K] with K and N multiples of 16 (the lanes of
-the widest target, so no kernel needs a partial vector; BERT's classifier head, N = 2, stays float32):
+What changes, per `aten.linear` whose weight is a parameter [N, K] with K a multiple of 16 (the lanes of the
+widest CPU target, so no kernel needs a partial vector) and N of 32 (also a GPU block's narrowest tile,
+lowering/isel_simt_mma.py, so every bf16 target takes the same graph; BERT's classifier head, N = 2, stays
+float32):
 - The weight is rounded to bf16 once, offline, and not costed per run, and stored packed as the instructions
   read it: two consecutive k of one output side by side (W[k/2, n, 2], AMX's B layout for bf16 too).
 - The activation is rounded to bf16 at run time (`isasim.round_bf16`, to nearest even), once per tensor:
@@ -29,7 +31,8 @@ from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, 
 OPS = ("isasim.round_bf16", "isasim.linear_bf16")
 # how a target multiplies bf16 pairs (VectorISA.bf16_dot; "mma": the GPU's tensor cores, isa/mma.py)
 DOTS = ("vdpbf16ps", "bfdot", "tdpbf16ps", "mma")
-LANES = 16  # K and N of a converted linear are multiples of this
+LANES = 16  # K of a converted linear is a multiple of this
+TILE_N = 32  # and N of this
 F32 = np.float32
 
 
@@ -100,7 +103,7 @@ def _convertible(graph: Graph, node: Node, by_name: dict[str, Placeholder]) -> b
         return False
     w = by_name.get(node.args[1].name)
     return (w is not None and w.kind is PlaceholderKind.PARAMETER and len(w.meta.shape) == 2
-            and w.meta.shape[0] % LANES == 0 and w.meta.shape[1] % LANES == 0
+            and w.meta.shape[0] % TILE_N == 0 and w.meta.shape[1] % LANES == 0
             and graph.meta(node.args[0]).dtype is DType.F32)
 
 

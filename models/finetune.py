@@ -8,6 +8,7 @@ for a seed on one machine: the classifier's initialisation, the shuffling and dr
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -139,7 +140,7 @@ def finetune(base: str, out: Path, epochs: int = 3, batch: int = 16, lr: float |
     if lora is not None:
         from isasim.models.lora import wrap
 
-        model = wrap(model, lora, seed)
+        model = wrap(model, lora, seed, spec.config.hidden_size)
     splits = {s: load_split(s) for s in SPLITS}
     data = {s: encode([r["text"] for r in rows], seq) for s, rows in splits.items()}
     labels = {s: torch.tensor([r["label"] for r in rows]) for s, rows in splits.items()}
@@ -174,6 +175,8 @@ def finetune(base: str, out: Path, epochs: int = 3, batch: int = 16, lr: float |
             report.dev_accuracy.append(accuracy(model, data["dev"], labels["dev"], batch))
     report.test_accuracy = accuracy(model, data["test"], labels["test"], batch)
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "adapter").is_dir():  # an earlier LoRA fine-tune's adapter: not this model's
+        shutil.rmtree(out / "adapter")
     if lora is not None:
         # peft's adapter_config.json and adapter_model.safetensors (the embeddings are frozen: no hub lookup
         # to ask whether they grew)

@@ -54,11 +54,15 @@ def lora(r: int, alpha: float | None = None, targets: str | tuple[str, ...] | No
     return Lora(r, float(alpha), tuple(dict.fromkeys(names)))
 
 
-def wrap(model: torch.nn.Module, spec: Lora, seed: int) -> torch.nn.Module:
-    """`model` (a BertForSequenceClassification) with LoRA adapters, A initialised from `seed` (peft draws
-    it from torch's global generator, so the same seed gives the same adapters in every process)."""
+def wrap(model: torch.nn.Module, spec: Lora, seed: int, hidden: int) -> torch.nn.Module:
+    """`model` (a BertForSequenceClassification of width `hidden`) with LoRA adapters, A initialised from
+    `seed` (peft draws it from torch's global generator, so the same seed gives the same adapters in every
+    process)."""
     import peft
 
+    if spec.r > hidden:  # every BERT linear layer is at least `hidden` wide on one side
+        raise UserError(f"--lora {spec.r} is above the model's hidden size {hidden}: a rank that high is no "
+                        f"low-rank adapter; use at most {hidden} (8 is common)")
     config = peft.LoraConfig(r=spec.r, lora_alpha=spec.alpha, target_modules=list(spec.targets), lora_dropout=0.0,
                              task_type=peft.TaskType.SEQ_CLS, init_lora_weights=spec.identity_start)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():

@@ -27,7 +27,7 @@ import transformers
 
 from isasim.models.capture import ASSERT_OPS, Captured, graph_arg, tensor_meta, to_numpy, node_outputs
 from isasim.isa.errors import UserError
-from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref
+from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, iter_refs
 from isasim.models.inputs import check_shape, make_inputs
 from isasim.models.lora import Lora, wrap
 from isasim.models.registry import ModelSpec
@@ -147,10 +147,10 @@ def classifier(spec: ModelSpec, seed: int, with_values: bool, lora: Lora | None 
         raise UserError(f"{spec.name} has no pooler, which a sequence classifier needs")
     if with_values:
         model = classifier_from(spec, seed)
-    else:
-        with torch.device("meta"):
-            model = classifier_from(spec, seed)
-    return (model if lora is None else wrap(model, lora, seed)).train()
+        return (model if lora is None else wrap(model, lora, seed, config.hidden_size)).train()
+    with torch.device("meta"):  # the adapters too: costing allocates no weight
+        model = classifier_from(spec, seed)
+        return (model if lora is None else wrap(model, lora, seed, config.hidden_size)).train()
 
 
 def capture_training(spec: ModelSpec, seq: int, batch: int, seed: int = 0, with_values: bool = False,
@@ -207,7 +207,13 @@ def capture_training(spec: ModelSpec, seq: int, batch: int, seed: int = 0, with_
     }
     if lora is not None:
         graph.config["training"]["lora"] = lora.to_json()
-        graph.config["frozen_params"] = int(sum(named[k].numel() for k in names if k not in trained))
+        # the frozen weights the step reads, through the detach make_fx puts on each (peft keeps a frozen copy
+        # of the head that only a dead detach touches: not counted)
+        detached = {n.name: n.args[0].name for n in graph.nodes if n.op == "aten.detach.default"}
+        used = {detached.get(r.name, r.name) for node in graph.nodes if node.op != "aten.detach.default"
+                for r in iter_refs(node.args + tuple(v for _, v in node.kwargs))}
+        graph.config["frozen_params"] = int(sum(named[k].numel() for k in names
+                                                if k not in trained and f"param.{k}" in used))
     return TrainingStep(Captured(graph, None, model if with_values else None,
                                  dict(zip(("input_ids", "attention_mask", "token_type_ids"), data[:3])), spec),
                         trained, labels, lora)

@@ -133,8 +133,8 @@ def test_bf16_gemms_equal_the_vendors_rounding_bit_for_bit(target, core, m, n, k
 def test_a_bf16_linear_equals_its_numpy_reference_op_by_op(target, core, bias):
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((2, 5, 64)) * 3 + 0.5).astype(F32)
-    w = rng.standard_normal((48, 64)).astype(F32) * 0.1
-    graph = bf16_graph(linear_graph(x, w, rng.standard_normal(48).astype(F32) if bias else None))
+    w = rng.standard_normal((64, 64)).astype(F32) * 0.1
+    graph = bf16_graph(linear_graph(x, w, rng.standard_normal(64).astype(F32) if bias else None))
     assert [n.op for n in graph.nodes] == ["isasim.round_bf16", "isasim.linear_bf16"]
     t = ALL_TARGETS[target]
     lowered = lower_graph(graph)
@@ -163,7 +163,7 @@ def test_bf16_programs_batched_equal_stepped_and_counts_equal_cost(target, core)
     t = ALL_TARGETS[target]
     rng = np.random.default_rng(5)
     graph = bf16_graph(linear_graph(rng.standard_normal((3, 32)).astype(F32),
-                                    rng.standard_normal((16, 32)).astype(F32), rng.standard_normal(16).astype(F32)))
+                                    rng.standard_normal((32, 32)).astype(F32), rng.standard_normal(32).astype(F32)))
     lowered = lower_graph(graph)
     backend, m = backend_for(t), load_machine(core)
     storages = run_graph(lowered, t, machine=m, keep=None)

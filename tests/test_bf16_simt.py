@@ -147,3 +147,18 @@ def test_bf16_traces_on_simt_with_the_cpu_targets_and_compares_against_the_tenso
     code, out, err = cli(capsys, "trace", str(tiny_folder), "--seq", "16", "--precision", "bf16", "--target",
                          "x86-64")
     assert code != 0 and err.count("\n") == 1 and "simt (tensor cores)" in err
+
+
+def test_a_linear_layer_narrower_than_a_gpu_tile_stays_float32_for_every_bf16_target(capsys, tmp_path):
+    """bf16 converts only layers whose N is a multiple of 32 (a GPU block's narrowest tile), so a model of
+    width 48 still runs on every bf16 target, the GPU's included, with its 48-wide layers in float32."""
+    from tiny import save_bert
+
+    folder = save_bert(tmp_path / "w48", 0, hidden_size=48, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=96, vocab_size=100, max_position_embeddings=64)
+    code, out, err = cli(capsys, "trace", str(folder), "--seq", "8", "--precision", "bf16", "--format", "csv")
+    assert code == 0, err
+    rows = [line.split(",") for line in out.splitlines()]
+    assert {"avx512", "neon", "amx", "simt"} <= {r[0] for r in rows}
+    simt = {cell for r in rows if r[0] == "simt" for cell in r}
+    assert {"isasim.linear_bf16", "aten.linear.default"} <= simt  # the 96-wide layer in bf16, 48-wide ones not

@@ -90,6 +90,7 @@ def test_trace_training_with_lora_sets_each_targets_full_step_next_to_its_lora_s
 
 @pytest.mark.parametrize("argv, says", [
     (("--training", "--lora", "0"), "--lora 0 is out of range"),
+    (("--training", "--lora", "1000000000"), "above the model's hidden size 384"),
     (("--training", "--lora", "4", "--lora-targets", "query,attn"), "attn is not one of BERT's linear layers"),
     (("--training", "--lora", "4", "--lora-alpha", "-1"), "--lora-alpha -1.0 is out of range"),
     (("--lora", "4",), "add --training"),
@@ -124,6 +125,10 @@ def test_finetune_with_lora_saves_the_adapter_and_a_merged_model_that_check_read
     t = json.loads(text)["targets"][0]
     assert t["passed"] and t["label_agreement"] == 1.0
     assert t["accuracy"] == pytest.approx(report["test_accuracy"])
+    # a full fine-tune into the same folder leaves no adapter of the earlier one beside its weights
+    code, text, err = cli(capsys, "finetune", "--base", str(tiny_base), "--epochs", "1", "-o", str(out))
+    assert code == 0, err
+    assert not (out / "adapter").exists() and json.loads((out / "finetune.json").read_text())["lora"] is None
 
 
 def _untuned(base_folder) -> torch.nn.Module:
