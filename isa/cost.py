@@ -183,7 +183,9 @@ def window_bound(block: list[Instr], uarch: Uarch, floor: float = 0.0) -> float:
     return max(alone, (last[-1] - last[half - 1]) / (WINDOW_RUNS - half))
 
 
-def block_cost(block: list[Instr], uarch: Uarch, sequential: bool) -> BlockCost:
+def block_cost(block: list[Instr], uarch: Uarch, sequential: bool, overlap: float = 1.0) -> BlockCost:
+    """A loop body's cycles per trip; `overlap`: how many runs of the whole loop the out-of-order window holds
+    at once (see `_overlap`), which share the loop-carried chain's latency between them."""
     work: Counter = Counter()
     uops = 0
     for i, ins in enumerate(block):
@@ -194,24 +196,52 @@ def block_cost(block: list[Instr], uarch: Uarch, sequential: bool) -> BlockCost:
             work[frozenset(t.ports)] += t.rthroughput * len(t.ports)
         uops += t.uops
     busiest, port = port_bound(dict(work))
-    latency = carried_latency(block, uarch) if sequential else 0.0
+    latency = carried_latency(block, uarch) / overlap if sequential else 0.0
     issue = uops / uarch.issue_width
     return BlockCost(busiest, issue, latency, port, window_bound(block, uarch, max(busiest, issue)))
 
 
+def _uops(block: list[Instr], uarch: Uarch) -> int:
+    return sum(uarch.timing(ins.mnemonic).uops for i, ins in enumerate(block) if not fused_latch(block, i, uarch))
+
+
+def _iteration_uops(items: tuple[Item, ...], own: list[Instr], uarch: Uarch) -> int:
+    """Micro-ops one iteration of a loop issues: its own instructions and every trip of the loops in it."""
+    straight = [it for it in items if isinstance(it, Instr)] + own
+    return _uops(straight, uarch) + sum(it.trip * _iteration_uops(it.body, list(it.latch), uarch)
+                                        for it in items if isinstance(it, Loop))
+
+
+def _overlap(loop: Loop, parent: int, uarch: Uarch) -> float:
+    """How many runs of an innermost sequential `loop` (a reduction chain: a dot product's k loop) the
+    reorder buffer holds at once, where the loop around it has independent iterations of `parent` micro-ops
+    each, every one starting the chain afresh. An iteration's micro-ops enter the window in order, so the
+    next one's chain starts once this one's last micro-op is in: by Little's law, with U micro-ops per
+    iteration and a window of W, about W / U of them are in flight and their chains overlap (at least 1: an
+    iteration larger than the window waits for its own chain). The scalar attention matmul's 32-trip dot
+    products fit twice in Zen 5's 448-entry buffer."""
+    if any(isinstance(it, Loop) for it in loop.body):
+        return 1.0
+    return max(1.0, uarch.reorder_buffer / max(parent, 1))
+
+
 def _blocks(items: tuple[Item, ...], trips: int, uarch: Uarch, acc: _Acc, own: list[Instr] | None = None,
-            sequential: bool = False) -> None:
-    """Cost the straight-line instructions of `items` (plus `own`, the latch) as one block, recursing."""
+            sequential: bool = False, overlap: float = 1.0) -> None:
+    """Cost the straight-line instructions of `items` (plus `own`, the latch) as one block, recursing;
+    `sequential`: the loop of `items` carries a chain from trip to trip (else its trips are independent)."""
     straight = [it for it in items if isinstance(it, Instr)] + (own or [])
     if straight:
-        bc = block_cost(straight, uarch, sequential)
+        bc = block_cost(straight, uarch, sequential, overlap)
         acc.compute[bc.bound.kind, bc.bound.where] += trips * bc.cycles
         acc.total += trips * bc.cycles
         if own is not None and (acc.hottest is None or trips > acc.hottest[0]):
             acc.hottest = (trips, bc)
+    independent = own is not None and not sequential  # this loop's iterations share no chain
+    parent = _iteration_uops(items, own or [], uarch) if independent else 0
     for it in items:
         if isinstance(it, Loop):
-            _blocks(it.body, trips * it.trip, uarch, acc, list(it.latch), not it.parallel)
+            runs = _overlap(it, parent, uarch) if independent and not it.parallel else 1.0
+            _blocks(it.body, trips * it.trip, uarch, acc, list(it.latch), not it.parallel, runs)
 
 
 def cache_tree(program: Program) -> tuple:

@@ -8,6 +8,7 @@ from oprunner import PAIR_IDS, PAIRS, both_executors, one_op_graph, programs
 
 from isasim.backends import backend_for, load_machine
 from isasim.isa.machine import load_uarch
+from isasim.isa.program import walk
 from isasim.isa.targets import TARGETS
 from isasim.models.graph import Ref
 
@@ -28,11 +29,27 @@ def cost(graph, target, machine):
 
 @pytest.mark.parametrize("target,uarch", SCALAR, ids=[f"{t.name}-{u}" for t, u in SCALAR])
 def test_one_accumulator_gemm_is_bound_by_the_fma_chain(target, uarch):
-    _, c = cost(linear_graph(8, 8, 64), target, uarch)
+    """A dot product longer than the reorder buffer holds waits for its own chain: one FMA latency a trip."""
+    _, c = cost(linear_graph(8, 8, 512), target, uarch)
     fma = load_uarch(uarch).timing(target.mnemonics[next(p for p in target.mnemonics if p.name == "FMA")])
     assert c.inner_loop.bound.kind == "latency"
     assert c.inner_loop.latency == fma.latency  # the accumulator chain: one FMA per trip
     assert c.bound.kind == "latency" and c.bound.cycles == c.cycles
+
+
+@pytest.mark.parametrize("target,uarch", SCALAR, ids=[f"{t.name}-{u}" for t, u in SCALAR])
+def test_short_dot_products_overlap_in_the_reorder_buffer(target, uarch):
+    """The next output's chain starts while this one's is still running when both fit in the window (the
+    scalar attention matmul's 32-trip dot products): the chain's latency per trip is shared by the
+    W / U outputs in flight, W the reorder buffer and U one output's micro-ops, down to what the ports allow."""
+    core = load_uarch(uarch)
+    fma = core.timing(target.mnemonics[next(p for p in target.mnemonics if p.name == "FMA")])
+    prog, short = cost(linear_graph(8, 8, 16), target, uarch)
+    _, long = cost(linear_graph(8, 8, 512), target, uarch)
+    per_output = sum(n for _, n, _ in walk(prog.body)) / 64  # micro-ops ~ instructions of one output
+    assert short.inner_loop.latency < fma.latency
+    assert short.inner_loop.latency == pytest.approx(fma.latency * per_output / core.reorder_buffer, rel=0.3)
+    assert short.cycles / 16 < long.cycles / 512  # per trip, the short ones run faster
 
 
 @pytest.mark.parametrize("target,uarch", SIMD, ids=[f"{t.name}-{u}" for t, u in SIMD])
