@@ -2,8 +2,9 @@
 [[levels]] bytes_per_cycle hold (isa/uarch/zen3.toml's [HOST] figures came from this script).
 
 A C loop of eight independent loads per trip, each as wide as the host's widest vector (512-bit where it has
-AVX-512, else 256-bit AVX2; 128-bit NEON), sums a buffer of each size, best of 5 timings; cycles are the seconds times the clock measured right after with a dependent add chain
-(isa/hostcpu.py), because a shared or power-managed host moves its clock.
+AVX-512, else 256-bit AVX2; 128-bit NEON), sums a buffer of each size, best of 5 timings; cycles are the
+seconds times the clock measured right after with a dependent add chain (isa/hostcpu.py), because a shared or
+power-managed host moves its clock.
 
     .venv/bin/python benchmarks/memory_bandwidth.py
 """
