@@ -169,16 +169,17 @@ def capture_training(spec: ModelSpec, seq: int, batch: int, seed: int = 0, with_
     named = dict(exported.named_parameters())
     names = list(named)
     trained = [k for k in names if named[k].requires_grad]  # all of them, but for LoRA's frozen weights
+    is_trained = set(trained)
     buffers = dict(exported.named_buffers())
-    n, t = len(names), len(trained)
+    n, nt = len(names), len(trained)
 
     def step_fn(*flat):
-        params = [x.detach().requires_grad_(k in trained) for k, x in zip(names, flat[:n])]
-        tuned = [p for k, p in zip(names, params) if k in trained]
-        ms, vs = flat[n:n + t], flat[n + t:n + 2 * t]
-        rest = flat[n + 2 * t:n + 2 * t + len(buffers)]
+        params = [x.detach().requires_grad_(k in is_trained) for k, x in zip(names, flat[:n])]
+        tuned = [p for k, p in zip(names, params) if k in is_trained]
+        ms, vs = flat[n:n + nt], flat[n + nt:n + 2 * nt]
+        rest = flat[n + 2 * nt:n + 2 * nt + len(buffers)]
         loss = torch.func.functional_call(exported, {**dict(zip(names, params)), **dict(zip(buffers, rest))},
-                                          tuple(flat[n + 2 * t + len(buffers):]))
+                                          tuple(flat[n + 2 * nt + len(buffers):]))
         grads = torch.autograd.grad(loss, tuned)
         updated = [adamw(p.detach(), g, m, v, step, **opt) for p, g, m, v in zip(tuned, grads, ms, vs)]
         return (loss, *grads, *(u[0] for u in updated), *(u[1] for u in updated), *(u[2] for u in updated))
@@ -213,7 +214,7 @@ def capture_training(spec: ModelSpec, seq: int, batch: int, seed: int = 0, with_
         used = {detached.get(r.name, r.name) for node in graph.nodes if node.op != "aten.detach.default"
                 for r in iter_refs(node.args + tuple(v for _, v in node.kwargs))}
         graph.config["frozen_params"] = int(sum(named[k].numel() for k in names
-                                                if k not in trained and f"param.{k}" in used))
+                                                if k not in is_trained and f"param.{k}" in used))
     return TrainingStep(Captured(graph, None, model if with_values else None,
                                  dict(zip(("input_ids", "attention_mask", "token_type_ids"), data[:3])), spec),
                         trained, labels, lora)
