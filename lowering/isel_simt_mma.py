@@ -1,27 +1,33 @@
-"""fp16 and bf16 GEMMs on a GPU's tensor cores (--precision fp16, bf16): the linear layers of
-lowering/ops_fp16.py as `mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`, and those of lowering/ops_bf16.py
-as its `.bf16` twin (isa/mma.py has their fragments and arithmetic), staged through shared memory as
-CUTLASS's multistage GEMMs are ("Efficient GEMM in CUDA", CUTLASS docs):
+"""GEMMs on a GPU's tensor cores (--precision fp16, bf16, int8): the linear layers of lowering/ops_fp16.py as
+`mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`, those of lowering/ops_bf16.py as its `.bf16` twin, and
+those of lowering/ops_quant.py as `mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32` (isa/mma.py has their
+fragments and arithmetic; `Format` says what differs), staged through shared memory as CUTLASS's multistage
+GEMMs are ("Efficient GEMM in CUDA", CUTLASS docs):
 
 - A block of eight warps owns a 128 x BN tile of the output (BN = 128, 64 or 32, the largest that divides N).
   The warps form a 2 x 4 grid: warp (wm, wn) computes rows 64 wm .. 64 wm + 63 and BN / 4 columns, as
   4 x BN / 32 tiles of 16 x 8, each a chain of mma along k.
-- Per step of 16 along k, the block copies its 128 x 16 slice of A and its BN x 16 slice of B into shared
-  memory, a 32-bit word per pair of neighbours in k; waits at bar.sync; then each warp loads its fragments
-  with ld.shared.b32 and multiplies; and waits again before the next slice overwrites the tiles.
-- The global loads of slice t + 1 go out in trip t, into the registers the next trip stores from, so their
-  latency hides behind this trip's mma (Volkov & Demmel's prefetch, as the float32 GEMM does).
-- Shared rows are padded from 8 to 12 words: the eight rows a fragment load reads land on distinct banks.
+- Per step of one mma's k (16; 32 in int8), the block copies its 128-row slice of A and its BN-row slice of
+  B into shared memory, eight 32-bit words a row (two fp16 or bf16 neighbours in k a word, four int8); waits
+  at bar.sync; then each warp loads its fragments with ld.shared.b32 and multiplies; and waits again before
+  the next slice overwrites the tiles.
   - fp16: A is the float32 activation, rounded and packed in pairs by `cvt.rn.f16x2.f32` as it is copied;
     B is the fp16 weight [N, K], each output's k contiguous.
   - bf16: A is the activation that `isasim.round_bf16` rounded (a 32-bit load per pair, no conversion), B the
     weight packed [K/2, N, 2] (models/bf16.py): a warp's loads of one k pair across 32 outputs are contiguous.
-- Rows past M load 0, add nothing and are not stored; K is a multiple of 16 and N of 32 (models/fp16.py
-  converts only such layers; a bf16 layer whose N is not is refused in one line).
-- The epilogue is the kernel's store expression (the bias add) for each accumulator register.
+  - int8: A is the quantized activation (7-bit, so valid signed bytes), B the weight packed [K/4, N, 4]
+    (models/quantize.py); the int32 sums are converted to float32 once, before the epilogue.
+- The global loads of slice t + 1 go out in trip t, into the registers the next trip stores from, so their
+  latency hides behind this trip's mma (Volkov & Demmel's prefetch, as the float32 GEMM does).
+- Shared rows are padded from 8 to 12 words: the eight rows a fragment load reads land on distinct banks.
+- Rows past M load 0, add nothing and are not stored. N is a multiple of 32 and K of one mma's k: models/
+  fp16.py and bf16.py convert only such layers; an int8 layer that is not one (a classifier's two outputs)
+  is left to the selector's byte-by-byte form (`int8_fits`).
+- The epilogue is the kernel's store expression (the bias add; int8's dequantization, whose column-only
+  factors each thread computes once per column) for each accumulator register.
 Not yet: ldmatrix, cp.async and more than one stage in flight (the issue's next steps).
 Each output's sum runs k = 0, 1, ..., K-1, from 0, as models/fp16.py's reference does (and models/bf16.py's
-for the "mma" dot product).
+for the "mma" dot product); integer sums are exact in any order.
 """
 
 from __future__ import annotations
