@@ -10,16 +10,14 @@ import pytest
 import torch
 import transformers
 from test_finetune import tiny_base  # noqa: F401 (a fixture)
+from test_training import ALL, assert_step_matches_torch
 from tiny import cli
 
-from isasim.engine.run import run_graph
-from isasim.isa.targets import GPU_TARGETS, TARGETS
-from isasim.lowering.pipeline import lower_graph, materialize
+from isasim.lowering.pipeline import lower_graph
 from isasim.models import registry
 from isasim.models.lora import Lora
 from isasim.models.training import capture_training, reference_step
 
-ALL = {n: t for n, t in {**TARGETS, **GPU_TARGETS}.items() if t.fp32}
 TINY = transformers.BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=96,
                                vocab_size=60, max_position_embeddings=64)
 
@@ -36,17 +34,7 @@ def lora_step():
 def test_lora_gradients_and_updated_adapters_match_torch(lora_step, target):
     """As tests/test_training.py holds the full step: every gradient and updated parameter within 1e-4 of
     torch's, relative to the tensor's largest value."""
-    step, want, lowered = lora_step
-    storages = run_graph(lowered, ALL[target])
-    got = [materialize(lowered.context.views[r], storages) for r in step.captured.graph.outputs]
-    n = len(step.params)
-    assert abs(float(got[0].reshape(())) - float(want["loss"][0])) < 1e-4
-    for i, name in enumerate(step.params):
-        for kind, value in (("grad", got[1 + i]), ("param", got[1 + n + i])):
-            ref = want[f"{kind}.{name}"]
-            assert np.abs(ref).max() > 0, (kind, name)  # a gradient that is zero would test nothing
-            err = np.abs(value.reshape(ref.shape) - ref).max()
-            assert err <= 1e-4 * (np.abs(ref).max() + 1e-3), (kind, name, err)
+    assert_step_matches_torch(*lora_step, target, nonzero=True)
 
 
 def test_the_lora_step_trains_adapters_and_head_and_computes_no_frozen_weight_gradient(lora_step):

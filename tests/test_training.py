@@ -35,7 +35,12 @@ def test_gradients_and_updated_weights_match_torch(tiny_step, target):
     """Every gradient and every AdamW-updated parameter within 1e-4 of torch's, relative to the tensor's largest
     value (+1e-3: the attention key's bias has a gradient of exactly zero in theory, 1e-12 rounding noise in
     practice, which no two summation orders agree on)."""
-    step, want, lowered = tiny_step
+    assert_step_matches_torch(*tiny_step, target)
+
+
+def assert_step_matches_torch(step, want, lowered, target: str, nonzero: bool = False) -> None:
+    """The loss, every gradient and every updated parameter of the step executed on `target` against torch's
+    (`nonzero`: every reference tensor must be non-zero too, or it would test nothing)."""
     storages = run_graph(lowered, ALL[target])
     got = [materialize(lowered.context.views[r], storages) for r in step.captured.graph.outputs]
     n = len(step.params)
@@ -43,6 +48,7 @@ def test_gradients_and_updated_weights_match_torch(tiny_step, target):
     for i, name in enumerate(step.params):
         for kind, value in (("grad", got[1 + i]), ("param", got[1 + n + i])):
             ref = want[f"{kind}.{name}"]
+            assert not nonzero or np.abs(ref).max() > 0, (kind, name)
             err = np.abs(value.reshape(ref.shape) - ref).max()
             assert err <= 1e-4 * (np.abs(ref).max() + 1e-3), (kind, name, err)
 
