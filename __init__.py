@@ -3,13 +3,13 @@
     import isasim
     isasim.trace("bert-base", targets=["avx512"], seq=128).to_dict()
 
-The functions (trace, training_step, check, compare, explain, emit, host, sweep) live in isasim/api.py and load on first
+The functions (trace, training_step, check, compare, explain, emit, host, sweep, scale) live in isasim/api.py and load on first
 use, so `import isasim` and the command line start fast.
 """
 
 from isasim.version import __version__
 
-_API = ("trace", "training_step", "check", "compare", "explain", "emit", "host", "sweep")
+_API = ("trace", "training_step", "check", "compare", "explain", "emit", "host", "sweep", "scale")
 __all__ = [*_API, "UserError", "__version__"]
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from isasim.engine.emit import EmitReport
     from isasim.engine.explain import ExplainReport
     from isasim.engine.host import HostReport
+    from isasim.engine.scale import ScaleReport
     from isasim.engine.trace import TraceReport
     from isasim.engine.training import TrainingReport
 
@@ -48,18 +49,33 @@ def _names(names: Names) -> list[str] | None:
 
 
 def trace(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
-          seed: int = 0, core_aten: bool = False, precision: str = "fp32", progress: Progress | None = None
-          ) -> TraceReport:
+          seed: int = 0, core_aten: bool = False, precision: str = "fp32", cores: int | str = 1,
+          progress: Progress | None = None) -> TraceReport:
     """What every op of the model's forward pass costs on each target: instructions, cycles, the deciding
     bound and bytes per memory level, per op and in total. Nothing is executed. `precision` "int8" quantizes
-    the linear layers as PyTorch's dynamic quantization does (models/quantize.py)."""
+    the linear layers as PyTorch's dynamic quantization does (models/quantize.py). `cores` (a number, or "all":
+    the socket's): each kernel split across that many cores of a CPU's socket (engine/cores.py); every target
+    then means every CPU target."""
     from isasim.engine.trace import trace as run
 
     check_shape(batch, seed, seq)
     check_precision(precision)
     _no_int8_core_aten(precision, core_aten)
-    chosen = pick_targets(_names(targets), _names(machines), precision)
-    return run(lowered_for_cost(model, seq, batch, seed, core_aten, progress, precision), chosen, progress)
+    chosen = _on_cores(pick_targets(_names(targets), _names(machines), precision), targets, cores)
+    return run(lowered_for_cost(model, seq, batch, seed, core_aten, progress, precision), chosen, progress, cores)
+
+
+def _on_cores(chosen: list, targets: Names, cores: int | str) -> list:
+    """The targets that `cores` cores can run: with more than one, the CPU ones (a named GPU is refused)."""
+    from isasim.engine.cores import cores_for
+
+    if cores == 1:
+        return chosen
+    if targets is None:
+        chosen = [(t, m) for t, m in chosen if t.simt is None]
+    for _, m in chosen:
+        cores_for(m, cores)
+    return chosen
 
 
 def _no_int8_core_aten(precision: str, core_aten: bool) -> None:
@@ -111,7 +127,7 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
 
 def check(model: str, targets: Names = None, machines: Names = None, *, seq: int | None = None, batch: int = 1,
           seed: int = 0, text: str | None = None, tolerance: float = 1e-4, on_host: bool = False,
-          dataset: str | None = None, jobs: int | None = None, precision: str = "fp32",
+          dataset: str | None = None, jobs: int | None = None, precision: str = "fp32", cores: int | str = 1,
           progress: Progress | None = None) -> CheckReport:
     """Execute every lowered kernel on each target with the model's weights and real inputs, and compare
     every op and the final output with PyTorch; `passed` only if every target stays within `tolerance` and
@@ -119,13 +135,15 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
     number, else to 128) or seeded random ids. On a classifier, each target's predicted label for the text is
     reported next to PyTorch's. `on_host` also runs the emitted machine code; `dataset` (train, dev or test)
     runs a fine-tuned classifier on that split of the movie/TV dataset, as one batch. `jobs`: processes that
-    check targets at once (default: one per core, as many as targets and memory allow; 1: this process)."""
+    check targets at once (default: one per core, as many as targets and memory allow; 1: this process).
+    `cores`: every kernel runs as that many cores' chunks (CPU targets), which must write what one core
+    writes, bit for bit."""
     check_shape(batch, seed, seq)
     if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         raise UserError(f"--jobs {jobs} is out of range: use 1 or more (1 checks every target in this process)")
     check_finite("--tolerance", tolerance, 0.0, inclusive=True)
     check_precision(precision)
-    chosen = pick_targets(_names(targets), _names(machines), precision)
+    chosen = _on_cores(pick_targets(_names(targets), _names(machines), precision), targets, cores)
     from isasim.engine.check import check as run, default_jobs  # (torch loads here, once the arguments are good)
     from isasim.engine.graphs import check_fits, dataset_inputs
     from isasim.lowering.pipeline import lower_graph
@@ -160,7 +178,8 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
         ref = reference.reference_outputs(captured)
     names = dict(spec.config.id2label) if spec.num_labels and words is not None else None
     jobs = jobs or default_jobs(len(chosen), per_process)
-    report = run(lower_graph(graph), chosen, ref, final, tolerance, progress, on_host, labels, names, jobs, fp32)
+    report = run(lower_graph(graph), chosen, ref, final, tolerance, progress, on_host, labels, names, jobs, fp32,
+                 cores)
     report.tokens = words
     if precision == "int8" and labels is not None:
         report.pytorch_dynamic_int8 = reference.dynamic_int8(captured, fp32, labels)
@@ -225,6 +244,24 @@ def emit(model: str, output: str | Path, targets: Names = None, machines: Names 
         manifest = emit_model(lowered, target, machine, where, op, progress)
         emitted.append(EmittedTarget(target.name, machine.name, str(where), manifest))
     return EmitReport(lowered.graph.config.get("model", model), seq, batch, emitted)
+
+
+def scale(model: str, target: str, machine: str | None = None, *, cores: Sequence[int | str] = (1, 2, 4, 8),
+          seq: int = 128, batch: int = 1, seed: int = 0, precision: str = "fp32", progress: Progress | None = None
+          ) -> ScaleReport:
+    """The forward pass on each count of `cores` of one CPU socket (a number, or "all": the socket's), each
+    kernel split as engine/cores.py splits it: time, speed-up, parallel efficiency, the deciding bound, and the
+    op family that scales worst at each point."""
+    from isasim.engine.scale import scale as run
+
+    check_shape(batch, seed, seq)
+    check_precision(precision)
+    if isinstance(target, str):
+        target = [target]
+    if len(target) != 1:
+        raise UserError("scale follows one target across core counts: name exactly one with --target")
+    (t, m), = _on_cores(pick_targets(target, _names(machine), precision), target, 2)
+    return run(lowered_for_cost(model, seq, batch, seed, False, progress, precision), t, m, list(cores), progress)
 
 
 def host(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,

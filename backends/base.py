@@ -107,6 +107,7 @@ class Backend(ABC):
         """None when this host can run the target's emitted code in `precision`, made for `machine`
         (natively or under an emulator); else why not, in a few words."""
 
-    def run_native(self, program: Program, target: Target, storages: Storages) -> None:
-        """Run the emitted code itself, writing its outputs back (where `can_run_native` allows)."""
+    def run_native(self, program: Program, target: Target, storages: Storages, into: bool = False) -> None:
+        """Run the emitted code itself, writing its outputs back (where `can_run_native` allows); `into`: the
+        outputs start as `storages` holds them, for a chunk that writes its share."""
         raise NotImplementedError(f"{self.kind} code does not run on this host")

@@ -97,10 +97,12 @@ class CpuBackend(Backend):
             return f"this machine runs neither {target.isa} code nor qemu for it (run 'bash .ci/install-tools')"
         return None
 
-    def run_native(self, program: Program, target: Target, storages: Storages) -> None:
+    def run_native(self, program: Program, target: Target, storages: Storages, into: bool = False) -> None:
         """Assemble the program, run the machine code (natively, or under qemu for AArch64), and write its
-        outputs back into `storages`."""
-        buffers = [np.zeros(b.size, b.dtype.numpy) if b.is_output else
+        outputs back into `storages`; `into`: the outputs start as `storages` holds them (where one core's chunk
+        writes its share of a kernel's outputs), else as zeros."""
+        buffers = [(np.array(storages[b.name], b.dtype.numpy) if into and b.name in storages else
+                    np.zeros(b.size, b.dtype.numpy)) if b.is_output else
                    np.ascontiguousarray(storages[b.name].astype(b.dtype.numpy)) for b in program.buffers]
         native.run(target.isa, emit(program, target), symbol(program.name), buffers)
         for b, arr in zip(program.buffers, buffers):

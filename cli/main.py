@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from isasim.cli.scale import core_count
 from isasim.isa.errors import UserError
 
 if TYPE_CHECKING:  # rich loads inside main(), where an early Ctrl-C is caught like any other
@@ -46,6 +47,13 @@ def _precision(p: argparse.ArgumentParser) -> None:
                    "neon, amx and simt targets only; amx runs int8 and bf16 only; fp16: the linear layers on "
                    "the GPU's tensor cores (mma.sync m16n8k16, fp16 operands, float32 sums), the simt target "
                    "only")
+
+
+def _cores(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--cores", type=core_count, default=1, metavar="N",
+                   help=f"{what} split across N cores of one socket (or 'all': the socket's count), each kernel's "
+                   "parallel loop cut into one chunk per core as OpenMP's static schedule does; CPU targets only "
+                   "(default 1)")
 
 
 def _wide(p: argparse.ArgumentParser) -> None:
@@ -84,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--chrome-trace", type=Path, metavar="FILE",
                    help="also write the kernels as Chrome trace events (open in Perfetto or chrome://tracing)")
     _training_args(t)
+    _cores(t, "every kernel costed")
     t.add_argument("--core-aten", action="store_true",
                    help="decompose to core ATen (addmm, bmm, native_layer_norm, ...) before lowering: slower capture, and eval-mode dropout becomes a clone that is costed")
 
@@ -107,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a classifier saved by `isasim finetune`: run every sentence of this split of the "
                    "movie/TV dataset as one batch (this sets --batch, and --seq to the longest sentence); "
                    "every predicted label must agree with PyTorch's")
+    _cores(c, "every kernel executed")
     c.add_argument("--jobs", type=int, default=None,
                    help="targets checked at once, each in its own process (default: one per core, no more than "
                    "the targets and the memory allow; 1: all in this process)")
@@ -187,6 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="also draw measured against predicted time, one point per kernel, log-log (matplotlib)")
 
+    sc = sub.add_parser("scale", help="the forward pass on 1, 2, 4, ... cores of one socket: speed-up, efficiency "
+                        "and what stops scaling", description="Cost the model's forward pass on each core count of "
+                        "one CPU socket, every kernel's parallel loop split across the cores (OpenMP's static "
+                        "schedule), and print time, speed-up, parallel efficiency, the deciding bound and the op "
+                        "family that scales worst at each point. The socket's core count, shared last-level caches, "
+                        "DRAM bandwidth and fork/join cost come from the core's uarch file, with sources.")
+    sc.add_argument("model", help="bert-base, bert-large, minilm, or a folder with config.json")
+    sc.add_argument("--target", required=True, metavar="T", help="one CPU target (see 'isasim targets')")
+    sc.add_argument("--uarch", metavar="U", help="the core (default: the target's own)")
+    sc.add_argument("--cores", default="1,2,4,8,all", metavar="LIST",
+                    help="core counts, comma-separated; 'all' is the socket's (default 1,2,4,8,all)")
+    sc.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
+    sc.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    sc.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    _precision(sc)
+    sc.add_argument("--format", choices=("table", "json"), default="table")
+    sc.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the speed-up against ideal (matplotlib)")
+
     sw = sub.add_parser("sweep", help="a grid of models x seqs x batches x precisions x targets, costed as Dask "
                         "tasks, one row per point in a CSV", description="Cost every point of a grid as `isasim "
                         "trace` would (its totals: instructions, cycles, seconds, the deciding bound, bytes per "
@@ -259,7 +287,8 @@ def cmd_trace(args, out: Console) -> int:
             output.check_writable(path, flag)
     with _progress(sys.stderr.isatty()) as progress:
         report = api.trace(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
-                           core_aten=args.core_aten, precision=args.precision, progress=progress)
+                           core_aten=args.core_aten, precision=args.precision, cores=args.cores,
+                           progress=progress)
     if args.chrome_trace:
         output.write_text(args.chrome_trace, render.trace_chrome(report))
         _wrote(args.chrome_trace, "the kernels as Chrome trace events (open in Perfetto)")
@@ -306,6 +335,8 @@ def _training(args, out: Console, every_machine: bool) -> int:
         raise UserError("--training prints its summary only: drop --core-aten, --chrome-trace and -o")
     if args.precision != "fp32":
         raise UserError(f"--training costs a float32 fine-tuning step: drop --precision {args.precision}")
+    if getattr(args, "cores", 1) != 1:
+        raise UserError("--cores splits the forward pass's kernels; a training step runs on one core: drop one")
     render = {"table": lambda r: training.render_table(r, out, getattr(args, "wide", False)),
               "json": training.render_json,
               "csv": training.render_csv, "markdown": training.render_markdown}[args.format]
@@ -394,7 +425,7 @@ def cmd_check(args, out: Console) -> int:
     with _progress(sys.stderr.isatty()) as progress:
         report = api.check(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
                            text=args.text, tolerance=args.tolerance, on_host=args.on_host, dataset=args.dataset,
-                           jobs=args.jobs, precision=args.precision, progress=progress)
+                           jobs=args.jobs, precision=args.precision, cores=args.cores, progress=progress)
     if args.format == "json":
         sys.stdout.write(render.to_json(report) + "\n")
     else:
@@ -455,6 +486,26 @@ def _sweep(args, out: Console) -> int:
     return cmd_sweep(args, out)
 
 
+def cmd_scale(args, out: Console) -> int:
+    from isasim import api
+    from isasim.cli import scale
+    from isasim.cli.output import check_plot
+
+    if args.plot:
+        check_plot(args.plot)
+    with _progress(sys.stderr.isatty()) as progress:
+        report = api.scale(args.model, args.target, args.uarch, cores=scale.core_list(args.cores), seq=args.seq,
+                           batch=args.batch, seed=args.seed, precision=args.precision, progress=progress)
+    if args.plot:
+        scale.plot(report, args.plot)
+        _wrote(args.plot, "the speed-up against ideal")
+    if args.format == "json":
+        sys.stdout.write(scale.to_json(report) + "\n")
+    else:
+        scale.render_table(report, out)
+    return 0
+
+
 def cmd_targets(args, out: Console) -> int:
     from rich.table import Table
 
@@ -488,9 +539,9 @@ def main(argv: list[str] | None = None) -> int:
         out = Console(width=width)
         handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
                    "compare": cmd_compare, "finetune": cmd_finetune,
-                   "host": cmd_host, "targets": cmd_targets, "sweep": _sweep}[args.command]
+                   "host": cmd_host, "targets": cmd_targets, "sweep": _sweep, "scale": cmd_scale}[args.command]
         precision = getattr(args, "precision", "fp32")
-        asked_all = not getattr(args, "target", None) and args.command not in ("host", "compare", "sweep")
+        asked_all = not getattr(args, "target", None) and args.command not in ("host", "compare", "sweep", "scale")
         notes = []
         if asked_all and (getattr(args, "uarch", None) or precision != "fp32") and not getattr(args, "training", 0):
             from isasim.engine.targets import left_out

@@ -100,7 +100,8 @@ def trace_tables(report: TraceReport, console: Console, wide: bool = False) -> N
                   f"{report.views} view ops move no data")
     for t in report.targets:
         gpu = bool(t.ops) and t.ops[0].simt is not None
-        title = f"{t.target} on {t.uarch} @ {t.clock_ghz} GHz" + (" (per kernel launch)" if gpu else "")
+        title = f"{t.target} on {t.uarch} @ {t.clock_ghz} GHz" + (" (per kernel launch)" if gpu else "") + \
+            (f", {t.cores} cores" if t.cores > 1 else "")
         table, shown = _table(title, SIMT_COLUMNS if gpu else CPU_COLUMNS, wide)
         for first, rows, repeats in _layers(t.ops):
             (title, what), prefix = _group(first, rows)
@@ -215,6 +216,11 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
         if t.label_agreement is not None:
             console.print(f"  {t.target}: predicted labels agree with {whose} on {t.label_agreement:.1%} of "
                           f"{report.batch} sentences; accuracy {t.accuracy:.1%}")
+        if t.cores > 1:
+            same = "every one bit-identical to the whole kernel on one core" if t.bit_identical_to_one_core else \
+                "some DIFFER from the whole kernel on one core"
+            console.print(f"  {t.target}: each kernel on {t.cores} cores, {t.split_kernels} of them split into "
+                          f"chunks; {same}")
         h = t.on_host
         if h and "skipped" in h:
             console.print(f"  {t.target} machine code: not run here: {h['skipped']}")

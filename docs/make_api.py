@@ -106,6 +106,14 @@ for t in emitted.targets:
      """grid = isasim.sweep("minilm", seqs=[8, 32], batches=1, targets=["avx2", "simt", "amx"], serial=True)
 print(grid[["seq", "target", "uarch", "seconds", "bound", "share_gemm"]].round(6).to_string(index=False))
 print(grid.attrs["notes"])"""),
+    ("Many cores: `isasim.scale` and `cores=`",
+     "Each kernel's parallel loops split across the cores of one CPU socket (a number, or \"all\": the socket's "
+     "count from the core's uarch file). `trace(..., cores=N)` and `check(..., cores=N)` take the same "
+     "argument; `check` holds every split kernel to the whole kernel's bits on one core.",
+     """s = isasim.scale("minilm", "avx512", "zen4", cores=[1, 2, 8, "all"], seq=32)
+print(s.socket["part"], s.socket["cores"], s.socket["dram_gb_s"])
+for p in s.points:
+    print(p.cores, f"{p.seconds * 1e6:.1f} us", f"{p.speedup:.2f}x", f"{p.efficiency:.0%}", p.bound, p.slowest_family)"""),
     ("Bad input",
      "One line that says what is wrong and what to do.",
      """for bad in (lambda: isasim.trace("gpt-17"), lambda: isasim.trace("minilm", targets="riscv"),

@@ -124,6 +124,9 @@ EXERCISES = (
     ("isasim trace minilm --training --lora 8 --batch 16 --seq 64 --target avx512 --target neon",
      "LoRA trains 0.3% of the parameters. Which phases shrink on each target, which do not, and why is the step "
      "only about 1.7-2x cheaper?"),
+    ("isasim scale minilm --target avx2 --uarch zen3 --cores 1,8,16,64",
+     "Where does the Zen 3 socket stop scaling, which bound takes over, and why does a batch of 8 (`--batch 8`) "
+     "scale further?"),
 )
 
 
@@ -188,10 +191,30 @@ def sections(model: str, seq: int, out: Path) -> list[str]:
         trust_section(),
         host_section(),
         int8_section(m, s),
-        "## 9. Exercises\n\nEach exercise is a command to run and a question its output answers.\n\n"
+        cores_section(m, s),
+        "## 10. Exercises\n\nEach exercise is a command to run and a question its output answers.\n\n"
         + "\n".join(f"{i}. `{cmd}`\n\n   {question}\n" for i, (cmd, question) in enumerate(EXERCISES, 1))
         + terms("fine-tuning step", "LoRA", "on-host"),
     ]
+
+
+def cores_section(m: str, s: str) -> str:
+    argv = ("scale", m, "--seq", s, "--target", "avx512", "--uarch", "sapphirerapids", "--cores", "1,2,4,8,16,32,56")
+    points = json.loads(run(*argv, "--format", "json"))["points"]
+    last = points[-1]
+    return (
+        "## 9. Many cores\n\nA server runs the model on every core of its socket. `isasim scale` splits each "
+        "kernel's parallel loops across the cores (a GEMM's rows, its columns or blocks of both, whichever the "
+        "cost model finds fastest; a kernel too small to pay for its fork stays on one core), costs each core's "
+        "chunk, and costs once what the cores share: the socket's DRAM bandwidth and each kernel's fork and "
+        "join. Here on the 56 cores of a Xeon 8480+:\n\n"
+        + block("isasim " + " ".join(argv), run(*argv))
+        + f"\nOn {last['cores']} cores the forward is {last['speedup']:.0f}x faster, a parallel efficiency of "
+        f"{last['efficiency']:.0%}. The GEMMs keep scaling; the ops that only stream their tensors through "
+        f"memory ({last['slowest_family']}: {last['slowest_family_speedup']:.1f}x) stop where the socket's DRAM "
+        "bandwidth, shared by every core, is full. `check --cores N` runs every chunk and holds each split "
+        "kernel to the whole kernel's bits on one core.\n"
+        + terms("parallel efficiency", "bound"))
 
 
 HOST_RECORDING = Path(__file__).parent / "host-zen3.txt"  # `isasim host minilm --repeat 10`, as printed there

@@ -4,11 +4,14 @@ and the final output with PyTorch, and what the executor counted with what the c
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from isasim.backends import backend_for
+from isasim.backends.base import load_memory
+from isasim.engine.cores import cores_for
 from isasim.engine.parallel import can_fork, measured, peak_rss_bytes, run_forked, usable_cores
 from isasim.engine.run import run_graph
 from isasim.engine.targets import Progress
@@ -59,6 +62,11 @@ class TargetCheck:
     # quantizer, and one step of 1/127 then propagates
     ops_exact: bool | None = None
     ops_checked: int = 0
+    # --cores N: each kernel ran as its cores' chunks (engine/cores.py); `split_kernels` of them were split, and
+    # every split kernel's outputs equal, bit for bit, what the whole kernel computes on one core
+    cores: int = 1
+    split_kernels: int | None = None
+    bit_identical_to_one_core: bool | None = None
 
 
 @dataclass
@@ -103,7 +111,7 @@ def _digest(values: np.ndarray) -> bytes:
 
 
 def _on_host(lowered: LoweredGraph, target: Target, machine: Machine, executed: dict[str, bytes],
-             final: np.ndarray, tolerance: float | None, progress: Progress | None) -> dict:
+             final: np.ndarray, tolerance: float | None, progress: Progress | None, cores: int = 1) -> dict:
     """Run the machine code of every kernel, chained on its own results; compare with PyTorch, and each
     kernel's outputs bit for bit with what isasim's executor computed."""
     from isasim.isa import native
@@ -125,7 +133,8 @@ def _on_host(lowered: LoweredGraph, target: Target, machine: Machine, executed: 
     output = lowered.context.views[lowered.graph.outputs[0]]
     storages: dict = {}
     # the programs made for the core the executor ran them for (an AVX2 core with AVX-VNNI gets other code)
-    run_graph(lowered, target, tick, native=True, machine=machine, keep=[output.storage], live=storages)
+    run_graph(lowered, target, tick, native=True, machine=machine, keep=[output.storage], live=storages,
+              cores=cores)
     got = materialize(output, storages)
     abs_err, rel_err = _errors(got, final)
     how = "natively" if native.host_supports(target.isa) else "under qemu-aarch64"
@@ -156,6 +165,7 @@ class _Job:
     labels: np.ndarray | None
     label_names: dict[int, str] | None
     fp32_final: np.ndarray | None = None  # int8: float32 PyTorch's final output, to report the error against
+    cores: int = 1
 
 
 def check_target(job: _Job, target: Target, machine: Machine, progress: Progress | None = None) -> TargetCheck:
@@ -174,6 +184,7 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
     exact: list[bool] = []  # int8 and bf16: each added op against its reference on the executor's inputs
     digests: dict[str, bytes] = {}  # each kernel's outputs, for --on-host to compare the machine code's with
     storages: dict = {}
+    split: list[bool] = []  # --cores: per split kernel, whether its chunks wrote what one core writes
 
     def on_step(step, program, events):
         nonlocal executed, threads, counts_match, done
@@ -190,7 +201,13 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
         executed += events.total
         if hasattr(events, "thread_instructions"):
             threads = (threads or 0) + events.thread_instructions
-        counts_match = counts_match and backend.counts(program, machine) == dict(events.instructions)
+        programs = program if isinstance(program, tuple) else (program,)
+        predicted: Counter = Counter()
+        for p in programs:
+            predicted.update(backend.counts(p, machine))
+        counts_match = counts_match and dict(predicted) == dict(events.instructions)
+        if len(programs) > 1:
+            split.append(_as_one_core(step.kernel, target, machine, storages))
         if job.on_host:
             digests.update({b.name: _digest(storages[b.name]) for b in step.kernel.buffers if b.is_output})
         done += 1
@@ -198,7 +215,7 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
             progress(f"executing {target.name}", done, n_kernels)
 
     output = lowered.context.views[lowered.graph.outputs[0]]
-    run_graph(lowered, target, on_step, machine=machine, keep=[output.storage], live=storages)
+    run_graph(lowered, target, on_step, machine=machine, keep=[output.storage], live=storages, cores=job.cores)
     got = materialize(output, storages)
     storages.clear()
     abs_err, rel_err = _errors(got, final)
@@ -207,9 +224,10 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
     if target.name in job.skipped:
         host = {"skipped": job.skipped[target.name], "passed": True}
     elif job.on_host:
-        host = _on_host(lowered, target, machine, digests, final, None if low else job.tolerance, progress)
+        host = _on_host(lowered, target, machine, digests, final, None if low else job.tolerance, progress,
+                        job.cores)
     close = all(exact) if low else abs_err <= job.tolerance
-    passed = close and (host is None or host["passed"])
+    passed = close and (host is None or host["passed"]) and all(split)
     agree = acc = fp32_err = None
     if job.fp32_final is not None:
         fp32_err = _errors(got, job.fp32_final)[0]
@@ -224,7 +242,20 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
                        host, agree, acc,
                        _prediction(got.reshape(final.shape), job.label_names) if job.label_names else None,
                        thread_instructions=threads, max_abs_err_fp32=fp32_err,
-                       ops_exact=all(exact) if low else None, ops_checked=len(exact))
+                       ops_exact=all(exact) if low else None, ops_checked=len(exact), cores=job.cores,
+                       split_kernels=len(split) if job.cores > 1 else None,
+                       bit_identical_to_one_core=all(split) if job.cores > 1 else None)
+
+
+def _as_one_core(kernel, target: Target, machine: Machine, storages: dict) -> bool:
+    """Whether the outputs the cores' chunks left in `storages` are, bit for bit, the whole kernel's on one core
+    (run here on the same inputs)."""
+    backend = backend_for(target)
+    whole = backend.select(kernel, target, machine)
+    mem = load_memory(whole, storages)
+    backend.execute(whole, mem, machine)
+    return all(mem.read(b.name).tobytes() == np.ascontiguousarray(storages[b.name]).reshape(-1).tobytes()
+               for b in whole.buffers if b.is_output)
 
 
 def _added_ops(precision: str, target: Target):
@@ -266,8 +297,8 @@ def default_jobs(targets: int, need_bytes: int | None = None) -> int:
 def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], reference: dict[str, list[np.ndarray]],
           final: np.ndarray, tolerance: float = 1e-4, progress: Progress | None = None,
           on_host: bool = False, labels: np.ndarray | None = None,
-          label_names: dict[int, str] | None = None, jobs: int = 1, fp32_final: np.ndarray | None = None
-          ) -> CheckReport:
+          label_names: dict[int, str] | None = None, jobs: int = 1, fp32_final: np.ndarray | None = None,
+          cores: int | str = 1) -> CheckReport:
     """Execute every kernel for each target on the graph's real values; compare every op and the final
     output (hidden state or logits) with PyTorch, and the executor's dynamic counts with the cost model's.
     With `on_host`, also run each kernel's emitted machine code. With `labels` (one per row of a classifier's
@@ -276,7 +307,9 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
     and `final` are the int8 reference's (models/reference.py `quantized_outputs`), in bf16 float32 PyTorch's
     (each target rounds its own way), and `fp32_final` float32 PyTorch's, against which the error and the
     label agreement are reported; a target passes when each op the precision adds equals its reference on the
-    target's own inputs bit for bit (TargetCheck.ops_exact) and the counts agree."""
+    target's own inputs bit for bit (TargetCheck.ops_exact) and the counts agree. `cores` (a number or "all"):
+    each kernel runs as that many cores' chunks, and a target passes only if every split kernel wrote what one
+    core writes, bit for bit."""
     graph = lowered.graph
     precision = graph.config.get("precision", "fp32")
     skipped = {t.name: why for t, m in targets
@@ -285,13 +318,18 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
         raise UserError("--on-host: nothing here can run the machine code of "
                         + "; ".join(f"{name} ({why})" for name, why in skipped.items())
                         + ": drop --on-host, or add a target this host runs")
-    job = _Job(lowered, reference, final, tolerance, on_host, skipped, labels, label_names, fp32_final)
+    def job(pair: tuple[Target, Machine]) -> _Job:
+        return _Job(lowered, reference, final, tolerance, on_host, skipped, labels, label_names, fp32_final,
+                    per_target[pair[0].name])
+
+    per_target = {t.name: cores_for(m, cores) if cores != 1 else 1 for t, m in targets}
     jobs = max(1, min(jobs, len(targets))) if can_fork() else 1  # (without fork, no sharing: one process)
     if jobs == 1:
-        runs = [measured(lambda pair, p: check_target(job, *pair, p), pair, progress) for pair in targets]
+        runs = [measured(lambda pair, p: check_target(job(pair), *pair, p), pair, progress) for pair in targets]
     else:
         order = _slowest_first(targets)
-        forked = run_forked(lambda pair, p: check_target(job, *pair, p), [targets[i] for i in order], jobs, progress,
+        forked = run_forked(lambda pair, p: check_target(job(pair), *pair, p), [targets[i] for i in order], jobs,
+                            progress,
                             [f"checking {targets[i][0].name}" for i in order])
         runs = [forked[order.index(i)] for i in range(len(targets))]
     out = []

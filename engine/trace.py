@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from isasim.backends import backend_for
+from isasim.engine.cores import cores_for, split_cost
 from isasim.engine.targets import Progress
 from isasim.isa.cost import KernelCost
 from isasim.isa.hardware import Bound, Machine
@@ -54,6 +55,7 @@ class TargetTrace:
     bytes: dict[str, int]
     bounds: dict[str, float]  # cycles of the ops each kind of bound decided
     ops: list[OpRow] = field(default_factory=list)
+    cores: int = 1  # of one socket, sharing every kernel's parallel loop (engine/cores.py)
 
 
 @dataclass
@@ -73,19 +75,25 @@ class TraceReport(ModelReport):
                 for t in self.targets for r in t.ops]
 
 
-def cost_kernel(kernel: Kernel, target: Target, machine: Machine) -> KernelCost:
+def cost_kernel(kernel: Kernel, target: Target, machine: Machine, cores: int = 1) -> KernelCost:
+    """What the kernel costs on the machine; on `cores` cores of a CPU's socket, split as engine/cores.py does."""
     backend = backend_for(target)
-    return backend.cost(backend.select(kernel, target, machine), machine)
+    alone = backend.cost(backend.select(kernel, target, machine), machine)
+    if cores == 1:
+        return alone
+    return split_cost(kernel, target, machine, cores, alone).cost
 
 
-def trace(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], progress: Progress | None = None
-          ) -> TraceReport:
+def trace(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], progress: Progress | None = None,
+          cores: int | str = 1) -> TraceReport:
+    """`cores`: a number or "all" (each CPU socket's own count), checked against each machine."""
     graph = lowered.graph
     kernels = lowered.kernels
     results = []
     total = len(kernels) * len(targets)
     done = 0
     for target, machine in targets:
+        on = 1 if cores == 1 else cores_for(machine, cores)
         rows = []
         memo: dict[Kernel, KernelCost] = {}  # the same op in every layer is costed once
         for step in lowered.steps:
@@ -94,7 +102,7 @@ def trace(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], progress
                 continue
             key = canonical(k)
             if key not in memo:
-                memo[key] = cost_kernel(k, target, machine)
+                memo[key] = cost_kernel(k, target, machine, on)
             c = memo[key]
             n = step.node
             rows.append(OpRow(n.name, n.op, n.module, layer_of(n.module), "x".join(map(str, n.out.shape)) or "scalar",
@@ -109,7 +117,7 @@ def trace(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], progress
         results.append(TargetTrace(
             target.name, machine.name, machine.clock_ghz, sum(r.instructions for r in rows), cycles,
             cycles / (machine.clock_ghz * 1e9), sum(r.flops for r in rows), sum(r.fp_ops for r in rows),
-            {lv: sum(r.bytes[lv] for r in rows) for lv in LEVELS}, bounds, rows))
+            {lv: sum(r.bytes[lv] for r in rows) for lv in LEVELS}, bounds, rows, on))
     cfg = graph.config
     return TraceReport(cfg.get("model", graph.model), cfg.get("seq", 0), cfg.get("batch", 0), cfg.get("params", 0),
                        sum(k.flops for k in kernels), len(lowered.steps) - len(kernels), dict(cfg), results)

@@ -27,10 +27,16 @@ Conventions the TOML files follow (and the checks below enforce where they can):
   that hold micro-ops waiting for their operands where the vector/FP work waits (Intel's unified
   reservation station; AMD's FP scheduler; Arm's issue queues for the vector pipes, together). Both bound
   how far independent loop trips overlap (isa/cost.py, the window bound).
+* ``[socket]``: the chip a core sits in, for `--cores` (engine/cores.py): a representative part, its cores,
+  how many of them share one last-level cache (an AMD CCD's 8; every core of an Intel mesh or an Arm SLC),
+  the socket's sustained DRAM bandwidth (a STREAM-class measurement where one is published, GB/s), and what
+  one OpenMP parallel loop's fork and join costs: ``fork_join_ns`` at 2 cores plus ``fork_join_ns_per_doubling``
+  for each doubling beyond (a barrier's tree grows with log2 of the threads).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -67,6 +73,25 @@ class MemLevel:
 
 
 @dataclass(frozen=True)
+class Socket:
+    part: str
+    cores: int
+    llc_cores: int  # cores that share one last-level cache
+    dram_gb_s: float  # sustained, all cores reading
+    fork_join_ns: float  # one parallel loop's fork and join on 2 cores
+    fork_join_ns_per_doubling: float
+    cores_source: str
+    dram_source: str
+    fork_join_source: str
+
+    def fork_join_cycles(self, cores: int, clock_ghz: float) -> float:
+        """Cycles one parallel loop over `cores` threads spends starting them and waiting at its join."""
+        if cores < 2:
+            return 0.0
+        return (self.fork_join_ns + self.fork_join_ns_per_doubling * math.log2(cores / 2)) * clock_ghz
+
+
+@dataclass(frozen=True)
 class Uarch:
     name: str
     isa: str  # "x86-64" | "aarch64"
@@ -85,6 +110,7 @@ class Uarch:
     reorder_buffer_source: str
     scheduler: int
     scheduler_source: str
+    socket: Socket
     fuses_sub_branch: bool = False  # `sub r, imm; jnz` (a loop latch) issues as one macro-fused uop
     fusion_source: str = ""
 
@@ -145,6 +171,12 @@ class Uarch:
             return self.level(quantity).source
         if quantity == "line":
             return self.levels[0].source
+        if quantity in ("cores", "socket"):
+            return self.socket.cores_source
+        if quantity == "socket dram":
+            return self.socket.dram_source
+        if quantity == "fork_join":
+            return self.socket.fork_join_source
         return self.timing(quantity).source
 
 
@@ -187,6 +219,22 @@ def _parse_level(t: Mapping[str, Any], where: str) -> MemLevel:
     )
 
 
+def _parse_socket(t: Mapping[str, Any], where: str) -> Socket:
+    here = f"{where} [socket]"
+    cores = int(positive(required(t, "cores", int, here), "cores", here))
+    llc_cores = int(positive(required(t, "llc_cores", int, here), "llc_cores", here))
+    if cores % llc_cores:
+        raise MachineFileError(f"{here}: cores ({cores}) must be a multiple of llc_cores ({llc_cores})")
+    return Socket(
+        part=text(t, "part", here), cores=cores, llc_cores=llc_cores,
+        dram_gb_s=positive(required(t, "dram_gb_s", (int, float), here), "dram_gb_s", here),
+        fork_join_ns=positive(required(t, "fork_join_ns", (int, float), here), "fork_join_ns", here),
+        fork_join_ns_per_doubling=nonnegative(required(t, "fork_join_ns_per_doubling", (int, float), here),
+                                              "fork_join_ns_per_doubling", here),
+        cores_source=text(t, "cores_source", here), dram_source=text(t, "dram_source", here),
+        fork_join_source=text(t, "fork_join_source", here))
+
+
 def parse_uarch(data: Mapping[str, Any], where: str) -> Uarch:
     """Build and check a Uarch from parsed TOML (``where`` names the file in error messages)."""
     isa = required(data, "isa", str, where)
@@ -221,6 +269,7 @@ def parse_uarch(data: Mapping[str, Any], where: str) -> Uarch:
         reorder_buffer_source=text(data, "reorder_buffer_source", where),
         scheduler=int(positive(required(data, "scheduler", int, where), "scheduler", where)),
         scheduler_source=text(data, "scheduler_source", where),
+        socket=_parse_socket(required(data, "socket", dict, where), where),
         fuses_sub_branch=bool(data.get("fuses_sub_branch", False)),
         fusion_source=text(data, "fusion_source", where) if data.get("fuses_sub_branch") else "",
     )

@@ -226,6 +226,7 @@ def x86_64_call(asm: str, symbol: str, buffers: list[np.ndarray]):
         fn(*pointers)
 
     call.buffers = views  # (the memory must live as long as the call that points into it)
+    call.function = fn  # the ctypes function itself, for a harness that calls it from C
     return call
 
 

@@ -5,9 +5,15 @@ that loop's extent cut to the chunk and every index moved to the chunk's first i
 costs and executes like any kernel, and the chunks together write what the whole kernel writes, each output
 element once. No reduction is split, so the result is bit-identical to one core's.
 
-Which loop: the outermost parallel one with at least as many iterations as cores (a GEMM's rows, the heads
-of an attention matmul, a layer norm's rows), else the one with the most (a GEMM of one row splits its
-columns). A loop whose index the kernel reads as a value (arange, masks) stays whole.
+Which loop: any parallel one the kernel does not read as a value (arange and masks count from the loop's
+index, so it stays whole) can be split: `splittable` lists them. `split_var` names the default: the outermost
+with at least as many iterations as cores (a GEMM's rows, the heads of an attention matmul, a layer norm's
+rows), else the one with the most (a GEMM of one row splits its columns).
+
+A grid splits two loops at once, as oneDNN partitions a GEMM's output into blocks: c1 parts of the outer loop
+times c2 of the inner, cores numbered outer-major. `grids` lists the candidates (every loop alone, every pair
+with every factorization of the cores); engine/cores.py chooses among them by cost. `domain_boxes` gives the
+rectangles of the loop space that the cores of each last-level-cache domain cover together.
 """
 
 from __future__ import annotations
@@ -17,23 +23,100 @@ from dataclasses import replace
 from isasim.lowering.kernel import Affine, Index, Kernel, Let, Load, Map, Op, Reduce
 
 
+def splittable(kernel: Kernel) -> list[str]:
+    """The parallel loops that cores can share, outermost first."""
+    return [v for v, e in kernel.parallel if e > 1 and not _reads_index(kernel, v)]
+
+
 def split_var(kernel: Kernel, cores: int) -> str | None:
-    """The parallel loop the cores share, or None (one core runs the kernel)."""
-    loops = [(v, e) for v, e in kernel.parallel if e > 1 and not _reads_index(kernel, v)]
+    """The default loop the cores share, or None (one core runs the kernel)."""
+    loops = [(v, dict(kernel.parallel)[v]) for v in splittable(kernel)]
     if cores < 2 or not loops:
         return None
     wide = [v for v, e in loops if e >= cores]
     return wide[0] if wide else max(loops, key=lambda ve: ve[1])[0]
 
 
-def shares(kernel: Kernel, cores: int) -> list[Kernel]:
-    """One kernel per core that has work (fewer than `cores` where the loop is shorter), in core order."""
-    var = split_var(kernel, cores)
-    if var is None:
-        return [kernel]
-    extent = dict(kernel.parallel)[var]
+def bounds(extent: int, cores: int) -> list[tuple[int, int]]:
+    """(start, size) of each core's chunk of a loop of `extent` iterations: OpenMP's static schedule."""
     chunk = -(-extent // cores)
-    return [chunk_of(kernel, var, start, min(chunk, extent - start)) for start in range(0, extent, chunk)]
+    return [(start, min(chunk, extent - start)) for start in range(0, extent, chunk)]
+
+
+def shares(kernel: Kernel, cores: int, var: str | None = None) -> list[Kernel]:
+    """One kernel per core that has work (fewer than `cores` where the loop is shorter), in core order; `var`:
+    the loop to split (default: `split_var`'s)."""
+    var = var or split_var(kernel, cores)
+    if var is None or cores < 2:
+        return [kernel]
+    return [chunk_of(kernel, var, start, size) for start, size in bounds(dict(kernel.parallel)[var], cores)]
+
+
+Grid = tuple[tuple[str, int], ...]  # (loop, parts) per split loop, outermost first
+Box = tuple[tuple[str, int, int], ...]  # (loop, start, size) per split loop: one core's chunk, or a domain's
+
+
+def grids(kernel: Kernel, cores: int) -> list[Grid]:
+    """Every way to share the kernel among `cores`: each splittable loop alone, and each pair of them (outer,
+    inner) with c1 x c2 = cores, c1 and c2 above 1 and neither above its loop's extent."""
+    loops = splittable(kernel) if cores > 1 else []
+    extent = dict(kernel.parallel)
+    out: list[Grid] = [((v, cores),) for v in loops]
+    for i, outer in enumerate(loops):
+        for inner in loops[i + 1:]:
+            out += [((outer, c1), (inner, cores // c1)) for c1 in range(2, cores // 2 + 1)
+                    if cores % c1 == 0 and c1 <= extent[outer] and cores // c1 <= extent[inner]]
+    return out
+
+
+def boxes(kernel: Kernel, grid: Grid) -> list[Box]:
+    """Each busy core's chunk, in core order (outer-major)."""
+    extent = dict(kernel.parallel)
+    per_loop = [[(v, start, size) for start, size in bounds(extent[v], parts)] for v, parts in grid]
+    out: list[Box] = [()]
+    for dim in per_loop:
+        out = [box + (b,) for box in out for b in dim]
+    return out
+
+
+def box_kernel(kernel: Kernel, box: Box) -> Kernel:
+    for var, start, size in box:
+        kernel = chunk_of(kernel, var, start, size)
+    return kernel
+
+
+def domain_boxes(kernel: Kernel, grid: Grid, llc_cores: int) -> list[Box]:
+    """Rectangles of the loop space that together cover, domain by domain, what the cores of each last-level
+    cache (`llc_cores` consecutive cores) run: a domain that starts or ends inside a row of the grid
+    contributes that row's part as a rectangle of its own."""
+    extent = dict(kernel.parallel)
+    per_loop = [bounds(extent[v], parts) for v, parts in grid]
+    inner = per_loop[-1] if len(grid) > 1 else [(0, 1)]
+    outer = per_loop[0]
+    n_inner = len(inner) if len(grid) > 1 else 1
+    used = len(outer) * n_inner
+
+    def rect(i0: int, i1: int, j0: int, j1: int) -> Box:
+        o = outer[i0][0], outer[i1 - 1][0] + outer[i1 - 1][1] - outer[i0][0]
+        box: Box = ((grid[0][0], *o),)
+        if len(grid) > 1:
+            box += ((grid[1][0], inner[j0][0], inner[j1 - 1][0] + inner[j1 - 1][1] - inner[j0][0]),)
+        return box
+
+    out: list[Box] = []
+    for lo in range(0, used, llc_cores):
+        hi = min(lo + llc_cores, used)
+        full_from = full_to = None
+        for i in range(lo // n_inner, (hi - 1) // n_inner + 1):
+            j0, j1 = max(lo - i * n_inner, 0), min(hi - i * n_inner, n_inner)
+            if (j0, j1) == (0, n_inner):  # whole rows merge into one rectangle
+                full_from = i if full_from is None else full_from
+                full_to = i + 1
+            else:
+                out.append(rect(i, i + 1, j0, j1))
+        if full_from is not None:
+            out.append(rect(full_from, full_to, 0, n_inner))
+    return out
 
 
 def chunk_of(kernel: Kernel, var: str, start: int, size: int) -> Kernel:

@@ -30,6 +30,16 @@ def tiny_folder(tmp_path_factory):
     (["trace", "bert-base", "--target", "x86-64", "--uarch", "a100"], "no ptx target"),
     (["trace", "bert-base", "--uarch", "v100"], "unknown microarchitecture 'v100'"),
     (["frobnicate"], "invalid choice"),
+    (["trace", "bert-base", "--cores", "0"], "--cores 0 is out of range"),
+    (["trace", "bert-base", "--cores", "many"], "--cores 'many' is not a number"),
+    (["trace", "bert-base", "--target", "avx512", "--cores", "29"], "its socket (Xeon Platinum 8180) has 28 cores"),
+    (["trace", "bert-base", "--target", "simt", "--cores", "2"], "a100 is a GPU"),
+    (["trace", "bert-base", "--training", "--cores", "2"], "a training step runs on one core"),
+    (["check", "bert-base", "--target", "simt", "--cores", "all"], "a100 is a GPU"),
+    (["scale", "bert-base"], "--target"),
+    (["scale", "bert-base", "--target", "simt"], "a100 is a GPU"),
+    (["scale", "bert-base", "--target", "avx512", "--cores", ","], "--cores lists no core counts"),
+    (["scale", "bert-base", "--target", "x86-64", "--uarch", "zen5", "--cores", "1,256"], "has 128 cores"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
     code, out, err = run(capsys, *argv)
@@ -232,3 +242,39 @@ def test_simt_check_and_emit(capsys, tiny_folder, tmp_path):
 def test_targets_lists_gpus(capsys):
     code, out, _ = run(capsys, "targets")
     assert code == 0 and "simt" in out and "a100" in out and "h100" in out and "sm_90" in out
+
+
+def test_scale_prints_each_point_and_keeps_its_json_contract(capsys, tiny_folder, tmp_path):
+    code, out, _ = run(capsys, "scale", str(tiny_folder), "--target", "avx512", "--uarch", "zen4", "--seq", "16",
+                       "--cores", "1,2,8,all", "--format", "json", "--plot", str(tmp_path / "scale.png"))
+    assert code == 0 and (tmp_path / "scale.png").stat().st_size > 0
+    report = json.loads(out)
+    assert (report["model"], report["target"], report["uarch"]) == (tiny_folder.name, "avx512", "zen4")
+    points = report["points"]
+    assert [p["cores"] for p in points] == [1, 2, 8, 96]  # all: the 9654's 96 cores
+    for p in points:
+        assert {"cores", "seconds", "speedup", "efficiency", "bound"} <= p.keys()
+        assert p["efficiency"] == pytest.approx(p["speedup"] / p["cores"])
+    assert points[0]["speedup"] == 1 and points[1]["speedup"] > 1
+    # a tiny model's kernels take microseconds: past a few cores the fork and join is all that is left to gain
+    assert [p["efficiency"] for p in points] == sorted((p["efficiency"] for p in points), reverse=True)
+    assert points[-1]["efficiency"] < 0.1 and points[2]["bound"] == "sync"
+    assert points[-1]["slowest_family"] and report["socket"]["sources"]["dram"]
+    code, out, _ = run(capsys, "scale", str(tiny_folder), "--target", "x86-64", "--seq", "16", "--cores", "1,4")
+    assert code == 0 and "efficiency" in out and "scales worst" in out
+
+
+def test_trace_and_check_on_many_cores(capsys, tiny_folder):
+    code, out, _ = run(capsys, "trace", str(tiny_folder), "--seq", "16", "--cores", "4", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and {t["target"] for t in report["targets"]} == {"x86-64", "aarch64", "avx2", "avx512", "neon"}
+    assert all(t["cores"] == 4 for t in report["targets"])  # every CPU target; the GPU is left out
+    one = json.loads(run(capsys, "trace", str(tiny_folder), "--seq", "16", "--format", "json")[1])
+    # a kernel is split only where that is faster (a tiny one stays on one core)
+    assert all(t4["cycles"] <= t1["cycles"] for t4, t1 in zip(report["targets"], one["targets"]))
+    assert any(t4["cycles"] < t1["cycles"] for t4, t1 in zip(report["targets"], one["targets"]))
+    code, out, _ = run(capsys, "check", str(tiny_folder), "--seq", "16", "--target", "avx512", "--target", "neon",
+                       "--cores", "3")
+    text = " ".join(out.split())
+    assert code == 0 and text.count("each kernel on 3 cores") == 2
+    assert text.count("every one bit-identical to the whole kernel on one core") == 2

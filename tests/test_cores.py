@@ -1,5 +1,6 @@
-"""Many cores (lowering/split.py): each kernel split into per-core chunks of one parallel loop, each chunk
-lowered and executed on its own; together they write exactly what the whole kernel writes, bit for bit."""
+"""Many cores (lowering/split.py, engine/cores.py): each kernel split into per-core chunks of one parallel loop,
+each chunk lowered and executed on its own; together they write exactly what the whole kernel writes, bit for
+bit. Their cost: the slowest core's, or the socket's shared DRAM, plus the fork and join, each named."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from isasim.backends.base import load_memory
 from isasim.engine.run import run_graph
 from isasim.isa.targets import ALL_TARGETS
 from isasim.lowering.pipeline import lower_graph
+from isasim.engine.cores import split_cost
+from isasim.engine.trace import cost_kernel
 from isasim.isa.dtype import DType
-from isasim.lowering.kernel import Affine, Buffer, Index, Kernel, Map
-from isasim.lowering.split import shares, split_var
+from isasim.isa.semantics import Prim
+from isasim.lowering.kernel import Affine, Buffer, Const, Index, Kernel, Load, Map, Reduce, Scalar, op
+from isasim.lowering.split import box_kernel, boxes, domain_boxes, grids, shares, split_var
 from isasim.models import capture, registry
 
 
@@ -62,3 +66,112 @@ def test_the_split_loop_is_the_outermost_wide_enough_and_a_loop_read_as_a_value_
     assert split_var(counting, 4) is None and shares(counting, 4) == [counting]
     sizes = [dict(p.parallel)[split_var(linear, 5)] for p in shares(linear, 5)]
     assert sum(sizes) == dict(linear.parallel)[split_var(linear, 5)] and len(set(sizes[:-1])) == 1
+
+
+# ---- the cost on many cores (engine/cores.py) and what runs (engine/run.py) -------------------------------------
+
+def _add(n: int) -> Kernel:
+    """out[i] = a[i] + b[i] over n elements: a kernel whose work and traffic both grow with n."""
+    i = Affine(0, (("i", 1),))
+    return Kernel(f"add{n}", "aten.add.Tensor", (Buffer("a", n, DType.F32), Buffer("b", n, DType.F32),
+                                                 Buffer("out", n, DType.F32, True)), (("i", n),),
+                  (Map(None, 1, "out", i, op(Prim.FADD, Load("a", i), Load("b", i))),))
+
+
+def _row_sums(rows: int, k: int) -> Kernel:
+    """out[i] = sum of row i of x (rows x k): `rows` heavy iterations to share."""
+    x = Affine(0, (("i", k), ("k", 1)))
+    return Kernel(f"rows{rows}", "aten.sum.dim_IntList", (Buffer("x", rows * k, DType.F32),
+                                                          Buffer("out", rows, DType.F32, True)), (("i", rows),),
+                  (Reduce("k", k, "s", Const(0.0), op(Prim.FADD, Scalar("s"), Load("x", x))),
+                   Map(None, 1, "out", Affine(0, (("i", 1),)), Scalar("s"))))
+
+
+def test_one_core_is_the_one_core_cost_and_a_split_is_never_slower():
+    t, m = ALL_TARGETS["avx512"], load_machine("zen5")
+    kernel = _add(1 << 16)
+    one = split_cost(kernel, t, m, 1)
+    assert one.chunks == (kernel,) and one.cost == cost_kernel(kernel, t, m)
+    for cores in (2, 3, 8, 128):
+        assert split_cost(kernel, t, m, cores).cost.cycles <= one.cost.cycles
+
+
+def test_as_an_add_grows_its_bound_moves_from_one_core_to_sync_to_the_sockets_dram():
+    """An elementwise add on all 128 cores of a Zen 5 socket: a few hundred elements stay on one core (the fork
+    costs more than they take), then the fork and join decides, and once the operands leave the caches, the
+    socket's DRAM bandwidth, which every core shares (128 cores never wait on their own work)."""
+    t, m = ALL_TARGETS["avx512"], load_machine("zen5")
+    seen = []
+    for n in (1 << e for e in range(8, 26, 2)):
+        s = split_cost(_add(n), t, m, 128)
+        kind = "one core" if len(s.chunks) == 1 else s.cost.bound.kind
+        if not seen or seen[-1] != kind:
+            seen.append(kind)
+    assert seen == ["one core", "sync", "shared dram"]
+
+
+def test_three_rows_on_two_cores_are_named_imbalance():
+    t, m = ALL_TARGETS["x86-64"], load_machine("zen5")
+    s = split_cost(_row_sums(3, 1 << 14), t, m, 2)
+    assert [dict(c.parallel)["i"] for c in s.chunks] == [2, 1]
+    assert s.cost.bound.kind == "imbalance"
+    alone = cost_kernel(_row_sums(3, 1 << 14), t, m)
+    assert s.cost.cycles == pytest.approx(alone.cycles * 2 / 3, rel=0.05)  # the slowest core runs two of three
+
+
+def test_a_weight_is_fetched_from_dram_once_per_llc_domain_not_once_per_core(tiny_lowered):
+    """A GEMM split by rows: every core reads the whole weight, but cores that share a last-level cache fetch it
+    from DRAM once between them (Sapphire Rapids: one LLC for 56 cores; Zen 4: one per 8-core CCD)."""
+    t = ALL_TARGETS["avx512"]
+    linear = next(k for k in tiny_lowered.kernels if k.op == "aten.linear.default")
+    for uarch in ("sapphirerapids", "zen4"):
+        m = load_machine(uarch)
+        alone = cost_kernel(linear, t, m)
+        on16 = split_cost(linear, t, m, 16)
+        assert len(on16.chunks) > 1
+        domains = -(-len(on16.chunks) // m.socket.llc_cores)
+        assert alone.bytes["dram"] <= on16.cost.bytes["dram"] <= domains * alone.bytes["dram"]
+
+
+@pytest.mark.parametrize("target, core", [("x86-64", "zen5"), ("avx512", "zen5"), ("avx2", "zen3"),
+                                          ("neon", "neoverse-v1")])
+def test_run_graph_on_many_cores_is_bit_identical_to_one_core(tiny_lowered, target, core):
+    t, m = ALL_TARGETS[target], load_machine(core)
+    one = run_graph(tiny_lowered, t, machine=m, keep=None)
+    split = []
+    many = run_graph(tiny_lowered, t, lambda step, program, events: split.append(isinstance(program, tuple)),
+                     machine=m, keep=None, cores=4)
+    assert sum(split) > len(tiny_lowered.kernels) // 2  # most kernels ran as chunks
+    assert one.keys() == many.keys()
+    for name in one:
+        assert np.ascontiguousarray(one[name]).tobytes() == np.ascontiguousarray(many[name]).tobytes(), name
+
+
+def _cells(kernel: Kernel, box) -> set:
+    """The (outer, inner) iterations a box covers."""
+    ranges = [range(start, start + size) for _, start, size in box]
+    return {(i, j) for i in ranges[0] for j in (ranges[1] if len(ranges) > 1 else [0])}
+
+
+@pytest.mark.parametrize("cores, llc", [(6, 4), (8, 8), (12, 8), (16, 3)])
+def test_a_grid_of_row_and_column_blocks_covers_the_output_once_and_its_domains_cover_their_cores(
+        tiny_lowered, cores, llc):
+    t, m = ALL_TARGETS["avx512"], load_machine("zen5")
+    linear = next(k for k in tiny_lowered.kernels if k.op == "aten.linear.default")
+    two_d = [g for g in grids(linear, cores) if len(g) == 2]
+    assert two_d, grids(linear, cores)
+    whole = run_graph(tiny_lowered, t, machine=m, keep=None)
+    for grid in two_d:
+        chunks = boxes(linear, grid)
+        cells = [_cells(linear, b) for b in chunks]
+        assert sum(map(len, cells)) == len(set().union(*cells))  # no iteration twice
+        by_domain = [set().union(*cells[lo:lo + llc]) for lo in range(0, len(chunks), llc)]
+        assert set().union(*(_cells(linear, b) for b in domain_boxes(linear, grid, llc))) == set().union(*cells)
+        covered = [_cells(linear, b) for b in domain_boxes(linear, grid, llc)]
+        assert sum(map(len, covered)) == sum(map(len, by_domain))  # each domain's rectangles: its cores' cells
+        programs = [backend_for(t).select(box_kernel(linear, b), t, m) for b in chunks]
+        mem = load_memory(programs[0], whole)
+        for program in programs:
+            backend_for(t).execute(program, mem, m)
+        out = next(b.name for b in programs[0].buffers if b.is_output)
+        assert mem.read(out).tobytes() == np.ascontiguousarray(whole[out]).reshape(-1).tobytes(), grid

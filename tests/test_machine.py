@@ -191,6 +191,9 @@ def _minimal(**instr):
         "scheduler": 4, "scheduler_source": "s",
         "ports": ["p0"],
         "levels": [dict(level, name=n) for n in LEVEL_NAMES],
+        "socket": {"part": "p", "cores": 4, "llc_cores": 2, "dram_gb_s": 10, "fork_join_ns": 500,
+                   "fork_join_ns_per_doubling": 100, "cores_source": "s", "dram_source": "s",
+                   "fork_join_source": "s"},
         "instructions": {"add": dict({"latency": 1, "rthroughput": 1, "ports": ["p0"], "uops": 1, "source": "s"},
                                      **instr)},
     }
@@ -198,6 +201,22 @@ def _minimal(**instr):
 
 def test_parser_accepts_a_minimal_description():
     assert parse_uarch(_minimal(), "toy.toml").timing("add").ports == ("p0",)
+
+
+def test_the_socket_is_checked_and_its_fork_join_grows_with_log2_of_the_cores():
+    socket = parse_uarch(_minimal(), "toy.toml").socket
+    assert socket.fork_join_cycles(1, 2.0) == 0  # one core forks nothing
+    assert socket.fork_join_cycles(2, 2.0) == 1000  # 500 ns at 2 GHz
+    assert socket.fork_join_cycles(8, 2.0) == (500 + 2 * 100) * 2.0
+    for bad in ({"llc_cores": 3}, {"cores": 0}, {"dram_gb_s": -1}, {"dram_source": ""}):
+        data = _minimal()
+        data["socket"] = {**data["socket"], **bad}
+        with pytest.raises(MachineFileError):
+            parse_uarch(data, "toy.toml")
+    data = _minimal()
+    del data["socket"]
+    with pytest.raises(MachineFileError, match="socket"):
+        parse_uarch(data, "toy.toml")
 
 
 @pytest.mark.parametrize(
@@ -221,6 +240,11 @@ def test_every_machine_answers_the_machine_protocol_with_sources(name):
     assert all(m.bytes_per_cycle(level) > 0 for level in m.memory_levels())
     runs_on = [t for t in ALL_TARGETS.values() if name in machine_names(t)]
     assert runs_on and all(m.peak_ops_per_cycle(t.peak_unit()) > 0 for t in runs_on)
+    socket = getattr(m, "socket", None)  # a CPU core's chip, for --cores
+    if socket is not None:
+        assert all(m.source(q).strip() for q in ("cores", "socket dram", "fork_join"))
+        # the socket's cores together reach more DRAM bandwidth than one alone
+        assert socket.dram_gb_s > m.bytes_per_cycle("dram") * m.clock_ghz
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def test_the_tour_links_every_term_of_the_glossary():
 
 
 def test_the_exercises_run():
-    section = TOUR.read_text().split("## 9. Exercises", 1)[1]
+    section = TOUR.read_text().split("## 10. Exercises", 1)[1]
     commands = re.findall(r"^\d+\. `isasim ([^`]+)`", section, re.M)
     assert len(commands) >= 5
     for cmd in commands:

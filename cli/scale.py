@@ -1,0 +1,78 @@
+"""`isasim scale`: the forward pass on 1, 2, 4, ... cores, as a table, JSON, and a plot of speed-up against
+ideal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from isasim.isa.errors import UserError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from isasim.engine.scale import ScaleReport
+
+
+def core_count(text: str) -> int | str:
+    """--cores: a count, or "all" (the socket's, from its uarch file)."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--cores {text!r} is not a number: give a count of cores or 'all'") from None
+
+
+def core_list(text: str) -> list[int | str]:
+    """--cores 1,2,4,all"""
+    out = [core_count(v.strip()) for v in text.split(",") if v.strip()]
+    if not out:
+        raise UserError("--cores lists no core counts: give some, e.g. --cores 1,2,4,8")
+    return out
+
+
+def render_table(report: ScaleReport, console: Console) -> None:
+    from rich.table import Table
+
+    s = report.socket
+    table = Table(title=f"{report.model} seq {report.seq} batch {report.batch} on {report.target}, {report.uarch} "
+                  f"@ {report.clock_ghz} GHz; socket: {s['part']}, {s['cores']} cores, {s['llc_cores']} per LLC, "
+                  f"{s['dram_gb_s']:g} GB/s DRAM", title_justify="left",
+                  caption="speed-up over the first point (scaled to one core); efficiency: speed-up / cores; "
+                  "bound: what decided most of the cycles; scales worst: the op family with the lowest speed-up "
+                  "and what holds it back (imbalance: too few iterations to share; shared dram: the socket's "
+                  "bandwidth; sync: each kernel's fork and join; one core: kernels too small to pay for a fork)",
+                  caption_justify="left")
+    for col in ("cores", "time", "speed-up", "efficiency", "bound", "scales worst"):
+        table.add_column(col, justify="right" if col in ("cores", "time", "speed-up", "efficiency") else "left")
+    for p in report.points:
+        table.add_row(str(p.cores), f"{p.seconds * 1e3:.3f} ms", f"{p.speedup:.2f}x", f"{p.efficiency:.0%}",
+                      f"{p.bound} {p.bounds[p.bound]:.0%}",
+                      f"{p.slowest_family} {p.slowest_family_speedup:.1f}x ({p.slowest_family_bound})"
+                      if p.slowest_family else "")
+    console.print(table)
+
+
+def to_json(report: ScaleReport) -> str:
+    """The contract: {model, target, uarch, points: [{cores, seconds, speedup, efficiency, bound}]} and more."""
+    return json.dumps(report.to_dict(), indent=2)
+
+
+def plot(report: ScaleReport, path: Path) -> None:
+    from isasim.cli.plot import pyplot, save
+
+    plt = pyplot(path)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    cores = [p.cores for p in report.points]
+    ax.plot(cores, cores, color="black", lw=1, ls="--", label="ideal")
+    ax.plot(cores, [p.speedup for p in report.points], marker="o", label=f"{report.target} on {report.uarch}")
+    for p in report.points:
+        ax.annotate(p.bound, (p.cores, p.speedup), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="cores", ylabel="speed-up over one core",
+           title=f"{report.model} seq {report.seq} batch {report.batch}: speed-up against ideal")
+    ax.set_xticks(cores, [str(c) for c in cores])
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    save(plt, fig, path)

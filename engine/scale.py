@@ -1,0 +1,95 @@
+"""`scale`: the forward pass on 1, 2, 4, ... cores of one socket (engine/cores.py), and where scaling stops.
+
+Each point is a trace of the whole model on that many cores. Against the first point it gives the speed-up and
+the parallel efficiency (speed-up / cores), the bound that decided most of the cycles, and the op family that
+scales worst there (its own speed-up over its cycles on the first point) with the bound that holds it back:
+elementwise ops saturate the socket's DRAM first, short attention loops run out of heads to share, and every
+small kernel pays its fork and join.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from isasim.engine.compare import family
+from isasim.engine.cores import cores_for
+from isasim.engine.targets import Progress
+from isasim.engine.trace import TargetTrace, trace
+from isasim.isa.errors import UserError
+from isasim.isa.hardware import Machine
+from isasim.isa.targets import Target
+from isasim.lowering.pipeline import LoweredGraph
+from isasim.report import ModelReport
+
+
+@dataclass
+class Point:
+    cores: int
+    seconds: float
+    speedup: float  # over the first point, scaled to one core's where the first point is not 1 core
+    efficiency: float  # speedup / cores
+    bound: str  # the kind of bound that decided most of the cycles
+    bounds: dict[str, float]  # each kind's share of the cycles
+    # the op family with the lowest speed-up over the first point, its speed-up, and the kind of bound that
+    # decides most of its cycles (None on the first point)
+    slowest_family: str | None
+    slowest_family_speedup: float | None
+    slowest_family_bound: str | None
+
+
+@dataclass
+class ScaleReport(ModelReport):
+    target: str
+    uarch: str
+    clock_ghz: float
+    socket: dict  # the socket's part, cores, LLC domain, DRAM bandwidth and fork/join cost, with sources
+    points: list[Point] = field(default_factory=list)
+
+    def records(self) -> list[dict]:
+        return [{"cores": p.cores, "seconds": p.seconds, "speedup": p.speedup, "efficiency": p.efficiency,
+                 "bound": p.bound, "slowest_family": p.slowest_family} for p in self.points]
+
+
+def _families(t: TargetTrace) -> dict[str, tuple[float, Counter]]:
+    """Per op family: its cycles and the cycles each kind of bound decided."""
+    out: dict[str, tuple[float, Counter]] = {}
+    for r in t.ops:
+        cycles, kinds = out.get(family(r.op), (0.0, Counter()))
+        kinds[r.bound.kind] += r.cycles
+        out[family(r.op)] = (cycles + r.cycles, kinds)
+    return out
+
+
+def scale(lowered: LoweredGraph, target: Target, machine: Machine, points: list[int | str],
+          progress: Progress | None = None) -> ScaleReport:
+    counts = sorted({cores_for(machine, c) for c in points})
+    if not counts:
+        raise UserError("--cores lists no core counts: give some, e.g. --cores 1,2,4,8")
+    traces = []
+    for i, n in enumerate(counts):
+        traces.append(trace(lowered, [(target, machine)], None, n).targets[0])
+        if progress:
+            progress(f"costing {target.name} on 1..{counts[-1]} cores", i + 1, len(counts))
+    first, base_families = traces[0], _families(traces[0])
+    out = []
+    for n, t in zip(counts, traces):
+        speedup = first.cycles / t.cycles * counts[0]
+        fams = _families(t)
+        worst = min(fams, key=lambda f: base_families[f][0] / fams[f][0] if fams[f][0] else float("inf"))
+        cycles, kinds = fams[worst]
+        later = t is not first
+        gain = base_families[worst][0] / cycles * counts[0]
+        # a family that gained nothing stayed on one core: its kernels are too small to pay for a fork
+        held = "one core" if gain < 1.01 else max(kinds, key=kinds.get)
+        out.append(Point(n, t.seconds, speedup, speedup / n, max(t.bounds, key=t.bounds.get),
+                         {k: v / t.cycles for k, v in t.bounds.items()}, worst if later else None,
+                         gain if later else None, held if later else None))
+    s = machine.socket
+    cfg = lowered.graph.config
+    return ScaleReport(cfg.get("model", lowered.graph.model), cfg.get("seq", 0), cfg.get("batch", 0), target.name,
+                       machine.name, machine.clock_ghz,
+                       {"part": s.part, "cores": s.cores, "llc_cores": s.llc_cores, "dram_gb_s": s.dram_gb_s,
+                        "fork_join_ns": s.fork_join_ns, "fork_join_ns_per_doubling": s.fork_join_ns_per_doubling,
+                        "sources": {"cores": s.cores_source, "dram": s.dram_source, "fork_join": s.fork_join_source}},
+                       out)
