@@ -86,12 +86,14 @@ def _no_int8_core_aten(precision: str, core_aten: bool) -> None:
 def training_step(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
                   seed: int = 0, epochs: int = 3, every_machine: bool = False, lora: int | None = None,
                   lora_alpha: float | None = None, lora_targets: str | Sequence[str] | None = None,
+                  gpus: int = 1, parallel: str = "data", link: str = "nvlink",
                   progress: Progress | None = None) -> TrainingReport:
     """One fine-tuning step of a 2-label classifier on the model (forward, backward, AdamW) per target, and
     the whole run of `epochs` over the shipped movie/TV training split; `every_machine`: every target on
     every machine, as `compare` lays them out. `lora` (a rank): the step of LoRA adapters (models/lora.py) on
     `lora_targets` (default query,value) scaled by `lora_alpha` / rank (default 2), each target's full step
-    alongside."""
+    alongside. `gpus` > 1 (`parallel` "data"): the batch split across that many GPUs of one server, the
+    gradients all-reduced over `link` ("nvlink" or "pcie"); GPU targets only (engine/training.py)."""
     from isasim.engine.trace import trace as run
     from isasim.engine.training import summarise
     from isasim.lowering.pipeline import lower_graph
@@ -112,17 +114,43 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
     chosen = every_pair() if every_machine else pick_targets(_names(targets), _names(machines))
     if epochs < 1:
         raise UserError(f"--epochs {epochs} is out of range: use 1 or more")
+    chosen = _on_gpus(chosen, targets, gpus, parallel, link, batch)
     if progress:
         progress("capturing the training step", 0, 1)
     spec = registry.resolve(model)
-    step = capture_training(spec, seq, batch, seed=seed, lora=adapters)
+    step = capture_training(spec, seq, batch // gpus, seed=seed, lora=adapters)
     report = run(lower_graph(step.captured.graph), chosen, progress)
     full = None
     if adapters is not None:
         if progress:
             progress("capturing the full step", 0, 1)
-        full = run(lower_graph(capture_training(spec, seq, batch, seed=seed).captured.graph), chosen, progress)
-    return summarise(report, epochs, len(load_split("train")), full)
+        full = run(lower_graph(capture_training(spec, seq, batch // gpus, seed=seed).captured.graph), chosen,
+                   progress)
+    return summarise(report, epochs, len(load_split("train")), full, gpus, link)
+
+
+def _on_gpus(chosen: list, targets: Names, gpus: int, parallel: str, link: str, batch: int) -> list:
+    """The targets a data-parallel step over `gpus` GPUs runs on (with more than one: the GPU ones, a named CPU
+    target refused), each checked: the batch splits evenly, the GPUs fit one server, the link is described."""
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
+        raise UserError(f"--gpus {gpus} is out of range: use 1 or more")
+    if gpus == 1:
+        return chosen
+    if parallel != "data":
+        raise UserError(f"--parallel {parallel!r}: isasim splits a fine-tuning step by its batch ('data')")
+    gpu = [(t, m) for t, m in chosen if t.simt is not None]
+    if targets is not None and len(gpu) < len(chosen):
+        cpu = ", ".join(t.name for t, m in chosen if t.simt is None)
+        raise UserError(f"--gpus splits the step across GPUs: {cpu} runs on a CPU; drop it or --gpus")
+    if batch % gpus:
+        raise UserError(f"--batch {batch} does not split evenly over {gpus} GPUs: use a multiple of {gpus}")
+    for _, m in gpu:
+        if gpus > m.gpus_per_server:
+            raise UserError(f"--gpus {gpus}: one {m.name} server holds {m.gpus_per_server}; isasim models the GPUs "
+                            "of one server")
+        if link not in m.links:
+            raise UserError(f"--link {link!r} is not described for {m.name}: use {' or '.join(m.links)}")
+    return gpu
 
 
 def check(model: str, targets: Names = None, machines: Names = None, *, seq: int | None = None, batch: int = 1,
@@ -246,13 +274,15 @@ def emit(model: str, output: str | Path, targets: Names = None, machines: Names 
     return EmitReport(lowered.graph.config.get("model", model), seq, batch, emitted)
 
 
-def scale(model: str, target: str, machine: str | None = None, *, cores: Sequence[int | str] = (1, 2, 4, 8),
-          seq: int = 128, batch: int = 1, seed: int = 0, precision: str = "fp32", progress: Progress | None = None
-          ) -> ScaleReport:
-    """The forward pass on each count of `cores` of one CPU socket (a number, or "all": the socket's), each
-    kernel split as engine/cores.py splits it: time, speed-up, parallel efficiency, the deciding bound, and the
-    op family that scales worst at each point."""
-    from isasim.engine.scale import scale as run
+def scale(model: str, target: str, machine: str | None = None, *, cores: Sequence[int | str] | None = None,
+          gpus: Sequence[int] | None = None, link: str = "nvlink", seq: int = 128, batch: int = 1, seed: int = 0,
+          precision: str = "fp32", progress: Progress | None = None) -> ScaleReport:
+    """The forward pass on each count of `cores` of one CPU socket (a number, or "all": the socket's; default
+    1, 2, 4, 8), each kernel split as engine/cores.py splits it: time, speed-up, parallel efficiency, the
+    deciding bound, and the op family that scales worst at each point. Or, with `gpus`, a fine-tuning step of
+    `batch` sentences split across each count of GPUs (data parallel over `link`): its time, speed-up,
+    efficiency, and whether compute, the optimizer or the all-reduce takes most of it."""
+    from isasim.engine.scale import scale as run, scale_gpus
 
     check_shape(batch, seed, seq)
     check_precision(precision)
@@ -260,8 +290,27 @@ def scale(model: str, target: str, machine: str | None = None, *, cores: Sequenc
         target = [target]
     if len(target) != 1:
         raise UserError("scale follows one target across core counts: name exactly one with --target")
+    if gpus is not None:
+        if cores is not None:
+            raise UserError("scale follows either core counts (--cores) or GPU counts (--gpus): drop one")
+        if precision != "fp32":
+            raise UserError(f"--gpus scales a float32 fine-tuning step: drop --precision {precision}")
+        (t, m), = pick_targets(target, _names(machine))
+        if t.simt is None:
+            raise UserError(f"--gpus scales a step across GPUs: {t.name} runs on a CPU; use --cores for it")
+        counts = sorted(set(gpus))
+        if not counts:
+            raise UserError("--gpus lists no GPU counts: give some, e.g. --gpus 1,2,4,8")
+        steps = []
+        for i, n in enumerate(counts):
+            steps.append(training_step(model, target, machine, seq=seq, batch=batch, seed=seed, epochs=1, gpus=n,
+                                       link=link))
+            if progress:
+                progress(f"costing {target[0]} on 1..{counts[-1]} GPUs", i + 1, len(counts))
+        return scale_gpus(steps, link)
     (t, m), = _on_cores(pick_targets(target, _names(machine), precision), target, 2)
-    return run(lowered_for_cost(model, seq, batch, seed, False, progress, precision), t, m, list(cores), progress)
+    return run(lowered_for_cost(model, seq, batch, seed, False, progress, precision), t, m,
+               list(cores or (1, 2, 4, 8)), progress)
 
 
 def host(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,

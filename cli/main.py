@@ -71,6 +71,13 @@ def _training_args(p: argparse.ArgumentParser) -> None:
                    help="with --training: the step of LoRA adapters of rank R (peft), next to the full step")
     p.add_argument("--lora-alpha", type=float, metavar="A", help="with --lora: the adapters' scale is A / R "
                    "(default A = 2R)")
+    p.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="with --training: the batch split across N GPUs of one server (data parallel, as PyTorch's "
+                   "DistributedDataParallel), the gradients all-reduced over --link; GPU targets only")
+    p.add_argument("--parallel", choices=("data",), default="data",
+                   help="with --gpus: how the step is split (data: by its batch)")
+    p.add_argument("--link", choices=("nvlink", "pcie"), default="nvlink",
+                   help="with --gpus: what carries the all-reduce (default nvlink: NVSwitch in an 8-GPU server)")
     p.add_argument("--lora-targets", metavar="NAMES", help="with --lora: the linear layers to adapt, "
                    "comma-separated from query, key, value, dense (default query,value)")
 
@@ -206,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("model", help="bert-base, bert-large, minilm, or a folder with config.json")
     sc.add_argument("--target", required=True, metavar="T", help="one CPU target (see 'isasim targets')")
     sc.add_argument("--uarch", metavar="U", help="the core (default: the target's own)")
-    sc.add_argument("--cores", default="1,2,4,8,all", metavar="LIST",
+    sc.add_argument("--cores", metavar="LIST",
                     help="core counts, comma-separated; 'all' is the socket's (default 1,2,4,8,all)")
+    sc.add_argument("--gpus", metavar="LIST", help="instead of --cores: GPU counts, e.g. 1,2,4,8, over which a "
+                    "fine-tuning step of --batch sentences is split (data parallel; a GPU target)")
+    sc.add_argument("--link", choices=("nvlink", "pcie"), default="nvlink",
+                    help="with --gpus: what carries the gradients' all-reduce (default nvlink)")
     sc.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
     sc.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     sc.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -324,6 +335,8 @@ def _no_epochs_without_training(args) -> None:
         raise UserError("--epochs sizes a fine-tuning run: add --training")
     if args.lora is not None or args.lora_alpha is not None or args.lora_targets is not None:
         raise UserError("--lora costs a LoRA fine-tuning step: add --training")
+    if args.gpus != 1:
+        raise UserError("--gpus splits a fine-tuning step's batch across GPUs: add --training")
 
 
 def _training(args, out: Console, every_machine: bool) -> int:
@@ -345,7 +358,7 @@ def _training(args, out: Console, every_machine: bool) -> int:
                                    seq=args.seq, batch=args.batch, seed=args.seed,
                                    epochs=3 if args.epochs is None else args.epochs, every_machine=every_machine,
                                    lora=args.lora, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
-                                   progress=progress)
+                                   gpus=args.gpus, parallel=args.parallel, link=args.link, progress=progress)
     text = render(report)
     if text:
         sys.stdout.write(text)
@@ -494,7 +507,9 @@ def cmd_scale(args, out: Console) -> int:
     if args.plot:
         check_plot(args.plot)
     with _progress(sys.stderr.isatty()) as progress:
-        report = api.scale(args.model, args.target, args.uarch, cores=scale.core_list(args.cores), seq=args.seq,
+        gpus = scale.gpu_list(args.gpus) if args.gpus else None
+        cores = scale.core_list(args.cores or ("1,2,4,8,all" if gpus is None else ""), allow_empty=gpus is not None)
+        report = api.scale(args.model, args.target, args.uarch, cores=cores, gpus=gpus, link=args.link, seq=args.seq,
                            batch=args.batch, seed=args.seed, precision=args.precision, progress=progress)
     if args.plot:
         scale.plot(report, args.plot)

@@ -25,17 +25,30 @@ def core_count(text: str) -> int | str:
         raise UserError(f"--cores {text!r} is not a number: give a count of cores or 'all'") from None
 
 
-def core_list(text: str) -> list[int | str]:
-    """--cores 1,2,4,all"""
+def core_list(text: str, allow_empty: bool = False) -> list[int | str] | None:
+    """--cores 1,2,4,all (None where empty and allowed: --gpus is given instead)."""
     out = [core_count(v.strip()) for v in text.split(",") if v.strip()]
-    if not out:
+    if not out and not allow_empty:
         raise UserError("--cores lists no core counts: give some, e.g. --cores 1,2,4,8")
+    return out or None
+
+
+def gpu_list(text: str) -> list[int]:
+    """--gpus 1,2,4,8"""
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--gpus {text!r}: give GPU counts as numbers, e.g. --gpus 1,2,4,8") from None
+    if not out:
+        raise UserError("--gpus lists no GPU counts: give some, e.g. --gpus 1,2,4,8")
     return out
 
 
 def render_table(report: ScaleReport, console: Console) -> None:
     from rich.table import Table
 
+    if report.link:
+        return _gpu_table(report, console)
     s = report.socket
     table = Table(title=f"{report.model} seq {report.seq} batch {report.batch} on {report.target}, {report.uarch} "
                   f"@ {report.clock_ghz} GHz; socket: {s['part']}, {s['cores']} cores, {s['llc_cores']} per LLC, "
@@ -55,6 +68,27 @@ def render_table(report: ScaleReport, console: Console) -> None:
     console.print(table)
 
 
+def _gpu_table(report: ScaleReport, console: Console) -> None:
+    from rich.table import Table
+
+    link = report.link
+    table = Table(title=f"{report.model} fine-tuning step, batch {report.batch} x seq {report.seq}, on "
+                  f"{report.target}, {report.uarch}: data parallel over {link['name']} ({link['busbw_gb_s']:g} GB/s all-reduce bus "
+                  "bandwidth)", title_justify="left",
+                  caption="speed-up over the first point (scaled to one GPU); efficiency: speed-up / GPUs; bound: "
+                  "what most of the step is (compute: forward and backward, which shrink with each GPU's batch; "
+                  "optimizer: AdamW, which every GPU runs whole; all-reduce: what the step waits for after "
+                  "backward)", caption_justify="left")
+    for col in ("GPUs", "batch each", "step ms", "speed-up", "efficiency", "all-reduce ms", "waits ms", "AdamW ms",
+                "bound"):
+        table.add_column(col, justify="left" if col == "bound" else "right", min_width=max(map(len, col.split())))
+    for p in report.points:
+        table.add_row(str(p.gpus), str(p.per_gpu_batch), f"{p.seconds * 1e3:,.2f}", f"{p.speedup:.2f}x",
+                      f"{p.efficiency:.0%}", f"{p.allreduce_ms:,.2f}", f"{p.waits_ms:,.2f}", f"{p.optimizer_ms:,.2f}",
+                      p.bound)
+    console.print(table)
+
+
 def to_json(report: ScaleReport) -> str:
     """The contract: {model, target, uarch, points: [{cores, seconds, speedup, efficiency, bound}]} and more."""
     return json.dumps(report.to_dict(), indent=2)
@@ -65,12 +99,13 @@ def plot(report: ScaleReport, path: Path) -> None:
 
     plt = pyplot(path)
     fig, ax = plt.subplots(figsize=(7, 5))
-    cores = [p.cores for p in report.points]
+    cores = [p.gpus if report.link else p.cores for p in report.points]
     ax.plot(cores, cores, color="black", lw=1, ls="--", label="ideal")
     ax.plot(cores, [p.speedup for p in report.points], marker="o", label=f"{report.target} on {report.uarch}")
-    for p in report.points:
-        ax.annotate(p.bound, (p.cores, p.speedup), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.set(xscale="log", yscale="log", xlabel="cores", ylabel="speed-up over one core",
+    for n, p in zip(cores, report.points):
+        ax.annotate(p.bound, (n, p.speedup), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    what = "GPUs" if report.link else "cores"
+    ax.set(xscale="log", yscale="log", xlabel=what, ylabel=f"speed-up over one {what[:-1]}",
            title=f"{report.model} seq {report.seq} batch {report.batch}: speed-up against ideal")
     ax.set_xticks(cores, [str(c) for c in cores])
     ax.grid(True, which="both", alpha=0.3)

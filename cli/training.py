@@ -25,12 +25,20 @@ def render_table(r: TrainingReport, console: Console, wide: bool = False) -> Non
                       f"{r.trained_params:,} trained parameters (adapters and classifier head) of "
                       f"{r.trained_params + r.frozen_params:,} ({lora_share(r):.2%}); full step: every parameter "
                       f"trained")
+    dp = r.targets[0].data_parallel if r.targets else None
+    if dp:
+        console.print(f"data parallel on {dp.gpus} GPUs over {dp.link}: {dp.per_gpu_batch} sentences each; the "
+                      f"{dp.gradient_bytes / 1e6:,.1f} MB of float32 gradients all-reduced in a ring each step, in 25 "
+                      "MB buckets while backward runs (DDP); 'all-reduce ms' is the whole, 'waits ms' what the "
+                      "step waits for after backward (in 'step ms')")
     table = Table(box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, collapse_padding=not wide)
     columns = [c for c in ("target", "uarch", "kernels", "instructions", "forward ms", "backward ms", "optimizer ms",
-                           "step ms", "full ms", "saving", "backward / forward", "fine-tuning run")
+                           "all-reduce ms", "waits ms", "step ms", "full ms", "saving", "backward / forward",
+                           "fine-tuning run")
                if (wide or c not in ("kernels", "instructions"))
                and (r.lora or c not in ("full ms", "saving"))
-               and not (r.lora and c == "backward / forward" and not wide)]
+               and (dp or c not in ("all-reduce ms", "waits ms"))
+               and not ((r.lora or dp) and c == "backward / forward" and not wide)]
     for col in columns:
         table.add_column(col, justify="left" if col in ("target", "uarch") else "right", no_wrap=col == "uarch",
                          min_width=max(map(len, col.split())))
@@ -41,6 +49,9 @@ def render_table(r: TrainingReport, console: Console, wide: bool = False) -> Non
                  "optimizer ms": f"{ms['optimizer']:,.2f}", "step ms": f"{t.step_ms:,.2f}",
                  "backward / forward": f"{t.cycles['backward'] / max(t.cycles['forward'], 1e-9):.2f}x",
                  "fine-tuning run": _duration(t.run_s)}
+        if t.data_parallel:
+            cells["all-reduce ms"] = f"{t.data_parallel.allreduce_ms:,.2f}"
+            cells["waits ms"] = f"{t.data_parallel.exposed_ms:,.2f}"
         if t.full_step_ms is not None:
             cells["full ms"] = f"{t.full_step_ms:,.2f}"
             cells["saving"] = f"{t.full_step_ms / t.step_ms:.2f}x"

@@ -114,6 +114,13 @@ print(grid.attrs["notes"])"""),
 print(s.socket["part"], s.socket["cores"], s.socket["dram_gb_s"])
 for p in s.points:
     print(p.cores, f"{p.seconds * 1e6:.1f} us", f"{p.speedup:.2f}x", f"{p.efficiency:.0%}", p.bound, p.slowest_family)"""),
+    ("Many GPUs: `isasim.scale(..., gpus=)` and `training_step(..., gpus=)`",
+     "A fine-tuning step's batch split across the GPUs of one server (data parallel), its gradients all-reduced "
+     "over `link` (\"nvlink\" or \"pcie\") while backward runs.",
+     """g = isasim.scale("minilm", "simt", gpus=[1, 2, 4, 8], batch=8, seq=16)
+print(g.link["name"], g.link["busbw_gb_s"])
+for p in g.points:
+    print(p.gpus, p.per_gpu_batch, f"{p.seconds * 1e3:.2f} ms", f"{p.speedup:.2f}x", f"{p.waits_ms:.3f} ms", p.bound)"""),
     ("Bad input",
      "One line that says what is wrong and what to do.",
      """for bad in (lambda: isasim.trace("gpt-17"), lambda: isasim.trace("minilm", targets="riscv"),

@@ -1,4 +1,5 @@
-"""`scale`: the forward pass on 1, 2, 4, ... cores of one socket (engine/cores.py), and where scaling stops.
+"""`scale`: the forward pass on 1, 2, 4, ... cores of one socket (engine/cores.py), or a fine-tuning step on
+1, 2, 4, 8 GPUs of one server (data parallel, engine/training.py), and where scaling stops.
 
 Each point is a trace of the whole model on that many cores. Against the first point it gives the speed-up and
 the parallel efficiency (speed-up / cores), the bound that decided most of the cycles, and the op family that
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from isasim.backends import load_machine
 from isasim.engine.compare import family
 from isasim.engine.cores import cores_for
 from isasim.engine.targets import Progress
@@ -39,14 +41,31 @@ class Point:
 
 
 @dataclass
+class GpuPoint:
+    gpus: int
+    seconds: float  # one fine-tuning step of the whole batch
+    speedup: float
+    efficiency: float
+    bound: str  # what most of the step is: "compute" (forward and backward), "optimizer" or "all-reduce"
+    per_gpu_batch: int
+    allreduce_ms: float
+    waits_ms: float  # the all-reduce the step waits for after backward
+    optimizer_ms: float  # AdamW, which every GPU runs whole
+
+
+@dataclass
 class ScaleReport(ModelReport):
     target: str
     uarch: str
     clock_ghz: float
-    socket: dict  # the socket's part, cores, LLC domain, DRAM bandwidth and fork/join cost, with sources
-    points: list[Point] = field(default_factory=list)
+    socket: dict | None  # cores: the socket's part, cores, LLC domain, DRAM bandwidth, fork/join, with sources
+    points: list = field(default_factory=list)  # Point per core count, or GpuPoint per GPU count
+    link: dict | None = None  # gpus: the link the all-reduce crosses, its bus bandwidth and latency, sourced
 
     def records(self) -> list[dict]:
+        if self.link:
+            return [{"gpus": p.gpus, "seconds": p.seconds, "speedup": p.speedup, "efficiency": p.efficiency,
+                     "bound": p.bound, "waits_ms": p.waits_ms} for p in self.points]
         return [{"cores": p.cores, "seconds": p.seconds, "speedup": p.speedup, "efficiency": p.efficiency,
                  "bound": p.bound, "slowest_family": p.slowest_family} for p in self.points]
 
@@ -93,3 +112,26 @@ def scale(lowered: LoweredGraph, target: Target, machine: Machine, points: list[
                         "fork_join_ns": s.fork_join_ns, "fork_join_ns_per_doubling": s.fork_join_ns_per_doubling,
                         "sources": {"cores": s.cores_source, "dram": s.dram_source, "fork_join": s.fork_join_source}},
                        out)
+
+
+def scale_gpus(steps: list, link: str) -> ScaleReport:
+    """A ScaleReport from data-parallel training reports (engine/training.py `TrainingReport`), one per GPU
+    count, in order, for one GPU target: a step of the same global batch on each count."""
+    first = steps[0].targets[0]
+    out = []
+    for report in steps:
+        t = report.targets[0]
+        dp = t.data_parallel
+        gpus = dp.gpus if dp else 1
+        optimizer = t.cycles["optimizer"] / (t.clock_ghz * 1e6)
+        waits = dp.exposed_ms if dp else 0.0
+        parts = {"compute": t.step_ms - optimizer - waits, "optimizer": optimizer, "all-reduce": waits}
+        speedup = first.step_ms / t.step_ms * (first.data_parallel.gpus if first.data_parallel else 1)
+        out.append(GpuPoint(gpus, t.step_ms / 1e3, speedup, speedup / gpus, max(parts, key=parts.get),
+                            dp.per_gpu_batch if dp else report.batch, dp.allreduce_ms if dp else 0.0, waits,
+                            optimizer))
+    wire = load_machine(first.uarch).links[link]
+    r = steps[0]
+    return ScaleReport(r.model, r.seq, r.batch, first.target, first.uarch, first.clock_ghz, None, out,
+                       {"name": wire.name, "busbw_gb_s": wire.busbw_gb_s, "latency_us": wire.latency_us,
+                        "source": wire.source})

@@ -1,15 +1,39 @@
 """A fine-tuning step's cost per target, split into forward, backward and optimizer, and the whole
 fine-tuning run it implies (epochs x steps per epoch over the shipped movie/TV training split): the seed
 article's CPU-versus-GPU question, answered with numbers. With LoRA (models/lora.py), each target's full
-step sits next to its LoRA step, so the saving is read per target."""
+step sits next to its LoRA step, so the saving is read per target.
+
+Data parallel over N GPUs of one server (`--gpus N --parallel data`), as PyTorch's DistributedDataParallel
+runs it: each GPU runs forward and backward on batch / N sentences, the gradients are summed across the GPUs
+with a ring all-reduce (isa/gpu.py `Link`: 2(N-1)/N of the gradient bytes through each GPU's link at NCCL's
+measured bus bandwidth), and every GPU applies the same AdamW update. DDP all-reduces the gradients in 25 MB
+buckets while backward is still computing the rest (Li et al., "PyTorch Distributed", VLDB 2020), so what
+the step waits for is the larger of the last bucket's all-reduce (it can start only when backward ends) and
+the whole all-reduce less the backward it hides behind."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from isasim.backends import load_machine
 from isasim.engine.trace import TraceReport
 from isasim.models.training import PHASES
 from isasim.report import ModelReport
+
+
+DDP_BUCKET_BYTES = 25 * 2 ** 20  # torch.nn.parallel.DistributedDataParallel(bucket_cap_mb=25), its default
+
+
+@dataclass
+class DataParallel:
+    """One step's gradient all-reduce across `gpus` GPUs over `link`."""
+
+    gpus: int
+    link: str
+    per_gpu_batch: int
+    gradient_bytes: int
+    allreduce_ms: float  # the whole ring all-reduce
+    exposed_ms: float  # what the step waits for after backward (the rest hides behind backward)
 
 
 @dataclass
@@ -23,6 +47,7 @@ class StepCost:
     step_ms: float
     run_s: float  # the whole fine-tuning run: epochs x steps per epoch steps
     full_step_ms: float | None = None  # with LoRA: the same target's step when every parameter is trained
+    data_parallel: DataParallel | None = None  # --gpus N --parallel data: the all-reduce, in step_ms too
 
 
 @dataclass
@@ -52,19 +77,35 @@ def _phase_cycles(t) -> dict[str, float]:
     return {p: sum(r.cycles for r in t.ops if r.module.split(".")[0] == p) for p in PHASES}
 
 
-def summarise(report: TraceReport, epochs: int, train_sentences: int,
-              full: TraceReport | None = None) -> TrainingReport:
+def data_parallel(t, gpus: int, link: str, gradient_bytes: int, per_gpu_batch: int) -> DataParallel:
+    """The all-reduce of one step's gradients for the traced per-GPU step `t` (see the module docstring)."""
+    wire = load_machine(t.uarch).links[link]
+    whole = wire.allreduce_seconds(gradient_bytes, gpus)
+    last = wire.allreduce_seconds(min(gradient_bytes, DDP_BUCKET_BYTES), gpus)
+    backward = _phase_cycles(t)["backward"] / (t.clock_ghz * 1e9)
+    return DataParallel(gpus, link, per_gpu_batch, gradient_bytes, whole * 1e3, max(last, whole - backward) * 1e3)
+
+
+def summarise(report: TraceReport, epochs: int, train_sentences: int, full: TraceReport | None = None,
+              gpus: int = 1, link: str = "nvlink") -> TrainingReport:
     """A traced training step (models/training.py tags every op with its phase) as a TrainingReport; `full`,
-    the same targets' full step, where `report` is a LoRA step."""
-    steps = -(-train_sentences // report.batch)
+    the same targets' full step, where `report` is a LoRA step. `gpus` > 1: `report` is one GPU's share of a
+    data-parallel step (batch / gpus sentences), and each step adds its gradients' all-reduce over `link`."""
+    batch = report.batch * gpus
+    steps = -(-train_sentences // batch)
     rows = []
     fulls = full.targets if full is not None else [None] * len(report.targets)
+    trained = int(report.config.get("params", 0))
     for t, f in zip(report.targets, fulls):
         cycles = _phase_cycles(t)
         step_s = sum(cycles.values()) / (t.clock_ghz * 1e9)
         full_ms = sum(_phase_cycles(f).values()) / (f.clock_ghz * 1e6) if f is not None else None
+        if f is not None and gpus > 1:  # the full step all-reduces every parameter's gradient
+            full_ms += data_parallel(f, gpus, link, 4 * int(full.config.get("params", 0)), report.batch).exposed_ms
+        dp = data_parallel(t, gpus, link, 4 * trained, report.batch) if gpus > 1 else None  # float32 gradients
+        step_s += dp.exposed_ms / 1e3 if dp else 0.0
         rows.append(StepCost(t.target, t.uarch, t.clock_ghz, len(t.ops), t.instructions, cycles, step_s * 1e3,
-                             step_s * steps * epochs, full_ms))
-    return TrainingReport(report.model, report.seq, report.batch, epochs, train_sentences, steps,
-                          report.config.get("training", {}), rows, int(report.config.get("params", 0)),
+                             step_s * steps * epochs, full_ms, dp))
+    return TrainingReport(report.model, report.seq, batch, epochs, train_sentences, steps,
+                          report.config.get("training", {}), rows, trained,
                           int(report.config.get("frozen_params", 0)))

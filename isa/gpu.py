@@ -11,7 +11,7 @@ for 32 / per_clock_per_sm cycles of one SM.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -30,6 +30,25 @@ class GpuInstr:
     per_clock_per_sm: float
     latency: float
     source: str
+
+
+@dataclass(frozen=True)
+class Link:
+    """How GPUs of one server reach each other for a collective: NCCL's all-reduce bus bandwidth at large
+    messages (nccl-tests' busbw) and the time of a tiny all-reduce (its latency)."""
+
+    name: str
+    busbw_gb_s: float
+    latency_us: float
+    source: str
+
+    def allreduce_seconds(self, nbytes: float, gpus: int) -> float:
+        """An all-reduce of `nbytes` over `gpus`: a ring's 2(N-1) steps each move nbytes / N through every
+        GPU's link, so 2(N-1)/N x nbytes at the bus bandwidth (nccl-tests' doc/PERFORMANCE.md defines busbw so
+        that this holds), plus the latency of a tiny one."""
+        if gpus < 2:
+            return 0.0
+        return 2 * (gpus - 1) / gpus * nbytes / (self.busbw_gb_s * 1e9) + self.latency_us * 1e-6
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,8 @@ class Gpu:
     instructions: Mapping[str, GpuInstr]
     sources: tuple[str, ...]
     field_sources: Mapping[str, str]  # clock_source, sms_source, ... as written in the file
+    links: Mapping[str, Link] = field(default_factory=lambda: MappingProxyType({}))  # nvlink, pcie: one server's
+    gpus_per_server: int = 1
 
     isa = "ptx"
 
@@ -72,7 +93,7 @@ class Gpu:
         """Everything the cost model reads, hashable: a cache key that tells a modified copy (a test's one-SM
         A100) from the original."""
         return tuple(getattr(self, f.name) for f in fields(self) if f.name not in ("instructions", "sources",
-                                                                                 "field_sources")) \
+                                                                                 "field_sources", "links")) \
             + tuple(sorted(self.instructions.items()))
 
     @property
@@ -111,8 +132,10 @@ class Gpu:
                 f"per SM, {self.dram_gb_per_s:g} GB/s")
 
     def source(self, quantity: str) -> str:
-        """The source line of any number of the description (a field, a memory level, "clock"), or of an
-        instruction's timing (its mnemonic)."""
+        """The source line of any number of the description (a field, a memory level, "clock", a link as
+        "link nvlink"), or of an instruction's timing (its mnemonic)."""
+        if quantity.startswith("link "):
+            return self.links[quantity.removeprefix("link ")].source
         key = _FIELD_SOURCE.get(quantity) or _LEVEL_SOURCE.get(quantity)
         return self.field_sources[key] if key else self.timing(quantity).source
 
@@ -125,6 +148,7 @@ _FLOAT_KEYS = ("clock_ghz", "shared_bytes_per_cycle", "shared_latency", "l2_byte
                "dram_gb_per_s", "dram_latency", "launch_overhead_us")
 # Every number of a GPU description, and the source line that documents it
 _FIELD_SOURCE = {
+    "gpus_per_server": "gpus_per_server_source",
     "clock_ghz": "clock_source", "sms": "sms_source", "schedulers_per_sm": "schedulers_source",
     **dict.fromkeys(("warp_size", "max_warps_per_sm", "max_threads_per_sm", "max_blocks_per_sm",
                      "max_threads_per_block"), "limits_source"),
@@ -162,7 +186,15 @@ def parse_gpu(data: Mapping[str, Any], where: str) -> Gpu:
         **{k: int(_number(data, k, int, where)) for k in _INT_KEYS},
         **{k: _number(data, k, (int, float), where) for k in _FLOAT_KEYS},
         instructions=MappingProxyType(instrs), sources=tuple(required(data, "sources", list, where)),
-        field_sources=MappingProxyType({k: text(data, k, where) for k in _SOURCE_KEYS}))
+        field_sources=MappingProxyType({k: text(data, k, where) for k in _SOURCE_KEYS}),
+        links=MappingProxyType({name: _parse_link(name, t, f"{where} [links.{name}]")
+                                for name, t in required(data, "links", dict, where).items()}),
+        gpus_per_server=int(_number(data, "gpus_per_server", int, where)))
+
+
+def _parse_link(name: str, t: Mapping[str, Any], where: str) -> Link:
+    return Link(name, _number(t, "busbw_gb_s", (int, float), where), _number(t, "latency_us", (int, float), where),
+                text(t, "source", where))
 
 
 @cache

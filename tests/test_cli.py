@@ -40,6 +40,17 @@ def tiny_folder(tmp_path_factory):
     (["scale", "bert-base", "--target", "simt"], "a100 is a GPU"),
     (["scale", "bert-base", "--target", "avx512", "--cores", ","], "--cores lists no core counts"),
     (["scale", "bert-base", "--target", "x86-64", "--uarch", "zen5", "--cores", "1,256"], "has 128 cores"),
+    (["trace", "bert-base", "--gpus", "2"], "add --training"),
+    (["trace", "bert-base", "--training", "--target", "simt", "--gpus", "2", "--batch", "3"],
+     "--batch 3 does not split evenly over 2 GPUs"),
+    (["trace", "bert-base", "--training", "--target", "simt", "--gpus", "16", "--batch", "16"],
+     "one a100 server holds 8"),
+    (["trace", "bert-base", "--training", "--target", "avx2", "--gpus", "2", "--batch", "2"], "avx2 runs on a CPU"),
+    (["trace", "bert-base", "--training", "--gpus", "0"], "--gpus 0 is out of range"),
+    (["trace", "bert-base", "--training", "--gpus", "2", "--parallel", "tensor"], "invalid choice"),
+    (["scale", "bert-base", "--target", "avx2", "--gpus", "1,2"], "avx2 runs on a CPU"),
+    (["scale", "bert-base", "--target", "simt", "--gpus", "1,x"], "give GPU counts as numbers"),
+    (["scale", "bert-base", "--target", "simt", "--gpus", "1,2", "--cores", "1,2"], "either core counts"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
     code, out, err = run(capsys, *argv)
@@ -278,3 +289,26 @@ def test_trace_and_check_on_many_cores(capsys, tiny_folder):
     text = " ".join(out.split())
     assert code == 0 and text.count("each kernel on 3 cores") == 2
     assert text.count("every one bit-identical to the whole kernel on one core") == 2
+
+
+def test_scale_over_gpus_splits_a_training_step_and_names_what_stops_it(capsys, tiny_folder):
+    points = {}
+    for link in ("nvlink", "pcie"):
+        code, out, _ = run(capsys, "scale", str(tiny_folder), "--target", "simt", "--seq", "16", "--batch", "8",
+                           "--gpus", "1,2,4,8", "--link", link, "--format", "json")
+        report = json.loads(out)
+        assert code == 0 and report["link"]["name"] == link and report["link"]["source"]
+        points[link] = report["points"]
+    for p in points["nvlink"]:
+        assert {"gpus", "seconds", "speedup", "efficiency", "bound"} <= p.keys()
+        assert p["per_gpu_batch"] * p["gpus"] == 8
+    waits = [p["waits_ms"] for p in points["nvlink"]]
+    assert waits[0] == 0 and all(w > 0 for w in waits[1:])
+    # a tiny model's gradients fill less than one 25 MB bucket: it starts when backward ends, so all of it waits
+    assert all(p["waits_ms"] == pytest.approx(p["allreduce_ms"]) for p in points["nvlink"])
+    assert all(p["waits_ms"] > q["waits_ms"] for p, q in zip(points["pcie"][1:], points["nvlink"][1:]))
+    # a tiny model's AdamW, which every GPU runs whole, is most of the step once the batch is split
+    assert points["nvlink"][-1]["bound"] in ("optimizer", "all-reduce") and points["nvlink"][-1]["efficiency"] < 0.5
+    code, out, _ = run(capsys, "trace", str(tiny_folder), "--training", "--target", "simt", "--seq", "16",
+                       "--batch", "8", "--gpus", "4")
+    assert code == 0 and "data parallel on 4 GPUs over nvlink: 2 sentences each" in " ".join(out.split())

@@ -442,3 +442,20 @@ def test_the_tuned_gemm_is_costed_once_and_costs_what_a_fresh_build_costs(monkey
     assert len(evaluated) == len(REGISTER_TILES)  # remembered, not costed again
     rebuilt = simt_program(kernel, A100)  # the tile is chosen now: a new program, costed afresh
     assert rebuilt is not prog and cost_simt(rebuilt, A100) == cost and len(evaluated) == len(REGISTER_TILES) + 1
+
+
+def test_an_all_reduce_moves_2_n_minus_1_over_n_of_the_bytes_at_the_bus_bandwidth():
+    """nccl-tests' busbw is defined so that a ring's time is 2(N-1)/N x bytes / busbw: large messages recover
+    the described bus bandwidth from the time, tiny ones cost the latency; one GPU reduces nothing."""
+    from isasim.isa.gpu import load_gpu
+
+    for name in ("a100", "h100", "h200"):
+        for link in load_gpu(name).links.values():
+            assert link.allreduce_seconds(1e9, 1) == 0
+            for n in (2, 4, 8):
+                size = 8e9
+                busbw = size / link.allreduce_seconds(size, n) * 2 * (n - 1) / n / 1e9
+                assert busbw == pytest.approx(link.busbw_gb_s, rel=1e-3)
+                assert link.allreduce_seconds(8, n) == pytest.approx(link.latency_us * 1e-6, rel=1e-3)
+    a100 = load_gpu("a100").links
+    assert a100["pcie"].allreduce_seconds(1e9, 8) > 5 * a100["nvlink"].allreduce_seconds(1e9, 8)

@@ -120,3 +120,45 @@ def test_training_markdown_lists_every_phase():
     cost = StepCost("simt", "a100", 1.0, 3, 10, {"forward": 1e6, "backward": 2e6, "optimizer": 5e5}, 3.5, 42.0)
     text = render_markdown(TrainingReport("m", 8, 2, 1, 10, 5, {}, [cost]))
     assert "| simt | a100 | 1.00 | 2.00 | 0.50 | 3.50 | 42.00 s |" in text
+
+
+@pytest.mark.parametrize("target", ["simt", "avx2"])
+def test_a_data_parallel_steps_reduced_gradients_equal_one_gpus(target):
+    """Four shards of a batch of 8, each through forward and backward in the executor, their gradients summed
+    as the all-reduce sums them and divided by 4 (engine/data_parallel.py): the whole batch's gradients on one
+    device, within float32 rounding (the mean loss makes the shards' mean the batch's gradient)."""
+    from isasim.backends import load_machine
+    from isasim.engine.data_parallel import data_parallel_gradients
+
+    cfg = transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48,
+                                  vocab_size=60, max_position_embeddings=32)
+    spec = dataclasses.replace(registry.resolve("bert-base"), config=cfg, name="tiny")
+    t = ALL[target]
+    reduced, one = data_parallel_gradients(spec, 8, 8, 4, t, load_machine(t.default_uarch))
+    assert reduced.keys() == one.keys() and len(one) > 10
+    for name, want in one.items():
+        assert np.abs(want).max() > 0 or "key.bias" in name, name  # (the key's bias gradient is zero in theory)
+        err = np.abs(reduced[name].reshape(want.shape) - want).max()
+        assert err <= 1e-5 * (np.abs(want).max() + 1e-3), (name, err)
+
+
+def test_ddp_hides_the_all_reduce_behind_backward_all_but_its_last_bucket():
+    """engine/training.py: the step waits for the larger of the last 25 MB bucket's all-reduce and the whole
+    all-reduce less the backward it overlaps."""
+    from types import SimpleNamespace
+
+    from isasim.engine.training import DDP_BUCKET_BYTES, data_parallel
+    from isasim.isa.gpu import load_gpu
+
+    nvlink = load_gpu("a100").links["nvlink"]
+
+    def step(backward_ms: float):
+        return SimpleNamespace(uarch="a100", clock_ghz=1.0, ops=[SimpleNamespace(module="backward.x",
+                                                                                  cycles=backward_ms * 1e6)])
+
+    whole = nvlink.allreduce_seconds(1e9, 8) * 1e3
+    last = nvlink.allreduce_seconds(DDP_BUCKET_BYTES, 8) * 1e3
+    short = data_parallel(step(1.0), 8, "nvlink", int(1e9), 4)
+    assert short.allreduce_ms == pytest.approx(whole) and short.exposed_ms == pytest.approx(whole - 1.0)
+    long = data_parallel(step(100.0), 8, "nvlink", int(1e9), 4)
+    assert long.exposed_ms == pytest.approx(last) and last < whole / 10
