@@ -33,6 +33,7 @@ from isasim.lowering.kernel import Kernel
 from isasim.lowering.split import Box, box_kernel, boxes, domain_boxes, grids
 
 IMBALANCE = 1.2  # the slowest core over the average of all cores (idle ones count 0) that names the bound
+MEMORY = ("l1", "l2", "llc", "dram")
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,10 @@ def socket_cost(name: str, chunks: list[KernelCost], dram: float, flops: int, ma
         mine = dram * c.bytes["dram"] / apart if apart else 0.0
         bounds = tuple(replace(b, cycles=mine / per_core_dram) if b.kind == "dram" else b for b in c.bounds)
         slowest = max(bounds, key=lambda b: b.cycles)
-        decided = c.bound if slowest.cycles <= c.bounds[0].cycles else slowest  # compute: the block's own bound
-        own.append((max(b.cycles for b in bounds), decided, bounds, c))
+        # where compute decides, the bound that decided it inside (a port group, a latency chain), if the chunk
+        # names one (a chunk that a memory level decided alone named that level instead)
+        decided = c.bound if slowest.kind == "compute" and c.bound.kind not in MEMORY else slowest
+        own.append((slowest.cycles, decided, bounds, c))
     core_cycles, core_bound, core_bounds, slowest_chunk = max(own, key=lambda o: o[0])
     if core_cycles > IMBALANCE * sum(o[0] for o in own) / cores:
         core_bound = Bound("imbalance", core_cycles, core_bound.label)
