@@ -365,13 +365,14 @@ def host(model: str, targets: Names = None, machines: Names = None, *, seq: int 
 def sweep(models: Names, seqs: Sequence[int] | int = 128, batches: Sequence[int] | int = 1, targets: Names = None,
           machines: Names = None, *, precisions: Names = "fp32", seed: int = 0, output: str | Path | None = None,
           fmt: str | None = None, scheduler=None, workers: int | None = None, serial: bool = False,
-          retry_failed: bool = False, progress=None):
+          retry_failed: bool = False, cores: Sequence[int | str] | int | str = 1, progress=None):
     """A grid of configurations, one tidy row each, with the totals `trace` gives for it: every model x seq x
     batch x precision x target (x each of `machines` of the target's instruction set). Points run as tasks of
     a Dask cluster: a new LocalCluster of `workers` processes (default: this machine's cores), or `scheduler`
     (an address such as "tcp://host:8786", or a distributed.Client); `serial=True` runs them in this process.
     With `output` (CSV, or JSON lines for .jsonl), rows are appended as they finish and points already in the
     file are skipped, so a killed sweep resumes. A failing point is a row with its one-line `error`.
+    `cores`: core counts of each CPU target's socket (as `trace(..., cores=)`; a GPU is costed once).
     `progress(done, running, failed, total)`. Returns the grid's rows, a pandas DataFrame when pandas is
     installed (its attrs["notes"] say which targets were left out, and why), else a list of dicts."""
     from isasim.engine.sweep import grid, sweep as run
@@ -383,7 +384,8 @@ def sweep(models: Names, seqs: Sequence[int] | int = 128, batches: Sequence[int]
         return values
 
     points, notes = grid(listed(models, "models"), listed(seqs, "seqs"), listed(batches, "batches"),
-                         listed(precisions, "precisions"), _names(targets), _names(machines), seed)
+                         listed(precisions, "precisions"), _names(targets), _names(machines), seed,
+                         listed(cores, "cores"))
     rows = run(points, Path(output) if output is not None else None, fmt, seed=seed, scheduler=scheduler,
                workers=workers, serial=serial, retry_failed=retry_failed, progress=progress)
     try:

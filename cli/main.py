@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cores: every target runs on each one of its instruction set (default: its own)")
     sw.add_argument("--precision", action="append", metavar="LIST",
                     help="fp32 (default), bf16, int8, fp16: see 'isasim trace --help'")
+    sw.add_argument("--cores", action="append", metavar="LIST",
+                    help="core counts of each CPU target's socket, e.g. 1,8,all (default 1): see 'isasim scale'; "
+                    "a GPU target is costed once")
     sw.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     sw.add_argument("-o", "--output", type=Path, required=True,
                     help="the table: CSV, or JSON lines when it ends in .jsonl (or with --format)")

@@ -62,9 +62,12 @@ def cmd_sweep(args, out: Console) -> int:
     if args.serial and (args.scheduler or args.workers is not None):
         raise UserError("--serial runs every point in this process: drop --scheduler and --workers")
     targets = listed(args.target, "--target")
+    from isasim.cli.scale import core_count
+
     points, notes = grid(listed(args.model, "--model"), numbers(args.seq, "--seq", 128),
                          numbers(args.batch, "--batch", 1), listed(args.precision, "--precision", ["fp32"]),
-                         None if targets in (None, ["all"]) else targets, listed(args.uarch, "--uarch"), args.seed)
+                         None if targets in (None, ["all"]) else targets, listed(args.uarch, "--uarch"), args.seed,
+                         [core_count(c) for c in listed(args.cores, "--cores", ["1"])])
     start = time.perf_counter()
     with progress_bar(sys.stderr.isatty()) as progress:
         rows = sweep(points, args.output, args.format, seed=args.seed, scheduler=args.scheduler,

@@ -23,11 +23,13 @@ from isasim.isa.errors import UserError
 from isasim.version import __version__
 
 def grid(models: Iterable[str], seqs: Iterable[int], batches: Iterable[int], precisions: Iterable[str] = ("fp32",),
-         targets: list[str] | None = None, uarchs: list[str] | None = None, seed: int = 0
-         ) -> tuple[list[Point], list[str]]:
+         targets: list[str] | None = None, uarchs: list[str] | None = None, seed: int = 0,
+         cores: Iterable[int | str] = (1,)) -> tuple[list[Point], list[str]]:
     """The grid's points, and a note per (target, core, precision) it cannot run (the AVX-512 target on Zen
     3, the SIMT target in int8), which is left out as `trace` leaves it out. Every target runs on each of
-    `uarchs` of its ISA (none given: its own core), so a sweep can set cores against each other."""
+    `uarchs` of its ISA (none given: its own core), so a sweep can set cores against each other. A CPU target
+    runs on each count of `cores` of its socket ("all": the socket's, engine/cores.py); a GPU on one."""
+    from isasim.engine.cores import cores_for
     from isasim.engine.graphs import check_precision, check_shape
     from isasim.engine.targets import machines_for, pick_targets
     from isasim.isa.targets import ALL_TARGETS, get_any_target
@@ -55,22 +57,31 @@ def grid(models: Iterable[str], seqs: Iterable[int], batches: Iterable[int], pre
             shape_fits(spec.config, seq, 1, spec.name)
     for p in precisions:
         check_precision(p)
+    cores = list(cores)
+    if not cores:
+        raise UserError("--cores is empty: give at least one count")
     chosen = [get_any_target(t) for t in (targets or list(ALL_TARGETS))]
-    cores = machines_for(chosen, uarchs)
+    named = machines_for(chosen, uarchs)
     pairs, notes = [], []
     for p in precisions:
         for t in chosen:
-            for u in [u.name for u in cores if u.isa == t.isa] or [None]:
+            for u in [u.name for u in named if u.isa == t.isa] or [None]:
                 try:
                     (target, machine), = pick_targets([t.name], [u] if u else None, p)
                 except UserError as e:
                     notes.append(f"{t.name}{f' on {u}' if u else ''} in {p} left out: {e}")
                     continue
-                pairs.append((p, target.name, machine.name))
+                counts = [1]
+                if target.simt is None:
+                    counts = list(dict.fromkeys(cores_for(machine, c) for c in cores))
+                elif cores != [1] and p == precisions[0]:
+                    notes.append(f"{target.name} is a GPU: costed once, not per core count (--cores splits a CPU's "
+                                 "kernels)")
+                pairs += [(p, target.name, machine.name, n) for n in counts]
     if not pairs:  # every target was left out: nothing would run, and the command would seem to succeed
         raise UserError(f"no point of the grid can run: {notes[0]}" + (f" (and {len(notes) - 1} more left out)"
                                                                         if len(notes) > 1 else ""))
-    points = [Point(m, s, b, p, t, u) for m in models for s in seqs for b in batches for p, t, u in pairs]
+    points = [Point(m, s, b, p, t, u, n) for m in models for s in seqs for b in batches for p, t, u, n in pairs]
     return list(dict.fromkeys(points)), notes
 
 

@@ -36,7 +36,7 @@ class Point:
     precision: str
     target: str
     uarch: str
-    cores: int = 1  # one core (one GPU): every point costs what `trace` costs today
+    cores: int = 1  # of a CPU's socket, each kernel split as `trace --cores` splits it (a GPU: 1)
 
     @property
     def shape(self) -> tuple[str, int, int]:
@@ -47,7 +47,8 @@ class Point:
         return tuple(str(v) for v in asdict(self).values())
 
     def label(self) -> str:
-        return f"{self.model} seq {self.seq} batch {self.batch} {self.precision} {self.target} on {self.uarch}"
+        cores = f" x{self.cores} cores" if self.cores > 1 else ""
+        return f"{self.model} seq {self.seq} batch {self.batch} {self.precision} {self.target} on {self.uarch}{cores}"
 
 
 def capture(model: str, seq: int, batch: int, seed: int = 0) -> dict:
@@ -81,7 +82,7 @@ def cost_point(graph: dict, point: Point) -> dict:
         # (it holds `graph` too, so no other graph can take its id while it is here)
         _LOWERED[memo] = graph, lower_graph(in_precision(from_json(graph), point.precision))
     pair = pick_targets([point.target], [point.uarch], point.precision)
-    return row(point, trace(_LOWERED[memo][1], pair).targets[0])
+    return row(point, trace(_LOWERED[memo][1], pair, None, point.cores).targets[0])
 
 
 def row(point: Point, t: TargetTrace) -> dict:

@@ -173,6 +173,16 @@ def test_the_grid_runs_each_target_on_each_core_of_its_isa_and_leaves_out_what_c
     assert any(n.startswith("avx2 on zen3 in bf16 left out") for n in notes)
 
 
+def test_a_cpu_target_runs_on_each_core_count_and_its_rows_are_what_trace_gives():
+    points, notes = grid(["minilm"], [8], [1], ["fp32"], ["x86-64", "simt"], None, 0, [1, 2, "all"])
+    assert {(p.target, p.cores) for p in points} == {("x86-64", 1), ("x86-64", 2), ("x86-64", 28), ("simt", 1)}
+    assert any("simt is a GPU: costed once" in n for n in notes)
+    cpu = [p for p in points if p.target == "x86-64"]
+    for p, r in zip(cpu, sweep(cpu, serial=True)):
+        t = isasim.trace(p.model, [p.target], seq=p.seq, batch=p.batch, cores=p.cores).targets[0]
+        assert (r["cores"], r["cycles"], r["instructions"]) == (p.cores, t.cycles, t.instructions)
+
+
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys, monkeypatch):
     from isasim.engine import sweep as module
 
@@ -279,6 +289,8 @@ def test_retry_failed_leaves_the_file_as_it_was_when_the_sweep_is_refused(tmp_pa
     (["--serial", "--workers", "2"], "--serial runs every point in this process"),
     (["--scheduler", "tcp://127.0.0.1:9", "--workers", "2"], "--workers sizes a local cluster"),
     (["--plot", "x.gif"], "--plot"),
+    (["--cores", "0"], "--cores 0 is out of range"),
+    (["--cores", "2,x"], "--cores 'x' is not a number"),
 ])
 def test_bad_input_is_refused_in_one_line_before_any_work(tmp_path, capsys, argv, needle):
     out = tmp_path / "never.csv"
