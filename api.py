@@ -49,20 +49,32 @@ def _names(names: Names) -> list[str] | None:
 
 
 def trace(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
-          seed: int = 0, core_aten: bool = False, precision: str = "fp32", cores: int | str = 1,
-          progress: Progress | None = None) -> TraceReport:
+          seed: int = 0, core_aten: bool = False, precision: str = "fp32", cores: int | str = 1, gpus: int = 1,
+          parallel: str = "tensor", link: str = "nvlink", progress: Progress | None = None) -> TraceReport:
     """What every op of the model's forward pass costs on each target: instructions, cycles, the deciding
     bound and bytes per memory level, per op and in total. Nothing is executed. `precision` "int8" quantizes
     the linear layers as PyTorch's dynamic quantization does (models/quantize.py). `cores` (a number, or "all":
     the socket's): each kernel split across that many cores of a CPU's socket (engine/cores.py); every target
-    then means every CPU target."""
+    then means every CPU target. `gpus` (`parallel` "tensor"): what one of that many GPUs runs and waits for,
+    each layer split by Megatron-LM's tensor parallelism with two all-reduces over `link`
+    (engine/tensor_parallel.py); every target then means every GPU target."""
     from isasim.engine.trace import trace as run
 
     check_shape(batch, seed, seq)
     check_precision(precision)
     _no_int8_core_aten(precision, core_aten)
     chosen = _on_cores(pick_targets(_names(targets), _names(machines), precision), targets, cores)
-    return run(lowered_for_cost(model, seq, batch, seed, core_aten, progress, precision), chosen, progress, cores)
+    chosen = _on_gpus(chosen, targets, gpus, parallel, link, batch, training=False)
+    if cores != 1 and gpus != 1:
+        raise UserError("--cores splits a CPU's kernels and --gpus a GPU's layers: give one")
+    lowered = lowered_for_cost(model, seq, batch, seed, core_aten, progress, precision)
+    if gpus == 1:
+        return run(lowered, chosen, progress, cores)
+    from isasim.engine import tensor_parallel
+
+    reports = [tensor_parallel.trace(lowered, t, m, gpus, link, progress) for t, m in chosen]
+    reports[0].targets = [r.targets[0] for r in reports]
+    return reports[0]
 
 
 def _on_cores(chosen: list, targets: Names, cores: int | str) -> list:
@@ -129,20 +141,26 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
     return summarise(report, epochs, len(load_split("train")), full, gpus, link)
 
 
-def _on_gpus(chosen: list, targets: Names, gpus: int, parallel: str, link: str, batch: int) -> list:
-    """The targets a data-parallel step over `gpus` GPUs runs on (with more than one: the GPU ones, a named CPU
-    target refused), each checked: the batch splits evenly, the GPUs fit one server, the link is described."""
+def _on_gpus(chosen: list, targets: Names, gpus: int, parallel: str, link: str, batch: int,
+             training: bool = True) -> list:
+    """The targets a step over `gpus` GPUs runs on (with more than one: the GPU ones, a named CPU target
+    refused), each checked: data parallel is a training step's and needs a batch that splits evenly, tensor
+    parallel an inference's; the GPUs fit one server; the link is described."""
     if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
         raise UserError(f"--gpus {gpus} is out of range: use 1 or more")
     if gpus == 1:
         return chosen
-    if parallel != "data":
-        raise UserError(f"--parallel {parallel!r}: isasim splits a fine-tuning step by its batch ('data')")
+    if training and parallel != "data":
+        raise UserError(f"--parallel {parallel}: isasim splits a fine-tuning step by its batch (data); tensor "
+                        "parallelism covers the forward pass: drop --training")
+    if not training and parallel != "tensor":
+        raise UserError(f"--parallel {parallel} splits a fine-tuning step's batch: add --training, or split the "
+                        "forward pass with --parallel tensor")
     gpu = [(t, m) for t, m in chosen if t.simt is not None]
     if targets is not None and len(gpu) < len(chosen):
         cpu = ", ".join(t.name for t, m in chosen if t.simt is None)
         raise UserError(f"--gpus splits the step across GPUs: {cpu} runs on a CPU; drop it or --gpus")
-    if batch % gpus:
+    if training and batch % gpus:
         raise UserError(f"--batch {batch} does not split evenly over {gpus} GPUs: use a multiple of {gpus}")
     for _, m in gpu:
         if gpus > m.gpus_per_server:
@@ -156,7 +174,8 @@ def _on_gpus(chosen: list, targets: Names, gpus: int, parallel: str, link: str, 
 def check(model: str, targets: Names = None, machines: Names = None, *, seq: int | None = None, batch: int = 1,
           seed: int = 0, text: str | None = None, tolerance: float = 1e-4, on_host: bool = False,
           dataset: str | None = None, jobs: int | None = None, precision: str = "fp32", cores: int | str = 1,
-          progress: Progress | None = None) -> CheckReport:
+          gpus: int = 1, parallel: str = "tensor", link: str = "nvlink", progress: Progress | None = None
+          ) -> CheckReport:
     """Execute every lowered kernel on each target with the model's weights and real inputs, and compare
     every op and the final output with PyTorch; `passed` only if every target stays within `tolerance` and
     counts what the cost model predicts. The inputs: `text` (its tokens are reported; `seq` defaults to their
@@ -165,13 +184,17 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
     runs a fine-tuned classifier on that split of the movie/TV dataset, as one batch. `jobs`: processes that
     check targets at once (default: one per core, as many as targets and memory allow; 1: this process).
     `cores`: every kernel runs as that many cores' chunks (CPU targets), which must write what one core
-    writes, bit for bit."""
+    writes, bit for bit. `gpus` (`parallel` "tensor"): every layer split across that many GPUs as Megatron-LM
+    splits it, each GPU's shard executed and the partial sums added (GPU targets)."""
     check_shape(batch, seed, seq)
     if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         raise UserError(f"--jobs {jobs} is out of range: use 1 or more (1 checks every target in this process)")
     check_finite("--tolerance", tolerance, 0.0, inclusive=True)
     check_precision(precision)
     chosen = _on_cores(pick_targets(_names(targets), _names(machines), precision), targets, cores)
+    chosen = _on_gpus(chosen, targets, gpus, parallel, link, batch, training=False)
+    if cores != 1 and gpus != 1:
+        raise UserError("--cores splits a CPU's kernels and --gpus a GPU's layers: give one")
     from isasim.engine.check import check as run, default_jobs  # (torch loads here, once the arguments are good)
     from isasim.engine.graphs import check_fits, dataset_inputs
     from isasim.lowering.pipeline import lower_graph
@@ -207,7 +230,7 @@ def check(model: str, targets: Names = None, machines: Names = None, *, seq: int
     names = dict(spec.config.id2label) if spec.num_labels and words is not None else None
     jobs = jobs or default_jobs(len(chosen), per_process)
     report = run(lower_graph(graph), chosen, ref, final, tolerance, progress, on_host, labels, names, jobs, fp32,
-                 cores)
+                 cores, gpus)
     report.tokens = words
     if precision == "int8" and labels is not None:
         report.pytorch_dynamic_int8 = reference.dynamic_int8(captured, fp32, labels)

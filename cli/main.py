@@ -62,6 +62,19 @@ def _wide(p: argparse.ArgumentParser) -> None:
                    "when piped; the default layout fits 100 columns")
 
 
+def _gpus(p: argparse.ArgumentParser, training: bool) -> None:
+    p.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="N GPUs of one server: the forward pass split by Megatron-LM's tensor parallelism (each "
+                   "layer's heads and feed-forward columns shared out, two all-reduces per layer)"
+                   + ("; with --training, the step's batch split (data parallel, as PyTorch's "
+                      "DistributedDataParallel) and its gradients all-reduced" if training else "")
+                   + "; GPU targets only")
+    p.add_argument("--parallel", choices=("data", "tensor") if training else ("tensor",),
+                   help="with --gpus: how the work is split (default: data with --training, else tensor)")
+    p.add_argument("--link", choices=("nvlink", "pcie"), default="nvlink",
+                   help="with --gpus: what carries the all-reduces (default nvlink: NVSwitch in an 8-GPU server)")
+
+
 def _training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--training", action="store_true",
                    help="cost one fine-tuning step instead of a forward pass: forward, backward and the AdamW "
@@ -71,13 +84,6 @@ def _training_args(p: argparse.ArgumentParser) -> None:
                    help="with --training: the step of LoRA adapters of rank R (peft), next to the full step")
     p.add_argument("--lora-alpha", type=float, metavar="A", help="with --lora: the adapters' scale is A / R "
                    "(default A = 2R)")
-    p.add_argument("--gpus", type=int, default=1, metavar="N",
-                   help="with --training: the batch split across N GPUs of one server (data parallel, as PyTorch's "
-                   "DistributedDataParallel), the gradients all-reduced over --link; GPU targets only")
-    p.add_argument("--parallel", choices=("data",), default="data",
-                   help="with --gpus: how the step is split (data: by its batch)")
-    p.add_argument("--link", choices=("nvlink", "pcie"), default="nvlink",
-                   help="with --gpus: what carries the all-reduce (default nvlink: NVSwitch in an 8-GPU server)")
     p.add_argument("--lora-targets", metavar="NAMES", help="with --lora: the linear layers to adapt, "
                    "comma-separated from query, key, value, dense (default query,value)")
 
@@ -99,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--chrome-trace", type=Path, metavar="FILE",
                    help="also write the kernels as Chrome trace events (open in Perfetto or chrome://tracing)")
     _training_args(t)
+    _gpus(t, training=True)
     _cores(t, "every kernel costed")
     t.add_argument("--core-aten", action="store_true",
                    help="decompose to core ATen (addmm, bmm, native_layer_norm, ...) before lowering: slower capture, and eval-mode dropout becomes a clone that is costed")
@@ -124,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "movie/TV dataset as one batch (this sets --batch, and --seq to the longest sentence); "
                    "every predicted label must agree with PyTorch's")
     _cores(c, "every kernel executed")
+    _gpus(c, training=False)
     c.add_argument("--jobs", type=int, default=None,
                    help="targets checked at once, each in its own process (default: one per core, no more than "
                    "the targets and the memory allow; 1: all in this process)")
@@ -165,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--plot", type=Path, metavar="FILE.png",
                     help="also draw a roofline per op family and the cycles by op family (matplotlib)")
     _training_args(cm)
+    _gpus(cm, training=True)
 
     ft = sub.add_parser("finetune", help="fine-tune a BERT to tell movie from TV-show sentences (the shipped "
                         "dataset) and save it", description="BertForSequenceClassification on the base model's "
@@ -301,8 +310,8 @@ def cmd_trace(args, out: Console) -> int:
             output.check_writable(path, flag)
     with _progress(sys.stderr.isatty()) as progress:
         report = api.trace(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
-                           core_aten=args.core_aten, precision=args.precision, cores=args.cores,
-                           progress=progress)
+                           core_aten=args.core_aten, precision=args.precision, cores=args.cores, gpus=args.gpus,
+                           parallel=args.parallel or "tensor", link=args.link, progress=progress)
     if args.chrome_trace:
         output.write_text(args.chrome_trace, render.trace_chrome(report))
         _wrote(args.chrome_trace, "the kernels as Chrome trace events (open in Perfetto)")
@@ -338,8 +347,6 @@ def _no_epochs_without_training(args) -> None:
         raise UserError("--epochs sizes a fine-tuning run: add --training")
     if args.lora is not None or args.lora_alpha is not None or args.lora_targets is not None:
         raise UserError("--lora costs a LoRA fine-tuning step: add --training")
-    if args.gpus != 1:
-        raise UserError("--gpus splits a fine-tuning step's batch across GPUs: add --training")
 
 
 def _training(args, out: Console, every_machine: bool) -> int:
@@ -361,7 +368,8 @@ def _training(args, out: Console, every_machine: bool) -> int:
                                    seq=args.seq, batch=args.batch, seed=args.seed,
                                    epochs=3 if args.epochs is None else args.epochs, every_machine=every_machine,
                                    lora=args.lora, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
-                                   gpus=args.gpus, parallel=args.parallel, link=args.link, progress=progress)
+                                   gpus=args.gpus, parallel=args.parallel or "data", link=args.link,
+                                   progress=progress)
     text = render(report)
     if text:
         sys.stdout.write(text)
@@ -414,6 +422,9 @@ def cmd_compare(args, out: Console) -> int:
             raise UserError("--plot draws the forward pass's roofline: drop it with --training")
         return _training(args, out, every_machine=True)
     _no_epochs_without_training(args)
+    if args.gpus != 1:
+        raise UserError("compare --gpus costs a data-parallel fine-tuning step: add --training (for a forward "
+                        "pass split across GPUs: isasim trace --gpus N)")
     if args.plot:
         from isasim.cli.output import check_plot
 
@@ -441,7 +452,8 @@ def cmd_check(args, out: Console) -> int:
     with _progress(sys.stderr.isatty()) as progress:
         report = api.check(args.model, args.target, args.uarch, seq=args.seq, batch=args.batch, seed=args.seed,
                            text=args.text, tolerance=args.tolerance, on_host=args.on_host, dataset=args.dataset,
-                           jobs=args.jobs, precision=args.precision, cores=args.cores, progress=progress)
+                           jobs=args.jobs, precision=args.precision, cores=args.cores, gpus=args.gpus,
+                           parallel=args.parallel or "tensor", link=args.link, progress=progress)
     if args.format == "json":
         sys.stdout.write(render.to_json(report) + "\n")
     else:

@@ -67,17 +67,25 @@ CPU_COLUMNS = (
     *((f"{lv.upper()} B", lambda r, lv=lv: human(r.bytes[lv]), True, lv != "dram") for lv in LEVELS),
 )
 _LIMITER = {"registers": "regs", "shared memory": "smem", "grid": "grid"}
+
+
+def _launch(cell):
+    """A column of a kernel's launch: empty on a row that launches none (an all-reduce between GPUs)."""
+    return lambda r: cell(r) if r.simt is not None else ""
+
+
 SIMT_COLUMNS = (  # L2 bytes and microseconds: in JSON and CSV
     ("op", lambda r: op_name(r.op), False, False), ("module", None, False, False),
     ("shape", lambda r: r.shape, False, True),
-    ("grid x blk", lambda r: f"{r.simt['grid']}x{r.simt['block']}", True, False),
-    ("regs", lambda r: str(r.simt["registers"]), True, True),
-    ("smem", lambda r: human(r.simt["shared_bytes"]), True, True),
-    ("occupancy", lambda r: f"{r.simt['occupancy']:.0%} {_LIMITER.get(r.simt['limiter'], r.simt['limiter'])}", True,
-     False),
+    ("grid x blk", _launch(lambda r: f"{r.simt['grid']}x{r.simt['block']}"), True, False),
+    ("regs", _launch(lambda r: str(r.simt["registers"])), True, True),
+    ("smem", _launch(lambda r: human(r.simt["shared_bytes"])), True, True),
+    ("occupancy", _launch(lambda r: f"{r.simt['occupancy']:.0%} {_LIMITER.get(r.simt['limiter'], r.simt['limiter'])}"),
+     True, False),
     ("warp ins", lambda r: human(r.instructions), True, True),
-    ("sect/req", lambda r: f"{r.simt['sectors_per_request']:.1f}", True, False),
-    ("bank x", lambda r: f"{r.simt['bank_conflict_factor']:.2f}" if r.simt["shared_requests"] else "-", True, True),
+    ("sect/req", _launch(lambda r: f"{r.simt['sectors_per_request']:.1f}"), True, False),
+    ("bank x", _launch(lambda r: f"{r.simt['bank_conflict_factor']:.2f}" if r.simt["shared_requests"] else "-"), True,
+     True),
     ("DRAM B", lambda r: human(r.bytes["dram"]), True, True),
     ("cycles", lambda r: human(r.cycles), True, False), ("bound", lambda r: r.bound.label, False, False),
 )
@@ -101,7 +109,8 @@ def trace_tables(report: TraceReport, console: Console, wide: bool = False) -> N
     for t in report.targets:
         gpu = bool(t.ops) and t.ops[0].simt is not None
         title = f"{t.target} on {t.uarch} @ {t.clock_ghz} GHz" + (" (per kernel launch)" if gpu else "") + \
-            (f", {t.cores} cores" if t.cores > 1 else "")
+            (f", {t.cores} cores" if t.cores > 1 else "") + \
+            (f", one of {t.gpus} GPUs (tensor parallel)" if t.gpus > 1 else "")
         table, shown = _table(title, SIMT_COLUMNS if gpu else CPU_COLUMNS, wide)
         for first, rows, repeats in _layers(t.ops):
             (title, what), prefix = _group(first, rows)
@@ -216,6 +225,9 @@ def check_table(report: CheckReport, console: Console, wide: bool = False) -> No
         if t.label_agreement is not None:
             console.print(f"  {t.target}: predicted labels agree with {whose} on {t.label_agreement:.1%} of "
                           f"{report.batch} sentences; accuracy {t.accuracy:.1%}")
+        if t.gpus > 1:
+            console.print(f"  {t.target}: each layer split across {t.gpus} GPUs (tensor parallel), "
+                          f"{t.split_kernels} kernels run as one shard per GPU, the partial sums added in GPU order")
         if t.cores > 1:
             same = "every one bit-identical to the whole kernel on one core" if t.bit_identical_to_one_core else \
                 "some DIFFER from the whole kernel on one core"

@@ -67,6 +67,7 @@ class TargetCheck:
     cores: int = 1
     split_kernels: int | None = None
     bit_identical_to_one_core: bool | None = None
+    gpus: int = 1  # tensor parallel: each layer's kernels split across this many GPUs, `split_kernels` of them
 
 
 @dataclass
@@ -166,6 +167,7 @@ class _Job:
     label_names: dict[int, str] | None
     fp32_final: np.ndarray | None = None  # int8: float32 PyTorch's final output, to report the error against
     cores: int = 1
+    gpus: int = 1
 
 
 def check_target(job: _Job, target: Target, machine: Machine, progress: Progress | None = None) -> TargetCheck:
@@ -207,7 +209,7 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
             predicted.update(backend.counts(p, machine))
         counts_match = counts_match and dict(predicted) == dict(events.instructions)
         if len(programs) > 1:
-            split.append(_as_one_core(step.kernel, target, machine, storages))
+            split.append(_as_one_core(step.kernel, target, machine, storages) if job.cores > 1 else True)
         if job.on_host:
             digests.update({b.name: _digest(storages[b.name]) for b in step.kernel.buffers if b.is_output})
         done += 1
@@ -215,7 +217,13 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
             progress(f"executing {target.name}", done, n_kernels)
 
     output = lowered.context.views[lowered.graph.outputs[0]]
-    run_graph(lowered, target, on_step, machine=machine, keep=[output.storage], live=storages, cores=job.cores)
+    shards = None
+    if job.gpus > 1:
+        from isasim.engine.tensor_parallel import shards as tensor_shards
+
+        shards = tensor_shards(lowered, job.gpus)
+    run_graph(lowered, target, on_step, machine=machine, keep=[output.storage], live=storages, cores=job.cores,
+              shards=shards)
     got = materialize(output, storages)
     storages.clear()
     abs_err, rel_err = _errors(got, final)
@@ -243,8 +251,8 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
                        _prediction(got.reshape(final.shape), job.label_names) if job.label_names else None,
                        thread_instructions=threads, max_abs_err_fp32=fp32_err,
                        ops_exact=all(exact) if low else None, ops_checked=len(exact), cores=job.cores,
-                       split_kernels=len(split) if job.cores > 1 else None,
-                       bit_identical_to_one_core=all(split) if job.cores > 1 else None)
+                       split_kernels=len(split) if job.cores > 1 or job.gpus > 1 else None,
+                       bit_identical_to_one_core=all(split) if job.cores > 1 else None, gpus=job.gpus)
 
 
 def _as_one_core(kernel, target: Target, machine: Machine, storages: dict) -> bool:
@@ -298,7 +306,7 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
           final: np.ndarray, tolerance: float = 1e-4, progress: Progress | None = None,
           on_host: bool = False, labels: np.ndarray | None = None,
           label_names: dict[int, str] | None = None, jobs: int = 1, fp32_final: np.ndarray | None = None,
-          cores: int | str = 1) -> CheckReport:
+          cores: int | str = 1, gpus: int = 1) -> CheckReport:
     """Execute every kernel for each target on the graph's real values; compare every op and the final
     output (hidden state or logits) with PyTorch, and the executor's dynamic counts with the cost model's.
     With `on_host`, also run each kernel's emitted machine code. With `labels` (one per row of a classifier's
@@ -309,7 +317,8 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
     label agreement are reported; a target passes when each op the precision adds equals its reference on the
     target's own inputs bit for bit (TargetCheck.ops_exact) and the counts agree. `cores` (a number or "all"):
     each kernel runs as that many cores' chunks, and a target passes only if every split kernel wrote what one
-    core writes, bit for bit."""
+    core writes, bit for bit. `gpus`: each layer split across that many GPUs (engine/tensor_parallel.py), its
+    partial sums added in GPU order; held to PyTorch like one GPU."""
     graph = lowered.graph
     precision = graph.config.get("precision", "fp32")
     skipped = {t.name: why for t, m in targets
@@ -320,7 +329,7 @@ def check(lowered: LoweredGraph, targets: list[tuple[Target, Machine]], referenc
                         + ": drop --on-host, or add a target this host runs")
     def job(pair: tuple[Target, Machine]) -> _Job:
         return _Job(lowered, reference, final, tolerance, on_host, skipped, labels, label_names, fp32_final,
-                    per_target[pair[0].name])
+                    per_target[pair[0].name], gpus)
 
     per_target = {t.name: cores_for(m, cores) if cores != 1 else 1 for t, m in targets}
     jobs = max(1, min(jobs, len(targets))) if can_fork() else 1  # (without fork, no sharing: one process)

@@ -19,6 +19,9 @@ from isasim.models.graph import Ref
 # (step, its program, what the executor counted); on many cores, the chunks' programs as a tuple and their
 # events summed
 OnStep = Callable[[Step, "Program | tuple[Program, ...] | None", "Events | None"], None]
+# a step's kernel as the pieces that run it (each core's chunk, each GPU's shard) and whether they are partial
+# sums to add up; None: the kernel whole
+Shards = Callable[[Step], "tuple[list[Kernel], bool] | None"]
 
 
 def last_uses(lowered: LoweredGraph) -> dict[str, int]:
@@ -38,7 +41,8 @@ def last_uses(lowered: LoweredGraph) -> dict[str, int]:
 
 def run_graph(lowered: LoweredGraph, target: Target, on_step: OnStep | None = None, native: bool = False,
               machine: Machine | None = None, keep: Iterable[str] | None = None,
-              live: dict[str, np.ndarray] | None = None, cores: int = 1) -> dict[str, np.ndarray]:
+              live: dict[str, np.ndarray] | None = None, cores: int = 1, shards: Shards | None = None
+              ) -> dict[str, np.ndarray]:
     """Execute every kernel of the graph for `target` on the graph's values, in isasim's executor or as
     machine code (native=True, no events); returns the storages. `on_step` sees each step with its program
     and what the executor counted (None for views), while every storage it may read is still held. The
@@ -47,7 +51,9 @@ def run_graph(lowered: LoweredGraph, target: Target, on_step: OnStep | None = No
     `keep`: the storages to return; every other is released after the last step that uses it, so memory
     holds the live activations only (None: keep them all). `live`: the dict to hold the storages in while
     running (it is what is returned), for an `on_step` that reads them. `cores`: each kernel split across that
-    many cores as engine/cores.py chooses, every chunk run in turn on the same storages (a CPU target)."""
+    many cores as engine/cores.py chooses, every chunk run in turn on the same storages (a CPU target).
+    `shards`: any other split (engine/tensor_parallel.py: each GPU's shard); partial sums each run on outputs
+    of their own, which are then added in shard order."""
     backend = backend_for(target)
     machine = machine or backend.load_machine(target.default_uarch)
     values = lowered.graph.values
@@ -61,10 +67,17 @@ def run_graph(lowered: LoweredGraph, target: Target, on_step: OnStep | None = No
         for name, i in last_uses(lowered).items():
             if name not in kept:
                 drop_after.setdefault(i, []).append(name)
+    if cores > 1:
+        def shards(step: Step) -> tuple[list[Kernel], bool]:
+            from isasim.engine.cores import split_cost
+
+            return list(split_cost(step.kernel, target, machine, cores).chunks), False
+
     for i, step in enumerate(lowered.steps):
         program = events = None
-        if step.kernel is not None and cores > 1:
-            program, events = _run_split(step.kernel, target, machine, cores, native, storages)
+        pieces = shards(step) if step.kernel is not None and shards is not None else None
+        if pieces is not None:
+            program, events = _run_split(pieces[0], pieces[1], target, machine, native, storages)
         elif step.kernel is not None:
             program = backend.select(step.kernel, target, machine)
             if native:
@@ -81,23 +94,36 @@ def run_graph(lowered: LoweredGraph, target: Target, on_step: OnStep | None = No
     return storages
 
 
-def _run_split(kernel: Kernel, target: Target, machine: Machine, cores: int, native: bool,
+def _run_split(kernels: list[Kernel], partial: bool, target: Target, machine: Machine, native: bool,
                storages: dict[str, np.ndarray]) -> tuple[tuple[Program, ...], Events | None]:
-    """The kernel's chunks (engine/cores.py), each run on its own into the same outputs, in core order."""
-    from isasim.engine.cores import split_cost
-
+    """The pieces of a kernel, each run on its own, in order: into the same outputs (a core's chunk writes
+    its part), or, for partial sums, each into outputs of its own, added up in order afterwards."""
     backend = backend_for(target)
-    programs = tuple(backend.select(c, target, machine) for c in split_cost(kernel, target, machine, cores).chunks)
-    if native:
-        for program in programs:
-            backend.run_native(program, target, storages, into=len(programs) > 1)
-        return programs, None
-    mem = load_memory(programs[0], storages)
-    events = Events()
-    for program in programs:
-        ran = backend.execute(program, mem, machine)
+    programs = tuple(backend.select(k, target, machine) for k in kernels)
+    outputs = [b.name for b in programs[0].buffers if b.is_output]
+    events = None if native else Events()
+    sums: dict[str, np.ndarray] = {}
+
+    def counted(ran: Events) -> None:
         events.instructions.update(ran.instructions)
         events.bytes_loaded += ran.bytes_loaded
         events.bytes_stored += ran.bytes_stored
-    store_outputs(programs[0], mem, storages)
+
+    if not partial and not native:  # the chunks share one memory, each writing its part
+        mem = load_memory(programs[0], storages)
+        for program in programs:
+            counted(backend.execute(program, mem, machine))
+        store_outputs(programs[0], mem, storages)
+        return programs, events
+    for program in programs:
+        if native:
+            backend.run_native(program, target, storages, into=not partial)
+        else:
+            mem = load_memory(program, storages)
+            counted(backend.execute(program, mem, machine))
+            store_outputs(program, mem, storages)
+        if partial:
+            for name in outputs:
+                sums[name] = sums[name] + storages[name] if name in sums else np.array(storages[name])
+    storages.update(sums)
     return programs, events

@@ -56,6 +56,7 @@ class TargetTrace:
     bounds: dict[str, float]  # cycles of the ops each kind of bound decided
     ops: list[OpRow] = field(default_factory=list)
     cores: int = 1  # of one socket, sharing every kernel's parallel loop (engine/cores.py)
+    gpus: int = 1  # tensor parallel: what one of this many GPUs runs and waits for (engine/tensor_parallel.py)
 
 
 @dataclass

@@ -15,9 +15,9 @@ from typing import Mapping, Protocol, runtime_checkable
 # latency chain or the out-of-order window; CPU kernels by their compute or a memory level. GPU kernels by issue, a pipe, shared-memory
 # wavefronts, L2 or DRAM bandwidth, one warp's latency chain, or the launch overhead. A kernel split over many
 # cores (engine/cores.py) also by its slowest core's share ("imbalance"), the socket's DRAM bandwidth ("shared
-# dram") or the fork and join of its parallel loop ("sync").
+# dram") or the fork and join of its parallel loop ("sync"); an all-reduce between GPUs by their "link".
 BOUND_KINDS = ("compute", "port", "issue", "latency", "window", "l1", "l2", "llc", "dram", "pipe", "shared",
-               "launch", "imbalance", "shared dram", "sync")
+               "launch", "imbalance", "shared dram", "sync", "link")
 
 
 @dataclass(frozen=True)

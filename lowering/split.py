@@ -119,15 +119,21 @@ def domain_boxes(kernel: Kernel, grid: Grid, llc_cores: int) -> list[Box]:
     return out
 
 
-def chunk_of(kernel: Kernel, var: str, start: int, size: int) -> Kernel:
-    """The kernel over iterations start .. start + size - 1 of its parallel loop `var`."""
+def moved(kernel: Kernel, var: str, start: int) -> Kernel:
+    """The kernel with every index moved to iteration `start` of loop `var` (a parallel loop, a Reduce's or a
+    Map's own), its extents as they were."""
     def ix(a: Affine) -> Affine:
         return Affine(a.offset + start * a.coef(var), a.terms, tuple((_expr(d, ix), c) for d, c in a.dynamic))
 
+    return replace(kernel, phases=tuple(_phase(p, ix) for p in kernel.phases))
+
+
+def chunk_of(kernel: Kernel, var: str, start: int, size: int) -> Kernel:
+    """The kernel over iterations start .. start + size - 1 of its parallel loop `var`."""
     extent = dict(kernel.parallel)[var]
     parallel = tuple((v, size if v == var else e) for v, e in kernel.parallel)
-    return replace(kernel, name=f"{kernel.name}@{start}", parallel=parallel,
-                   phases=tuple(_phase(p, ix) for p in kernel.phases), flops=kernel.flops * size // extent)
+    return replace(moved(kernel, var, start), name=f"{kernel.name}@{start}", parallel=parallel,
+                   flops=kernel.flops * size // extent)
 
 
 def _phase(p, ix):
