@@ -298,14 +298,15 @@ def emit(model: str, output: str | Path, targets: Names = None, machines: Names 
 
 
 def scale(model: str, target: str, machine: str | None = None, *, cores: Sequence[int | str] | None = None,
-          gpus: Sequence[int] | None = None, link: str = "nvlink", seq: int = 128, batch: int = 1, seed: int = 0,
-          precision: str = "fp32", progress: Progress | None = None) -> ScaleReport:
+          gpus: Sequence[int] | None = None, parallel: str = "data", link: str = "nvlink", seq: int = 128,
+          batch: int = 1, seed: int = 0, precision: str = "fp32", progress: Progress | None = None) -> ScaleReport:
     """The forward pass on each count of `cores` of one CPU socket (a number, or "all": the socket's; default
     1, 2, 4, 8), each kernel split as engine/cores.py splits it: time, speed-up, parallel efficiency, the
     deciding bound, and the op family that scales worst at each point. Or, with `gpus`, a fine-tuning step of
     `batch` sentences split across each count of GPUs (data parallel over `link`): its time, speed-up,
-    efficiency, and whether compute, the optimizer or the all-reduce takes most of it."""
-    from isasim.engine.scale import scale as run, scale_gpus
+    efficiency, and whether compute, the optimizer or the all-reduce takes most of it; with `parallel`
+    "tensor", the forward pass split across them by Megatron-LM's tensor parallelism."""
+    from isasim.engine.scale import scale as run, scale_gpus, scale_tensor
 
     check_shape(batch, seed, seq)
     check_precision(precision)
@@ -324,13 +325,19 @@ def scale(model: str, target: str, machine: str | None = None, *, cores: Sequenc
         counts = sorted(set(gpus))
         if not counts:
             raise UserError("--gpus lists no GPU counts: give some, e.g. --gpus 1,2,4,8")
+        if parallel not in ("data", "tensor"):
+            raise UserError(f"--parallel {parallel!r}: data (a fine-tuning step's batch) or tensor (the forward "
+                            "pass's layers)")
         steps = []
         for i, n in enumerate(counts):
-            steps.append(training_step(model, target, machine, seq=seq, batch=batch, seed=seed, epochs=1, gpus=n,
-                                       link=link))
+            if parallel == "data":
+                steps.append(training_step(model, target, machine, seq=seq, batch=batch, seed=seed, epochs=1,
+                                           gpus=n, link=link))
+            else:
+                steps.append(trace(model, target, machine, seq=seq, batch=batch, seed=seed, gpus=n, link=link))
             if progress:
                 progress(f"costing {target[0]} on 1..{counts[-1]} GPUs", i + 1, len(counts))
-        return scale_gpus(steps, link)
+        return scale_gpus(steps, link) if parallel == "data" else scale_tensor(steps, link)
     (t, m), = _on_cores(pick_targets(target, _names(machine), precision), target, 2)
     return run(lowered_for_cost(model, seq, batch, seed, False, progress, precision), t, m,
                list(cores or (1, 2, 4, 8)), progress)

@@ -226,8 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="core counts, comma-separated; 'all' is the socket's (default 1,2,4,8,all)")
     sc.add_argument("--gpus", metavar="LIST", help="instead of --cores: GPU counts, e.g. 1,2,4,8, over which a "
                     "fine-tuning step of --batch sentences is split (data parallel; a GPU target)")
+    sc.add_argument("--parallel", choices=("data", "tensor"), default="data",
+                    help="with --gpus: data (default: a fine-tuning step, its batch split) or tensor (the forward "
+                    "pass, each layer split as Megatron-LM splits it)")
     sc.add_argument("--link", choices=("nvlink", "pcie"), default="nvlink",
-                    help="with --gpus: what carries the gradients' all-reduce (default nvlink)")
+                    help="with --gpus: what carries the all-reduces (default nvlink)")
     sc.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
     sc.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     sc.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -524,7 +527,8 @@ def cmd_scale(args, out: Console) -> int:
     with _progress(sys.stderr.isatty()) as progress:
         gpus = scale.gpu_list(args.gpus) if args.gpus else None
         cores = scale.core_list(args.cores or ("1,2,4,8,all" if gpus is None else ""), allow_empty=gpus is not None)
-        report = api.scale(args.model, args.target, args.uarch, cores=cores, gpus=gpus, link=args.link, seq=args.seq,
+        report = api.scale(args.model, args.target, args.uarch, cores=cores, gpus=gpus, parallel=args.parallel,
+                           link=args.link, seq=args.seq,
                            batch=args.batch, seed=args.seed, precision=args.precision, progress=progress)
     if args.plot:
         scale.plot(report, args.plot)

@@ -71,21 +71,28 @@ def render_table(report: ScaleReport, console: Console) -> None:
 def _gpu_table(report: ScaleReport, console: Console) -> None:
     from rich.table import Table
 
-    link = report.link
-    table = Table(title=f"{report.model} fine-tuning step, batch {report.batch} x seq {report.seq}, on "
-                  f"{report.target}, {report.uarch}: data parallel over {link['name']} ({link['busbw_gb_s']:g} GB/s all-reduce bus "
-                  "bandwidth)", title_justify="left",
-                  caption="speed-up over the first point (scaled to one GPU); efficiency: speed-up / GPUs; bound: "
-                  "what most of the step is (compute: forward and backward, which shrink with each GPU's batch; "
-                  "optimizer: AdamW, which every GPU runs whole; all-reduce: what the step waits for after "
-                  "backward)", caption_justify="left")
-    for col in ("GPUs", "batch each", "step ms", "speed-up", "efficiency", "all-reduce ms", "waits ms", "AdamW ms",
-                "bound"):
+    link, data = report.link, report.parallel == "data"
+    what = "fine-tuning step" if data else "forward pass"
+    how = "data parallel" if data else "tensor parallel (Megatron-LM)"
+    caption = ("speed-up over the first point (scaled to one GPU); efficiency: speed-up / GPUs; bound: what most "
+               "of the step is (compute: forward and backward, which shrink with each GPU's batch; optimizer: "
+               "AdamW, which every GPU runs whole; all-reduce: what the step waits for after backward)") if data \
+        else ("speed-up over the first point (scaled to one GPU); efficiency: speed-up / GPUs; all-reduce: the "
+              "two per layer that add the row-parallel linears' partial sums, which the next op waits for; bound: "
+              "the kind of bound that decided the most cycles (link: the all-reduces)")
+    table = Table(title=f"{report.model} {what}, batch {report.batch} x seq {report.seq}, on {report.target}, "
+                  f"{report.uarch}: {how} over {link['name']} ({link['busbw_gb_s']:g} GB/s all-reduce bus "
+                  "bandwidth)", title_justify="left", caption=caption, caption_justify="left")
+    columns = ("GPUs", "batch each", "step ms", "speed-up", "efficiency", "all-reduce ms", "waits ms", "AdamW ms",
+               "bound") if data else ("GPUs", "forward ms", "speed-up", "efficiency", "all-reduce ms", "bound")
+    for col in columns:
         table.add_column(col, justify="left" if col == "bound" else "right", min_width=max(map(len, col.split())))
     for p in report.points:
-        table.add_row(str(p.gpus), str(p.per_gpu_batch), f"{p.seconds * 1e3:,.2f}", f"{p.speedup:.2f}x",
-                      f"{p.efficiency:.0%}", f"{p.allreduce_ms:,.2f}", f"{p.waits_ms:,.2f}", f"{p.optimizer_ms:,.2f}",
-                      p.bound)
+        cells = {"GPUs": str(p.gpus), "batch each": str(p.per_gpu_batch), "step ms": f"{p.seconds * 1e3:,.2f}",
+                 "forward ms": f"{p.seconds * 1e3:,.3f}", "speed-up": f"{p.speedup:.2f}x",
+                 "efficiency": f"{p.efficiency:.0%}", "all-reduce ms": f"{p.allreduce_ms:,.2f}",
+                 "waits ms": f"{p.waits_ms:,.2f}", "AdamW ms": f"{p.optimizer_ms:,.2f}", "bound": p.bound}
+        table.add_row(*(cells[c] for c in columns))
     console.print(table)
 
 

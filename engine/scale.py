@@ -43,14 +43,16 @@ class Point:
 @dataclass
 class GpuPoint:
     gpus: int
-    seconds: float  # one fine-tuning step of the whole batch
+    seconds: float  # data: one fine-tuning step of the whole batch; tensor: one forward pass
     speedup: float
     efficiency: float
-    bound: str  # what most of the step is: "compute" (forward and backward), "optimizer" or "all-reduce"
-    per_gpu_batch: int
+    # data: what most of the step is ("compute": forward and backward, "optimizer" or "all-reduce"); tensor:
+    # the kind of bound that decided the most cycles ("link": the all-reduces)
+    bound: str
+    per_gpu_batch: int  # (tensor: every GPU sees the whole batch)
     allreduce_ms: float
-    waits_ms: float  # the all-reduce the step waits for after backward
-    optimizer_ms: float  # AdamW, which every GPU runs whole
+    waits_ms: float  # the all-reduce time the work waits for (tensor: all of it)
+    optimizer_ms: float  # AdamW, which every GPU runs whole (tensor: none, a forward pass)
 
 
 @dataclass
@@ -61,6 +63,7 @@ class ScaleReport(ModelReport):
     socket: dict | None  # cores: the socket's part, cores, LLC domain, DRAM bandwidth, fork/join, with sources
     points: list = field(default_factory=list)  # Point per core count, or GpuPoint per GPU count
     link: dict | None = None  # gpus: the link the all-reduce crosses, its bus bandwidth and latency, sourced
+    parallel: str | None = None  # gpus: "data" (a fine-tuning step) or "tensor" (a forward pass)
 
     def records(self) -> list[dict]:
         if self.link:
@@ -130,8 +133,27 @@ def scale_gpus(steps: list, link: str) -> ScaleReport:
         out.append(GpuPoint(gpus, t.step_ms / 1e3, speedup, speedup / gpus, max(parts, key=parts.get),
                             dp.per_gpu_batch if dp else report.batch, dp.allreduce_ms if dp else 0.0, waits,
                             optimizer))
-    wire = load_machine(first.uarch).links[link]
     r = steps[0]
     return ScaleReport(r.model, r.seq, r.batch, first.target, first.uarch, first.clock_ghz, None, out,
-                       {"name": wire.name, "busbw_gb_s": wire.busbw_gb_s, "latency_us": wire.latency_us,
-                        "source": wire.source})
+                       _link(first.uarch, link), "data")
+
+
+def scale_tensor(reports: list, link: str) -> ScaleReport:
+    """A ScaleReport from tensor-parallel traces (engine/tensor_parallel.py), one per GPU count, in order, for
+    one GPU target: the same forward pass on each count."""
+    first = reports[0].targets[0]
+    out = []
+    for report in reports:
+        t = report.targets[0]
+        speedup = first.cycles / t.cycles * first.gpus
+        reduce_ms = sum(r.cycles for r in t.ops if r.op == "isasim.all_reduce") / (t.clock_ghz * 1e6)
+        out.append(GpuPoint(t.gpus, t.seconds, speedup, speedup / t.gpus, max(t.bounds, key=t.bounds.get),
+                            report.batch, reduce_ms, reduce_ms, 0.0))
+    r = reports[0]
+    return ScaleReport(r.model, r.seq, r.batch, first.target, first.uarch, first.clock_ghz, None, out,
+                       _link(first.uarch, link), "tensor")
+
+
+def _link(uarch: str, link: str) -> dict:
+    wire = load_machine(uarch).links[link]
+    return {"name": wire.name, "busbw_gb_s": wire.busbw_gb_s, "latency_us": wire.latency_us, "source": wire.source}

@@ -98,3 +98,17 @@ def test_check_and_trace_on_gpus(capsys, folder):
     assert code == 2 and "avx2 runs on a CPU" in err
     code, _, err = cli(capsys, "trace", str(folder), "--seq", "10", "--gpus", "3")
     assert code == 2 and "4 heads do not split over 3 GPUs" in err
+
+
+def test_scale_over_gpus_in_tensor_parallel(capsys, folder):
+    code, out, _ = cli(capsys, "scale", str(folder), "--target", "simt", "--seq", "10", "--gpus", "1,2,4",
+                       "--parallel", "tensor", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and report["parallel"] == "tensor" and report["link"]["name"] == "nvlink"
+    points = report["points"]
+    assert [p["gpus"] for p in points] == [1, 2, 4] and points[0]["allreduce_ms"] == 0
+    assert all(p["allreduce_ms"] > 0 and p["efficiency"] == pytest.approx(p["speedup"] / p["gpus"])
+               for p in points[1:])
+    one = json.loads(cli(capsys, "trace", str(folder), "--seq", "10", "--target", "simt", "--gpus", "2",
+                         "--format", "json")[1])["targets"][0]
+    assert points[1]["seconds"] == pytest.approx(one["seconds"])
