@@ -86,11 +86,14 @@ def render_csv(r: TrainingReport) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     full = ["full_step_ms"] if r.lora else []
+    dp = ["gpus", "allreduce_ms", "waits_ms"] if r.targets and r.targets[0].data_parallel else []
     w.writerow(["target", "uarch", "kernels", "instructions", *(f"{p}_cycles" for p in PHASES), "step_ms",
-                "run_s", *full])
+                "run_s", *full, *dp])
     for t in r.targets:
+        d = t.data_parallel
         w.writerow([t.target, t.uarch, t.kernels, t.instructions, *(round(t.cycles[p], 1) for p in PHASES),
-                    round(t.step_ms, 4), round(t.run_s, 3), *([round(t.full_step_ms, 4)] if full else [])])
+                    round(t.step_ms, 4), round(t.run_s, 3), *([round(t.full_step_ms, 4)] if full else []),
+                    *([d.gpus, round(d.allreduce_ms, 4), round(d.exposed_ms, 4)] if dp else [])])
     return buf.getvalue()
 
 

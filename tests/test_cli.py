@@ -315,3 +315,8 @@ def test_scale_over_gpus_splits_a_training_step_and_names_what_stops_it(capsys, 
     code, out, _ = run(capsys, "trace", str(tiny_folder), "--training", "--target", "simt", "--seq", "16",
                        "--batch", "8", "--gpus", "4")
     assert code == 0 and "data parallel on 4 GPUs over nvlink: 2 sentences each" in " ".join(out.split())
+    code, out, _ = run(capsys, "trace", str(tiny_folder), "--training", "--target", "simt", "--seq", "16",
+                       "--batch", "8", "--gpus", "4", "--format", "csv")
+    header, row = out.splitlines()[:2]
+    fields = dict(zip(header.split(","), row.split(",")))
+    assert code == 0 and fields["gpus"] == "4" and float(fields["waits_ms"]) > 0
