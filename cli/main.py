@@ -213,12 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="also draw measured against predicted time, one point per kernel, log-log (matplotlib)")
 
-    sc = sub.add_parser("scale", help="the forward pass on 1, 2, 4, ... cores of one socket: speed-up, efficiency "
-                        "and what stops scaling", description="Cost the model's forward pass on each core count of "
-                        "one CPU socket, every kernel's parallel loop split across the cores (OpenMP's static "
-                        "schedule), and print time, speed-up, parallel efficiency, the deciding bound and the op "
-                        "family that scales worst at each point. The socket's core count, shared last-level caches, "
-                        "DRAM bandwidth and fork/join cost come from the core's uarch file, with sources.")
+    sc = sub.add_parser("scale", help="the model on 1, 2, 4, ... cores of a socket or GPUs of a server: speed-up, "
+                        "efficiency and what stops scaling", description="Cost the model's forward pass on each core "
+                        "count of one CPU socket, every kernel's parallel loops split across the cores (OpenMP's "
+                        "static schedule), and print time, speed-up, parallel efficiency, the deciding bound and the "
+                        "op family that scales worst at each point; the socket's core count, shared last-level "
+                        "caches, DRAM bandwidth and fork/join cost come from the core's uarch file, with sources. "
+                        "With --gpus, a fine-tuning step split by its batch across the GPUs of one server (--parallel "
+                        "data), or the forward pass split by Megatron-LM's tensor parallelism (--parallel tensor), "
+                        "with the all-reduces over --link.")
     sc.add_argument("model", help="bert-base, bert-large, minilm, or a folder with config.json")
     sc.add_argument("--target", required=True, metavar="T", help="one CPU target (see 'isasim targets')")
     sc.add_argument("--uarch", metavar="U", help="the core (default: the target's own)")
