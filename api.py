@@ -318,7 +318,7 @@ def scale(model: str, target: str, machine: str | None = None, *, cores: Sequenc
         if cores is not None:
             raise UserError("scale follows either core counts (--cores) or GPU counts (--gpus): drop one")
         if precision != "fp32":
-            raise UserError(f"--gpus scales a float32 fine-tuning step: drop --precision {precision}")
+            raise UserError(f"--gpus scales float32 work across GPUs: drop --precision {precision}")
         (t, m), = pick_targets(target, _names(machine))
         if t.simt is None:
             raise UserError(f"--gpus scales a step across GPUs: {t.name} runs on a CPU; use --cores for it")

@@ -11,7 +11,7 @@ import numpy as np
 
 from isasim.backends import backend_for
 from isasim.backends.base import load_memory
-from isasim.engine.cores import cores_for
+from isasim.engine.cores import core_shards, cores_for
 from isasim.engine.parallel import can_fork, measured, peak_rss_bytes, run_forked, usable_cores
 from isasim.engine.run import run_graph
 from isasim.engine.targets import Progress
@@ -112,7 +112,7 @@ def _digest(values: np.ndarray) -> bytes:
 
 
 def _on_host(lowered: LoweredGraph, target: Target, machine: Machine, executed: dict[str, bytes],
-             final: np.ndarray, tolerance: float | None, progress: Progress | None, cores: int = 1) -> dict:
+             final: np.ndarray, tolerance: float | None, progress: Progress | None, shards=None) -> dict:
     """Run the machine code of every kernel, chained on its own results; compare with PyTorch, and each
     kernel's outputs bit for bit with what isasim's executor computed."""
     from isasim.isa import native
@@ -135,7 +135,7 @@ def _on_host(lowered: LoweredGraph, target: Target, machine: Machine, executed: 
     storages: dict = {}
     # the programs made for the core the executor ran them for (an AVX2 core with AVX-VNNI gets other code)
     run_graph(lowered, target, tick, native=True, machine=machine, keep=[output.storage], live=storages,
-              cores=cores)
+              shards=shards)
     got = materialize(output, storages)
     abs_err, rel_err = _errors(got, final)
     how = "natively" if native.host_supports(target.isa) else "under qemu-aarch64"
@@ -217,13 +217,14 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
             progress(f"executing {target.name}", done, n_kernels)
 
     output = lowered.context.views[lowered.graph.outputs[0]]
-    shards = None
+    shards = None  # how each kernel is split: the same in the executor's run and the machine code's
     if job.gpus > 1:
         from isasim.engine.tensor_parallel import shards as tensor_shards
 
         shards = tensor_shards(lowered, job.gpus)
-    run_graph(lowered, target, on_step, machine=machine, keep=[output.storage], live=storages, cores=job.cores,
-              shards=shards)
+    elif job.cores > 1:
+        shards = core_shards(target, machine, job.cores)
+    run_graph(lowered, target, on_step, machine=machine, keep=[output.storage], live=storages, shards=shards)
     got = materialize(output, storages)
     storages.clear()
     abs_err, rel_err = _errors(got, final)
@@ -233,7 +234,7 @@ def check_target(job: _Job, target: Target, machine: Machine, progress: Progress
         host = {"skipped": job.skipped[target.name], "passed": True}
     elif job.on_host:
         host = _on_host(lowered, target, machine, digests, final, None if low else job.tolerance, progress,
-                        job.cores)
+                        shards)
     close = all(exact) if low else abs_err <= job.tolerance
     passed = close and (host is None or host["passed"]) and all(split)
     agree = acc = fp32_err = None

@@ -85,6 +85,21 @@ def split_cost(kernel: Kernel, target: Target, machine: Uarch, cores: int, alone
     return best
 
 
+def core_shards(target: Target, machine: Uarch, cores: int):
+    """Each step's chunks as `split_cost` chooses them, for engine/run.py `run_graph(shards=...)`; chosen once
+    per kernel, so the executor's run and the machine code's run the same chunks (None: one core)."""
+    chosen: dict[str, tuple[Kernel, ...]] = {}
+
+    def of(step) -> tuple[list[Kernel], bool] | None:
+        kernel = step.kernel
+        if kernel.name not in chosen:
+            chosen[kernel.name] = split_cost(kernel, target, machine, cores).chunks
+        chunks = chosen[kernel.name]
+        return (list(chunks), False) if len(chunks) > 1 else None
+
+    return of
+
+
 def socket_cost(name: str, chunks: list[KernelCost], dram: float, flops: int, machine: Uarch, cores: int
                 ) -> KernelCost:
     """The kernel's cost with each of `chunks` on a core of its own (see the module docstring); `dram`: the

@@ -41,8 +41,7 @@ def last_uses(lowered: LoweredGraph) -> dict[str, int]:
 
 def run_graph(lowered: LoweredGraph, target: Target, on_step: OnStep | None = None, native: bool = False,
               machine: Machine | None = None, keep: Iterable[str] | None = None,
-              live: dict[str, np.ndarray] | None = None, cores: int = 1, shards: Shards | None = None
-              ) -> dict[str, np.ndarray]:
+              live: dict[str, np.ndarray] | None = None, shards: Shards | None = None) -> dict[str, np.ndarray]:
     """Execute every kernel of the graph for `target` on the graph's values, in isasim's executor or as
     machine code (native=True, no events); returns the storages. `on_step` sees each step with its program
     and what the executor counted (None for views), while every storage it may read is still held. The
@@ -50,10 +49,10 @@ def run_graph(lowered: LoweredGraph, target: Target, on_step: OnStep | None = No
 
     `keep`: the storages to return; every other is released after the last step that uses it, so memory
     holds the live activations only (None: keep them all). `live`: the dict to hold the storages in while
-    running (it is what is returned), for an `on_step` that reads them. `cores`: each kernel split across that
-    many cores as engine/cores.py chooses, every chunk run in turn on the same storages (a CPU target).
-    `shards`: any other split (engine/tensor_parallel.py: each GPU's shard); partial sums each run on outputs
-    of their own, which are then added in shard order."""
+    running (it is what is returned), for an `on_step` that reads them. `shards`: each step's kernel as the
+    pieces that run it (engine/cores.py `core_shards`: each core's chunk, run in turn on the same storages;
+    engine/tensor_parallel.py `shards`: each GPU's, partial sums each on outputs of their own, then added in
+    shard order)."""
     backend = backend_for(target)
     machine = machine or backend.load_machine(target.default_uarch)
     values = lowered.graph.values
@@ -67,12 +66,6 @@ def run_graph(lowered: LoweredGraph, target: Target, on_step: OnStep | None = No
         for name, i in last_uses(lowered).items():
             if name not in kept:
                 drop_after.setdefault(i, []).append(name)
-    if cores > 1:
-        def shards(step: Step) -> tuple[list[Kernel], bool]:
-            from isasim.engine.cores import split_cost
-
-            return list(split_cost(step.kernel, target, machine, cores).chunks), False
-
     for i, step in enumerate(lowered.steps):
         program = events = None
         pieces = shards(step) if step.kernel is not None and shards is not None else None

@@ -13,13 +13,13 @@ over the link (isa/gpu.py `Link`), which nothing overlaps: the next op needs its
 
 from __future__ import annotations
 
-from isasim.backends import backend_for
+from dataclasses import replace
+
 from isasim.engine.run import Shards
 from isasim.engine.targets import Progress
-from isasim.engine.trace import OpRow, TargetTrace, TraceReport, layer_of, trace as trace_whole
+from isasim.engine.trace import OpRow, TraceReport, layer_of, trace as trace_whole
 from isasim.isa.hardware import Bound
 from isasim.isa.targets import Target
-from isasim.lowering.kernel import canonical
 from isasim.lowering.pipeline import LoweredGraph, Step
 from isasim.lowering.tensor_split import shards as split
 
@@ -38,37 +38,32 @@ def trace(lowered: LoweredGraph, target: Target, machine, gpus: int, link: str,
           progress: Progress | None = None) -> TraceReport:
     """What one GPU of `gpus` runs and waits for: its shard of every split kernel, every whole one, and an
     all-reduce row after each row-parallel linear."""
-    report = trace_whole(lowered, [(target, machine)], progress)
-    backend = backend_for(target)
-    wire = machine.links[link]
     heads = int(lowered.graph.config.get("heads", 0))
-    whole = report.targets[0]
-    rows, memo = [], {}
-    kernel_steps = [s for s in lowered.steps if s.kernel is not None]
-    for step, row in zip(kernel_steps, whole.ops):
-        pieces = split(step.kernel, step.node.module, step.node.op, gpus, heads)
-        if pieces is None:
-            rows.append(row)
-            continue
-        key = canonical(pieces[0][0])
-        if key not in memo:
-            memo[key] = backend.cost(backend.select(pieces[0][0], target, machine), machine)
-        c = memo[key]
-        rows.append(OpRow(row.name, row.op, row.module, row.layer, row.shape, c.instructions, c.cycles, c.bound,
-                          c.bytes, c.flops, c.fp_ops, c.simt))
-        if pieces[1]:  # partial sums: the all-reduce of the whole output
+    steps, partial = [], set()
+    for step in lowered.steps:
+        pieces = split(step.kernel, step.node.module, step.node.op, gpus, heads) if step.kernel else None
+        if pieces is not None:
+            step = replace(step, kernel=pieces[0][0])  # GPU 0's shard: every GPU's has its shape
+            if pieces[1]:
+                partial.add(step.node.name)
+        steps.append(step)
+    report = trace_whole(replace(lowered, steps=tuple(steps)), [(target, machine)], progress)
+    report.flops = sum(k.flops for k in lowered.kernels)  # the model's, as on one GPU
+    wire = machine.links[link]
+    one = report.targets[0]
+    rows = []
+    for step, row in zip([s for s in steps if s.kernel is not None], one.ops):
+        rows.append(row)
+        if row.name in partial:  # partial sums: the all-reduce of the whole output, which the next op needs
             nbytes = sum(b.size * b.dtype.itemsize for b in step.kernel.buffers if b.is_output)
             cycles = wire.allreduce_seconds(nbytes, gpus) * machine.clock_ghz * 1e9
             rows.append(OpRow(f"all_reduce({row.name})", "isasim.all_reduce", row.module, layer_of(row.module),
-                              row.shape, 0, cycles, Bound("link", cycles, link), dict.fromkeys(whole.bytes, 0),
+                              row.shape, 0, cycles, Bound("link", cycles, link), dict.fromkeys(one.bytes, 0),
                               0, 0, None))
     cycles = sum(r.cycles for r in rows)
     bounds: dict[str, float] = {}
     for r in rows:
         bounds[r.bound.kind] = bounds.get(r.bound.kind, 0.0) + r.cycles
-    report.targets = [TargetTrace(whole.target, whole.uarch, whole.clock_ghz, sum(r.instructions for r in rows),
-                                  cycles, cycles / (whole.clock_ghz * 1e9), sum(r.flops for r in rows),
-                                  sum(r.fp_ops for r in rows), {lv: sum(r.bytes[lv] for r in rows)
-                                                                for lv in whole.bytes}, bounds, rows,
-                                  gpus=gpus)]
+    report.targets = [replace(one, cycles=cycles, seconds=cycles / (one.clock_ghz * 1e9), bounds=bounds, ops=rows,
+                              gpus=gpus)]
     return report
