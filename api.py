@@ -105,7 +105,9 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
     every machine, as `compare` lays them out. `lora` (a rank): the step of LoRA adapters (models/lora.py) on
     `lora_targets` (default query,value) scaled by `lora_alpha` / rank (default 2), each target's full step
     alongside. `gpus` > 1 (`parallel` "data"): the batch split across that many GPUs of one server, the
-    gradients all-reduced over `link` ("nvlink" or "pcie"); GPU targets only (engine/training.py)."""
+    gradients all-reduced over `link` ("nvlink" or "pcie"); `parallel` "tensor": every layer split across
+    them as Megatron-LM splits it, four all-reduces per layer (engine/tensor_parallel_training.py); GPU
+    targets only (engine/training.py)."""
     from isasim.engine.trace import trace as run
     from isasim.engine.training import summarise
     from isasim.lowering.pipeline import lower_graph
@@ -130,6 +132,11 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
     if progress:
         progress("capturing the training step", 0, 1)
     spec = registry.resolve(model)
+    if gpus > 1 and parallel == "tensor":
+        from isasim.engine import tensor_parallel_training
+
+        report = tensor_parallel_training.trace(spec, seq, batch, gpus, chosen, link, seed, adapters, progress)
+        return summarise(report, epochs, len(load_split("train")), None, gpus, link, "tensor")
     step = capture_training(spec, seq, batch // gpus, seed=seed, lora=adapters)
     report = run(lower_graph(step.captured.graph), chosen, progress)
     full = None
@@ -144,15 +151,14 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
 def _on_gpus(chosen: list, targets: Names, gpus: int, parallel: str, link: str, batch: int,
              training: bool = True) -> list:
     """The targets a step over `gpus` GPUs runs on (with more than one: the GPU ones, a named CPU target
-    refused), each checked: data parallel is a training step's and needs a batch that splits evenly, tensor
-    parallel an inference's; the GPUs fit one server; the link is described."""
+    refused), each checked: data parallel is a training step's and needs a batch that splits evenly; the GPUs
+    fit one server; the link is described."""
     if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
         raise UserError(f"--gpus {gpus} is out of range: use 1 or more")
     if gpus == 1:
         return chosen
-    if training and parallel != "data":
-        raise UserError(f"--parallel {parallel}: isasim splits a fine-tuning step by its batch (data); tensor "
-                        "parallelism covers the forward pass: drop --training")
+    if parallel not in ("data", "tensor"):
+        raise UserError(f"--parallel {parallel!r} is not a way to split: use data or tensor")
     if not training and parallel != "tensor":
         raise UserError(f"--parallel {parallel} splits a fine-tuning step's batch: add --training, or split the "
                         "forward pass with --parallel tensor")
@@ -160,7 +166,7 @@ def _on_gpus(chosen: list, targets: Names, gpus: int, parallel: str, link: str, 
     if targets is not None and len(gpu) < len(chosen):
         cpu = ", ".join(t.name for t, m in chosen if t.simt is None)
         raise UserError(f"--gpus splits the step across GPUs: {cpu} runs on a CPU; drop it or --gpus")
-    if training and batch % gpus:
+    if training and parallel == "data" and batch % gpus:
         raise UserError(f"--batch {batch} does not split evenly over {gpus} GPUs: use a multiple of {gpus}")
     for _, m in gpu:
         if gpus > m.gpus_per_server:

@@ -35,8 +35,8 @@ def main() -> None:
                               link=args.link, epochs=1)
         t = r.targets[0]
         rates[gpus] = r.batch / (t.step_ms / 1e3)
-        dp = t.data_parallel
-        extra = (f"; all-reduce of {dp.gradient_bytes / 1e9:.2f} GB: {dp.allreduce_ms:.1f} ms, "
+        dp = t.multi_gpu
+        extra = (f"; all-reduce of {dp.allreduce_bytes / 1e9:.2f} GB: {dp.allreduce_ms:.1f} ms, "
                  f"{dp.exposed_ms:.2f} ms of it after backward") if dp else ""
         print(f"{gpus} GPU{'s' if gpus > 1 else ''}: step {t.step_ms:,.1f} ms for {r.batch} sentences, "
               f"{rates[gpus]:.1f} sequences/s{extra}")

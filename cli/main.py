@@ -67,7 +67,8 @@ def _gpus(p: argparse.ArgumentParser, training: bool) -> None:
                    help="N GPUs of one server: the forward pass split by Megatron-LM's tensor parallelism (each "
                    "layer's heads and feed-forward columns shared out, two all-reduces per layer)"
                    + ("; with --training, the step's batch split (data parallel, as PyTorch's "
-                      "DistributedDataParallel) and its gradients all-reduced" if training else "")
+                      "DistributedDataParallel) and its gradients all-reduced, or with --parallel tensor every "
+                      "layer split, two all-reduces forward and two backward per layer" if training else "")
                    + "; GPU targets only")
     p.add_argument("--parallel", choices=("data", "tensor") if training else ("tensor",),
                    help="with --gpus: how the work is split (default: data with --training, else tensor)")
@@ -108,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     _gpus(t, training=True)
     _cores(t, "every kernel costed")
     t.add_argument("--core-aten", action="store_true",
-                   help="decompose to core ATen (addmm, bmm, native_layer_norm, ...) before lowering: slower capture, and eval-mode dropout becomes a clone that is costed")
+                   help="decompose to core ATen (addmm, bmm, native_layer_norm, ...) before lowering: slower "
+                   "capture, and eval-mode dropout becomes a clone that is costed")
 
     c = sub.add_parser("check", help="execute the lowered programs on real inputs and compare with PyTorch",
                        description="Run every lowered op on each target with real weights and inputs; compare "

@@ -25,12 +25,18 @@ def render_table(r: TrainingReport, console: Console, wide: bool = False) -> Non
                       f"{r.trained_params:,} trained parameters (adapters and classifier head) of "
                       f"{r.trained_params + r.frozen_params:,} ({lora_share(r):.2%}); full step: every parameter "
                       f"trained")
-    dp = r.targets[0].data_parallel if r.targets else None
-    if dp:
+    dp = r.targets[0].multi_gpu if r.targets else None
+    if dp and dp.parallel == "data":
         console.print(f"data parallel on {dp.gpus} GPUs over {dp.link}: {dp.per_gpu_batch} sentences each; the "
-                      f"{dp.gradient_bytes / 1e6:,.1f} MB of float32 gradients all-reduced in a ring each step, in 25 "
-                      "MB buckets while backward runs (DDP); 'all-reduce ms' is the whole, 'waits ms' what the "
+                      f"{dp.allreduce_bytes / 1e6:,.1f} MB of float32 gradients all-reduced in a ring each step, in "
+                      "25 MB buckets while backward runs (DDP); 'all-reduce ms' is the whole, 'waits ms' what the "
                       "step waits for after backward (in 'step ms')")
+    elif dp:
+        console.print(f"tensor parallel on {dp.gpus} GPUs over {dp.link} (Megatron-LM): each holds 1/{dp.gpus} of "
+                      f"every layer's heads and linears and runs the whole batch; {dp.allreduces} all-reduces per "
+                      f"step (2 forward, 2 backward per layer), {dp.allreduce_bytes / 1e6:,.1f} MB of float32 "
+                      "activations and their gradients, each waited for ('waits ms', in 'step ms'; 'forward ms' "
+                      "and 'backward ms' are the computing)")
     table = Table(box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD, collapse_padding=not wide)
     columns = [c for c in ("target", "uarch", "kernels", "instructions", "forward ms", "backward ms", "optimizer ms",
                            "all-reduce ms", "waits ms", "step ms", "full ms", "saving", "backward / forward",
@@ -49,9 +55,9 @@ def render_table(r: TrainingReport, console: Console, wide: bool = False) -> Non
                  "optimizer ms": f"{ms['optimizer']:,.2f}", "step ms": f"{t.step_ms:,.2f}",
                  "backward / forward": f"{t.cycles['backward'] / max(t.cycles['forward'], 1e-9):.2f}x",
                  "fine-tuning run": _duration(t.run_s)}
-        if t.data_parallel:
-            cells["all-reduce ms"] = f"{t.data_parallel.allreduce_ms:,.2f}"
-            cells["waits ms"] = f"{t.data_parallel.exposed_ms:,.2f}"
+        if t.multi_gpu:
+            cells["all-reduce ms"] = f"{t.multi_gpu.allreduce_ms:,.2f}"
+            cells["waits ms"] = f"{t.multi_gpu.exposed_ms:,.2f}"
         if t.full_step_ms is not None:
             cells["full ms"] = f"{t.full_step_ms:,.2f}"
             cells["saving"] = f"{t.full_step_ms / t.step_ms:.2f}x"
@@ -86,14 +92,14 @@ def render_csv(r: TrainingReport) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     full = ["full_step_ms"] if r.lora else []
-    dp = ["gpus", "allreduce_ms", "waits_ms"] if r.targets and r.targets[0].data_parallel else []
+    dp = ["gpus", "parallel", "allreduce_ms", "waits_ms"] if r.targets and r.targets[0].multi_gpu else []
     w.writerow(["target", "uarch", "kernels", "instructions", *(f"{p}_cycles" for p in PHASES), "step_ms",
                 "run_s", *full, *dp])
     for t in r.targets:
-        d = t.data_parallel
+        d = t.multi_gpu
         w.writerow([t.target, t.uarch, t.kernels, t.instructions, *(round(t.cycles[p], 1) for p in PHASES),
                     round(t.step_ms, 4), round(t.run_s, 3), *([round(t.full_step_ms, 4)] if full else []),
-                    *([d.gpus, round(d.allreduce_ms, 4), round(d.exposed_ms, 4)] if dp else [])])
+                    *([d.gpus, d.parallel, round(d.allreduce_ms, 4), round(d.exposed_ms, 4)] if dp else [])])
     return buf.getvalue()
 
 

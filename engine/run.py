@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -53,12 +53,23 @@ def run_graph(lowered: LoweredGraph, target: Target, on_step: OnStep | None = No
     pieces that run it (engine/cores.py `core_shards`: each core's chunk, run in turn on the same storages;
     engine/tensor_parallel.py `shards`: each GPU's, partial sums each on outputs of their own, then added in
     shard order)."""
+    storages = {} if live is None else live
+    for _ in run_steps(lowered, target, storages, on_step, native, machine, keep, shards):
+        pass
+    return storages
+
+
+def run_steps(lowered: LoweredGraph, target: Target, storages: dict[str, np.ndarray], on_step: OnStep | None = None,
+              native: bool = False, machine: Machine | None = None, keep: Iterable[str] | None = None,
+              shards: Shards | None = None) -> Iterator[Step]:
+    """run_graph one step at a time, into `storages`: yields each step once it has run, before the storages
+    it was the last to use are released (engine/tensor_parallel_training.py runs every GPU's graph in
+    lockstep this way, adding their all-reduce buffers between steps)."""
     backend = backend_for(target)
     machine = machine or backend.load_machine(target.default_uarch)
     values = lowered.graph.values
     if values is None:
         raise ValueError("the graph was captured without values; capture it with values to execute it")
-    storages = {} if live is None else live
     storages.update({name: np.ascontiguousarray(v).reshape(-1) for name, v in values.items()})
     kept = None if keep is None else set(keep)
     drop_after: dict[int, list[str]] = {}
@@ -82,9 +93,9 @@ def run_graph(lowered: LoweredGraph, target: Target, on_step: OnStep | None = No
                 del mem
         if on_step:
             on_step(step, program, events)
+        yield step
         for name in drop_after.get(i, ()):
             storages.pop(name, None)
-    return storages
 
 
 def _run_split(kernels: list[Kernel], partial: bool, target: Target, machine: Machine, native: bool,

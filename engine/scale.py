@@ -124,12 +124,12 @@ def scale_gpus(steps: list, link: str) -> ScaleReport:
     out = []
     for report in steps:
         t = report.targets[0]
-        dp = t.data_parallel
+        dp = t.multi_gpu
         gpus = dp.gpus if dp else 1
         optimizer = t.cycles["optimizer"] / (t.clock_ghz * 1e6)
         waits = dp.exposed_ms if dp else 0.0
         parts = {"compute": t.step_ms - optimizer - waits, "optimizer": optimizer, "all-reduce": waits}
-        speedup = first.step_ms / t.step_ms * (first.data_parallel.gpus if first.data_parallel else 1)
+        speedup = first.step_ms / t.step_ms * (first.multi_gpu.gpus if first.multi_gpu else 1)
         out.append(GpuPoint(gpus, t.step_ms / 1e3, speedup, speedup / gpus, max(parts, key=parts.get),
                             dp.per_gpu_batch if dp else report.batch, dp.allreduce_ms if dp else 0.0, waits,
                             optimizer))

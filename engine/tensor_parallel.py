@@ -17,11 +17,13 @@ from dataclasses import replace
 
 from isasim.engine.run import Shards
 from isasim.engine.targets import Progress
-from isasim.engine.trace import OpRow, TraceReport, layer_of, trace as trace_whole
+from isasim.engine.trace import OpRow, TargetTrace, TraceReport, trace as trace_whole
 from isasim.isa.hardware import Bound
 from isasim.isa.targets import Target
 from isasim.lowering.pipeline import LoweredGraph, Step
 from isasim.lowering.tensor_split import shards as split
+
+ALL_REDUCE = "isasim.all_reduce"  # a trace row's op: the all-reduce between GPUs (models/tensor_parallel.py)
 
 
 def shards(lowered: LoweredGraph, gpus: int) -> Shards:
@@ -49,21 +51,31 @@ def trace(lowered: LoweredGraph, target: Target, machine, gpus: int, link: str,
         steps.append(step)
     report = trace_whole(replace(lowered, steps=tuple(steps)), [(target, machine)], progress)
     report.flops = sum(k.flops for k in lowered.kernels)  # the model's, as on one GPU
-    wire = machine.links[link]
     one = report.targets[0]
     rows = []
     for step, row in zip([s for s in steps if s.kernel is not None], one.ops):
         rows.append(row)
         if row.name in partial:  # partial sums: the all-reduce of the whole output, which the next op needs
             nbytes = sum(b.size * b.dtype.itemsize for b in step.kernel.buffers if b.is_output)
-            cycles = wire.allreduce_seconds(nbytes, gpus) * machine.clock_ghz * 1e9
-            rows.append(OpRow(f"all_reduce({row.name})", "isasim.all_reduce", row.module, layer_of(row.module),
-                              row.shape, 0, cycles, Bound("link", cycles, link), dict.fromkeys(one.bytes, 0),
-                              0, 0, None))
+            rows.append(link_row(row, f"all_reduce({row.name})", nbytes, machine, link, gpus))
+    report.targets = [with_rows(one, rows, gpus)]
+    return report
+
+
+def link_row(row: OpRow, name: str, nbytes: int, machine, link: str, gpus: int) -> OpRow:
+    """An all-reduce of `nbytes` across `gpus` GPUs over `link`, as a trace row after (or instead of) `row`,
+    in its module: link time, no instruction, no memory traffic counted."""
+    cycles = machine.links[link].allreduce_seconds(nbytes, gpus) * machine.clock_ghz * 1e9
+    return OpRow(name, ALL_REDUCE, row.module, row.layer, row.shape, 0, cycles, Bound("link", cycles, link),
+                 dict.fromkeys(row.bytes, 0), 0, 0, None)
+
+
+def with_rows(one: TargetTrace, rows: list[OpRow], gpus: int) -> TargetTrace:
+    """`one` with these rows, its totals summed again."""
     cycles = sum(r.cycles for r in rows)
     bounds: dict[str, float] = {}
     for r in rows:
         bounds[r.bound.kind] = bounds.get(r.bound.kind, 0.0) + r.cycles
-    report.targets = [replace(one, cycles=cycles, seconds=cycles / (one.clock_ghz * 1e9), bounds=bounds, ops=rows,
-                              gpus=gpus)]
-    return report
+    return replace(one, instructions=sum(r.instructions for r in rows), cycles=cycles,
+                   seconds=cycles / (one.clock_ghz * 1e9), bounds=bounds, ops=rows, gpus=gpus,
+                   bytes={level: sum(r.bytes.get(level, 0) for r in rows) for level in one.bytes})

@@ -78,6 +78,14 @@ def lower_copy(ctx: Context, node: Node):
     return copy_kernel(ctx, node)
 
 
+@register("isasim.all_reduce.default")
+def lower_all_reduce(ctx: Context, node: Node):
+    """One GPU's partial sum, copied into the buffer where the GPUs' sum lands (models/tensor_parallel.py): the
+    lockstep run adds the GPUs' copies there, and the trace costs the step as link time, not as this copy
+    (engine/tensor_parallel_training.py)."""
+    return copy_kernel(ctx, node)
+
+
 _FLOAT_BINARY = {"add": P.FADD, "sub": P.FSUB, "mul": P.FMUL, "div": P.FDIV}
 _INT_BINARY = {"add": P.IADD, "sub": P.ISUB, "mul": P.IMUL, "bitwise_and": P.IAND, "__and__": P.IAND}
 

@@ -75,7 +75,7 @@ def lower_select(ctx: Context, node: Node):
 
 
 @register("aten.alias.default", "aten.detach.default", "aten.dropout.default", "aten.lift_fresh.default",
-          "aten.to.device")
+          "aten.to.device", "isasim.to_gpus.default")  # (models/tensor_parallel.py: Megatron's f, nothing forward)
 def lower_alias(ctx: Context, node: Node):
     return (_in(ctx, node),)
 

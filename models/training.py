@@ -31,6 +31,7 @@ from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, 
 from isasim.models.inputs import check_shape, make_inputs
 from isasim.models.lora import Lora, wrap
 from isasim.models.registry import ModelSpec
+from isasim.models.tensor_parallel import shard
 
 ADAMW = {"lr": 2e-5, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}  # torch.optim.AdamW defaults
 NUM_LABELS = 2  # movie / TV show (models/data/movie_tv)
@@ -134,9 +135,11 @@ class TrainingStep:
     lora: Lora | None = None
 
 
-def classifier(spec: ModelSpec, seed: int, with_values: bool, lora: Lora | None = None) -> torch.nn.Module:
+def classifier(spec: ModelSpec, seed: int, with_values: bool, lora: Lora | None = None,
+               tensor: tuple[int, int] | None = None) -> torch.nn.Module:
     """The fine-tuning model (models/finetune.py's, dropout 0), in train mode, with LoRA adapters where asked
-    (models/lora.py); on the meta device when only costing."""
+    (models/lora.py), or GPU `rank`'s share of it for `tensor` = (rank, gpus) (models/tensor_parallel.py);
+    on the meta device when only costing."""
     from isasim.models.finetune import classifier_from
 
     config = transformers.BertConfig.from_dict(spec.config.to_dict())
@@ -145,21 +148,30 @@ def classifier(spec: ModelSpec, seed: int, with_values: bool, lora: Lora | None 
     spec = ModelSpec(spec.name, config, spec.weights if with_values else None, spec.has_pooler, NUM_LABELS)
     if not spec.has_pooler:
         raise UserError(f"{spec.name} has no pooler, which a sequence classifier needs")
+    if lora is not None and tensor is not None:
+        raise UserError("--lora with --parallel tensor is not modelled: use --parallel data, or drop --lora")
+
+    def build():
+        model = classifier_from(spec, seed)
+        if tensor is not None:
+            return shard(model, *tensor).train()
+        return (model if lora is None else wrap(model, lora, seed, config.hidden_size)).train()
+
     if with_values:
-        model = classifier_from(spec, seed)
-        return (model if lora is None else wrap(model, lora, seed, config.hidden_size)).train()
+        return build()
     with torch.device("meta"):  # the adapters too: costing allocates no weight
-        model = classifier_from(spec, seed)
-        return (model if lora is None else wrap(model, lora, seed, config.hidden_size)).train()
+        return build()
 
 
 def capture_training(spec: ModelSpec, seq: int, batch: int, seed: int = 0, with_values: bool = False,
-                     step: int = 1, lora: Lora | None = None, **adamw_args) -> TrainingStep:
+                     step: int = 1, lora: Lora | None = None, tensor: tuple[int, int] | None = None,
+                     **adamw_args) -> TrainingStep:
     """One AdamW step of fine-tuning spec's encoder with a 2-label classifier on [batch, seq] random ids (with
-    `lora`: of its adapters and head only)."""
+    `lora`: of its adapters and head only; with `tensor` = (rank, gpus): GPU rank's share of a tensor-parallel
+    step, models/tensor_parallel.py)."""
     check_shape(spec.config, seq, batch, spec.name)
     opt = {**ADAMW, **adamw_args}
-    model = classifier(spec, seed, with_values, lora)
+    model = classifier(spec, seed, with_values, lora, tensor)
     inputs = make_inputs(spec.config, seq, batch, None, seed, spec.name)
     labels = torch.randint(0, NUM_LABELS, (batch,), generator=torch.Generator().manual_seed(seed + 1))
     device = "cpu" if with_values else "meta"
@@ -206,6 +218,8 @@ def capture_training(spec: ModelSpec, seq: int, batch: int, seed: int = 0, with_
         "inputs": f"random ids (seed {seed})", "num_labels": NUM_LABELS, "core_aten": False,
         "training": {"optimizer": "AdamW", **opt, "step": step, "dropout": 0.0},
     }
+    if tensor is not None:
+        graph.config["training"]["tensor_parallel"] = {"rank": tensor[0], "gpus": tensor[1]}
     if lora is not None:
         graph.config["training"]["lora"] = lora.to_json()
         # the frozen weights the step reads, through the detach make_fx puts on each (peft keeps a frozen copy

@@ -154,7 +154,8 @@ def test_ddp_hides_the_all_reduce_behind_backward_all_but_its_last_bucket():
 
     def step(backward_ms: float):
         return SimpleNamespace(uarch="a100", clock_ghz=1.0, ops=[SimpleNamespace(module="backward.x",
-                                                                                  cycles=backward_ms * 1e6)])
+                                                                                  cycles=backward_ms * 1e6,
+                                                                                  bound=SimpleNamespace(kind="pipe"))])
 
     whole = nvlink.allreduce_seconds(1e9, 8) * 1e3
     last = nvlink.allreduce_seconds(DDP_BUCKET_BYTES, 8) * 1e3
