@@ -51,9 +51,9 @@ def _precision(p: argparse.ArgumentParser) -> None:
 
 def _cores(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--cores", type=core_count, default=1, metavar="N",
-                   help=f"{what} split across N cores of one socket (or 'all': the socket's count), each kernel's "
-                   "parallel loop cut into one chunk per core as OpenMP's static schedule does; CPU targets only "
-                   "(default 1)")
+                   help=f"{what} split across N cores of one socket (or 'all': the socket's count; beyond it, the "
+                   "two sockets of a server where the core's file describes one), each kernel's parallel loop cut "
+                   "into one chunk per core as OpenMP's static schedule does; CPU targets only (default 1)")
 
 
 def _wide(p: argparse.ArgumentParser) -> None:
@@ -216,14 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also draw measured against predicted time, one point per kernel, log-log (matplotlib)")
 
     sc = sub.add_parser("scale", help="the model on 1, 2, 4, ... cores of a socket or GPUs of a server: speed-up, "
-                        "efficiency and what stops scaling", description="Cost the model's forward pass on each core "
-                        "count of one CPU socket, every kernel's parallel loops split across the cores (OpenMP's "
-                        "static schedule), and print time, speed-up, parallel efficiency, the deciding bound and the "
-                        "op family that scales worst at each point; the socket's core count, shared last-level "
-                        "caches, DRAM bandwidth and fork/join cost come from the core's uarch file, with sources. "
-                        "With --gpus, a fine-tuning step split by its batch across the GPUs of one server (--parallel "
-                        "data), or the forward pass split by Megatron-LM's tensor parallelism (--parallel tensor), "
-                        "with the all-reduces over --link.")
+                        "efficiency and what stops scaling",
+                        description="Cost the model's forward pass on each core count of one CPU socket (or two, "
+                        "where the core's file describes a two-socket server), every kernel's parallel loops split "
+                        "across the cores (OpenMP's static schedule), and print time, speed-up, parallel efficiency, "
+                        "the deciding bound and the op family that scales worst at each point; the socket's core "
+                        "count, shared last-level caches, DRAM bandwidth, links between sockets and fork/join cost "
+                        "come from the core's uarch file, with sources. With --gpus, a fine-tuning step split by its "
+                        "batch across the GPUs of one server (--parallel data), or the forward pass split by "
+                        "Megatron-LM's tensor parallelism (--parallel tensor), with the all-reduces over --link.")
     sc.add_argument("model", help="bert-base, bert-large, minilm, or a folder with config.json")
     sc.add_argument("--target", required=True, metavar="T", help="one CPU target (see 'isasim targets')")
     sc.add_argument("--uarch", metavar="U", help="the core (default: the target's own)")

@@ -50,13 +50,18 @@ def render_table(report: ScaleReport, console: Console) -> None:
     if report.link:
         return _gpu_table(report, console)
     s = report.socket
+    two = any(p.cores > s["cores"] for p in report.points)
     table = Table(title=f"{report.model} seq {report.seq} batch {report.batch} on {report.target}, {report.uarch} "
                   f"@ {report.clock_ghz} GHz; socket: {s['part']}, {s['cores']} cores, {s['llc_cores']} per LLC, "
-                  f"{s['dram_gb_s']:g} GB/s DRAM", title_justify="left",
+                  f"{s['dram_gb_s']:g} GB/s DRAM"
+                  + (f"; beyond {s['cores']} cores, {s['sockets']} sockets, memory interleaved across them, "
+                     f"{s['remote_gb_s']:g} GB/s each way between them" if two else ""), title_justify="left",
                   caption="speed-up over the first point (scaled to one core); efficiency: speed-up / cores; "
                   "bound: what decided most of the cycles; scales worst: the op family with the lowest speed-up "
                   "and what holds it back (imbalance: too few iterations to share; shared dram: the socket's "
-                  "bandwidth; sync: each kernel's fork and join; one core: kernels too small to pay for a fork)",
+                  "bandwidth; " + ("remote dram: the other socket's memory, over the links between them; "
+                                   if two else "") +
+                  "sync: each kernel's fork and join; one core: kernels too small to pay for a fork)",
                   caption_justify="left")
     for col in ("cores", "time", "speed-up", "efficiency", "bound", "scales worst"):
         table.add_column(col, justify="right" if col in ("cores", "time", "speed-up", "efficiency") else "left")

@@ -1,4 +1,4 @@
-"""A kernel on many cores of one socket: what `--cores N` costs and runs.
+"""A kernel on many cores of one socket, or of a two-socket server: what `--cores N` costs and runs.
 
 The kernel is cut into one chunk per core (lowering/split.py: a static split of one parallel loop, as ATen's
 and oneDNN's OpenMP loops do), and each chunk is lowered and costed as the kernel it is, on a core of its
@@ -10,9 +10,16 @@ own. What the cores share is costed once, for the socket:
     socket's DRAM bytes are the one-core kernel's, once per LLC domain the cores fill, and never more than
     the chunks fetch apart;
   - sync: the fork and join of the parallel loop, which every kernel pays once (a sourced OpenMP figure).
-The kernel's cycles are the slowest core's or the shared DRAM's, whichever is larger, plus the sync. The bound
-that decides is named: a core's own (as on one core), `imbalance` where the slowest core does much more than
-the average (12 heads over 8 cores: four cores run two heads, four run one), `shared dram`, or `sync`.
+More cores than one socket holds span the server's two sockets (cores numbered socket by socket, as
+OMP_PLACES=cores with close binding places them). Their pages are taken to be interleaved across both
+sockets' memory (`numactl --interleave=all`, what a run spanning the sockets is advised to use): each
+socket's memory serves half of all the DRAM bytes, and half of each socket's own bytes come from the other
+socket over the links between them (`remote dram`, at the uarch's `remote_gb_s`). A run within one socket
+keeps its memory local (`numactl --membind`).
+The kernel's cycles are the slowest core's, the shared DRAM's or the remote DRAM's, whichever is largest,
+plus the sync. The bound that decides is named: a core's own (as on one core), `imbalance` where the slowest
+core does much more than the average (12 heads over 8 cores: four cores run two heads, four run one),
+`shared dram`, `remote dram`, or `sync`.
 
 A kernel too small to pay for its fork stays on one core, as ATen keeps a loop shorter than its grain size
 serial: of the split and the one-core run, the faster is chosen, and `run` executes the same choice.
@@ -45,16 +52,20 @@ class Split:
 
 
 def cores_for(machine: Machine, cores: int | str) -> int:
-    """`--cores N` or `--cores all` (the socket's count) on this machine, checked."""
+    """`--cores N` (up to the server's sockets' cores) or `--cores all` (one socket's), on this machine, checked."""
     socket = getattr(machine, "socket", None)
     if socket is None:
         raise UserError(f"--cores splits a kernel across a CPU's cores: {machine.name} is a GPU, whose "
                         "parallelism is its grid; drop --cores or choose a CPU target")
     if cores == "all":
         return socket.cores
-    if not isinstance(cores, int) or isinstance(cores, bool) or not 1 <= cores <= socket.cores:
-        raise UserError(f"--cores {cores} is out of range for {machine.name}: its socket ({socket.part}) has "
-                        f"{socket.cores} cores; use 1..{socket.cores} or 'all'")
+    most = socket.cores * socket.sockets
+    if not isinstance(cores, int) or isinstance(cores, bool) or not 1 <= cores <= most:
+        if socket.sockets == 1:
+            raise UserError(f"--cores {cores} is out of range for {machine.name}: its socket ({socket.part}) has "
+                            f"{socket.cores} cores; use 1..{socket.cores} or 'all'")
+        raise UserError(f"--cores {cores} is out of range for {machine.name}: its server has {socket.sockets} "
+                        f"sockets ({socket.part}) of {socket.cores} cores; use 1..{most}, or 'all' for one socket")
     return cores
 
 
@@ -78,7 +89,9 @@ def split_cost(kernel: Kernel, target: Target, machine: Uarch, cores: int, alone
         if len(chunks) < 2:
             continue
         # what one LLC domain's cores fetch from DRAM together: what one core running all their chunks would
-        dram = sum(cost(box).bytes["dram"] for box in domain_boxes(kernel, grid, machine.socket.llc_cores))
+        dram = [0.0] * machine.socket.sockets  # per socket: its domains' (a domain lies in one socket)
+        for i, domain in enumerate(domain_boxes(kernel, grid, machine.socket.llc_cores)):
+            dram[i * machine.socket.llc_cores // machine.socket.cores] += sum(cost(b).bytes["dram"] for b in domain)
         together = socket_cost(kernel.name, [cost(box) for box in chunks], dram, kernel.flops, machine, cores)
         if together.cycles < best.cost.cycles:
             best = Split(tuple(box_kernel(kernel, box) for box in chunks), together)
@@ -100,11 +113,13 @@ def core_shards(target: Target, machine: Uarch, cores: int):
     return of
 
 
-def socket_cost(name: str, chunks: list[KernelCost], dram: float, flops: int, machine: Uarch, cores: int
-                ) -> KernelCost:
-    """The kernel's cost with each of `chunks` on a core of its own (see the module docstring); `dram`: the
-    bytes the socket fetches from DRAM for them all, `flops` the whole kernel's."""
+def socket_cost(name: str, chunks: list[KernelCost], per_socket: list[float], flops: int, machine: Uarch,
+                cores: int) -> KernelCost:
+    """The kernel's cost with each of `chunks` on a core of its own (see the module docstring); `per_socket`:
+    the bytes each socket's cores fetch from DRAM for them all, `flops` the whole kernel's."""
     socket, clock = machine.socket, machine.clock_ghz
+    dram = sum(per_socket)
+    used = -(-cores // socket.cores)  # sockets the run spans: its memory is interleaved across theirs
     apart = sum(c.bytes["dram"] for c in chunks)
     per_core_dram = machine.level("dram").bytes_per_cycle
     own = []
@@ -121,14 +136,17 @@ def socket_cost(name: str, chunks: list[KernelCost], dram: float, flops: int, ma
         core_bound = Bound("imbalance", core_cycles, core_bound.label)
     else:
         core_bound = replace(core_bound, cycles=core_cycles)
-    shared = Bound("shared dram", dram / (socket.dram_gb_s / clock))
+    shared = Bound("shared dram", dram / used / (socket.dram_gb_s / clock))
+    remote = Bound("remote dram", max(per_socket) * (used - 1) / used / (socket.remote_gb_s / clock)
+                   if used > 1 else 0.0)
     sync = Bound("sync", socket.fork_join_cycles(len(chunks), clock))
-    cycles = max(core_cycles, shared.cycles) + sync.cycles
-    deciding = max((core_bound, shared, sync), key=lambda b: b.cycles)
+    cycles = max(core_cycles, shared.cycles, remote.cycles) + sync.cycles
+    deciding = max((core_bound, shared, remote, sync), key=lambda b: b.cycles)
     mnemonics: Counter = Counter()
     for c in chunks:
         mnemonics.update(c.by_mnemonic)
     nbytes = {lv: sum(c.bytes[lv] for c in chunks) for lv in ("l1", "l2", "llc")}
     return KernelCost(name, sum(c.instructions for c in chunks), dict(mnemonics), cycles,
-                      replace(deciding, cycles=cycles), core_bounds + (shared, sync), {**nbytes, "dram": int(dram)},
+                      replace(deciding, cycles=cycles), core_bounds + (shared, *([remote] if used > 1 else []), sync),
+                      {**nbytes, "dram": int(dram)},
                       flops, sum(c.fp_ops for c in chunks), slowest_chunk.inner_loop)

@@ -1,4 +1,4 @@
-"""`scale`: the forward pass on 1, 2, 4, ... cores of one socket (engine/cores.py), or a fine-tuning step on
+"""`scale`: the forward pass on 1, 2, 4, ... cores of one socket or two (engine/cores.py), or a fine-tuning step on
 1, 2, 4, 8 GPUs of one server (data parallel, engine/training.py), and where scaling stops.
 
 Each point is a trace of the whole model on that many cores. Against the first point it gives the speed-up and
@@ -113,7 +113,9 @@ def scale(lowered: LoweredGraph, target: Target, machine: Machine, points: list[
                        machine.name, machine.clock_ghz,
                        {"part": s.part, "cores": s.cores, "llc_cores": s.llc_cores, "dram_gb_s": s.dram_gb_s,
                         "fork_join_ns": s.fork_join_ns, "fork_join_ns_per_doubling": s.fork_join_ns_per_doubling,
-                        "sources": {"cores": s.cores_source, "dram": s.dram_source, "fork_join": s.fork_join_source}},
+                        "sockets": s.sockets, "remote_gb_s": s.remote_gb_s,
+                        "sources": {"cores": s.cores_source, "dram": s.dram_source, "fork_join": s.fork_join_source,
+                                    **({"sockets": s.sockets_source} if s.sockets > 1 else {})}},
                        out)
 
 

@@ -17,7 +17,7 @@ from typing import Mapping, Protocol, runtime_checkable
 # cores (engine/cores.py) also by its slowest core's share ("imbalance"), the socket's DRAM bandwidth ("shared
 # dram") or the fork and join of its parallel loop ("sync"); an all-reduce between GPUs by their "link".
 BOUND_KINDS = ("compute", "port", "issue", "latency", "window", "l1", "l2", "llc", "dram", "pipe", "shared",
-               "launch", "imbalance", "shared dram", "sync", "link")
+               "launch", "imbalance", "shared dram", "remote dram", "sync", "link")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,9 @@ Conventions the TOML files follow (and the checks below enforce where they can):
   how many of them share one last-level cache (an AMD CCD's 8; every core of an Intel mesh or an Arm SLC),
   the socket's sustained DRAM bandwidth (a STREAM-class measurement where one is published, GB/s), and what
   one OpenMP parallel loop's fork and join costs: ``fork_join_ns`` at 2 cores plus ``fork_join_ns_per_doubling``
-  for each doubling beyond (a barrier's tree grows with log2 of the threads).
+  for each doubling beyond (a barrier's tree grows with log2 of the threads). Optionally ``sockets``, those
+  of the server the part is sold in (default 1), with ``remote_gb_s``, what the links between two sockets
+  carry each way (Intel's UPI), and ``sockets_source``: `--cores` beyond one socket's count then spans them.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class Socket:
     cores_source: str
     dram_source: str
     fork_join_source: str
+    sockets: int = 1  # of the server: --cores up to sockets x cores
+    remote_gb_s: float = 0.0  # between two sockets, each way
+    sockets_source: str = ""
 
     def fork_join_cycles(self, cores: int, clock_ghz: float) -> float:
         """Cycles one parallel loop over `cores` threads spends starting them and waiting at its join."""
@@ -177,6 +182,8 @@ class Uarch:
             return self.socket.dram_source
         if quantity == "fork_join":
             return self.socket.fork_join_source
+        if quantity == "sockets":
+            return self.socket.sockets_source
         return self.timing(quantity).source
 
 
@@ -232,7 +239,20 @@ def _parse_socket(t: Mapping[str, Any], where: str) -> Socket:
         fork_join_ns_per_doubling=nonnegative(required(t, "fork_join_ns_per_doubling", (int, float), here),
                                               "fork_join_ns_per_doubling", here),
         cores_source=text(t, "cores_source", here), dram_source=text(t, "dram_source", here),
-        fork_join_source=text(t, "fork_join_source", here))
+        fork_join_source=text(t, "fork_join_source", here), **_sockets(t, here))
+
+
+def _sockets(t: Mapping[str, Any], here: str) -> dict:
+    """The optional sockets of the server, and the links between them."""
+    if "sockets" not in t:
+        return {}
+    sockets = int(positive(required(t, "sockets", int, here), "sockets", here))
+    if sockets not in (1, 2):
+        raise MachineFileError(f"{here}: sockets must be 1 or 2 (isasim models servers of one or two sockets)")
+    if sockets == 1:
+        return {}
+    return {"sockets": sockets, "sockets_source": text(t, "sockets_source", here),
+            "remote_gb_s": positive(required(t, "remote_gb_s", (int, float), here), "remote_gb_s", here)}
 
 
 def parse_uarch(data: Mapping[str, Any], where: str) -> Uarch:

@@ -85,10 +85,10 @@ def box_kernel(kernel: Kernel, box: Box) -> Kernel:
     return kernel
 
 
-def domain_boxes(kernel: Kernel, grid: Grid, llc_cores: int) -> list[Box]:
-    """Rectangles of the loop space that together cover, domain by domain, what the cores of each last-level
-    cache (`llc_cores` consecutive cores) run: a domain that starts or ends inside a row of the grid
-    contributes that row's part as a rectangle of its own."""
+def domain_boxes(kernel: Kernel, grid: Grid, llc_cores: int) -> list[list[Box]]:
+    """Per last-level cache (`llc_cores` consecutive cores), in order, the rectangles of the loop space that
+    together cover what its cores run: a domain that starts or ends inside a row of the grid contributes that
+    row's part as a rectangle of its own."""
     extent = dict(kernel.parallel)
     per_loop = [bounds(extent[v], parts) for v, parts in grid]
     inner = per_loop[-1] if len(grid) > 1 else [(0, 1)]
@@ -103,9 +103,10 @@ def domain_boxes(kernel: Kernel, grid: Grid, llc_cores: int) -> list[Box]:
             box += ((grid[1][0], inner[j0][0], inner[j1 - 1][0] + inner[j1 - 1][1] - inner[j0][0]),)
         return box
 
-    out: list[Box] = []
+    out: list[list[Box]] = []
     for lo in range(0, used, llc_cores):
         hi = min(lo + llc_cores, used)
+        out.append([])
         full_from = full_to = None
         for i in range(lo // n_inner, (hi - 1) // n_inner + 1):
             j0, j1 = max(lo - i * n_inner, 0), min(hi - i * n_inner, n_inner)
@@ -113,9 +114,9 @@ def domain_boxes(kernel: Kernel, grid: Grid, llc_cores: int) -> list[Box]:
                 full_from = i if full_from is None else full_from
                 full_to = i + 1
             else:
-                out.append(rect(i, i + 1, j0, j1))
+                out[-1].append(rect(i, i + 1, j0, j1))
         if full_from is not None:
-            out.append(rect(full_from, full_to, 0, n_inner))
+            out[-1].append(rect(full_from, full_to, 0, n_inner))
     return out
 
 

@@ -110,6 +110,32 @@ def test_as_an_add_grows_its_bound_moves_from_one_core_to_sync_to_the_sockets_dr
     assert seen == ["one core", "sync", "shared dram"]
 
 
+def test_beyond_one_socket_half_of_each_sockets_bytes_cross_to_the_other():
+    """An add too big for the caches on a two-socket Skylake-SP server: on one socket's 28 cores its DRAM
+    decides; on 56, the pages are interleaved, each socket's memory serves half the bytes and half of each
+    socket's own cross the 41.6 GB/s UPI links, which then decide."""
+    from isasim.engine.cores import cores_for
+    from isasim.isa.errors import UserError
+
+    t, m = ALL_TARGETS["avx512"], load_machine("skylake-x")
+    assert cores_for(m, 56) == 56 and cores_for(m, "all") == 28  # 'all': one socket
+    with pytest.raises(UserError, match="2 sockets .* use 1..56"):
+        cores_for(m, 57)
+    with pytest.raises(UserError, match="its socket .* use 1..128"):
+        cores_for(load_machine("zen5"), 129)
+    kernel = _add(1 << 24)
+    one = split_cost(kernel, t, m, 28)
+    assert one.cost.bound.kind == "shared dram"
+    two = split_cost(kernel, t, m, 56)
+    assert two.cost.bound.kind == "remote dram"
+    dram = two.cost.bytes["dram"]
+    sync = m.socket.fork_join_cycles(56, m.clock_ghz)
+    assert two.cost.cycles == pytest.approx(dram / 2 / 2 / (41.6 / m.clock_ghz) + sync, rel=1e-4)
+    assert 1 < one.cost.cycles / two.cost.cycles < 2  # more cores, but the link holds them back
+    inside = split_cost(kernel, t, load_machine("sapphirerapids"), 56)  # one 56-core socket: nothing remote
+    assert "remote dram" not in {b.kind for b in inside.cost.bounds}
+
+
 def test_three_rows_on_two_cores_are_named_imbalance():
     t, m = ALL_TARGETS["x86-64"], load_machine("zen5")
     s = split_cost(_row_sums(3, 1 << 14), t, m, 2)
@@ -166,9 +192,11 @@ def test_a_grid_of_row_and_column_blocks_covers_the_output_once_and_its_domains_
         cells = [_cells(linear, b) for b in chunks]
         assert sum(map(len, cells)) == len(set().union(*cells))  # no iteration twice
         by_domain = [set().union(*cells[lo:lo + llc]) for lo in range(0, len(chunks), llc)]
-        assert set().union(*(_cells(linear, b) for b in domain_boxes(linear, grid, llc))) == set().union(*cells)
-        covered = [_cells(linear, b) for b in domain_boxes(linear, grid, llc)]
-        assert sum(map(len, covered)) == sum(map(len, by_domain))  # each domain's rectangles: its cores' cells
+        domains = domain_boxes(linear, grid, llc)
+        assert len(domains) == len(by_domain)
+        for mine, want in zip(domains, by_domain):  # each domain's rectangles: its cores' cells, exactly
+            covered = [_cells(linear, b) for b in mine]
+            assert sum(map(len, covered)) == len(set().union(*covered)) and set().union(*covered) == want
         programs = [backend_for(t).select(box_kernel(linear, b), t, m) for b in chunks]
         mem = load_memory(programs[0], whole)
         for program in programs:

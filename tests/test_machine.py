@@ -219,6 +219,20 @@ def test_the_socket_is_checked_and_its_fork_join_grows_with_log2_of_the_cores():
         parse_uarch(data, "toy.toml")
 
 
+def test_a_server_of_two_sockets_needs_the_links_between_them():
+    two = {"sockets": 2, "remote_gb_s": 20, "sockets_source": "s"}
+    data = _minimal()
+    data["socket"] = {**data["socket"], **two}
+    socket = parse_uarch(data, "toy.toml").socket
+    assert (socket.sockets, socket.remote_gb_s) == (2, 20)
+    assert parse_uarch(_minimal(), "toy.toml").socket.sockets == 1  # the default
+    for bad in ({"sockets": 3}, {"remote_gb_s": None}, {"remote_gb_s": 0}, {"sockets_source": " "}):
+        data = _minimal()
+        data["socket"] = {k: v for k, v in {**data["socket"], **two, **bad}.items() if v is not None}
+        with pytest.raises(MachineFileError):
+            parse_uarch(data, "toy.toml")
+
+
 @pytest.mark.parametrize(
     "bad", [{"ports": ["p9"]}, {"source": "  "}, {"latency": -1}, {"rthroughput": -1}, {"uops": 0}]
 )
@@ -243,6 +257,7 @@ def test_every_machine_answers_the_machine_protocol_with_sources(name):
     socket = getattr(m, "socket", None)  # a CPU core's chip, for --cores
     if socket is not None:
         assert all(m.source(q).strip() for q in ("cores", "socket dram", "fork_join"))
+        assert socket.sockets == 1 or (m.source("sockets").strip() and socket.remote_gb_s > 0)
         # the socket's cores together reach more DRAM bandwidth than one alone
         assert socket.dram_gb_s > m.bytes_per_cycle("dram") * m.clock_ghz
 
