@@ -70,6 +70,8 @@ def _run_all(graphs: list, target: Target, machine: Machine) -> list[dict[str, n
     each all-reduce's buffer made the sum of the GPUs' copies once every GPU has written its own."""
     storages = [{} for _ in graphs]
     for steps in zip(*(run_steps(g, target, st, machine=machine) for g, st in zip(graphs, storages))):
+        if len({s.node.name for s in steps}) > 1:
+            raise ValueError(f"the GPUs' steps differ: {[s.node.name for s in steps]}")
         if steps[0].node.op == ALL_REDUCE_OP:
             name = graphs[0].context.views[Ref(steps[0].node.name)].storage
             total = storages[0][name].copy()
