@@ -98,7 +98,7 @@ def _no_int8_core_aten(precision: str, core_aten: bool) -> None:
 def training_step(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,
                   seed: int = 0, epochs: int = 3, every_machine: bool = False, lora: int | None = None,
                   lora_alpha: float | None = None, lora_targets: str | Sequence[str] | None = None,
-                  gpus: int = 1, parallel: str = "data", link: str = "nvlink",
+                  gpus: int = 1, parallel: str = "data", link: str = "nvlink", cores: int | str = 1,
                   progress: Progress | None = None) -> TrainingReport:
     """One fine-tuning step of a 2-label classifier on the model (forward, backward, AdamW) per target, and
     the whole run of `epochs` over the shipped movie/TV training split; `every_machine`: every target on
@@ -107,7 +107,9 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
     alongside. `gpus` > 1 (`parallel` "data"): the batch split across that many GPUs of one server, the
     gradients all-reduced over `link` ("nvlink" or "pcie"); `parallel` "tensor": every layer split across
     them as Megatron-LM splits it, four all-reduces per layer (engine/tensor_parallel_training.py); GPU
-    targets only (engine/training.py)."""
+    targets only (engine/training.py). `cores` (a number, or "all": the socket's): every kernel of the step
+    split across that many cores of a CPU (engine/cores.py), as `trace(..., cores=)` splits the forward pass;
+    CPU targets only."""
     from isasim.engine.trace import trace as run
     from isasim.engine.training import summarise
     from isasim.lowering.pipeline import lower_graph
@@ -128,7 +130,9 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
     chosen = every_pair() if every_machine else pick_targets(_names(targets), _names(machines))
     if epochs < 1:
         raise UserError(f"--epochs {epochs} is out of range: use 1 or more")
-    chosen = _on_gpus(chosen, targets, gpus, parallel, link, batch)
+    if cores != 1 and gpus != 1:
+        raise UserError("--cores splits a CPU's kernels and --gpus a GPU's step: give one")
+    chosen = _on_gpus(_on_cores(chosen, targets, cores), targets, gpus, parallel, link, batch)
     if progress:
         progress("capturing the training step", 0, 1)
     spec = registry.resolve(model)
@@ -138,14 +142,14 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
         report = tensor_parallel_training.trace(spec, seq, batch, gpus, chosen, link, seed, adapters, progress)
         return summarise(report, epochs, len(load_split("train")), None, gpus, link, "tensor")
     step = capture_training(spec, seq, batch // gpus, seed=seed, lora=adapters)
-    report = run(lower_graph(step.captured.graph), chosen, progress)
+    report = run(lower_graph(step.captured.graph), chosen, progress, cores)
     full = None
     if adapters is not None:
         if progress:
             progress("capturing the full step", 0, 1)
         full = run(lower_graph(capture_training(spec, seq, batch // gpus, seed=seed).captured.graph), chosen,
-                   progress)
-    return summarise(report, epochs, len(load_split("train")), full, gpus, link)
+                   progress, cores)
+    return summarise(report, epochs, len(load_split("train")), full, gpus, link, cores=cores)
 
 
 def _on_gpus(chosen: list, targets: Names, gpus: int, parallel: str, link: str, batch: int,

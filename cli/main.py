@@ -367,8 +367,6 @@ def _training(args, out: Console, every_machine: bool) -> int:
         raise UserError("--training prints its summary only: drop --core-aten, --chrome-trace and -o")
     if args.precision != "fp32":
         raise UserError(f"--training costs a float32 fine-tuning step: drop --precision {args.precision}")
-    if getattr(args, "cores", 1) != 1:
-        raise UserError("--cores splits the forward pass's kernels; a training step runs on one core: drop one")
     render = {"table": lambda r: training.render_table(r, out, getattr(args, "wide", False)),
               "json": training.render_json,
               "csv": training.render_csv, "markdown": training.render_markdown}[args.format]
@@ -378,7 +376,7 @@ def _training(args, out: Console, every_machine: bool) -> int:
                                    epochs=3 if args.epochs is None else args.epochs, every_machine=every_machine,
                                    lora=args.lora, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
                                    gpus=args.gpus, parallel=args.parallel or "data", link=args.link,
-                                   progress=progress)
+                                   cores=getattr(args, "cores", 1), progress=progress)
     text = render(report)
     if text:
         sys.stdout.write(text)

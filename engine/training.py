@@ -66,6 +66,7 @@ class TrainingReport(ModelReport):
     targets: list[StepCost]
     trained_params: int = 0  # what AdamW updates
     frozen_params: int = 0  # with LoRA: the base model's weights, read but not trained
+    cores: int | str = 1  # of each CPU target's socket, every kernel split across them (engine/cores.py)
 
     @property
     def lora(self) -> dict | None:
@@ -105,11 +106,13 @@ def tensor_parallel(t, gpus: int, link: str, batch: int) -> MultiGpu:
 
 
 def summarise(report: TraceReport, epochs: int, train_sentences: int, full: TraceReport | None = None,
-              gpus: int = 1, link: str = "nvlink", parallel: str = "data") -> TrainingReport:
+              gpus: int = 1, link: str = "nvlink", parallel: str = "data", cores: int | str = 1
+              ) -> TrainingReport:
     """A traced training step (models/training.py tags every op with its phase) as a TrainingReport; `full`,
     the same targets' full step, where `report` is a LoRA step. `gpus` > 1: `report` is one GPU's share of a
     data-parallel step (batch / gpus sentences), and each step adds its gradients' all-reduce over `link`; or
-    of a tensor-parallel one (`parallel` "tensor"), its all-reduces among its rows."""
+    of a tensor-parallel one (`parallel` "tensor"), its all-reduces among its rows. `cores`: what `report`
+    was traced on, for the record."""
     batch = report.batch * gpus if parallel == "data" else report.batch
     steps = -(-train_sentences // batch)
     rows = []
@@ -131,4 +134,4 @@ def summarise(report: TraceReport, epochs: int, train_sentences: int, full: Trac
                              step_s * steps * epochs, full_ms, split))
     return TrainingReport(report.model, report.seq, batch, epochs, train_sentences, steps,
                           report.config.get("training", {}), rows, trained,
-                          int(report.config.get("frozen_params", 0)))
+                          int(report.config.get("frozen_params", 0)), cores)

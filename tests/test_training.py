@@ -53,6 +53,33 @@ def assert_step_matches_torch(step, want, lowered, target: str, nonzero: bool = 
             assert err <= 1e-4 * (np.abs(ref).max() + 1e-3), (kind, name, err)
 
 
+@pytest.mark.parametrize("target", ["avx2", "neon"])
+def test_a_step_on_many_cores_is_bit_identical_to_one_core(tiny_step, target):
+    """Forward, backward and AdamW kernels split across 3 cores (engine/cores.py, as `trace --training
+    --cores 3` costs them): the loss, every gradient and every update bit for bit as on one core, with many
+    kernels really split (at this tiny size, most of the rest are too short to pay for a fork)."""
+    from isasim.backends import load_machine
+    from isasim.engine.cores import core_shards
+
+    step, _, lowered = tiny_step
+    t = ALL[target]
+    m = load_machine(t.default_uarch)
+    split = []
+    shards = core_shards(t, m, 3)
+
+    def counted(s):
+        pieces = shards(s)
+        split.append(pieces is not None)
+        return pieces
+
+    one = run_graph(lowered, t, machine=m)
+    many = run_graph(lowered, t, machine=m, shards=counted)
+    for r in step.captured.graph.outputs:
+        view = lowered.context.views[r]
+        assert np.array_equal(materialize(view, one), materialize(view, many)), r
+    assert sum(split) > len(split) / 4, (sum(split), len(split))
+
+
 def test_every_node_has_its_phase(tiny_step):
     step, _, lowered = tiny_step
     phases = {}
@@ -95,6 +122,19 @@ def test_backward_ops_match_torch(op, args, fn):
     graph = one_op_graph(op, {"x": x, "y": y}, args, [want.shape])
     for target in ("x86-64", "aarch64", "avx2", "neon"):
         np.testing.assert_allclose(run_op(graph, target)[0].reshape(want.shape), want, rtol=1e-5, atol=2e-5)
+
+
+def test_trace_training_on_many_cores(capsys):
+    """`trace --training --cores N`: each phase costed with its kernels split (cheaper than on one core), the
+    count in the report; a GPU target refused."""
+    args = ["trace", "minilm", "--training", "--seq", "32", "--batch", "4", "--target", "avx2", "--format", "json"]
+    assert main(args) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main(args + ["--cores", "8"]) == 0
+    eight = json.loads(capsys.readouterr().out)
+    assert one["cores"] == 1 and eight["cores"] == 8
+    for p in PHASES:
+        assert eight["targets"][0]["cycles"][p] < one["targets"][0]["cycles"][p] / 2, p
 
 
 def test_trace_training_reports_each_phase_and_the_run(capsys):
