@@ -430,8 +430,8 @@ def cmd_compare(args, out: Console) -> int:
         return _training(args, out, every_machine=True)
     _no_epochs_without_training(args)
     if args.gpus != 1:
-        raise UserError("compare --gpus costs a data-parallel fine-tuning step: add --training (for a forward "
-                        "pass split across GPUs: isasim trace --gpus N)")
+        raise UserError("compare --gpus costs a fine-tuning step split across GPUs: add --training (for a "
+                        "forward pass split across GPUs: isasim trace --gpus N)")
     if args.plot:
         from isasim.cli.output import check_plot
 

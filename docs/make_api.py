@@ -121,6 +121,15 @@ for p in s.points:
 print(g.link["name"], g.link["busbw_gb_s"])
 for p in g.points:
     print(p.gpus, p.per_gpu_batch, f"{p.seconds * 1e3:.2f} ms", f"{p.speedup:.2f}x", f"{p.waits_ms:.3f} ms", p.bound)"""),
+    ("Tensor parallel fine-tuning, and fine-tuning on many cores",
+     "`parallel=\"tensor\"` splits every layer of the step across the GPUs as Megatron-LM does, with four "
+     "all-reduces a layer that the step waits for (`step.targets[i].multi_gpu`); `cores=N` splits a CPU "
+     "target's step across N cores.",
+     """tp = isasim.training_step("minilm", targets="simt", seq=16, batch=8, epochs=1, gpus=2, parallel="tensor")
+t = tp.targets[0]
+print(t.multi_gpu.parallel, t.multi_gpu.allreduces, f"{t.multi_gpu.allreduce_ms:.3f} ms", f"{t.step_ms:.2f} ms")
+cpu = isasim.training_step("minilm", targets="avx2", seq=16, batch=8, epochs=1, cores=8)
+print(cpu.cores, f"{cpu.targets[0].step_ms:.2f} ms")"""),
     ("Bad input",
      "One line that says what is wrong and what to do.",
      """for bad in (lambda: isasim.trace("gpt-17"), lambda: isasim.trace("minilm", targets="riscv"),

@@ -96,9 +96,30 @@ def client_for(scheduler, workers: int | None) -> Iterator:
             cluster = LocalCluster(n_workers=workers or usable_cores(), threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.CRITICAL)
         with cluster, Client(cluster) as client:
+            client.register_plugin(one_thread_plugin())
             yield client
     finally:
         quiet.setLevel(level)
+
+
+def one_thread_plugin():
+    """A plugin that puts each local worker's libraries on one thread, as `threads_per_worker=1` means: a worker
+    forked from the sweep's process inherits the thread pools torch and the BLAS set up there (the
+    OMP_NUM_THREADS=1 Dask sets before starting a worker comes too late for libraries already loaded). It runs
+    on every worker, a nanny's replacement for a lost one too."""
+    from distributed import WorkerPlugin
+
+    class OneThread(WorkerPlugin):
+        def setup(self, worker) -> None:
+            import sys
+
+            from threadpoolctl import threadpool_limits
+
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(1)
+            threadpool_limits(1)
+
+    return OneThread()
 
 
 @contextmanager

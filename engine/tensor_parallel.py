@@ -52,13 +52,14 @@ def trace(lowered: LoweredGraph, target: Target, machine, gpus: int, link: str,
     report = trace_whole(replace(lowered, steps=tuple(steps)), [(target, machine)], progress)
     report.flops = sum(k.flops for k in lowered.kernels)  # the model's, as on one GPU
     one = report.targets[0]
-    rows = []
+    rows, reduced = [], 0
     for step, row in zip([s for s in steps if s.kernel is not None], one.ops):
         rows.append(row)
         if row.name in partial:  # partial sums: the all-reduce of the whole output, which the next op needs
             nbytes = sum(b.size * b.dtype.itemsize for b in step.kernel.buffers if b.is_output)
             rows.append(link_row(row, f"all_reduce({row.name})", nbytes, machine, link, gpus))
-    report.targets = [with_rows(one, rows, gpus)]
+            reduced += nbytes
+    report.targets = [replace(with_rows(one, rows, gpus), allreduce_bytes=reduced)]
     return report
 
 

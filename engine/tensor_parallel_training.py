@@ -15,6 +15,8 @@ the last bits; the sharded gradients are held to one GPU's within a float32 tole
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from isasim.engine.data_parallel import gradients as step_gradients
@@ -40,10 +42,11 @@ def trace(spec: ModelSpec, seq: int, batch: int, gpus: int, chosen: list[tuple[T
     lowered = lower_graph(step.captured.graph)
     report = trace_whole(lowered, chosen, progress)
     steps = [s for s in lowered.steps if s.kernel is not None]
+    reduced = sum(_bytes(s) for s in steps if s.node.op == ALL_REDUCE_OP)
     for i, (one, (_, machine)) in enumerate(zip(report.targets, chosen)):
         rows = [link_row(row, row.name, _bytes(s), machine, link, gpus) if s.node.op == ALL_REDUCE_OP else row
                 for s, row in zip(steps, one.ops)]
-        report.targets[i] = with_rows(one, rows, gpus)
+        report.targets[i] = replace(with_rows(one, rows, gpus), allreduce_bytes=reduced)
     return report
 
 
@@ -69,7 +72,7 @@ def _run_all(graphs: list, target: Target, machine: Machine) -> list[dict[str, n
     """Every GPU's step in lockstep (the graphs have the same steps, in the same order, with their own shapes),
     each all-reduce's buffer made the sum of the GPUs' copies once every GPU has written its own."""
     storages = [{} for _ in graphs]
-    for steps in zip(*(run_steps(g, target, st, machine=machine) for g, st in zip(graphs, storages))):
+    for steps in zip(*(run_steps(g, target, st, machine=machine) for g, st in zip(graphs, storages)), strict=True):
         if len({s.node.name for s in steps}) > 1:
             raise ValueError(f"the GPUs' steps differ: {[s.node.name for s in steps]}")
         if steps[0].node.op == ALL_REDUCE_OP:

@@ -57,6 +57,7 @@ class TargetTrace:
     ops: list[OpRow] = field(default_factory=list)
     cores: int = 1  # of one socket, sharing every kernel's parallel loop (engine/cores.py)
     gpus: int = 1  # tensor parallel: what one of this many GPUs runs and waits for (engine/tensor_parallel.py)
+    allreduce_bytes: int = 0  # tensor parallel: the bytes its all-reduces sum across the GPUs, together
 
 
 @dataclass

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from isasim.backends import load_machine
 from isasim.engine.trace import TraceReport
 from isasim.models.training import PHASES
@@ -64,7 +62,7 @@ class TrainingReport(ModelReport):
     steps_per_epoch: int
     optimizer: dict
     targets: list[StepCost]
-    trained_params: int = 0  # what AdamW updates
+    trained_params: int = 0  # what AdamW updates (tensor parallel: on one GPU, its share)
     frozen_params: int = 0  # with LoRA: the base model's weights, read but not trained
     cores: int | str = 1  # of each CPU target's socket, every kernel split across them (engine/cores.py)
 
@@ -101,8 +99,7 @@ def tensor_parallel(t, gpus: int, link: str, batch: int) -> MultiGpu:
     """The all-reduces of a traced tensor-parallel step `t` (its link rows), all waited for."""
     rows = [r for r in t.ops if r.bound.kind == "link"]
     ms = sum(r.cycles for r in rows) / (t.clock_ghz * 1e6)
-    nbytes = sum(int(np.prod([int(d) for d in r.shape.split("x")])) * 4 for r in rows)  # float32 activations
-    return MultiGpu("tensor", gpus, link, batch, nbytes, len(rows), ms, ms)
+    return MultiGpu("tensor", gpus, link, batch, t.allreduce_bytes, len(rows), ms, ms)
 
 
 def summarise(report: TraceReport, epochs: int, train_sentences: int, full: TraceReport | None = None,

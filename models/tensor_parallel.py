@@ -15,8 +15,9 @@ classifier) every GPU holds whole and computes alike; Megatron also splits the w
 which isasim does not (BERT's 30522 x hidden table is small beside its layers).
 
 Eagerly, in one process, both ops are copies: `all_reduce` returns this GPU's partial sum. What they do
-across GPUs, engine/tensor_parallel.py's lockstep run of every GPU's step does; lowering makes both aliases
-of their input (lowering/ops_views.py) and costs the all-reduce as link time (engine/tensor_parallel.py).
+across GPUs, engine/tensor_parallel_training.py's lockstep run of every GPU's step does. Lowering makes
+`to_gpus` an alias of its input (lowering/ops_views.py) and `all_reduce` a copy into the buffer where the
+GPUs' sum lands (lowering/ops_elementwise.py), which the trace costs as link time instead.
 """
 
 from __future__ import annotations
@@ -103,17 +104,21 @@ def split_dim(parameter: str) -> int | None:
     return 1 if module.endswith(ROWS) and kind == "weight" else None
 
 
-def check_split(heads: int, gpus: int) -> None:
+def check_split(heads: int, intermediate: int, gpus: int) -> None:
     if gpus < 1 or heads % gpus:
         raise UserError(f"--gpus {gpus}: tensor parallelism gives each GPU whole attention heads, and {heads} heads "
                         f"do not split over {gpus} GPUs: use a count that divides {heads}")
+    if intermediate % gpus:
+        raise UserError(f"--gpus {gpus}: tensor parallelism gives each GPU an equal share of the feed-forward's "
+                        f"{intermediate} columns, which {gpus} does not divide: use a count that divides both "
+                        f"{heads} and {intermediate}")
 
 
 def shard(model: torch.nn.Module, rank: int, gpus: int) -> torch.nn.Module:
     """GPU `rank`'s share of a Hugging Face BERT classifier (or BertModel), in place; returns it."""
     bert = getattr(model, "bert", model)
     heads = bert.config.num_attention_heads
-    check_split(heads, gpus)
+    check_split(heads, bert.config.intermediate_size, gpus)
     for layer in bert.encoder.layer:
         attention = layer.attention.self
         for linear in (attention.query, attention.key, attention.value):

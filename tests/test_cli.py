@@ -45,7 +45,7 @@ def tiny_folder(tmp_path_factory):
     (["scale", "bert-base", "--target", "avx512", "--cores", ","], "--cores lists no core counts"),
     (["scale", "bert-base", "--target", "x86-64", "--uarch", "zen5", "--cores", "1,256"], "has 128 cores"),
     (["trace", "bert-base", "--gpus", "2", "--parallel", "data"], "add --training, or split the forward pass"),
-    (["compare", "bert-base", "--gpus", "2"], "compare --gpus costs a data-parallel fine-tuning step"),
+    (["compare", "bert-base", "--gpus", "2"], "compare --gpus costs a fine-tuning step split across GPUs"),
     (["trace", "bert-base", "--training", "--target", "simt", "--gpus", "2", "--batch", "3"],
      "--batch 3 does not split evenly over 2 GPUs"),
     (["trace", "bert-base", "--training", "--target", "simt", "--gpus", "16", "--batch", "16"],

@@ -64,6 +64,33 @@ def test_a_local_cluster_of_two_processes_gives_the_serial_rows(small, tmp_path)
     assert [p[0] for p in progress] == list(range(1, len(points) + 1)) and progress[-1] == (len(points), 0, 0, 6)
 
 
+def _threads() -> tuple[int, list[int]]:
+    import sys
+
+    from threadpoolctl import threadpool_info
+
+    torch = sys.modules.get("torch")
+    return (torch.get_num_threads() if torch else 1), [p["num_threads"] for p in threadpool_info()]
+
+
+def test_local_workers_forked_from_a_multithreaded_process_run_one_thread_each():
+    """Workers are forked from the sweep's process (engine/sweep_dask.py), whose torch may use every core;
+    each worker, as threads_per_worker=1 says, runs its libraries on one thread."""
+    import torch
+
+    from isasim.engine.sweep_dask import client_for
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with client_for(None, 2) as client:
+            seen = client.run(_threads)
+        assert len(seen) == 2 and all(t == 1 and set(pools) <= {1} for t, pools in seen.values()), seen
+        assert torch.get_num_threads() == 2  # the caller's own setting is left as it was
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_on_dask_each_shape_is_captured_once_and_one_that_fails_fails_only_its_points(small, tmp_path, monkeypatch):
     from isasim.engine import sweep_dask
 

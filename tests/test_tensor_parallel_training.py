@@ -47,6 +47,15 @@ def test_each_gpu_holds_megatrons_share_and_all_reduces_four_times_a_layer(spec)
     assert not [n for n in whole.captured.graph.nodes if n.op == ALL_REDUCE_OP]  # column-parallel block
 
 
+def test_a_feed_forward_that_does_not_split_evenly_is_refused(spec):
+    from isasim.isa.errors import UserError
+
+    odd = dataclasses.replace(spec, config=transformers.BertConfig(**{**CONFIG, "intermediate_size": 50}))
+    with pytest.raises(UserError, match="feed-forward's 50 columns, which 4 does not divide"):
+        capture_training(odd, 8, 2, tensor=(0, 4))
+    assert capture_training(odd, 8, 2, tensor=(0, 2)).params  # 2 divides 4 heads and 50 columns
+
+
 @pytest.mark.parametrize("gpus", [2, 4])
 def test_the_gpus_shares_of_a_step_give_one_gpus_gradients(spec, gpus):
     t = GPU_TARGETS["simt"]
