@@ -229,7 +229,24 @@ def gpus_part(m: str, s: str) -> str:
         + f"\nOn {last['gpus']} GPUs each runs {last['per_gpu_batch']} sentences and the step is "
         f"{last['speedup']:.1f}x faster, not 8x: the all-reduce hides behind backward all but "
         f"{last['waits_ms']:.2f} ms, but AdamW ({last['optimizer_ms']:.1f} ms) runs whole on every GPU and the "
-        "smaller batches fill each GPU less.\n")
+        "smaller batches fill each GPU less.\n\n" + megatron_part(m, s, next(p for p in points if p["gpus"] == 4)))
+
+
+def megatron_part(m: str, s: str, data4: dict) -> str:
+    argv = ("trace", m, "--seq", s, "--training", "--target", "simt", "--batch", "32", "--gpus", "4", "--parallel",
+            "tensor")
+    step = json.loads(run(*argv, "--format", "json"))["targets"][0]
+    split = step["multi_gpu"]
+    return (
+        "Or split every layer instead of the batch, as Megatron-LM does (`--parallel tensor`): each GPU holds a "
+        "quarter of every layer's heads and linear layers and runs the whole batch, and the partial sums are "
+        "all-reduced twice forward and twice backward per layer, each on the critical path:\n\n"
+        + block("isasim " + " ".join(argv), run(*argv))
+        + f"\nThe step takes {step['step_ms']:.1f} ms against data parallelism's {data4['seconds'] * 1e3:.1f} ms on "
+        f"the same 4 GPUs: its {split['allreduces']} all-reduces wait {split['exposed_ms']:.1f} ms that nothing "
+        "hides, and AdamW, a kernel per parameter with the embeddings whole on every GPU, shrinks less than the "
+        "GEMMs do. Tensor parallelism is "
+        "for models whose weights do not fit one GPU; BERT's fit one easily.\n")
 
 
 HOST_RECORDING = Path(__file__).parent / "host-zen3.txt"  # `isasim host minilm --repeat 10`, as printed there
