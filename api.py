@@ -309,13 +309,15 @@ def emit(model: str, output: str | Path, targets: Names = None, machines: Names 
 
 def scale(model: str, target: str, machine: str | None = None, *, cores: Sequence[int | str] | None = None,
           gpus: Sequence[int] | None = None, parallel: str = "data", link: str = "nvlink", seq: int = 128,
-          batch: int = 1, seed: int = 0, precision: str = "fp32", progress: Progress | None = None) -> ScaleReport:
-    """The forward pass on each count of `cores` of one CPU socket (a number, or "all": the socket's; default
-    1, 2, 4, 8), each kernel split as engine/cores.py splits it: time, speed-up, parallel efficiency, the
-    deciding bound, and the op family that scales worst at each point. Or, with `gpus`, a fine-tuning step of
-    `batch` sentences split across each count of GPUs (data parallel over `link`): its time, speed-up,
-    efficiency, and whether compute, the optimizer or the all-reduce takes most of it; with `parallel`
-    "tensor", the forward pass split across them by Megatron-LM's tensor parallelism."""
+          batch: int = 1, seed: int = 0, precision: str = "fp32", training: bool = False,
+          progress: Progress | None = None) -> ScaleReport:
+    """The forward pass (with `training`: a fine-tuning step) on each count of `cores` of one CPU socket (a
+    number, or "all": the socket's; default 1, 2, 4, 8), each kernel split as engine/cores.py splits it: time,
+    speed-up, parallel efficiency, the deciding bound, and the op family that scales worst at each point. Or,
+    with `gpus`, a fine-tuning step of `batch` sentences split across each count of GPUs (data parallel over
+    `link`): its time, speed-up, efficiency, and whether compute, the optimizer or the all-reduce takes most of
+    it; with `parallel` "tensor", the forward pass (with `training`: the fine-tuning step) split across them
+    by Megatron-LM's tensor parallelism."""
     from isasim.engine.scale import scale as run, scale_gpus, scale_tensor
 
     check_shape(batch, seed, seq)
@@ -339,18 +341,28 @@ def scale(model: str, target: str, machine: str | None = None, *, cores: Sequenc
             raise UserError(f"--parallel {parallel!r}: data (a fine-tuning step's batch) or tensor (the forward "
                             "pass's layers)")
         steps = []
+        step = parallel == "data" or training  # a fine-tuning step at each point
         for i, n in enumerate(counts):
-            if parallel == "data":
+            if step:
                 steps.append(training_step(model, target, machine, seq=seq, batch=batch, seed=seed, epochs=1,
-                                           gpus=n, link=link))
+                                           gpus=n, parallel=parallel, link=link))
             else:
                 steps.append(trace(model, target, machine, seq=seq, batch=batch, seed=seed, gpus=n, link=link))
             if progress:
                 progress(f"costing {target[0]} on 1..{counts[-1]} GPUs", i + 1, len(counts))
-        return scale_gpus(steps, link) if parallel == "data" else scale_tensor(steps, link)
+        return scale_gpus(steps, link, parallel) if step else scale_tensor(steps, link)
     (t, m), = _on_cores(pick_targets(target, _names(machine), precision), target, 2)
-    return run(lowered_for_cost(model, seq, batch, seed, False, progress, precision), t, m,
-               list(cores or (1, 2, 4, 8)), progress)
+    if training:
+        from isasim.lowering.pipeline import lower_graph
+        from isasim.models import registry
+        from isasim.models.training import capture_training
+
+        if precision != "fp32":
+            raise UserError(f"--training costs a float32 fine-tuning step: drop --precision {precision}")
+        lowered = lower_graph(capture_training(registry.resolve(model), seq, batch, seed=seed).captured.graph)
+    else:
+        lowered = lowered_for_cost(model, seq, batch, seed, False, progress, precision)
+    return run(lowered, t, m, list(cores or (1, 2, 4, 8)), progress, training)
 
 
 def host(model: str, targets: Names = None, machines: Names = None, *, seq: int = 128, batch: int = 1,

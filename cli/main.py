@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "pass, each layer split as Megatron-LM splits it)")
     sc.add_argument("--link", choices=("nvlink", "pcie"), default="nvlink",
                     help="with --gpus: what carries the all-reduces (default nvlink)")
+    sc.add_argument("--training", action="store_true",
+                    help="a fine-tuning step (forward, backward, AdamW) at each point instead of the forward pass: "
+                    "on --cores, or on --gpus with --parallel tensor (--parallel data always costs one)")
     sc.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
     sc.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     sc.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -532,8 +535,8 @@ def cmd_scale(args, out: Console) -> int:
         gpus = scale.gpu_list(args.gpus) if args.gpus else None
         cores = scale.core_list(args.cores or ("1,2,4,8,all" if gpus is None else ""), allow_empty=gpus is not None)
         report = api.scale(args.model, args.target, args.uarch, cores=cores, gpus=gpus, parallel=args.parallel,
-                           link=args.link, seq=args.seq,
-                           batch=args.batch, seed=args.seed, precision=args.precision, progress=progress)
+                           link=args.link, seq=args.seq, batch=args.batch, seed=args.seed,
+                           precision=args.precision, training=args.training, progress=progress)
     if args.plot:
         scale.plot(report, args.plot)
         _wrote(args.plot, "the speed-up against ideal")

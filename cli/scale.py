@@ -51,7 +51,9 @@ def render_table(report: ScaleReport, console: Console) -> None:
         return _gpu_table(report, console)
     s = report.socket
     two = any(p.cores > s["cores"] for p in report.points)
-    table = Table(title=f"{report.model} seq {report.seq} batch {report.batch} on {report.target}, {report.uarch} "
+    what = "fine-tuning step, " if report.training else ""
+    table = Table(title=f"{report.model} {what}seq {report.seq} batch {report.batch} on {report.target}, "
+                  f"{report.uarch} "
                   f"@ {report.clock_ghz} GHz; socket: {s['part']}, {s['cores']} cores, {s['llc_cores']} per LLC, "
                   f"{s['dram_gb_s']:g} GB/s DRAM"
                   + (f"; beyond {s['cores']} cores, {s['sockets']} sockets, memory interleaved across them, "
@@ -76,12 +78,15 @@ def render_table(report: ScaleReport, console: Console) -> None:
 def _gpu_table(report: ScaleReport, console: Console) -> None:
     from rich.table import Table
 
-    link, data = report.link, report.parallel == "data"
+    link, data = report.link, report.training
     what = "fine-tuning step" if data else "forward pass"
-    how = "data parallel" if data else "tensor parallel (Megatron-LM)"
+    how = "data parallel" if report.parallel == "data" else "tensor parallel (Megatron-LM)"
+    parts = ("compute: forward and backward, which shrink with each GPU's batch; optimizer: AdamW, which every "
+             "GPU runs whole; all-reduce: what the step waits for after backward") if report.parallel == "data" \
+        else ("compute: forward and backward, which shrink with each GPU's share of every layer; optimizer: AdamW, "
+              "on each GPU's share of the parameters; all-reduce: the four a layer, which nothing hides")
     caption = ("speed-up over the first point (scaled to one GPU); efficiency: speed-up / GPUs; bound: what most "
-               "of the step is (compute: forward and backward, which shrink with each GPU's batch; optimizer: "
-               "AdamW, which every GPU runs whole; all-reduce: what the step waits for after backward)") if data \
+               f"of the step is ({parts})") if data \
         else ("speed-up over the first point (scaled to one GPU); efficiency: speed-up / GPUs; all-reduce: the "
               "two per layer that add the row-parallel linears' partial sums, which the next op waits for; bound: "
               "the kind of bound that decided the most cycles (link: the all-reduces)")

@@ -1,5 +1,5 @@
-"""`scale`: the forward pass on 1, 2, 4, ... cores of one socket or two (engine/cores.py), or a fine-tuning step on
-1, 2, 4, 8 GPUs of one server (data parallel, engine/training.py), and where scaling stops.
+"""`scale`: the forward pass, or a fine-tuning step, on 1, 2, 4, ... cores of one socket or two (engine/cores.py),
+or on 1, 2, 4, 8 GPUs of one server (data or tensor parallel, engine/training.py), and where scaling stops.
 
 Each point is a trace of the whole model on that many cores. Against the first point it gives the speed-up and
 the parallel efficiency (speed-up / cores), the bound that decided most of the cycles, and the op family that
@@ -63,7 +63,8 @@ class ScaleReport(ModelReport):
     socket: dict | None  # cores: the socket's part, cores, LLC domain, DRAM bandwidth, fork/join, with sources
     points: list = field(default_factory=list)  # Point per core count, or GpuPoint per GPU count
     link: dict | None = None  # gpus: the link the all-reduce crosses, its bus bandwidth and latency, sourced
-    parallel: str | None = None  # gpus: "data" (a fine-tuning step) or "tensor" (a forward pass)
+    parallel: str | None = None  # gpus: "data" (the batch split) or "tensor" (every layer split)
+    training: bool = False  # each point a fine-tuning step (forward, backward, AdamW), not the forward pass
 
     def records(self) -> list[dict]:
         if self.link:
@@ -84,7 +85,8 @@ def _families(t: TargetTrace) -> dict[str, tuple[float, Counter]]:
 
 
 def scale(lowered: LoweredGraph, target: Target, machine: Machine, points: list[int | str],
-          progress: Progress | None = None) -> ScaleReport:
+          progress: Progress | None = None, training: bool = False) -> ScaleReport:
+    """`lowered` (a forward pass, or a fine-tuning step with `training`) on each count of `points` cores."""
     counts = sorted({cores_for(machine, c) for c in points})
     if not counts:
         raise UserError("--cores lists no core counts: give some, e.g. --cores 1,2,4,8")
@@ -116,12 +118,12 @@ def scale(lowered: LoweredGraph, target: Target, machine: Machine, points: list[
                         "sockets": s.sockets, "remote_gb_s": s.remote_gb_s,
                         "sources": {"cores": s.cores_source, "dram": s.dram_source, "fork_join": s.fork_join_source,
                                     **({"sockets": s.sockets_source} if s.sockets > 1 else {})}},
-                       out)
+                       out, training=training)
 
 
-def scale_gpus(steps: list, link: str) -> ScaleReport:
-    """A ScaleReport from data-parallel training reports (engine/training.py `TrainingReport`), one per GPU
-    count, in order, for one GPU target: a step of the same global batch on each count."""
+def scale_gpus(steps: list, link: str, parallel: str = "data") -> ScaleReport:
+    """A ScaleReport from data- or tensor-parallel training reports (engine/training.py `TrainingReport`), one
+    per GPU count, in order, for one GPU target: a step of the same global batch on each count."""
     first = steps[0].targets[0]
     out = []
     for report in steps:
@@ -137,7 +139,7 @@ def scale_gpus(steps: list, link: str) -> ScaleReport:
                             optimizer))
     r = steps[0]
     return ScaleReport(r.model, r.seq, r.batch, first.target, first.uarch, first.clock_ghz, None, out,
-                       _link(first.uarch, link), "data")
+                       _link(first.uarch, link), parallel, True)
 
 
 def scale_tensor(reports: list, link: str) -> ScaleReport:

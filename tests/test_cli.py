@@ -298,6 +298,27 @@ def test_trace_and_check_on_many_cores(capsys, tiny_folder):
     assert text.count("every one bit-identical to the whole kernel on one core") == 2
 
 
+def test_scale_follows_a_fine_tuning_step_over_cores_and_over_tensor_parallel_gpus(capsys, tiny_folder):
+    code, out, _ = run(capsys, "scale", str(tiny_folder), "--target", "avx2", "--seq", "16", "--batch", "4",
+                       "--cores", "1,4", "--training", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and report["training"] and [p["cores"] for p in report["points"]] == [1, 4]
+    forward = json.loads(run(capsys, "scale", str(tiny_folder), "--target", "avx2", "--seq", "16", "--batch", "4",
+                             "--cores", "1", "--format", "json")[1])
+    assert report["points"][0]["seconds"] > 2 * forward["points"][0]["seconds"]  # forward, backward and AdamW
+    assert report["points"][1]["speedup"] > 1.5
+    code, out, _ = run(capsys, "scale", str(tiny_folder), "--target", "simt", "--seq", "16", "--batch", "4",
+                       "--gpus", "1,2", "--parallel", "tensor", "--training", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and report["training"] and report["parallel"] == "tensor"
+    one, two = report["points"]
+    assert one["allreduce_ms"] == 0 < two["allreduce_ms"] == pytest.approx(two["waits_ms"])
+    assert one["per_gpu_batch"] == two["per_gpu_batch"] == 4  # every GPU runs the whole batch
+    code, _, err = run(capsys, "scale", str(tiny_folder), "--target", "avx2", "--cores", "1,2", "--training",
+                       "--precision", "int8")
+    assert code == 2 and "--training costs a float32 fine-tuning step" in err
+
+
 def test_scale_over_gpus_splits_a_training_step_and_names_what_stops_it(capsys, tiny_folder):
     points = {}
     for link in ("nvlink", "pcie"):
