@@ -149,7 +149,7 @@ def training_step(model: str, targets: Names = None, machines: Names = None, *, 
             progress("capturing the full step", 0, 1)
         full = run(lower_graph(capture_training(spec, seq, batch // gpus, seed=seed).captured.graph), chosen,
                    progress, cores)
-    return summarise(report, epochs, len(load_split("train")), full, gpus, link, cores=cores)
+    return summarise(report, epochs, len(load_split("train")), full, gpus, link)
 
 
 def _on_gpus(chosen: list, targets: Names, gpus: int, parallel: str, link: str, batch: int,
@@ -338,8 +338,8 @@ def scale(model: str, target: str, machine: str | None = None, *, cores: Sequenc
         if not counts:
             raise UserError("--gpus lists no GPU counts: give some, e.g. --gpus 1,2,4,8")
         if parallel not in ("data", "tensor"):
-            raise UserError(f"--parallel {parallel!r}: data (a fine-tuning step's batch) or tensor (the forward "
-                            "pass's layers)")
+            raise UserError(f"--parallel {parallel!r}: data (a fine-tuning step's batch) or tensor (every "
+                            "layer)")
         steps = []
         step = parallel == "data" or training  # a fine-tuning step at each point
         for i, n in enumerate(counts):

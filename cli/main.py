@@ -217,14 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scale", help="the model on 1, 2, 4, ... cores of a socket or GPUs of a server: speed-up, "
                         "efficiency and what stops scaling",
-                        description="Cost the model's forward pass on each core count of one CPU socket (or two, "
-                        "where the core's file describes a two-socket server), every kernel's parallel loops split "
-                        "across the cores (OpenMP's static schedule), and print time, speed-up, parallel efficiency, "
-                        "the deciding bound and the op family that scales worst at each point; the socket's core "
-                        "count, shared last-level caches, DRAM bandwidth, links between sockets and fork/join cost "
-                        "come from the core's uarch file, with sources. With --gpus, a fine-tuning step split by its "
-                        "batch across the GPUs of one server (--parallel data), or the forward pass split by "
-                        "Megatron-LM's tensor parallelism (--parallel tensor), with the all-reduces over --link.")
+                        description="Cost the model's forward pass (with --training: a fine-tuning step) on each "
+                        "core count of one CPU socket (or two, where the core's file describes a two-socket server), "
+                        "every kernel's parallel loops split across the cores (OpenMP's static schedule), and print "
+                        "time, speed-up, parallel efficiency, the deciding bound and the op family that scales worst "
+                        "at each point; the socket's core count, shared last-level caches, DRAM bandwidth, links "
+                        "between sockets and fork/join cost come from the core's uarch file, with sources. With "
+                        "--gpus, a fine-tuning step split by its batch across the GPUs of one server (--parallel "
+                        "data), or the forward pass (with --training: the fine-tuning step) split by Megatron-LM's "
+                        "tensor parallelism (--parallel tensor), with the all-reduces over --link.")
     sc.add_argument("model", help="bert-base, bert-large, minilm, or a folder with config.json")
     sc.add_argument("--target", required=True, metavar="T", help="one CPU target (see 'isasim targets')")
     sc.add_argument("--uarch", metavar="U", help="the core (default: the target's own)")
@@ -233,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--gpus", metavar="LIST", help="instead of --cores: GPU counts, e.g. 1,2,4,8, over which a "
                     "fine-tuning step of --batch sentences is split (data parallel; a GPU target)")
     sc.add_argument("--parallel", choices=("data", "tensor"), default="data",
-                    help="with --gpus: data (default: a fine-tuning step, its batch split) or tensor (the forward "
-                    "pass, each layer split as Megatron-LM splits it)")
+                    help="with --gpus: data (default: a fine-tuning step, its batch split) or tensor (each layer "
+                    "split as Megatron-LM splits it: the forward pass, or with --training the fine-tuning step)")
     sc.add_argument("--link", choices=("nvlink", "pcie"), default="nvlink",
                     help="with --gpus: what carries the all-reduces (default nvlink)")
     sc.add_argument("--training", action="store_true",

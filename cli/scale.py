@@ -1,5 +1,5 @@
-"""`isasim scale`: the forward pass on 1, 2, 4, ... cores, as a table, JSON, and a plot of speed-up against
-ideal."""
+"""`isasim scale`: the forward pass or a fine-tuning step on 1, 2, 4, ... cores or GPUs, as a table, JSON, and
+a plot of speed-up against ideal."""
 
 from __future__ import annotations
 
@@ -51,9 +51,9 @@ def render_table(report: ScaleReport, console: Console) -> None:
         return _gpu_table(report, console)
     s = report.socket
     two = any(p.cores > s["cores"] for p in report.points)
-    what = "fine-tuning step, " if report.training else ""
-    table = Table(title=f"{report.model} {what}seq {report.seq} batch {report.batch} on {report.target}, "
-                  f"{report.uarch} "
+    shape = f"fine-tuning step, batch {report.batch} x seq {report.seq}" if report.training else \
+        f"seq {report.seq} batch {report.batch}"
+    table = Table(title=f"{report.model} {shape} on {report.target}, {report.uarch} "
                   f"@ {report.clock_ghz} GHz; socket: {s['part']}, {s['cores']} cores, {s['llc_cores']} per LLC, "
                   f"{s['dram_gb_s']:g} GB/s DRAM"
                   + (f"; beyond {s['cores']} cores, {s['sockets']} sockets, memory interleaved across them, "
@@ -84,7 +84,8 @@ def _gpu_table(report: ScaleReport, console: Console) -> None:
     parts = ("compute: forward and backward, which shrink with each GPU's batch; optimizer: AdamW, which every "
              "GPU runs whole; all-reduce: what the step waits for after backward") if report.parallel == "data" \
         else ("compute: forward and backward, which shrink with each GPU's share of every layer; optimizer: AdamW, "
-              "on each GPU's share of the parameters; all-reduce: the four a layer, which nothing hides")
+              "on each GPU's share of the parameters, the embeddings and layer norms whole on every GPU; "
+              "all-reduce: the four a layer, which nothing hides")
     caption = ("speed-up over the first point (scaled to one GPU); efficiency: speed-up / GPUs; bound: what most "
                f"of the step is ({parts})") if data \
         else ("speed-up over the first point (scaled to one GPU); efficiency: speed-up / GPUs; all-reduce: the "
@@ -123,7 +124,8 @@ def plot(report: ScaleReport, path: Path) -> None:
         ax.annotate(p.bound, (n, p.speedup), textcoords="offset points", xytext=(4, -10), fontsize=7)
     what = "GPUs" if report.link else "cores"
     ax.set(xscale="log", yscale="log", xlabel=what, ylabel=f"speed-up over one {what[:-1]}",
-           title=f"{report.model} seq {report.seq} batch {report.batch}: speed-up against ideal")
+           title=f"{report.model}{' fine-tuning step,' if report.training else ''} seq {report.seq} batch "
+                 f"{report.batch}: speed-up against ideal")
     ax.set_xticks(cores, [str(c) for c in cores])
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()

@@ -25,9 +25,11 @@ def render_table(r: TrainingReport, console: Console, wide: bool = False) -> Non
                       f"{r.trained_params:,} trained parameters (adapters and classifier head) of "
                       f"{r.trained_params + r.frozen_params:,} ({lora_share(r):.2%}); full step: every parameter "
                       f"trained")
-    if r.cores != 1:
-        console.print(f"every kernel split across {r.cores} cores of each CPU's socket (OpenMP's static schedule; "
-                      "'isasim scale' shows how each count scales)")
+    split = [t for t in r.targets if t.cores > 1]
+    if split:
+        console.print("every kernel split across " + ", ".join(f"{t.cores} {t.uarch} cores" for t in split)
+                      + " (OpenMP's static schedule; beyond one socket, both sockets of the server; "
+                      "'isasim scale --training' shows how each count scales)")
     dp = r.targets[0].multi_gpu if r.targets else None
     if dp and dp.parallel == "data":
         console.print(f"data parallel on {dp.gpus} GPUs over {dp.link}: {dp.per_gpu_batch} sentences each; the "
@@ -96,7 +98,7 @@ def render_csv(r: TrainingReport) -> str:
     w = csv.writer(buf)
     full = ["full_step_ms"] if r.lora else []
     dp = ["gpus", "parallel", "allreduce_ms", "waits_ms"] if r.targets and r.targets[0].multi_gpu else []
-    cores = ["cores"] if r.cores != 1 else []
+    cores = ["cores"] if any(t.cores > 1 for t in r.targets) else []
     w.writerow(["target", "uarch", "kernels", "instructions", *(f"{p}_cycles" for p in PHASES), "step_ms",
                 "run_s", *full, *dp, *cores])
     for t in r.targets:
@@ -104,7 +106,7 @@ def render_csv(r: TrainingReport) -> str:
         w.writerow([t.target, t.uarch, t.kernels, t.instructions, *(round(t.cycles[p], 1) for p in PHASES),
                     round(t.step_ms, 4), round(t.run_s, 3), *([round(t.full_step_ms, 4)] if full else []),
                     *([d.gpus, d.parallel, round(d.allreduce_ms, 4), round(d.exposed_ms, 4)] if dp else []),
-                    *([r.cores] if cores else [])])
+                    *([t.cores] if cores else [])])
     return buf.getvalue()
 
 

@@ -129,7 +129,7 @@ for p in g.points:
 t = tp.targets[0]
 print(t.multi_gpu.parallel, t.multi_gpu.allreduces, f"{t.multi_gpu.allreduce_ms:.3f} ms", f"{t.step_ms:.2f} ms")
 cpu = isasim.training_step("minilm", targets="avx2", seq=16, batch=8, epochs=1, cores=8)
-print(cpu.cores, f"{cpu.targets[0].step_ms:.2f} ms")"""),
+print(cpu.targets[0].cores, f"{cpu.targets[0].step_ms:.2f} ms")"""),
     ("Bad input",
      "One line that says what is wrong and what to do.",
      """for bad in (lambda: isasim.trace("gpt-17"), lambda: isasim.trace("minilm", targets="riscv"),

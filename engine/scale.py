@@ -43,7 +43,7 @@ class Point:
 @dataclass
 class GpuPoint:
     gpus: int
-    seconds: float  # data: one fine-tuning step of the whole batch; tensor: one forward pass
+    seconds: float  # a fine-tuning step of the whole batch (tensor parallel without --training: a forward pass)
     speedup: float
     efficiency: float
     # data: what most of the step is ("compute": forward and backward, "optimizer" or "all-reduce"); tensor:
@@ -52,7 +52,7 @@ class GpuPoint:
     per_gpu_batch: int  # (tensor: every GPU sees the whole batch)
     allreduce_ms: float
     waits_ms: float  # the all-reduce time the work waits for (tensor: all of it)
-    optimizer_ms: float  # AdamW, which every GPU runs whole (tensor: none, a forward pass)
+    optimizer_ms: float  # AdamW (data: whole on every GPU; tensor: each GPU's share; a forward pass: none)
 
 
 @dataclass
@@ -75,12 +75,14 @@ class ScaleReport(ModelReport):
 
 
 def _families(t: TargetTrace) -> dict[str, tuple[float, Counter]]:
-    """Per op family: its cycles and the cycles each kind of bound decided."""
+    """Per op family: its cycles and the cycles each kind of bound decided (a fine-tuning step's AdamW update,
+    tagged "optimizer.<parameter>" by models/training.py, is a family of its own)."""
     out: dict[str, tuple[float, Counter]] = {}
     for r in t.ops:
-        cycles, kinds = out.get(family(r.op), (0.0, Counter()))
+        name = "AdamW" if r.module.startswith("optimizer") else family(r.op)
+        cycles, kinds = out.get(name, (0.0, Counter()))
         kinds[r.bound.kind] += r.cycles
-        out[family(r.op)] = (cycles + r.cycles, kinds)
+        out[name] = (cycles + r.cycles, kinds)
     return out
 
 

@@ -53,6 +53,7 @@ class StepCost:
     run_s: float  # the whole fine-tuning run: epochs x steps per epoch steps
     full_step_ms: float | None = None  # with LoRA: the same target's step when every parameter is trained
     multi_gpu: MultiGpu | None = None  # --gpus N: the all-reduces, what the step waits for in step_ms too
+    cores: int = 1  # a CPU target's: every kernel split across this many cores (engine/cores.py)
 
 
 @dataclass
@@ -64,7 +65,6 @@ class TrainingReport(ModelReport):
     targets: list[StepCost]
     trained_params: int = 0  # what AdamW updates (tensor parallel: on one GPU, its share)
     frozen_params: int = 0  # with LoRA: the base model's weights, read but not trained
-    cores: int | str = 1  # of each CPU target's socket, every kernel split across them (engine/cores.py)
 
     @property
     def lora(self) -> dict | None:
@@ -75,7 +75,7 @@ class TrainingReport(ModelReport):
         the full step's milliseconds too)."""
         return [{"target": t.target, "uarch": t.uarch, "kernels": t.kernels, "instructions": t.instructions,
                  **{f"{p}_ms": t.cycles[p] / (t.clock_ghz * 1e6) for p in PHASES}, "step_ms": t.step_ms,
-                 "run_s": t.run_s, **({"full_step_ms": t.full_step_ms} if self.lora else {})}
+                 "run_s": t.run_s, **({"full_step_ms": t.full_step_ms} if self.lora else {}), "cores": t.cores}
                 for t in self.targets]
 
 
@@ -103,13 +103,12 @@ def tensor_parallel(t, gpus: int, link: str, batch: int) -> MultiGpu:
 
 
 def summarise(report: TraceReport, epochs: int, train_sentences: int, full: TraceReport | None = None,
-              gpus: int = 1, link: str = "nvlink", parallel: str = "data", cores: int | str = 1
-              ) -> TrainingReport:
+              gpus: int = 1, link: str = "nvlink", parallel: str = "data") -> TrainingReport:
     """A traced training step (models/training.py tags every op with its phase) as a TrainingReport; `full`,
     the same targets' full step, where `report` is a LoRA step. `gpus` > 1: `report` is one GPU's share of a
     data-parallel step (batch / gpus sentences), and each step adds its gradients' all-reduce over `link`; or
-    of a tensor-parallel one (`parallel` "tensor"), its all-reduces among its rows. `cores`: what `report`
-    was traced on, for the record."""
+    of a tensor-parallel one (`parallel` "tensor"), its all-reduces among its rows. Each target's cores are
+    those its trace split every kernel across."""
     batch = report.batch * gpus if parallel == "data" else report.batch
     steps = -(-train_sentences // batch)
     rows = []
@@ -128,7 +127,7 @@ def summarise(report: TraceReport, epochs: int, train_sentences: int, full: Trac
             step_s += split.exposed_ms / 1e3
         kernels = sum(r.bound.kind != "link" for r in t.ops)
         rows.append(StepCost(t.target, t.uarch, t.clock_ghz, kernels, t.instructions, cycles, step_s * 1e3,
-                             step_s * steps * epochs, full_ms, split))
+                             step_s * steps * epochs, full_ms, split, t.cores))
     return TrainingReport(report.model, report.seq, batch, epochs, train_sentences, steps,
                           report.config.get("training", {}), rows, trained,
-                          int(report.config.get("frozen_params", 0)), cores)
+                          int(report.config.get("frozen_params", 0)))

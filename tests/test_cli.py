@@ -314,6 +314,14 @@ def test_scale_follows_a_fine_tuning_step_over_cores_and_over_tensor_parallel_gp
     one, two = report["points"]
     assert one["allreduce_ms"] == 0 < two["allreduce_ms"] == pytest.approx(two["waits_ms"])
     assert one["per_gpu_batch"] == two["per_gpu_batch"] == 4  # every GPU runs the whole batch
+    code, out, _ = run(capsys, "scale", str(tiny_folder), "--target", "avx2", "--seq", "16", "--batch", "4",
+                       "--cores", "1,4", "--training")
+    assert code == 0 and "fine-tuning step, batch 4 x seq 16 on avx2" in " ".join(out.split())
+    code, out, _ = run(capsys, "scale", str(tiny_folder), "--target", "simt", "--seq", "16", "--batch", "4",
+                       "--gpus", "1,2", "--parallel", "tensor", "--training")
+    text = " ".join(out.split())
+    assert code == 0 and "fine-tuning step, batch 4 x seq 16, on simt, a100: tensor parallel (Megatron-LM)" in text
+    assert "all-reduce: the four a layer, which nothing hides" in text
     code, _, err = run(capsys, "scale", str(tiny_folder), "--target", "avx2", "--cores", "1,2", "--training",
                        "--precision", "int8")
     assert code == 2 and "--training costs a float32 fine-tuning step" in err

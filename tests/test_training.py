@@ -125,16 +125,28 @@ def test_backward_ops_match_torch(op, args, fn):
 
 
 def test_trace_training_on_many_cores(capsys):
-    """`trace --training --cores N`: each phase costed with its kernels split (cheaper than on one core), the
-    count in the report; a GPU target refused."""
+    """`trace --training --cores N`: each phase costed with its kernels split (cheaper than on one core), each
+    target's count in the report; `--cores all`: each core's own socket count, in JSON and CSV alike."""
     args = ["trace", "minilm", "--training", "--seq", "32", "--batch", "4", "--target", "avx2", "--format", "json"]
     assert main(args) == 0
     one = json.loads(capsys.readouterr().out)
     assert main(args + ["--cores", "8"]) == 0
     eight = json.loads(capsys.readouterr().out)
-    assert one["cores"] == 1 and eight["cores"] == 8
+    assert one["targets"][0]["cores"] == 1 and eight["targets"][0]["cores"] == 8
     for p in PHASES:
         assert eight["targets"][0]["cycles"][p] < one["targets"][0]["cycles"][p] / 2, p
+    every = args[:7] + ["--target", "avx2", "--target", "neon", "--cores", "all"]
+    assert main(every + ["--format", "json"]) == 0
+    counts = {t["uarch"]: t["cores"] for t in json.loads(capsys.readouterr().out)["targets"]}
+    assert counts == {"skylake-x": 28, "neoverse-n1": 64}  # one socket of each core's part
+    assert main(every + ["--format", "csv"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    header = rows[0].split(",")
+    assert {r.split(",")[header.index("uarch")]: r.split(",")[header.index("cores")] for r in rows[1:]} == \
+        {"skylake-x": "28", "neoverse-n1": "64"}
+    assert main(every) == 0
+    assert "every kernel split across 28 skylake-x cores, 64 neoverse-n1 cores" in \
+        " ".join(capsys.readouterr().out.split())
 
 
 def test_trace_training_reports_each_phase_and_the_run(capsys):
