@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from isasim.backends import backend_for, load_machine
 from isasim.engine.cores import split_cost
@@ -88,8 +87,7 @@ def calls(programs, target, machine):
     """Each program's machine code bound to ONE set of buffers (inputs of ones, outputs zero): the chunks of a
     kernel read the same inputs and write their parts of the same outputs, as threads of one process do.
     Returns (function pointer, its six arguments) per program, and the buffers (to keep them alive)."""
-    buffers = [np.zeros(b.size, b.dtype.numpy) if b.is_output else np.ones(b.size, b.dtype.numpy)
-               for b in programs[0].buffers]
+    buffers = [native.aligned(b.size, b.dtype.numpy, 0 if b.is_output else 1) for b in programs[0].buffers]
     args = (ctypes.c_void_p * 6)(*([b.ctypes.data for b in buffers] + [0] * (6 - len(buffers))))
     out = []
     for p in programs:

@@ -13,8 +13,6 @@ import statistics
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from isasim.backends import backend_for
 from isasim.engine.targets import Progress
 from isasim.isa import native
@@ -80,9 +78,9 @@ def best_of(fn, repeat: int) -> float:
 
 
 def _timer(program, target: Target, machine: Machine):
-    """A function that calls the program's machine code once, on buffers of ones (inputs) and zeros."""
-    buffers = [np.zeros(b.size, b.dtype.numpy) if b.is_output else np.ones(b.size, b.dtype.numpy)
-               for b in program.buffers]
+    """A function that calls the program's machine code once, on buffers of ones (inputs) and zeros, each
+    starting a cache line as a PyTorch tensor does (native.aligned)."""
+    buffers = [native.aligned(b.size, b.dtype.numpy, 0 if b.is_output else 1) for b in program.buffers]
     asm, sym = backend_for(target).emit(program, target, machine), symbol(program.name)
     if target.isa != "x86-64":
         raise UserError(f"isasim host times x86-64 machine code; {target.name} is {target.isa}")

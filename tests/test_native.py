@@ -400,3 +400,11 @@ def test_x86_hang_times_out():
 def test_a64_hang_times_out():
     with pytest.raises(TimeoutError, match="'hang'"):
         run_aarch64(A64_HANG, "hang", [np.zeros(1, np.int64)], timeout=0.5)
+
+
+def test_aligned_buffers_start_a_cache_line_as_pytorch_tensors_do():
+    """`isasim host` times on these: numpy's own arrays start 16 bytes into a line on glibc, which splits a
+    strided operand's vector loads (benchmarks/placement.py)."""
+    for n, dtype, fill in ((1, np.float32, 1), (49152, np.float32, 0), (333, np.int8, 3), (7, np.float64, 2)):
+        a = native.aligned(n, dtype, fill)
+        assert a.ctypes.data % 64 == 0 and a.size == n and a.dtype == dtype and np.all(a == fill)
