@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="core counts, comma-separated; 'all' is the socket's (default 1,2,4,8,all)")
     sc.add_argument("--gpus", metavar="LIST", help="instead of --cores: GPU counts, e.g. 1,2,4,8, over which a "
                     "fine-tuning step of --batch sentences is split (data parallel; a GPU target)")
-    sc.add_argument("--parallel", choices=("data", "tensor"), default="data",
+    sc.add_argument("--parallel", choices=("data", "tensor"),
                     help="with --gpus: data (default: a fine-tuning step, its batch split) or tensor (each layer "
                     "split as Megatron-LM splits it: the forward pass, or with --training the fine-tuning step)")
     sc.add_argument("--link", choices=("nvlink", "pcie"), default="nvlink",
@@ -535,7 +535,8 @@ def cmd_scale(args, out: Console) -> int:
     with _progress(sys.stderr.isatty()) as progress:
         gpus = scale.gpu_list(args.gpus) if args.gpus else None
         cores = scale.core_list(args.cores or ("1,2,4,8,all" if gpus is None else ""), allow_empty=gpus is not None)
-        report = api.scale(args.model, args.target, args.uarch, cores=cores, gpus=gpus, parallel=args.parallel,
+        report = api.scale(args.model, args.target, args.uarch, cores=cores, gpus=gpus,
+                           parallel=args.parallel or "data",
                            link=args.link, seq=args.seq, batch=args.batch, seed=args.seed,
                            precision=args.precision, training=args.training, progress=progress)
     if args.plot:
@@ -582,6 +583,10 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"trace": cmd_trace, "check": cmd_check, "emit": cmd_emit, "explain": cmd_explain,
                    "compare": cmd_compare, "finetune": cmd_finetune,
                    "host": cmd_host, "targets": cmd_targets, "sweep": _sweep, "scale": cmd_scale}[args.command]
+        if getattr(args, "parallel", None) and (getattr(args, "gpus", 1) is None
+                                                or getattr(args, "cores", 1) not in (1, None)):
+            raise UserError(f"--parallel {args.parallel} says how to split the work across GPUs: add --gpus "
+                            f"{'1,2,4' if args.command == 'scale' else 'N'} (--cores splits a CPU's kernels)")
         precision = getattr(args, "precision", "fp32")
         asked_all = not getattr(args, "target", None) and args.command not in ("host", "compare", "sweep", "scale")
         notes = []
