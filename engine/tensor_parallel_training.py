@@ -30,7 +30,8 @@ from isasim.lowering.pipeline import lower_graph
 from isasim.models.graph import Ref
 from isasim.models.lora import Lora
 from isasim.models.registry import ModelSpec
-from isasim.models.tensor_parallel import ALL_REDUCE_OP, split_dim
+from isasim.models.megatron import split_dim
+from isasim.models.tensor_parallel import ALL_REDUCE_OP
 from isasim.models.training import capture_training
 
 

@@ -21,9 +21,8 @@ from isasim.isa.errors import UserError
 from isasim.isa.semantics import Prim
 from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar
 from isasim.lowering.split import bounds, chunk_of, moved
+from isasim.models.megatron import COLUMNS, ROWS, check_split
 
-COLUMNS = ("attention.self.query", "attention.self.key", "attention.self.value", "intermediate.dense")
-ROWS = ("attention.output.dense", "output.dense")
 
 
 def role(module: str, op: str) -> str | None:
@@ -44,9 +43,8 @@ def role(module: str, op: str) -> str | None:
 
 def shards(kernel: Kernel, module: str, op: str, gpus: int, heads: int) -> tuple[list[Kernel], bool] | None:
     """Each GPU's kernel for this step and whether they are partial sums to all-reduce; None: whole on each."""
-    if gpus > 1 and heads % gpus:
-        raise UserError(f"--gpus {gpus}: tensor parallelism gives each GPU whole attention heads, and {heads} heads "
-                        f"do not split over {gpus} GPUs: use a count that divides {heads}")
+    if gpus > 1:
+        check_split(heads, gpus)
     how = role(module, op)
     if how is None or gpus == 1:
         return None

@@ -25,11 +25,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from isasim.isa.errors import UserError
+from isasim.models.megatron import check_split
 
 ALL_REDUCE_OP = "isasim.all_reduce.default"  # the captured graph's node
-COLUMNS = ("attention.self.query", "attention.self.key", "attention.self.value", "intermediate.dense")
-ROWS = ("attention.output.dense", "output.dense")
 
 
 @torch.library.custom_op("isasim::all_reduce", mutates_args=())
@@ -93,32 +91,11 @@ def _f_before(module: torch.nn.Module) -> None:
     module.register_forward_pre_hook(hook, with_kwargs=True)
 
 
-def split_dim(parameter: str) -> int | None:
-    """The dimension along which the GPUs hold shares of a parameter (0: a column-parallel linear's weight and
-    bias, by output feature; 1: a row-parallel linear's weight, by input feature), None if each holds it whole."""
-    if ".layer." not in parameter:
-        return None
-    module, _, kind = parameter.rpartition(".")
-    if module.endswith(COLUMNS):
-        return 0
-    return 1 if module.endswith(ROWS) and kind == "weight" else None
-
-
-def check_split(heads: int, intermediate: int, gpus: int) -> None:
-    if gpus < 1 or heads % gpus:
-        raise UserError(f"--gpus {gpus}: tensor parallelism gives each GPU whole attention heads, and {heads} heads "
-                        f"do not split over {gpus} GPUs: use a count that divides {heads}")
-    if intermediate % gpus:
-        raise UserError(f"--gpus {gpus}: tensor parallelism gives each GPU an equal share of the feed-forward's "
-                        f"{intermediate} columns, which {gpus} does not divide: use a count that divides both "
-                        f"{heads} and {intermediate}")
-
-
 def shard(model: torch.nn.Module, rank: int, gpus: int) -> torch.nn.Module:
     """GPU `rank`'s share of a Hugging Face BERT classifier (or BertModel), in place; returns it."""
     bert = getattr(model, "bert", model)
     heads = bert.config.num_attention_heads
-    check_split(heads, bert.config.intermediate_size, gpus)
+    check_split(heads, gpus, bert.config.intermediate_size)
     for layer in bert.encoder.layer:
         attention = layer.attention.self
         for linear in (attention.query, attention.key, attention.value):

@@ -16,7 +16,8 @@ from isasim.backends import load_machine
 from isasim.engine.tensor_parallel_training import assemble, gradients
 from isasim.isa.targets import GPU_TARGETS
 from isasim.models import registry
-from isasim.models.tensor_parallel import ALL_REDUCE_OP, split_dim
+from isasim.models.megatron import split_dim
+from isasim.models.tensor_parallel import ALL_REDUCE_OP
 from isasim.models.training import capture_training
 
 CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, vocab_size=60,
