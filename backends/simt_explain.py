@@ -95,10 +95,10 @@ def _advice(c: KernelCost, gpu: Gpu, listing: list[SimtLine], occ: dict) -> str:
                        f"operations or tensor cores (TF32, FP16) would move it.")
     if decider.kind == "shared":
         factor = c.simt["bank_conflict_factor"]
-        return head + (f"{factor:.2f} wavefronts per shared request"
+        return head + (f"{factor:.2f} times the wavefronts a conflict-free access pattern would take"
                        + ("; padding the arrays so a warp's words fall in different banks would remove the "
-                          "conflicts." if factor > 1.01 else "; the accesses are conflict-free, so fewer shared "
-                          "loads (vector loads, bigger register tiles) would move it."))
+                          "conflicts." if factor > 1.01 else "; the accesses are conflict-free, so fewer bytes "
+                          "through shared memory per operation (bigger register or warp tiles) would move it."))
     if decider.kind in ("l2", "dram"):
         return head + (f"{c.simt['sectors_per_request']:.1f} sectors per global request (4 is ideal for a warp of "
                        f"4-byte accesses): better coalescing, or reuse through shared memory, would move it.")

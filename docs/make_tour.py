@@ -438,21 +438,23 @@ def tensor_part(m: str, s: str) -> str:
         rows.append(f"| {gpu} | {f:.2f} | {h:.2f} | {f / h:.2f}x |")
     ffn = json.loads(run("explain", m, "--seq", s, "--op", "linear_4", "--target", "simt", "--uarch", "h200",
                          "--precision", "fp16", "--format", "json"))[0]
-    return ("\n### Tensor cores: fp16\n\n`--precision fp16` (the `simt` target only) runs each linear layer on the "
-            "tensor cores: blocks of eight warps stage 128-row tiles of the activation (rounded to fp16 as they "
-            "are copied) and of the fp16 weight in shared memory, and each warp multiplies its fragments with "
-            "`mma.sync.aligned.m16n8k16`. Everything else stays float32. From `isasim trace " + m + " --seq " + s
+    return ("\n### Tensor cores: fp16\n\n`--precision fp16` (the `simt` target only) stores every activation in "
+            "fp16 (each op still computes in float32, converting as it loads and stores, as PyTorch's own fp16 "
+            "kernels do) and runs each linear layer on the tensor cores: blocks of eight warps copy 128-row tiles "
+            "of the activation and of the fp16 weight into shared memory with `cp.async`, three slices in flight, "
+            "and each warp loads its fragments with `ldmatrix` and multiplies them with "
+            "`mma.sync.aligned.m16n8k16`. From `isasim trace " + m + " --seq " + s
             + " --target simt --uarch G --precision P`:\n\n" + "\n".join(rows)
-            + f"\n\nAt batch 1 the gain is small: the feed-forward's first linear layer is {ffn['grid']} blocks on "
-            f"{load_gpu('h200').sms} SMs, each "
-            "walking the whole reduction one 16-wide step after another, so latency decides, not the tensor "
-            "cores:\n\n" + block(f"isasim explain {m} --seq {s} --op linear_4 --target simt --uarch h200 "
-                                   "--precision fp16 --format json",
-                                   json.dumps({k: ffn[k] for k in ("occupancy", "decides", "advice")}, indent=2),
-                                   "json")
-            + "\nAt batch 128 the linear layers run 4.4 times faster than in float32 on a real H200 (the README's "
-            "Measured section, from `benchmarks/cuda_run.py`), and their outputs differ from isasim's in the last "
-            "bits, since the hardware sums an mma's products in its own order.\n" + terms("tensor core"))
+            + f"\n\nAt batch 1 the feed-forward's first linear layer is {ffn['grid']} blocks on "
+            f"{load_gpu('h200').sms} SMs, {ffn['decides']} decides:\n\n"
+            + block(f"isasim explain {m} --seq {s} --op linear_4 --target simt --uarch h200 "
+                    "--precision fp16 --format json",
+                    json.dumps({k: ffn[k] for k in ("occupancy", "decides", "advice")}, indent=2), "json")
+            + "\nOn a real H200 the first form of these kernels (float32 activations, one slice at a time, no "
+            "ldmatrix) ran the linear layers at batch 128 4.4 times faster than float32 (the README's Measured "
+            "section, from `benchmarks/cuda_run.py`), their outputs differing from isasim's in the last bits, since "
+            "the hardware sums an mma's products in its own order; the pipelined kernels have not yet run on a "
+            "GPU.\n" + terms("tensor core"))
 
 
 def main() -> None:

@@ -90,6 +90,12 @@ class _Writer:
         elif p in (Prim.MMA_F16, Prim.MMA_BF16, Prim.MMA_S8):  # {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}
             groups = [ins.dst, ins.srcs[:4], ins.srcs[4:6], ins.srcs[6:]]
             self.put(f"{mn} " + ", ".join("{" + ", ".join(self.op(r) for r in grp) + "}" for grp in groups))
+        elif p is Prim.LDMATRIX:
+            self.put(f"{mn} {{" + ", ".join(self.op(r) for r in ins.dst) + f"}}, {s[0]}")
+        elif p is Prim.CP_ASYNC:
+            self.put(f"{mn} {d}, {s[0]}, {ins.warp.width}", g)
+        elif p in (Prim.CP_COMMIT, Prim.CP_WAIT):
+            self.put(" ".join([mn] + s))
         elif p is Prim.BARRIER:
             self.put("bar.sync 0")
         elif p is Prim.SHFL_XOR:

@@ -45,7 +45,7 @@ class Memory:
         self._views = {DType.F32: self.data.view(np.float32), DType.I64: self.data.view(np.int64),
                        DType.BOOL: self.data, DType.U8: self.data, DType.I8: self.data.view(np.int8),
                        DType.I32: self.data.view(np.int32), DType.BF16: self.data.view(np.uint16),
-                       DType.F16: self.data.view(np.float16)}
+                       DType.F16: self.data.view(np.uint16)}  # fp16 loads and stores move bits (Prim.CVT_H2F)
 
     def write(self, name: str, values: np.ndarray) -> None:
         spec = self.specs[name]
@@ -60,6 +60,8 @@ class Memory:
         spec = self.specs[name]
         start = self.base[name] // spec.dtype.itemsize
         raw = self._views[spec.dtype][start:start + spec.size].copy()
+        if spec.dtype is DType.F16:
+            return raw.view(np.float16)
         return raw.astype(bool) if spec.dtype is DType.BOOL else raw
 
     def load(self, dtype: DType, addr):

@@ -90,6 +90,7 @@ class Instr:
     #                          stores: are not written); SIMT: a guard predicate (PTX `@p`): threads where
     #                          it is false keep the destination and touch no memory
     warp: WarpAccess | None = None  # SIMT memory instructions: the address each thread forms
+    copy_to: WarpAccess | None = None  # cp.async: the shared side of the copy (`warp` is the global side)
 
     def __str__(self) -> str:
         dst = "{" + ", ".join(map(str, self.dst)) + "}" if isinstance(self.dst, tuple) else \

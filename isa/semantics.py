@@ -102,12 +102,22 @@ class Prim(Enum):
     #                          kernel of a linear_fp16 says of each activation it multiplies
     CVT_F16X2 = "cvt_f16x2"  # two float32 (hi, lo) rounded to fp16 and packed into one 32-bit register, lo in
     #                          the low half (cvt.rn.f16x2.f32)
+    CVT_H2F = "cvt_h2f"  # an fp16 (its 16 bits in a 32-bit register) to float32, exactly (cvt.f32.f16)
+    CVT_F2H = "cvt_f2h"  # a float32 rounded to fp16, nearest even, its 16 bits in a 32-bit register
+    #                      (cvt.rn.f16.f32): --precision fp16 stores every activation so (models/fp16.py)
     MMA_F16 = "mma_f16"  # a warp's 16x8x16 multiply-accumulate (mma.sync.aligned.m16n8k16 .f32.f16.f16.f32):
     #                      dst the four float32 accumulator registers; srcs the four A, the two B, the four C
     # bf16 on a GPU's tensor cores (models/bf16.py's graph; lowering/isel_simt_mma.py)
     CVT_BF16X2 = "cvt_bf16x2"  # two float32 (hi, lo) rounded to bf16, packed as CVT_F16X2 (cvt.rn.bf16x2.f32)
     MMA_BF16 = "mma_bf16"  # MMA_F16 on bf16 pairs (mma.sync.aligned.m16n8k16 .f32.bf16.bf16.f32)
     MMA_S8 = "mma_s8"  # a warp's 16x8x32 int8 multiply-accumulate into int32 (mma.sync.aligned.m16n8k32 .s32.s8)
+    # the tensor-core GEMMs' multistage pipeline (sm_80+; isa/simt_exec.py has the semantics)
+    CP_ASYNC = "cp_async"  # cp.async: a thread's 4 or 16 bytes from global to shared memory, landing by the
+    #                        cp.async.wait_group that covers its group; dst the shared Mem, srcs (global Mem,)
+    CP_COMMIT = "cp_commit"  # cp.async.commit_group: the thread's copies since the last commit form a group
+    CP_WAIT = "cp_wait"  # cp.async.wait_group N: wait until at most N of the thread's groups are in flight
+    LDMATRIX = "ldmatrix"  # ldmatrix.sync.aligned.m8n8.x4 (.x2) .shared.b16: 4 (2) 8x8 matrices of 16-bit
+    #                        elements, each thread naming one 16-byte row; dst the registers, srcs (Mem,)
     # SIMT (GPU) threads: the executor in isa/simt_exec.py gives each thread of the grid its own array slot
     SREG = "sreg"  # a special register: Imm("tid") thread in block, Imm("ctaid") block in grid (mov %tid.x)
     IDIV = "idiv"  # unsigned division by a positive constant (thread-index decomposition)
@@ -310,6 +320,8 @@ SEMANTICS = {
     Prim.ROUND_F16: lambda a: _f32(a).astype(np.float16).astype(F32),
     Prim.CVT_F16X2: mma.pack_f16x2,
     Prim.CVT_BF16X2: mma.pack_bf16x2,
+    Prim.CVT_H2F: lambda h: (np.asarray(h, I64) & 0xFFFF).astype(np.uint16).view(np.float16).astype(F32),
+    Prim.CVT_F2H: lambda a: _f32(a).astype(np.float16).view(np.uint16).astype(I64),
 }
 
 # Whether a primitive's result lives in the floating-point file (True), the integer file (False) or is a
@@ -322,9 +334,9 @@ RESULT_IS_FP = {
                          Prim.SDOT4, Prim.MADDUBS, Prim.MADDWD, Prim.CVT_I32F, Prim.PACKUSDW, Prim.PACKUSWB,
                          Prim.PERMQ, Prim.XTN, Prim.CVT_BF16, Prim.DPBF16, Prim.BFDOT, Prim.TILE_LOAD,
                          Prim.TILE_ZERO, Prim.TDPBUSD, Prim.TDPBF16PS, Prim.ROUND_F16, Prim.MMA_F16,
-                         Prim.MMA_BF16)},
+                         Prim.MMA_BF16, Prim.CVT_H2F)},
     **{p: False for p in (Prim.CVT_F2I, Prim.SETCC, Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND,
-                          Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM, Prim.CVT_F16X2,
+                          Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM, Prim.CVT_F16X2, Prim.CVT_F2H,
                           Prim.CVT_BF16X2, Prim.MMA_S8)},
     **{p: None for p in (Prim.FCMP_LT, Prim.FCMP_NE, Prim.ICMP_NE, Prim.ICMP_GE, Prim.ICMP_LT, Prim.PAND)},
 }

@@ -51,7 +51,7 @@ from isasim.isa.semantics import Prim
 from isasim.isa.simt_exec import place_shared
 from isasim.isa.timeline import reads
 
-_MEMORY = (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED)
+_MEMORY = (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED, Prim.CP_ASYNC, Prim.LDMATRIX)
 _REG_WORDS = {RegFile.FP: 1, RegFile.GP: 2, RegFile.PRED: 0, RegFile.MASK: 0,
               RegFile.B32: 1}  # 32-bit registers per value
 
@@ -63,6 +63,7 @@ class _Memory:
     shared_requests: int = 0
     wavefronts: int = 0
     thread_bytes: int = 0  # what the threads asked for: active threads x access width, global and shared
+    shared_bytes: int = 0  # the shared part of it
     by_buffer: Counter = field(default_factory=Counter)
     by_instruction: dict = field(default_factory=dict)  # position in walk order -> [requests, sectors or wavefronts]
 
@@ -143,7 +144,7 @@ def _access_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, weigh
 
     def cost(offset: int, active: np.ndarray) -> np.ndarray:
         if wa.shared:
-            units = simt_memory.wavefronts(addr0 + offset, active, gpu)
+            units = simt_memory.wavefronts(addr0 + offset, active, gpu, wa.width)
         else:
             units = simt_memory.sectors(addr0 + offset, active, gpu, wa.width)
         return np.array([simt_memory.requests(active, gpu), units, int(active.sum()) * wa.width], dtype=np.int64)
@@ -213,7 +214,7 @@ def _grid_stride_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, 
                 continue
         addr = base + wa.byte.value(gid, t)
         active = live & guard_mask(wa.guards, gid, t)
-        units = simt_memory.wavefronts(addr, active, gpu) if wa.shared \
+        units = simt_memory.wavefronts(addr, active, gpu, wa.width) if wa.shared \
             else simt_memory.sectors(addr, active, gpu, wa.width)
         total += np.array([simt_memory.requests(active, gpu), units, int(active.sum()) * wa.width], dtype=np.int64)
     for offset, n in full.items():
@@ -228,24 +229,27 @@ def memory_costs(prog: Program, gpu: Gpu) -> _Memory:
     for pos, (ins, _, depth) in enumerate(walk(prog.body)):
         if ins.prim not in _MEMORY:
             continue
-        wa: WarpAccess = ins.warp
-        if len(wa.byte.strides) != len(depth):
-            raise AssertionError(f"{prog.name}: {ins} has strides for {len(wa.byte.strides)} loops, "
-                                 f"but {len(depth)} enclose it")
-        trips = [np.array(t, dtype=np.int64) for t in itertools.product(*(range(lp.trip) for lp in depth))] \
-            if any(lin.strides for lin, _ in wa.guards) or _strides_grid(wa) else None
-        accesses.append((pos, wa, trips, _trip_weights(depth, wa.byte.strides, period)))
+        for wa in (ins.warp, ins.copy_to):  # (a cp.async reads global memory and writes shared memory)
+            if wa is None:
+                continue
+            if len(wa.byte.strides) != len(depth):
+                raise AssertionError(f"{prog.name}: {ins} has strides for {len(wa.byte.strides)} loops, "
+                                     f"but {len(depth)} enclose it")
+            trips = [np.array(t, dtype=np.int64) for t in itertools.product(*(range(lp.trip) for lp in depth))] \
+                if any(lin.strides for lin, _ in wa.guards) or _strides_grid(wa) else None
+            accesses.append((pos, wa, trips, _trip_weights(depth, wa.byte.strides, period)))
     out = _Memory()
     for pos, wa, trips, weights in accesses:
         total = np.zeros(3, dtype=np.int64)  # requests, sectors or wavefronts, bytes
         for gid, live, repeats in _domains(prog, wa, gpu.warp_size, period):
             total += repeats * _access_cost(wa, gid, live, trips, weights, bases[wa.buf], gpu, period)
         requests, units, nbytes = (int(x) for x in total)
-        out.by_instruction[pos] = [requests, units]
+        out.by_instruction.setdefault(pos, [requests, units])  # (a cp.async's: its global side)
         out.thread_bytes += nbytes
         if wa.shared:
             out.shared_requests += requests
             out.wavefronts += units
+            out.shared_bytes += nbytes
         else:
             out.global_requests += requests
             out.sectors += units
@@ -355,8 +359,10 @@ def warp_path(prog: Program, gpu: Gpu, global_latency: float) -> float:
     def latency(ins: Instr) -> float:
         if ins.prim in (Prim.LOAD, Prim.STORE):
             return global_latency
-        if ins.prim in (Prim.LOAD_SHARED, Prim.STORE_SHARED):
+        if ins.prim in (Prim.LOAD_SHARED, Prim.STORE_SHARED, Prim.LDMATRIX):
             return gpu.shared_latency
+        if ins.prim is Prim.CP_WAIT:
+            return 0.0  # (what it waits for depends on the loop around it: see `block`)
         return gpu.timing(ins.mnemonic).latency
 
     def block(items: tuple[Item, ...]) -> float:
@@ -365,7 +371,7 @@ def warp_path(prog: Program, gpu: Gpu, global_latency: float) -> float:
         end = 0.0
         for it in items:
             if isinstance(it, Loop):
-                t = max(t, end) + it.trip * block(it.body + it.latch)
+                t = max(t, end) + it.trip * trip_time(it)
                 end = t
                 ready = {r: min(v, t) for r, v in ready.items()}
                 continue
@@ -375,9 +381,20 @@ def warp_path(prog: Program, gpu: Gpu, global_latency: float) -> float:
             done = start + latency(it)
             for r in written(it):
                 ready[r] = done
-            if it.prim is not Prim.STORE:  # a global store is fire-and-forget: the warp issues on (and may
-                end = max(end, done)       # exit) while the memory system completes it
+            if it.prim not in (Prim.STORE, Prim.CP_ASYNC):  # a global store (or an asynchronous copy) is
+                end = max(end, done)  # fire-and-forget: the warp issues on while the memory system completes it
         return max(t, end)
+
+    def trip_time(loop: Loop) -> float:
+        """One trip of a loop. A cp.async pipeline's trip waits (cp.async.wait_group N) for the copies issued
+        N + 1 groups, so N + 1 trips, earlier: what of their global latency those trips' own work has not
+        covered. Each unrolled copy of a trip waits once; the loop's trips are taken to be alike."""
+        work = block(loop.body + loop.latch)
+        waits = [ins.srcs[0].value for ins in loop.body if isinstance(ins, Instr) and ins.prim is Prim.CP_WAIT]
+        if not waits:
+            return work
+        per_wait = work / len(waits)  # the work between one wait and the next
+        return work + sum(max(0.0, global_latency - (n + 1) * per_wait) for n in waits)
 
     return block(prog.body)
 
@@ -452,7 +469,10 @@ def cost_simt_afresh(prog: Program, gpu: Gpu) -> KernelCost:
         "waves": -(-prog.launch.grid // (resident * gpu.sms)), "global_requests": mem.global_requests,
         "sectors": mem.sectors, "sectors_per_request": mem.sectors / max(mem.global_requests, 1),
         "shared_requests": mem.shared_requests, "wavefronts": mem.wavefronts,
-        "bank_conflict_factor": mem.wavefronts / max(mem.shared_requests, 1),
+        # wavefronts over the fewest the requests could take without conflicts: one each, or one per 128 bytes
+        # for wider ones (an ldmatrix .x4 moves 512 bytes: 4 wavefronts, and no conflict)
+        "bank_conflict_factor": mem.wavefronts / max(mem.shared_requests, 1,
+                                                     mem.shared_bytes / (gpu.shared_banks * gpu.shared_bank_bytes)),
         "sectors_by_buffer": dict(mem.by_buffer),
         "global_level": "L2" if footprint <= gpu.l2_bytes else "DRAM", "global_latency": global_latency,
     }

@@ -93,6 +93,10 @@ class SimtExecutor:
         self.shared_word = self.block_of * self.shared.shape[1]  # each thread's block's first shared word
         self.events = SimtEvents()
         self.scratch = Events()
+        # cp.async: copies not yet landed, in the group being formed and in committed groups (oldest first);
+        # each copy is (the shared words it fills, their bits), read from global memory when issued
+        self.forming: list[tuple[np.ndarray, np.ndarray]] = []
+        self.in_flight: list[list[tuple[np.ndarray, np.ndarray]]] = []
 
     def run(self) -> SimtEvents:
         self.items(self.prog.body, {})
@@ -133,6 +137,17 @@ class SimtExecutor:
             regs[ins.dst] = v[(self.gid ^ np.int64(ins.srcs[1].value)) - self.gid[0]]
         elif p in (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED):
             self.memory(ins, regs, active)
+        elif p is Prim.CP_ASYNC:
+            self.copy_async(ins, regs, active)
+        elif p is Prim.CP_COMMIT:
+            self.in_flight.append(self.forming)
+            self.forming = []
+        elif p is Prim.CP_WAIT:
+            while len(self.in_flight) > ins.srcs[0].value:  # the oldest groups land
+                for where, bits in self.in_flight.pop(0):
+                    self.shared.reshape(-1).view(np.uint32)[where] = bits
+        elif p is Prim.LDMATRIX:
+            self.load_matrices(ins, regs)
         elif p in (Prim.MMA_F16, Prim.MMA_BF16):  # warp-wide: each warp's lanes hold its fragments (isa/mma.py)
             v = [self.full(regs[r]) for r in ins.srcs]
             for r, d in zip(ins.dst, mma.mma_m16n8k16(v[:4], v[4:6], v[6:], p is Prim.MMA_BF16)):
@@ -212,6 +227,50 @@ class SimtExecutor:
             regs[ins.dst] = out
         else:
             self.mem.store(ins.dtype, addr[active], self.full(regs[ins.srcs[0]])[active])
+
+
+    def copy_async(self, ins: Instr, regs: dict, active: np.ndarray | None) -> None:
+        """cp.async: each active thread's `width` bytes of global memory, read now, into its shared words when
+        a cp.async.wait_group lets its group land (until then shared memory holds what it held: a kernel
+        that reads too early reads stale words, as on the GPU). Counted as a global load (sectors) and a
+        shared store (wavefronts)."""
+        src, dst = ins.srcs[0], ins.dst
+        every = self.alive if active is None else active
+        width = ins.warp.width
+        per = width // F32_BYTES
+        addr = self.full(regs[src.base] + np.int64(src.disp))
+        saddr = self.full(regs[dst.base] + np.int64(dst.disp))
+        self.events.global_requests += simt_memory.requests(every, self.gpu)
+        n = simt_memory.sectors(addr, every, self.gpu, width)
+        self.events.sectors += n
+        self.events.by_buffer[ins.warp.buf] += n
+        self.events.shared_requests += simt_memory.requests(every, self.gpu)
+        self.events.wavefronts += simt_memory.wavefronts(saddr, every, self.gpu, width)
+        self.events.bytes_loaded += int(np.count_nonzero(every)) * width
+        self.events.bytes_stored += int(np.count_nonzero(every)) * width
+        words = (addr[every] // F32_BYTES)[:, None] + np.arange(per)
+        bits = self.mem.load(DType.I32, words.reshape(-1) * F32_BYTES).astype(np.uint32)
+        where = ((self.shared_word[every] + saddr[every] // F32_BYTES)[:, None] + np.arange(per)).reshape(-1)
+        self.forming.append((where, bits))
+
+    def load_matrices(self, ins: Instr, regs: dict) -> None:
+        """ldmatrix .m8n8 .b16: lanes 8i .. 8i + 7 name the rows of matrix i; register i of lane l receives
+        word l % 4 of matrix i's row l / 4 (PTX ISA, "Warp-level matrix load instruction: ldmatrix").
+        Every thread of a live warp takes part (an .aligned, .sync instruction)."""
+        m = ins.srcs[0]
+        count = len(ins.dst)
+        addr = self.full(regs[m.base] + np.int64(m.disp))
+        lane = (self.gid % self.gpu.warp_size)
+        naming = self.alive & (lane < 8 * count)  # the threads whose addresses are read
+        self.events.shared_requests += simt_memory.requests(self.alive, self.gpu)
+        self.events.wavefronts += simt_memory.wavefronts(addr, naming, self.gpu, 16)
+        self.events.bytes_loaded += int(np.count_nonzero(self.alive)) * F32_BYTES * count
+        first = self.gid - lane  # each thread's warp's lane 0, as an index into this executor's threads
+        words = self.shared.reshape(-1).view(np.uint32)
+        for i, r in enumerate(ins.dst):
+            row = first - self.gid[0] + 8 * i + lane // 4  # the thread naming the row this lane receives
+            at = self.shared_word + addr[row] // F32_BYTES + lane % 4
+            regs[r] = words[at].astype(np.int64)
 
 
 def _to_word(v: np.ndarray, bits: bool) -> np.ndarray:

@@ -41,10 +41,21 @@ def sectors(addr: np.ndarray, active: np.ndarray, gpu: Gpu, width: int) -> int:
     return int(uniq.sum())
 
 
-def wavefronts(addr: np.ndarray, active: np.ndarray, gpu: Gpu) -> int:
-    """Shared-memory wavefronts, summed over warps: per warp, the most distinct words any one bank holds."""
+def wavefronts(addr: np.ndarray, active: np.ndarray, gpu: Gpu, width: int = 4) -> int:
+    """Shared-memory wavefronts, summed over warps: per warp, the most distinct words any one bank holds. An
+    access wider than a word (ldmatrix's 16-byte rows, a 16-byte cp.async) touches each of its words."""
     banks = gpu.shared_banks
-    words, uniq = _distinct(np.asarray(addr) // gpu.shared_bank_bytes, active, gpu.warp_size)
+    per = max(1, width // gpu.shared_bank_bytes)
+    word = np.asarray(addr) // gpu.shared_bank_bytes
+    if per > 1:  # each thread's words side by side: a warp's row holds warp x per keys
+        word = (word.reshape(-1, gpu.warp_size)[:, :, None] + np.arange(per)).reshape(-1, gpu.warp_size * per)
+        active = np.repeat(np.asarray(active).reshape(-1, gpu.warp_size), per, axis=1)
+        return _wavefronts(word, active, banks, gpu.warp_size * per)
+    return _wavefronts(word, active, banks, gpu.warp_size)
+
+
+def _wavefronts(word: np.ndarray, active: np.ndarray, banks: int, row: int) -> int:
+    words, uniq = _distinct(word, active, row)
     rows = np.broadcast_to(np.arange(words.shape[0])[:, None], words.shape)
     key = rows[uniq] * banks + words[uniq] % banks
     per_bank = np.bincount(key, minlength=words.shape[0] * banks).reshape(-1, banks)

@@ -130,6 +130,13 @@ class SimtSelector(Selector):
     def load(self, e: Load, code, cse, scope, chain, dst) -> Reg:
         buf = self.kernel.buffer(e.buf)
         m = self._address_of(scope, e.buf, e.index, code, cse, chain)
+        if buf.dtype is DType.F16:  # an fp16 activation: its 16 bits, then float32 (exact)
+            bits = self.new(RegFile.B32)
+            code.append(Instr(self.target.loads[buf.dtype], Prim.LOAD, bits, (m,), buf.dtype, None, mask=self.guard,
+                              warp=self.access(e.buf, e.index, chain)))
+            r = dst or self.new(RegFile.FP)
+            code.append(Instr(self.mn(Prim.CVT_H2F), Prim.CVT_H2F, r, (bits,)))
+            return r
         r = dst or self.new(RegFile.FP if buf.dtype is DType.F32 else RegFile.GP)
         code.append(Instr(self.target.loads[buf.dtype], Prim.LOAD, r, (m,), buf.dtype, None, mask=self.guard,
                           warp=self.access(e.buf, e.index, chain)))
@@ -144,8 +151,23 @@ class SimtSelector(Selector):
             code.append(Instr("st.global.b32", Prim.STORE, mem, (val,), DType.I32, None, mask=self.guard,
                               warp=replace(access, width=2 * buf.dtype.itemsize)))
             return
+        if buf.dtype is DType.F16:  # an fp16 activation: the float32 value rounded to nearest even
+            bits = self.new(RegFile.B32)
+            code.append(Instr(self.mn(Prim.CVT_F2H), Prim.CVT_F2H, bits, (val,)))
+            val = bits
         code.append(Instr(self.target.stores[buf.dtype], Prim.STORE, mem, (val,), buf.dtype, None, mask=self.guard,
                           warp=access))
+
+    def store_pair(self, lo: tuple[Map, Reg], hi: tuple[Map, Reg], code, cse, scope, chain) -> None:
+        """Two fp16 elements side by side (`hi` one element past `lo`), their float32 values already computed,
+        as one 32-bit store: cvt.rn.f16x2.f32 rounds both and packs them, `lo` in the low half (memory order)."""
+        (ph, a), (_, b) = lo, hi
+        packed = self.new(RegFile.B32)
+        code.append(Instr(self.mn(Prim.CVT_F16X2), Prim.CVT_F16X2, packed, (b, a)))
+        mem = self._address_of(scope, ph.buf, ph.index, code, cse, chain)
+        access = self.access(ph.buf, ph.index, chain)
+        code.append(Instr("st.global.b32", Prim.STORE, mem, (packed,), DType.I32, None, mask=self.guard,
+                          warp=replace(access, width=2 * access.width)))
 
     def dot4(self, e: Op, code, cse, scope, chain, dst) -> Reg:
         """Four bytes of each operand multiplied and added into the accumulator one at a time, each byte loaded

@@ -244,7 +244,8 @@ class GemmBuilder:
             if extent % self.tile:
                 rows.append((Lin(dv, tuple(origin_terms + v_terms)), extent))
                 row_pred = self.op(pro, Prim.ICMP_LT, pos, Imm(extent - dv), file=RegFile.PRED)
-            value = sel.new(RegFile.FP)
+            half = self.kernel.buffer(load.buf).dtype is DType.F16  # an fp16 activation: bits, converted below
+            value = sel.new(RegFile.B32 if half else RegFile.FP)
             disp = (dv * cv + dk * ck) * isz
             # slice 0: guarded along k only when K is shorter than one slice
             guards, pred = list(rows), row_pred
@@ -263,6 +264,9 @@ class GemmBuilder:
                                                               (step,)),
                                          isz, tuple(rows) + ((Lin(dk + STEP, k_terms, (STEP,)), self.g.k),)))
             sdisp = (dk * self.row + dv) * F32_BYTES
+            if half:
+                bits, value = value, sel.new(RegFile.FP)
+                stores.append(Instr(sel.mn(Prim.CVT_H2F), Prim.CVT_H2F, value, (bits,)))
             stores.append(Instr(sel.mn(Prim.STORE_SHARED), Prim.STORE_SHARED, Mem(sptr, sdisp), (value,), DType.F32,
                                 warp=WarpAccess(True, tile, Lin(sdisp, s_terms, (0,)), F32_BYTES)))
         first.append(Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(step))))
@@ -270,10 +274,14 @@ class GemmBuilder:
         return _Copy(body, stores, latch)
 
     def guarded_load(self, code: list, value: Reg, pred: Reg | None, mem: Mem, access: WarpAccess) -> None:
-        """value = the element, or 0 where the guard is false (outside the matrix the tile holds 0)."""
+        """value = the element (an fp16 one's bits, in a B32 register), or 0 where the guard is false (outside
+        the matrix the tile holds 0; fp16's 0 is all bits clear)."""
+        dtype = self.kernel.buffer(access.buf).dtype
         if pred is not None:
-            code.append(Instr(self.sel.mn(Prim.FMOV), Prim.FMOV, value, (Imm(0.0),)))
-        code.append(Instr(self.target.loads[DType.F32], Prim.LOAD, value, (mem,), DType.F32, mask=pred, warp=access))
+            zero = (Instr("mov.b32", Prim.IMOV, value, (Imm(0),)) if value.file is RegFile.B32 else
+                    Instr(self.sel.mn(Prim.FMOV), Prim.FMOV, value, (Imm(0.0),)))
+            code.append(zero)
+        code.append(Instr(self.target.loads[dtype], Prim.LOAD, value, (mem,), dtype, mask=pred, warp=access))
 
     # ---- the register tile's k steps -----------------------------------------------------------------
     def products(self, ty: Reg, tx: Reg, accs, code: list) -> list[Item]:

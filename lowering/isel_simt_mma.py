@@ -7,25 +7,34 @@ GEMMs are ("Efficient GEMM in CUDA", CUTLASS docs):
 - A block of eight warps owns a 128 x BN tile of the output (BN = 128, 64 or 32, the largest that divides N).
   The warps form a 2 x 4 grid: warp (wm, wn) computes rows 64 wm .. 64 wm + 63 and BN / 4 columns, as
   4 x BN / 32 tiles of 16 x 8, each a chain of mma along k.
-- Per step of one mma's k (16; 32 in int8), the block copies its 128-row slice of A and its BN-row slice of
-  B into shared memory, eight 32-bit words a row (two fp16 or bf16 neighbours in k a word, four int8); waits
-  at bar.sync; then each warp loads its fragments with ld.shared.b32 and multiplies; and waits again before
-  the next slice overwrites the tiles.
-  - fp16: A is the float32 activation, rounded and packed in pairs by `cvt.rn.f16x2.f32` as it is copied;
-    B is the fp16 weight [N, K], each output's k contiguous.
-  - bf16: A is the activation that `isasim.round_bf16` rounded (a 32-bit load per pair, no conversion), B the
-    weight packed [K/2, N, 2] (models/bf16.py): a warp's loads of one k pair across 32 outputs are contiguous.
-  - int8: A is the quantized activation (7-bit, so valid signed bytes), B the weight packed [K/4, N, 4]
-    (models/quantize.py); the int32 sums are converted to float32 once, before the epilogue.
-- The global loads of slice t + 1 go out in trip t, into the registers the next trip stores from, so their
-  latency hides behind this trip's mma (Volkov & Demmel's prefetch, as the float32 GEMM does).
-- Shared rows are padded from 8 to 12 words: the eight rows a fragment load reads land on distinct banks.
-- Rows past M load 0, add nothing and are not stored. N is a multiple of 32 and K of one mma's k: models/
-  fp16.py and bf16.py convert only such layers; an int8 layer that is not one (a classifier's two outputs)
-  is left to the selector's byte-by-byte form (`int8_fits`).
-- The epilogue is the kernel's store expression (the bias add; int8's dequantization, whose column-only
-  factors each thread computes once per column) for each accumulator register.
-Not yet: ldmatrix, cp.async and more than one stage in flight (the issue's next steps).
+- The reduction runs in slices of one mma's k (16; 32 in int8): eight 32-bit words per row of A and B (two
+  fp16 or bf16 neighbours in k a word, four int8). The slices pass through shared memory in a 3-stage
+  pipeline, as CUTLASS's multistage GEMMs do: `cp.async` copies the slice two ahead straight from global
+  memory into its stage (no registers), while the warps multiply the current one. Per slice each thread
+  waits for its own copies of the slice (`cp.async.wait_group 1`: the group of the next slice may still be in
+  flight), the block meets at bar.sync (everyone's copies have landed, and everyone is done with the stage the
+  next copy overwrites), issues the next copy and commits it as a group (an empty group past the end of K, so
+  the count stays uniform), loads its fragments with `ldmatrix` and runs its mma. The loop is unrolled by the
+  three stages, so each stage's shared offsets are constants; the slices left over run after it.
+  - Where k is contiguous in global memory (the activations, fp16's weight [N, K]) a thread copies 16 bytes
+    (`cp.async.cg`, half a row); a packed weight (bf16's [K/2, N, 2], int8's [K/4, N, 4], models/bf16.py and
+    models/quantize.py, laid out for the CPU targets' dot products) is copied a 32-bit word at a time
+    (`cp.async.ca`).
+  - A is the fp16 activation (models/fp16.py stores every activation so), bf16's rounded activation, or int8's
+    quantized one (7-bit, so valid signed bytes).
+- `ldmatrix.x4` gives a warp a 16x16 A fragment (its four 8x8 matrices are the mma's a0..a3) or the B
+  fragments of two 8-column tiles; B is held [n][k], the "col" layout, so no transpose is needed. For int8 the
+  same bytes are four k per word, and the same instruction loads them.
+- Shared rows are padded from 8 to 12 words (48 bytes): the eight 16-byte rows an ldmatrix matrix reads land
+  on all 32 banks once, and so do a warp's 16-byte copies.
+- Rows past M are not copied (their shared rows keep stale values, which feed only output rows that are not
+  stored). N is a multiple of 32 and K of one mma's k: models/fp16.py and bf16.py convert only such layers; an
+  int8 layer that is not one (a classifier's two outputs) is left to the selector's byte-by-byte form
+  (`int8_fits`).
+- The epilogue is the kernel's store expression (the bias add; int8's dequantization) for each accumulator
+  register; what depends on the column only is computed once per column the thread owns, before the first
+  store, so its loads are in flight together. An fp16 output stores a thread's two neighbouring columns as one
+  `cvt.rn.f16x2.f32` pair (`st.global.b32`).
 Each output's sum runs k = 0, 1, ..., K-1, from 0, as models/fp16.py's reference does (and models/bf16.py's
 for the "mma" dot product); integer sums are exact in any order.
 """
@@ -51,15 +60,16 @@ BM = 128  # rows of a block's tile
 M_TILES = BM // WARPS_M // MMA_M  # 16-row tiles per warp
 WORDS = 8  # 32-bit words along k in a slice's row: one mma's k (8 fp16 or bf16 pairs, 8 int8 quads)
 ROW = WORDS + 4  # a shared row, padded (see the module docstring)
-LOAD_PAIR, PACK = "ld.global.b32", "cvt.rn.f16x2.f32"
-LOAD_SHARED_PAIR, STORE_SHARED_PAIR = "ld.shared.b32", "st.shared.b32"
+STAGES = 3  # slices in shared memory at once: two in flight while the warps multiply the third
+CHUNK = 16  # bytes of one cp.async.cg, and of one row of an ldmatrix matrix
+COPY = {CHUNK: "cp.async.cg.shared.global", 4: "cp.async.ca.shared.global"}  # by bytes copied
+LDMATRIX = {4: "ldmatrix.sync.aligned.m8n8.x4.shared.b16", 2: "ldmatrix.sync.aligned.m8n8.x2.shared.b16"}
 
 
 @dataclass(frozen=True)
 class Format:
     """What one precision's tensor-core GEMM multiplies: its mma, the k of one mma, and how its kernel's
-    reduction steps (fp16: one k at a time, the activation float32; bf16 and int8: a 32-bit word of two or
-    four k at a time, both operands already in the format)."""
+    reduction steps (fp16: one k at a time; bf16 and int8: a 32-bit word of two or four k at a time)."""
 
     name: str
     mma: Prim
@@ -79,7 +89,7 @@ class MmaShape:
     m: int
     n: int
     k: int
-    a: Load  # fp16: the float32 activation [M, K]; bf16: the rounded one, [M, K]; int8: the quantized one
+    a: Load  # fp16: the fp16 activation [M, K]; bf16: the rounded one, [M, K]; int8: the quantized one
     b: Load  # fp16: the weight [N, K]; bf16: packed [K/2, N, 2]; int8: packed [K/4, N, 4]
     store: Map
     fmt: Format
@@ -168,30 +178,54 @@ class MmaBuilder:
         for v, _ in self.kernel.parallel[:-2]:  # batch loops of one trip: coordinate 0
             sel.coords[v] = (self.op(pro, Prim.IMOV, Imm(0)), ())
         accs = [[[self.zero(pro) for _ in range(4)] for _ in range(self.n_tiles)] for _ in range(M_TILES)]
+        trips = g.k // g.fmt.k  # slices of one mma's k
+        copies = [self.copier("As", g.a, m0, self.m0_terms, BM, tid),
+                  self.copier("Bs", g.b, n0, self.n0_terms, self.bn, tid)]
+        self.fragment_pointers(lane, wm, wn)
+        commit = Instr(sel.mn(Prim.CP_COMMIT), Prim.CP_COMMIT, None, ())
         code: list[Item] = []
-        copy_a = self.copier("As", g.a, m0, self.m0_terms, BM, tid, code)
-        copy_b = self.copier("Bs", g.b, n0, self.n0_terms, self.bn, tid, code)
-        body: list[Item] = copy_a.stores + copy_b.stores
-        body.append(Instr(sel.mn(Prim.BARRIER), Prim.BARRIER, None, ()))
-        body += copy_a.prefetch + copy_b.prefetch
-        body += self.products(wm, wn, grp, pair, accs)
-        body.append(Instr(sel.mn(Prim.BARRIER), Prim.BARRIER, None, ()))
-        trips = g.k // g.fmt.k
-        counter = sel.new(RegFile.GP)
-        code.append(Instr(sel.mn(Prim.IMOV), Prim.IMOV, counter, (Imm(trips),)))
-        more = sel.new(RegFile.PRED)
-        latch = tuple(copy_a.latch + copy_b.latch) + (
-            Instr(sel.mn(Prim.ISUB), Prim.ISUB, counter, (counter, Imm(1))),
-            Instr(sel.mn(Prim.ICMP_NE), Prim.ICMP_NE, more, (counter, Imm(0))),
-            Instr(sel.mn(Prim.BRANCH_NZ), Prim.BRANCH_NZ, None, (more,)))
-        code.append(Loop(counter, trips, tuple(body), latch, False, self.kv))
+        for slice_ in range(STAGES - 1):  # the first slices, a group each (empty past K), before the loop
+            for c in copies if slice_ < trips else ():
+                code += c.issue(slice_ * c.slice_bytes, slice_, ())
+            code.append(commit)
+        issued = self.op(pro, Prim.IMOV, Imm(STAGES - 1))  # the slice the loop's first copy fetches
+
+        def trip(u: int, depth: int, fetch: bool) -> list[Item]:
+            """Slice u (mod STAGES): wait until it has landed and every warp is done with the stage the next
+            copy overwrites, fetch slice u + STAGES - 1 into that stage, then multiply slice u."""
+            body: list[Item] = [Instr(sel.mn(Prim.CP_WAIT), Prim.CP_WAIT, None, (Imm(STAGES - 2),)),
+                                Instr(sel.mn(Prim.BARRIER), Prim.BARRIER, None, ())]
+            if fetch:
+                more = self.op(body, Prim.ICMP_LT, issued, Imm(trips - u), file=RegFile.PRED)
+                guard = (more, Lin(u + STAGES - 1, (), (STAGES,)), trips)
+                for c in copies:
+                    body += c.issue((u + STAGES - 1) * c.slice_bytes, (u + STAGES - 1) % STAGES, (0,), guard,
+                                    STAGES * c.slice_bytes)
+            body.append(commit)
+            return body + self.products(u, accs, (0,) * depth)
+
+        loops, rest = divmod(trips, STAGES)
+        if loops:  # STAGES trips a loop trip, each on its own stage (a stage's offsets are constants)
+            body = [it for u in range(STAGES) for it in trip(u, 1, True)]
+            counter = sel.new(RegFile.GP)
+            code.append(Instr(sel.mn(Prim.IMOV), Prim.IMOV, counter, (Imm(loops),)))
+            more = sel.new(RegFile.PRED)
+            latch = tuple(i for c in copies for i in c.latch) + (
+                Instr(sel.mn(Prim.IADD), Prim.IADD, issued, (issued, Imm(STAGES))),
+                Instr(sel.mn(Prim.ISUB), Prim.ISUB, counter, (counter, Imm(1))),
+                Instr(sel.mn(Prim.ICMP_NE), Prim.ICMP_NE, more, (counter, Imm(0))),
+                Instr(sel.mn(Prim.BRANCH_NZ), Prim.BRANCH_NZ, None, (more,)))
+            code.append(Loop(counter, loops, tuple(body), latch, False, self.kv))
+        for u in range(rest):  # the last slices: everything is fetched already
+            code += trip(u, 0, False)
         code += self.epilogue(accs)
         buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in self.kernel.buffers)
-        shared = (BufferSpec("As", BM * ROW, DType.F32, False), BufferSpec("Bs", self.bn * ROW, DType.F32, False))
+        shared = (BufferSpec("As", STAGES * BM * ROW, DType.F32, False),
+                  BufferSpec("Bs", STAGES * self.bn * ROW, DType.F32, False))
         return Program(self.kernel.name, self.target.name, buffers, tuple(pro) + tuple(code), self.kernel.flops,
                        Launch(self.tiles_m * self.tiles_n, THREADS, shared, (),
-                              f"tensor cores: mma.m16n8k{g.fmt.k} {g.fmt.name}, {BM}x{self.bn} tiles through "
-                              f"shared memory"))
+                              f"tensor cores: mma.m16n8k{g.fmt.k} {g.fmt.name}, {BM}x{self.bn} tiles, "
+                              f"{STAGES}-stage cp.async pipeline, ldmatrix fragments"))
 
     def zero(self, code: list) -> Reg:
         """An accumulator register at 0: float32, or int32 in a B32 register."""
@@ -201,112 +235,93 @@ class MmaBuilder:
             return r
         return self.op(code, Prim.FMOV, Imm(0.0), file=RegFile.FP)
 
-    # ---- the cooperative copy of one operand's slice into shared memory ------------------------------
-    def copier(self, tile: str, load: Load, origin: Reg, origin_terms: tuple, rows: int, tid: Reg,
-               code: list) -> "_Copy":
-        """Word e = tid + 256 i of the slice (rows x 8 words of 16-bit pairs or 8-bit quads): row e / 8, word
-        e % 8, so a warp reads four rows' consecutive k. fp16's A (float32): two loads and a cvt per word;
-        otherwise one 32-bit load of the word."""
+    # ---- the asynchronous copy of one operand's slice into a stage of shared memory -------------------
+    def copier(self, tile: str, load: Load, origin: Reg, origin_terms: tuple, rows: int, tid: Reg) -> "_Copy":
+        """A slice is `rows` rows of 8 words along k. Where k is contiguous in global memory (the activations,
+        fp16's weight) a thread copies 16 bytes, half a row (cp.async.cg: copy e = tid + 256 i is row e / 2,
+        half e % 2); a packed weight (bf16's [K/2, N, 2], int8's [K/4, N, 4]) a word at a time (cp.async.ca:
+        row e / 8, word e % 8). Rows past M are not copied: they feed only output rows that are not stored."""
         sel, pro, g = self.sel, self.sel.prologue, self.g
         fmt = g.fmt
         is_a = load is g.a
-        converts = is_a and fmt is FP16
         isz = self.kernel.buffer(load.buf).dtype.itemsize
+        if is_a and fmt is FP16 and isz != 2:
+            raise ValueError(f"{self.kernel.name}: the fp16 tensor-core linear reads an fp16 activation "
+                             f"(models/fp16.py stores every activation so)")
         extent = g.m if is_a else g.n
         ck, cv = load.index.coef(self.kv), load.index.coef(self.mv if is_a else self.nv)
         if not is_a and fmt is FP16 and ck != 1:
             raise ValueError(f"{self.kernel.name}: the fp16 weight's k pairs must be contiguous")
         pair = fmt.per_word // fmt.per_step * ck * isz  # bytes from one word (along k) to the next
-        word = self.op(pro, Prim.IREM, tid, Imm(WORDS))
-        r = self.op(pro, Prim.IDIV, tid, Imm(WORDS))
-        pos = self.op(pro, Prim.IADD, origin, r)  # the operand row (m or n) of word 0
+        width = CHUNK if pair == F32_BYTES else F32_BYTES
+        per_row = WORDS * F32_BYTES // width  # copies per row of a slice
+        count = rows * per_row
+        per = THREADS // per_row  # rows a pass of the block covers
+        part = self.op(pro, Prim.IREM, tid, Imm(per_row))
+        r = self.op(pro, Prim.IDIV, tid, Imm(per_row))
+        pos = self.op(pro, Prim.IADD, origin, r)  # the operand row (m or n) this thread copies
         ptr = self.op(pro, Prim.IADD, sel.base(load.buf), Imm(load.index.offset * isz))
-        self.add(pro, ptr, (pos, cv * isz), (word, pair))
+        self.add(pro, ptr, (pos, cv * isz), (part, width // F32_BYTES * pair))
         terms = tuple((d, mo, mu * cv * isz) for d, mo, mu in origin_terms) + \
-            ((WORDS, THREADS // WORDS, cv * isz), (1, WORDS, pair))
+            ((per_row, per, cv * isz), (1, per_row, width // F32_BYTES * pair))
         sptr = self.op(pro, Prim.IMOV, Addr(tile, 0))
-        self.add(pro, sptr, (r, ROW * F32_BYTES), (word, F32_BYTES))
-        s_terms = ((WORDS, THREADS // WORDS, ROW * F32_BYTES), (1, WORDS, F32_BYTES))
-        step = WORDS * pair
-        kpos = self.op(pro, Prim.IMUL, word, Imm(fmt.per_word))  # the k of the slice being loaded (stops the prefetch)
-        pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, kpos, (kpos, Imm(fmt.k))))
-        first: list[Item] = []
-        prefetch: list[Item] = []
-        stores: list[Item] = []
-        per = THREADS // WORDS  # rows a pass of the block covers
-        # slice t + 1 in trip t: nothing past the end of K (the last trip)
-        more = self.op(prefetch, Prim.ICMP_LT, kpos, Imm(g.k), file=RegFile.PRED)
-        k_guard = (Lin(fmt.k, ((1, WORDS, fmt.per_word),), (fmt.k,)), g.k)
-        for i in range(rows // per):
+        self.add(pro, sptr, (r, ROW * F32_BYTES), (part, width))
+        s_terms = ((per_row, per, ROW * F32_BYTES), (1, per_row, width))
+        passes = []
+        for i in range(-(-count // THREADS)):
             dr = per * i
-            guards, row_ok = [], None
+            guards, ok = [], None
+            if count < THREADS:  # fewer copies than threads: the first `count` threads copy
+                guards.append((Lin(0, ((1, THREADS, 1),)), count))
+                ok = self.op(pro, Prim.ICMP_LT, tid, Imm(count), file=RegFile.PRED)
             if extent % rows:
-                guards.append((Lin(dr, origin_terms + ((WORDS, per, 1),)), extent))
+                guards.append((Lin(dr, origin_terms + ((per_row, per, 1),)), extent))
                 row_ok = self.op(pro, Prim.ICMP_LT, pos, Imm(extent - dr), file=RegFile.PRED)
-            pred = more if row_ok is None else self.op(prefetch, Prim.PAND, more, row_ok, file=RegFile.PRED)
-            # fp16's A: the higher k (into the high half of the pair) and the lower; otherwise the pair
-            values = [sel.new(RegFile.FP) for _ in range(2)] if converts else [sel.new(RegFile.B32)]
-            for part, v in enumerate(values):
-                disp = dr * cv * isz + ((1 - part) * ck * isz if converts else 0)
-                width = isz if converts else F32_BYTES
-                lin = Lin(load.index.offset * isz + disp, terms)
-                self.guarded_load(first, v, row_ok, Mem(ptr, disp), WarpAccess(False, load.buf, lin, width,
-                                                                               tuple(guards)), converts)
-                # no zero first: a row past M keeps the 0 of slice 0, and the last trip's loads are not used
-                nxt = Lin(load.index.offset * isz + disp + step, terms, (step,))
-                self.guarded_load(prefetch, v, pred, Mem(ptr, disp),
-                                  WarpAccess(False, load.buf, nxt, width, tuple(guards) + (k_guard,)), converts,
-                                  zero=False)
-            packed = values[0]
-            if converts:
-                packed = sel.new(RegFile.B32)
-                stores.append(Instr(PACK, Prim.CVT_F16X2, packed, tuple(values)))
-            sdisp = dr * ROW * F32_BYTES
-            stores.append(Instr(STORE_SHARED_PAIR, Prim.STORE_SHARED, Mem(sptr, sdisp), (packed,), DType.I32,
-                                warp=WarpAccess(True, tile, Lin(sdisp, s_terms, (0,)), F32_BYTES)))
-        first.append(Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(step))))
-        code.extend(first)
-        latch = [Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(step))),
-                 Instr(sel.mn(Prim.IADD), Prim.IADD, kpos, (kpos, Imm(fmt.k)))]
-        return _Copy(prefetch, stores, latch)
+                ok = row_ok if ok is None else self.op(pro, Prim.PAND, ok, row_ok, file=RegFile.PRED)
+            passes.append((dr, tuple(guards), ok))
+        latch = [Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(STAGES * WORDS * pair)))]
+        return _Copy(self, tile, load.buf, ptr, sptr, terms, s_terms, width, rows, WORDS * pair,
+                     load.index.offset * isz, cv * isz, passes, latch)
 
-    def guarded_load(self, code: list, value: Reg, pred: Reg | None, mem: Mem, access: WarpAccess, fp: bool,
-                     zero: bool = True) -> None:
-        """value = the element (fp: float32) or pair (32 bits), or (zero) 0 where the guard is false."""
-        if pred is not None and zero:
-            prim = Prim.FMOV if fp else Prim.IMOV
-            code.append(Instr(self.sel.mn(prim) if fp else "mov.b32", prim, value, (Imm(0.0 if fp else 0),)))
-        if fp:
-            code.append(Instr(self.target.loads[DType.F32], Prim.LOAD, value, (mem,), DType.F32, mask=pred,
-                              warp=access))
-        else:
-            code.append(Instr(LOAD_PAIR, Prim.LOAD, value, (mem,), DType.I32, mask=pred, warp=access))
-
-    # ---- the warp's fragments from shared memory, and its mma ---------------------------------------
-    def products(self, wm: Reg, wn: Reg, grp: Reg, pair: Reg, accs) -> list[Item]:
-        """A: for each 16-row tile, rows g and g + 8, words t and t + 4; B: for each 8-column tile, column g,
-        words t and t + 4. Then the mma of every (row tile, column tile)."""
+    # ---- the warp's fragments from shared memory (ldmatrix), and its mma ---------------------------
+    def fragment_pointers(self, lane: Reg, wm: Reg, wn: Reg) -> None:
+        """The row each lane names to ldmatrix. A, per 16-row tile (.x4): lanes 8j .. 8j + 7 name the rows of
+        matrix j = rows 8 (j % 2) + 0..7, k half j / 2, so the four registers are the mma's a0..a3. B, per two
+        8-column tiles (.x4; .x2 for one): matrix j = the columns of tile j / 2, k half j % 2, so registers
+        (0, 1) and (2, 3) are the two tiles' b0, b1 (B is held [n][k] in shared memory, the "col" layout)."""
         sel, pro = self.sel, self.sel.prologue
         wcols = self.bn // WARPS_N
-        a_ptr = self.op(pro, Prim.IMOV, Addr("As", 0))
-        self.add(pro, a_ptr, (wm, BM // WARPS_M * ROW * F32_BYTES), (grp, ROW * F32_BYTES), (pair, F32_BYTES))
-        b_ptr = self.op(pro, Prim.IMOV, Addr("Bs", 0))
-        self.add(pro, b_ptr, (wn, wcols * ROW * F32_BYTES), (grp, ROW * F32_BYTES), (pair, F32_BYTES))
-        a_terms = ((32 * WARPS_N, WARPS_M, BM // WARPS_M * ROW * F32_BYTES), (4, 8, ROW * F32_BYTES),
-                   (1, 4, F32_BYTES))
-        b_terms = ((32, WARPS_N, wcols * ROW * F32_BYTES), (4, 8, ROW * F32_BYTES), (1, 4, F32_BYTES))
+        line = ROW * F32_BYTES
+        r8 = self.op(pro, Prim.IREM, lane, Imm(8))
+        q2 = self.op(pro, Prim.IREM, self.op(pro, Prim.IDIV, lane, Imm(8)), Imm(2))
+        hi = self.op(pro, Prim.IDIV, lane, Imm(16))
+        self.a_ptr = self.op(pro, Prim.IMOV, Addr("As", 0))
+        self.add(pro, self.a_ptr, (wm, BM // WARPS_M * line), (r8, line), (q2, 8 * line), (hi, CHUNK))
+        self.a_terms = ((32 * WARPS_N, WARPS_M, BM // WARPS_M * line), (1, 8, line), (8, 2, 8 * line),
+                        (16, 2, CHUNK))
+        self.b_ptr = self.op(pro, Prim.IMOV, Addr("Bs", 0))
+        self.add(pro, self.b_ptr, (wn, wcols * line), (r8, line), (hi, 8 * line), (q2, CHUNK))
+        self.b_terms = ((32, WARPS_N, wcols * line), (1, 8, line), (16, 2, 8 * line), (8, 2, CHUNK))
+
+    def products(self, stage: int, accs, strides: tuple) -> list[Item]:
+        """Stage `stage`'s fragments, then the mma of every (row tile, column tile)."""
+        sel = self.sel
+        line = ROW * F32_BYTES
         body: list[Item] = []
 
-        def fragment(name: str, ptr: Reg, terms: tuple, disp: int) -> Reg:
-            v = sel.new(RegFile.B32)
-            body.append(Instr(LOAD_SHARED_PAIR, Prim.LOAD_SHARED, v, (Mem(ptr, disp),), DType.I32,
-                              warp=WarpAccess(True, name, Lin(disp, terms, (0,)), F32_BYTES)))
-            return v
+        def matrices(name: str, ptr: Reg, terms: tuple, disp: int, count: int) -> tuple[Reg, ...]:
+            regs = tuple(sel.new(RegFile.B32) for _ in range(count))
+            guards = ((Lin(0, ((1, 32, 1),)), 8 * count),) if count < 4 else ()  # the lanes that name rows
+            body.append(Instr(LDMATRIX[count], Prim.LDMATRIX, regs, (Mem(ptr, disp),), DType.I32,
+                              warp=WarpAccess(True, name, Lin(disp, terms, strides), CHUNK, guards)))
+            return regs
 
-        a = [[fragment("As", a_ptr, a_terms, ((MMA_M * mt + 8 * (r % 2)) * ROW + 4 * (r // 2)) * F32_BYTES)
-              for r in range(4)] for mt in range(M_TILES)]
-        b = [[fragment("Bs", b_ptr, b_terms, (MMA_N * j * ROW + 4 * r) * F32_BYTES) for r in range(2)]
-             for j in range(self.n_tiles)]
+        a = [matrices("As", self.a_ptr, self.a_terms, (stage * BM + MMA_M * mt) * line, 4) for mt in range(M_TILES)]
+        b: list[tuple[Reg, ...]] = []
+        for j2 in range(-(-self.n_tiles // 2)):
+            count = 4 if 2 * j2 + 1 < self.n_tiles else 2
+            regs = matrices("Bs", self.b_ptr, self.b_terms, (stage * self.bn + 2 * MMA_N * j2) * line, count)
+            b += [regs[:2], regs[2:]] if count == 4 else [regs]
         prim = self.g.fmt.mma
         for mt in range(M_TILES):
             for j in range(self.n_tiles):
@@ -329,16 +344,19 @@ class MmaBuilder:
                 for i, r in enumerate(tile):
                     tile[i] = f = sel.new(RegFile.FP)
                     code.append(Instr("cvt.rn.f32.s32", Prim.CVT_I2F, f, (r,)))
-            # the dequantizing factors depend on the column only: each of the thread's 2 x n_tiles columns
-            # computes them once, not once per row (its 4 x 2 x 2 rows would load the same table entries)
-            parts = _column_parts(store.value, self.mv, acc)
-            store = replace(store, value=_named(store.value, parts))
-            cse: dict = {}
-            for off in sorted({MMA_N * j + i % 2 for j in range(self.n_tiles) for i in range(2)}):
-                columns[off] = [sel.expr(shifted_store(Map(None, 1, store.buf, store.index, p), {self.nv: off}).value,
-                                         code, cse, 1, ()) for p in parts]
-            for k in range(len(parts)):
-                sel.scalar_fp[f"_column{k}"] = True
+        # what depends on the column only (the bias; int8's dequantizing factors): each of the thread's
+        # 2 x n_tiles columns computes it once, not once per row (its 4 x 2 x 2 rows would load the same table
+        # entries), and all of them before the first store, so their loads are in flight together
+        parts = _column_parts(store.value, self.mv, acc)
+        store = replace(store, value=_named(store.value, parts))
+        cse: dict = {}
+        for off in sorted({MMA_N * j + i % 2 for j in range(self.n_tiles) for i in range(2)}):
+            columns[off] = [sel.expr(shifted_store(Map(None, 1, store.buf, store.index, p), {self.nv: off}).value,
+                                     code, cse, 1, ()) for p in parts]
+        for k in range(len(parts)):
+            sel.scalar_fp[f"_column{k}"] = True
+        # fp16 outputs: a thread's two neighbouring columns (2t, 2t + 1) in one 32-bit store, as a half2
+        pairs = self.kernel.buffer(store.buf).dtype is DType.F16 and store.index.coef(self.nv) == 1
         for mt in range(M_TILES):
             for half in range(2):
                 dm = MMA_M * mt + 8 * half
@@ -347,14 +365,22 @@ class MmaBuilder:
                     guard = self.op(code, Prim.ICMP_LT, row, Imm(g.m - dm), file=RegFile.PRED)
                     lins = ((Lin(dm, self.row_terms), g.m),)
                 for j in range(self.n_tiles):
+                    places = []
                     for i in (2 * half, 2 * half + 1):
                         for k, r in enumerate(columns.get(MMA_N * j + i % 2, ())):
                             sel.scalars[f"_column{k}"] = r
+                        sel.scalars[acc] = accs[mt][j][i]
+                        sel.scalar_fp[acc] = True
+                        places.append(shifted_store(store, {self.mv: dm, self.nv: MMA_N * j + i % 2}))
+                        if not pairs:
+                            sel.guard, sel.guard_lins = guard, lins
+                            sel.store(places[-1], code, {}, 1, ())
+                        else:  # (the guard covers the store only: every thread computes both values)
+                            places[-1] = (places[-1], sel.expr(places[-1].value, code, {}, 1, ()))
+                    if pairs:
                         sel.guard, sel.guard_lins = guard, lins
-                        sel.scalars[self.kernel.phases[0].acc] = accs[mt][j][i]
-                        sel.scalar_fp[self.kernel.phases[0].acc] = True
-                        sel.store(shifted_store(store, {self.mv: dm, self.nv: MMA_N * j + i % 2}), code, {}, 1, ())
-        sel.guard, sel.guard_lins = None, ()
+                        sel.store_pair(*places, code, {}, 1, ())
+                    sel.guard, sel.guard_lins = None, ()
         return code
 
 
@@ -397,6 +423,39 @@ def _named(e, parts: list):
 
 @dataclass
 class _Copy:
-    prefetch: list  # the guarded global loads of the next slice (and their predicates)
-    stores: list  # the loaded slice, packed, into the shared tile
+    """One operand's cp.async of a slice: `issue` writes it for a given slice and stage."""
+
+    builder: MmaBuilder
+    tile: str
+    buf: str
+    ptr: Reg  # global: this thread's first copy of slice 0 (moved on by the latch)
+    sptr: Reg  # shared: its place in stage 0
+    terms: tuple  # the global address's terms of the thread id
+    s_terms: tuple
+    width: int  # bytes a copy moves
+    rows: int
+    slice_bytes: int  # global bytes from one slice to the next along k
+    offset: int  # the operand's first byte
+    row_bytes: int  # global bytes from one operand row to the next
+    passes: list  # (first row, guards, their predicate) per pass of the block over the slice
     latch: list
+
+    def issue(self, disp: int, stage: int, strides: tuple, guard: tuple | None = None, step: int = 0) -> list[Item]:
+        """The copies of the slice `disp` bytes past the pointer into `stage`; `guard` (a predicate, its Lin,
+        the limit) skips a slice past the end of K, and `step` is what the loop's latch moves the pointer."""
+        b = self.builder
+        code: list[Item] = []
+        for dr, guards, ok in self.passes:
+            pred = ok
+            lins = guards
+            if guard is not None:
+                pred = guard[0] if ok is None else b.op(code, Prim.PAND, guard[0], ok, file=RegFile.PRED)
+                lins = guards + ((guard[1], guard[2]),)
+            src = Lin(self.offset + dr * self.row_bytes + disp, self.terms, tuple(step for _ in strides))
+            sdisp = (stage * self.rows + dr) * ROW * F32_BYTES
+            code.append(Instr(COPY[self.width], Prim.CP_ASYNC, Mem(self.sptr, sdisp),
+                              (Mem(self.ptr, dr * self.row_bytes + disp),), DType.I32, mask=pred,
+                              warp=WarpAccess(False, self.buf, src, self.width, lins),
+                              copy_to=WarpAccess(True, self.tile, Lin(sdisp, self.s_terms, strides), self.width,
+                                                 lins)))
+        return code

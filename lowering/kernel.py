@@ -137,8 +137,8 @@ class Kernel:
 
 def is_fp(expr: Expr, kernel: Kernel, scalars: dict[str, bool]) -> bool | None:
     """True for a float32 value, False for an integer, None for a predicate."""
-    if isinstance(expr, Load):
-        return kernel.buffer(expr.buf).dtype is DType.F32
+    if isinstance(expr, Load):  # (an fp16 storage's elements are float32 values once loaded)
+        return kernel.buffer(expr.buf).dtype in (DType.F32, DType.F16)
     if isinstance(expr, Const):
         return expr.fp
     if isinstance(expr, Scalar):

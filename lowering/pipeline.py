@@ -33,7 +33,7 @@ class LoweredGraph:
 
 
 def lower_graph(graph: Graph) -> LoweredGraph:
-    ctx = Context(graph)
+    ctx = Context(graph, half_activations=graph.config.get("precision") == "fp16")
     for p in graph.placeholders:
         ctx.storages[p.name] = p.meta
         ctx.views[Ref(p.name)] = View(p.name, p.meta.shape, contiguous_strides(p.meta.shape), 0, p.meta.dtype)

@@ -11,6 +11,7 @@ from typing import Callable
 
 from isasim.lowering.kernel import Buffer, Kernel
 from isasim.lowering.views import View, contiguous_strides
+from isasim.isa.dtype import DType
 from isasim.isa.errors import UserError
 from isasim.models.graph import Graph, Node, Ref, TensorMeta
 
@@ -40,6 +41,19 @@ class Context:
     graph: Graph
     views: dict[Ref, View] = field(default_factory=dict)
     storages: dict[str, TensorMeta] = field(default_factory=dict)
+    # --precision fp16: every float32 tensor an op writes is stored as fp16 (models/fp16.py); the ops still
+    # compute in float32 (their views keep DType.F32), converting as they load and store
+    half_activations: bool = False
+    placeholders: frozenset[str] = field(init=False)
+
+    def __post_init__(self):
+        self.placeholders = frozenset(p.name for p in self.graph.placeholders)
+
+    def storage_dtype(self, name: str, meta: TensorMeta) -> DType:
+        """What a storage's elements are held as in memory: a node's float32 output in fp16 under
+        `half_activations`; a placeholder (weight, input) as it is."""
+        half = self.half_activations and name not in self.placeholders and meta.dtype is DType.F32
+        return DType.F16 if half else meta.dtype
 
     def view(self, ref: Ref) -> View:
         return self.views[ref]
@@ -53,10 +67,11 @@ class Context:
         seen: dict[str, Buffer] = {}
         for v in inputs:
             meta = self.storages[v.storage]
-            seen.setdefault(v.storage, Buffer(v.storage, meta.numel, meta.dtype))
+            seen.setdefault(v.storage, Buffer(v.storage, meta.numel, self.storage_dtype(v.storage, meta)))
         outs = node.outs if n_outputs is None else node.outs[:n_outputs]
         for i, meta in enumerate(outs):
-            seen[output_name(node, i)] = Buffer(output_name(node, i), meta.numel, meta.dtype, is_output=True)
+            name = output_name(node, i)
+            seen[name] = Buffer(name, meta.numel, self.storage_dtype(name, meta), is_output=True)
         return tuple(seen.values())
 
 

@@ -7,10 +7,15 @@ and N of 32 (a block's narrowest tile, lowering/isel_simt_mma.py; BERT's classif
 float32):
 - The weight is rounded to fp16 once, offline, and not costed per run. It stays [N, K]: each output's k
   side by side, the "col" layout in which mma reads its B operand.
-- `isasim.linear_fp16` reads the float32 activation and rounds each pair of neighbours in k to fp16 as it
-  loads them (`cvt.rn.f16x2.f32`, to nearest even), multiplies on the tensor cores, accumulates in float32
-  and adds the float32 bias. The activations stay float32 in memory (TensorRT keeps them in fp16 too: the
-  elementwise ops in fp16 are not built yet).
+- `isasim.linear_fp16` reads the fp16 activation, multiplies on the tensor cores, accumulates in float32
+  and adds the float32 bias.
+
+Every activation, not only the linear layers' inputs, is stored in fp16, as TensorRT keeps them: each float32
+tensor an op writes is held as fp16 in memory (lowering/registry.py `Context.storage_dtype`; the weights,
+biases, layer-norm parameters and inputs stay as they are), while the op itself still computes in float32,
+converting each element as it loads it (`cvt.f32.f16`, exact) and rounding each result to nearest even as it
+stores it (`cvt.rn.f16.f32`): PyTorch's own fp16 kernels compute so too (in float32, their "opmath" type). So
+softmax and layer norm accumulate in float32, and the graph's values between ops are fp16.
 
 The order of the sums: the product of two fp16 numbers is exact in float32 (11-bit significands), and
 isasim's `mma` adds the 16 products of each output in k order to its accumulator, rounding each sum to

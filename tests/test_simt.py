@@ -329,9 +329,12 @@ def test_every_bert_op_runs_on_simt(tiny_bert):
 
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas (CUDA) is not installed")
 @pytest.mark.parametrize("gpu", gpu_names())
-def test_ptxas_accepts_every_kernel(tiny_bert, gpu, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])  # fp16: every activation loaded and stored as 16 bits
+def test_ptxas_accepts_every_kernel(tiny_bert, gpu, precision, tmp_path):
+    from isasim.engine.graphs import in_precision
+
     arch = load_gpu(gpu).ptx_target
-    for i, k in enumerate(lower_graph(tiny_bert.graph).kernels):
+    for i, k in enumerate(lower_graph(in_precision(tiny_bert.graph, precision)).kernels):
         f = tmp_path / f"k{i}.ptx"
         f.write_text(emit_ptx(simt_program(k), load_gpu(gpu)))
         r = subprocess.run(["ptxas", f"-arch={arch}", "-v", str(f), "-o", str(tmp_path / "k.cubin")],
