@@ -146,8 +146,8 @@ class SimtExecutor:
             while len(self.in_flight) > ins.srcs[0].value:  # the oldest groups land
                 for where, bits in self.in_flight.pop(0):
                     self.shared.reshape(-1).view(np.uint32)[where] = bits
-        elif p is Prim.LDMATRIX:
-            self.load_matrices(ins, regs)
+        elif p in (Prim.LDMATRIX, Prim.LDMATRIX_T):
+            self.load_matrices(ins, regs, p is Prim.LDMATRIX_T)
         elif p in (Prim.MMA_F16, Prim.MMA_BF16):  # warp-wide: each warp's lanes hold its fragments (isa/mma.py)
             v = [self.full(regs[r]) for r in ins.srcs]
             for r, d in zip(ins.dst, mma.mma_m16n8k16(v[:4], v[4:6], v[6:], p is Prim.MMA_BF16)):
@@ -253,9 +253,10 @@ class SimtExecutor:
         where = ((self.shared_word[every] + saddr[every] // F32_BYTES)[:, None] + np.arange(per)).reshape(-1)
         self.forming.append((where, bits))
 
-    def load_matrices(self, ins: Instr, regs: dict) -> None:
+    def load_matrices(self, ins: Instr, regs: dict, trans: bool = False) -> None:
         """ldmatrix .m8n8 .b16: lanes 8i .. 8i + 7 name the rows of matrix i; register i of lane l receives
-        word l % 4 of matrix i's row l / 4 (PTX ISA, "Warp-level matrix load instruction: ldmatrix").
+        word l % 4 of matrix i's row l / 4 (PTX ISA, "Warp-level matrix load instruction: ldmatrix"); with
+        .trans, the transpose's: elements (2 (l % 4), l / 4) and (2 (l % 4) + 1, l / 4), low half first.
         Every thread of a live warp takes part (an .aligned, .sync instruction)."""
         m = ins.srcs[0]
         count = len(ins.dst)
@@ -268,6 +269,14 @@ class SimtExecutor:
         first = self.gid - lane  # each thread's warp's lane 0, as an index into this executor's threads
         words = self.shared.reshape(-1).view(np.uint32)
         for i, r in enumerate(ins.dst):
+            if trans:  # 16-bit element (row 2 (l % 4) + h, column l / 4), h = 0 into the low half
+                halves = words.view(np.uint16)  # (little-endian: a word's low half first)
+                parts = []
+                for h in range(2):
+                    row = first - self.gid[0] + 8 * i + 2 * (lane % 4) + h
+                    parts.append(halves[2 * self.shared_word + addr[row] // 2 + lane // 4].astype(np.int64))
+                regs[r] = parts[0] | parts[1] << 16
+                continue
             row = first - self.gid[0] + 8 * i + lane // 4  # the thread naming the row this lane receives
             at = self.shared_word + addr[row] // F32_BYTES + lane % 4
             regs[r] = words[at].astype(np.int64)

@@ -1,10 +1,12 @@
 """GEMMs on a GPU's tensor cores (--precision fp16, bf16, int8): the linear layers of lowering/ops_fp16.py as
 `mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`, those of lowering/ops_bf16.py as its `.bf16` twin, and
 those of lowering/ops_quant.py as `mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32` (isa/mma.py has their
-fragments and arithmetic; `Format` says what differs), staged through shared memory as CUTLASS's multistage
-GEMMs are ("Efficient GEMM in CUDA", CUTLASS docs):
+fragments and arithmetic; lowering/mma_layout.py's `Format` says what differs); in fp16 also attention's two
+matmuls, whose operands are fp16 activations (`matmul_shape`). They are staged through shared memory as
+CUTLASS's multistage GEMMs are ("Efficient GEMM in CUDA", CUTLASS docs):
 
-- A block of eight warps owns a 128 x BN tile of the output (BN = 128, 64 or 32, the largest that divides N).
+- A block of eight warps owns a 128 x BN tile of the output (BN = 128, 64 or 32, the largest that divides N);
+  a batched matmul's blocks run matrix after matrix (attention's batch and heads).
   The warps form a 2 x 4 grid: warp (wm, wn) computes rows 64 wm .. 64 wm + 63 and BN / 4 columns, as
   4 x BN / 32 tiles of 16 x 8, each a chain of mma along k.
 - The reduction runs in slices of one mma's k (16; 32 in int8): eight 32-bit words per row of A and B (two
@@ -15,7 +17,8 @@ GEMMs are ("Efficient GEMM in CUDA", CUTLASS docs):
   flight), the block meets at bar.sync (everyone's copies have landed, and everyone is done with the stage the
   next copy overwrites), issues the next copy and commits it as a group (an empty group past the end of K, so
   the count stays uniform), loads its fragments with `ldmatrix` and runs its mma. The loop is unrolled by the
-  three stages, so each stage's shared offsets are constants; the slices left over run after it.
+  three stages, so each stage's shared offsets are constants; the slices left over run after it. Which thread
+  copies what is lowering/isel_simt_async.py's.
   - Where k is contiguous in global memory (the activations, fp16's weight [N, K]) a thread copies 16 bytes
     (`cp.async.cg`, half a row); a packed weight (bf16's [K/2, N, 2], int8's [K/4, N, 4], models/bf16.py and
     models/quantize.py, laid out for the CPU targets' dot products) is copied a 32-bit word at a time
@@ -23,8 +26,9 @@ GEMMs are ("Efficient GEMM in CUDA", CUTLASS docs):
   - A is the fp16 activation (models/fp16.py stores every activation so), bf16's rounded activation, or int8's
     quantized one (7-bit, so valid signed bytes).
 - `ldmatrix.x4` gives a warp a 16x16 A fragment (its four 8x8 matrices are the mma's a0..a3) or the B
-  fragments of two 8-column tiles; B is held [n][k], the "col" layout, so no transpose is needed. For int8 the
-  same bytes are four k per word, and the same instruction loads them.
+  fragments of two 8-column tiles; B is held [n][k], the "col" layout, so no transpose is needed, except
+  where B is [K, N] in memory (attention's values), which `ldmatrix.trans` transposes as it loads. For int8
+  the same bytes are four k per word, and the same instruction loads them.
 - Shared rows are padded from 8 to 12 words (48 bytes): the eight 16-byte rows an ldmatrix matrix reads land
   on all 32 banks once, and so do a warp's 16-byte copies.
 - Rows past M are not copied (their shared rows keep stale values, which feed only output rows that are not
@@ -41,7 +45,7 @@ for the "mma" dot product); integer sums are exact in any order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from isasim.isa.dtype import DType, F32_BYTES
 from isasim.isa.errors import UserError
@@ -50,50 +54,11 @@ from isasim.isa.program import (Addr, BufferSpec, Imm, Instr, Item, Launch, Lin,
 from isasim.isa.semantics import Prim
 from isasim.isa.targets import Target
 from isasim.lowering.isel_simt import SimtSelector, thread_index
-from isasim.lowering.isel_simt_gemm import shifted_store
+from isasim.lowering.isel_simt_gemm import GemmShape, shifted_store
+from isasim.lowering.isel_simt_async import operand_copy
 from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar
-
-WARPS_M, WARPS_N = 2, 4
-THREADS = 32 * WARPS_M * WARPS_N
-MMA_M, MMA_N = 16, 8
-BM = 128  # rows of a block's tile
-M_TILES = BM // WARPS_M // MMA_M  # 16-row tiles per warp
-WORDS = 8  # 32-bit words along k in a slice's row: one mma's k (8 fp16 or bf16 pairs, 8 int8 quads)
-ROW = WORDS + 4  # a shared row, padded (see the module docstring)
-STAGES = 3  # slices in shared memory at once: two in flight while the warps multiply the third
-CHUNK = 16  # bytes of one cp.async.cg, and of one row of an ldmatrix matrix
-COPY = {CHUNK: "cp.async.cg.shared.global", 4: "cp.async.ca.shared.global"}  # by bytes copied
-LDMATRIX = {4: "ldmatrix.sync.aligned.m8n8.x4.shared.b16", 2: "ldmatrix.sync.aligned.m8n8.x2.shared.b16"}
-
-
-@dataclass(frozen=True)
-class Format:
-    """What one precision's tensor-core GEMM multiplies: its mma, the k of one mma, and how its kernel's
-    reduction steps (fp16: one k at a time; bf16 and int8: a 32-bit word of two or four k at a time)."""
-
-    name: str
-    mma: Prim
-    k: int  # one mma's k: WORDS words
-    per_word: int  # elements in a 32-bit word
-    per_step: int  # elements of k one trip of the kernel's reduction covers
-    int_sums: bool  # int32 accumulators (B32 registers), turned into float32 for the epilogue
-
-
-FP16 = Format("fp16", Prim.MMA_F16, 16, 2, 1, False)
-BF16 = Format("bf16", Prim.MMA_BF16, 16, 2, 2, False)
-INT8 = Format("int8", Prim.MMA_S8, 32, 4, 4, True)
-
-
-@dataclass(frozen=True)
-class MmaShape:
-    m: int
-    n: int
-    k: int
-    a: Load  # fp16: the fp16 activation [M, K]; bf16: the rounded one, [M, K]; int8: the quantized one
-    b: Load  # fp16: the weight [N, K]; bf16: packed [K/2, N, 2]; int8: packed [K/4, N, 4]
-    store: Map
-    fmt: Format
-
+from isasim.lowering.mma_layout import (BF16, BM, CHUNK, FP16, INT8, LDMATRIX, M_TILES, MMA_M, MMA_N, ROW, STAGES,
+                                        THREADS, WARPS_M, WARPS_N, MmaShape)
 
 def mma_shape(kernel: Kernel) -> MmaShape:
     """The pieces of ops_fp16's, ops_bf16's or ops_quant's linear (its batch loops merged into the rows)."""
@@ -125,8 +90,27 @@ def int8_fits(kernel: Kernel) -> bool:
     return n % 32 == 0 and red.extent * INT8.per_step % INT8.k == 0
 
 
-def select_mma(kernel: Kernel, target: Target) -> Program:
-    return MmaBuilder(kernel, target, mma_shape(kernel)).build()
+def matmul_shape(kernel: Kernel, g: GemmShape) -> MmaShape | None:
+    """A float32 GEMM (lowering/ops_linalg.py: attention's two matmuls) whose operands are fp16 activations,
+    as an fp16 tensor-core GEMM, or None where it does not fit one: A's k contiguous, B's k or n contiguous,
+    every row, batch and slice start 16-byte aligned (cp.async.cg), N a multiple of 32 and K of 16. Its
+    float32 FMAs over k in order equal isasim's mma bit for bit: the product of two fp16 numbers is exact, so
+    each FMA rounds once, where the mma rounds each sum."""
+    half = all(kernel.buffer(x.buf).dtype is DType.F16 for x in (g.a, g.b))
+    if not half or g.n % 32 or g.k % FP16.k:
+        return None
+    (mv, _), (nv, _) = kernel.parallel[-2:]
+    kv = kernel.phases[0].var
+    b_rows = g.b.index.coef(kv) != 1
+    aligned = [g.a.index.offset, g.b.index.offset, g.a.index.coef(mv), g.b.index.coef(kv if b_rows else nv)]
+    aligned += [x.index.coef(v) for x in (g.a, g.b) for v, _ in g.batch]
+    if g.a.index.coef(kv) != 1 or (b_rows and g.b.index.coef(nv) != 1) or any(c % 8 for c in aligned):
+        return None
+    return MmaShape(g.m, g.n, g.k, g.a, g.b, g.store, FP16, g.batch, b_rows)
+
+
+def select_mma(kernel: Kernel, target: Target, shape: MmaShape | None = None) -> Program:
+    return MmaBuilder(kernel, target, shape or mma_shape(kernel)).build()
 
 
 class MmaBuilder:
@@ -138,8 +122,12 @@ class MmaBuilder:
         self.bn = next(b for b in (128, 64, 32) if g.n % b == 0)
         self.n_tiles = self.bn // WARPS_N // MMA_N  # 8-column tiles per warp
         self.tiles_m, self.tiles_n = -(-g.m // BM), g.n // self.bn
-        # closed forms of the block's first row and column (Lin terms of the thread id)
-        self.m0_terms = ((THREADS * self.tiles_n, 0, BM),)
+        self.batches = 1
+        for _, e in g.batch:
+            self.batches *= e
+        # closed forms of the block's first row and column (Lin terms of the thread id); a batched GEMM's
+        # blocks run batch after batch
+        self.m0_terms = ((THREADS * self.tiles_n, self.tiles_m if g.batch else 0, BM),)
         self.n0_terms = ((THREADS, self.tiles_n, self.bn),)
 
     def op(self, code: list, prim: Prim, *srcs, file: RegFile = RegFile.GP) -> Reg:
@@ -164,6 +152,9 @@ class MmaBuilder:
         pair = self.op(pro, Prim.IREM, lane, Imm(4))  # t: its word along k (A, B) or column pair (C)
         tn = self.op(pro, Prim.IREM, cta, Imm(self.tiles_n))
         tm = self.op(pro, Prim.IDIV, cta, Imm(self.tiles_n))
+        if g.batch:
+            tm = self.op(pro, Prim.IREM, tm, Imm(self.tiles_m))
+            self.batch_coordinates(cta)
         m0 = self.op(pro, Prim.IMUL, tm, Imm(BM))
         n0 = self.op(pro, Prim.IMUL, tn, Imm(self.bn))
         # the thread's first output: row m0 + 64 wm + g, column n0 + (BN / 4) wn + 2t
@@ -175,12 +166,13 @@ class MmaBuilder:
         self.row_terms = self.m0_terms + ((32 * WARPS_N, WARPS_M, BM // WARPS_M), (4, 8, 1))
         sel.coords[self.mv] = (row, self.row_terms)
         sel.coords[self.nv] = (col, self.n0_terms + ((32, WARPS_N, wcols), (1, 4, 2)))
-        for v, _ in self.kernel.parallel[:-2]:  # batch loops of one trip: coordinate 0
-            sel.coords[v] = (self.op(pro, Prim.IMOV, Imm(0)), ())
+        for v, _ in self.kernel.parallel[:-2]:  # batch loops of one trip (a linear's): coordinate 0
+            if v not in sel.coords:
+                sel.coords[v] = (self.op(pro, Prim.IMOV, Imm(0)), ())
         accs = [[[self.zero(pro) for _ in range(4)] for _ in range(self.n_tiles)] for _ in range(M_TILES)]
         trips = g.k // g.fmt.k  # slices of one mma's k
-        copies = [self.copier("As", g.a, m0, self.m0_terms, BM, tid),
-                  self.copier("Bs", g.b, n0, self.n0_terms, self.bn, tid)]
+        copies = [operand_copy(self, "As", g.a, m0, self.m0_terms, BM, tid),
+                  operand_copy(self, "Bs", g.b, n0, self.n0_terms, self.bn, tid)]
         self.fragment_pointers(lane, wm, wn)
         commit = Instr(sel.mn(Prim.CP_COMMIT), Prim.CP_COMMIT, None, ())
         code: list[Item] = []
@@ -221,11 +213,22 @@ class MmaBuilder:
         code += self.epilogue(accs)
         buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in self.kernel.buffers)
         shared = (BufferSpec("As", STAGES * BM * ROW, DType.F32, False),
-                  BufferSpec("Bs", STAGES * self.bn * ROW, DType.F32, False))
+                  BufferSpec("Bs", STAGES * self.b_stage // F32_BYTES, DType.F32, False))
         return Program(self.kernel.name, self.target.name, buffers, tuple(pro) + tuple(code), self.kernel.flops,
-                       Launch(self.tiles_m * self.tiles_n, THREADS, shared, (),
+                       Launch(self.batches * self.tiles_m * self.tiles_n, THREADS, shared, (),
                               f"tensor cores: mma.m16n8k{g.fmt.k} {g.fmt.name}, {BM}x{self.bn} tiles, "
                               f"{STAGES}-stage cp.async pipeline, ldmatrix fragments"))
+
+    def batch_coordinates(self, cta: Reg) -> None:
+        """Each batch loop's coordinate from the block: blocks cta // (tiles of one matrix), innermost loop
+        fastest."""
+        pro, inner = self.sel.prologue, self.tiles_m * self.tiles_n
+        for i, (v, e) in reversed(list(enumerate(self.g.batch))):
+            x = self.op(pro, Prim.IDIV, cta, Imm(inner))
+            outermost = i == 0
+            c = x if outermost else self.op(pro, Prim.IREM, x, Imm(e))
+            self.sel.coords[v] = (c, ((THREADS * inner, 0 if outermost else e, 1),))
+            inner *= e
 
     def zero(self, code: list) -> Reg:
         """An accumulator register at 0: float32, or int32 in a B32 register."""
@@ -235,61 +238,16 @@ class MmaBuilder:
             return r
         return self.op(code, Prim.FMOV, Imm(0.0), file=RegFile.FP)
 
-    # ---- the asynchronous copy of one operand's slice into a stage of shared memory -------------------
-    def copier(self, tile: str, load: Load, origin: Reg, origin_terms: tuple, rows: int, tid: Reg) -> "_Copy":
-        """A slice is `rows` rows of 8 words along k. Where k is contiguous in global memory (the activations,
-        fp16's weight) a thread copies 16 bytes, half a row (cp.async.cg: copy e = tid + 256 i is row e / 2,
-        half e % 2); a packed weight (bf16's [K/2, N, 2], int8's [K/4, N, 4]) a word at a time (cp.async.ca:
-        row e / 8, word e % 8). Rows past M are not copied: they feed only output rows that are not stored."""
-        sel, pro, g = self.sel, self.sel.prologue, self.g
-        fmt = g.fmt
-        is_a = load is g.a
-        isz = self.kernel.buffer(load.buf).dtype.itemsize
-        if is_a and fmt is FP16 and isz != 2:
-            raise ValueError(f"{self.kernel.name}: the fp16 tensor-core linear reads an fp16 activation "
-                             f"(models/fp16.py stores every activation so)")
-        extent = g.m if is_a else g.n
-        ck, cv = load.index.coef(self.kv), load.index.coef(self.mv if is_a else self.nv)
-        if not is_a and fmt is FP16 and ck != 1:
-            raise ValueError(f"{self.kernel.name}: the fp16 weight's k pairs must be contiguous")
-        pair = fmt.per_word // fmt.per_step * ck * isz  # bytes from one word (along k) to the next
-        width = CHUNK if pair == F32_BYTES else F32_BYTES
-        per_row = WORDS * F32_BYTES // width  # copies per row of a slice
-        count = rows * per_row
-        per = THREADS // per_row  # rows a pass of the block covers
-        part = self.op(pro, Prim.IREM, tid, Imm(per_row))
-        r = self.op(pro, Prim.IDIV, tid, Imm(per_row))
-        pos = self.op(pro, Prim.IADD, origin, r)  # the operand row (m or n) this thread copies
-        ptr = self.op(pro, Prim.IADD, sel.base(load.buf), Imm(load.index.offset * isz))
-        self.add(pro, ptr, (pos, cv * isz), (part, width // F32_BYTES * pair))
-        terms = tuple((d, mo, mu * cv * isz) for d, mo, mu in origin_terms) + \
-            ((per_row, per, cv * isz), (1, per_row, width // F32_BYTES * pair))
-        sptr = self.op(pro, Prim.IMOV, Addr(tile, 0))
-        self.add(pro, sptr, (r, ROW * F32_BYTES), (part, width))
-        s_terms = ((per_row, per, ROW * F32_BYTES), (1, per_row, width))
-        passes = []
-        for i in range(-(-count // THREADS)):
-            dr = per * i
-            guards, ok = [], None
-            if count < THREADS:  # fewer copies than threads: the first `count` threads copy
-                guards.append((Lin(0, ((1, THREADS, 1),)), count))
-                ok = self.op(pro, Prim.ICMP_LT, tid, Imm(count), file=RegFile.PRED)
-            if extent % rows:
-                guards.append((Lin(dr, origin_terms + ((per_row, per, 1),)), extent))
-                row_ok = self.op(pro, Prim.ICMP_LT, pos, Imm(extent - dr), file=RegFile.PRED)
-                ok = row_ok if ok is None else self.op(pro, Prim.PAND, ok, row_ok, file=RegFile.PRED)
-            passes.append((dr, tuple(guards), ok))
-        latch = [Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(STAGES * WORDS * pair)))]
-        return _Copy(self, tile, load.buf, ptr, sptr, terms, s_terms, width, rows, WORDS * pair,
-                     load.index.offset * isz, cv * isz, passes, latch)
-
     # ---- the warp's fragments from shared memory (ldmatrix), and its mma ---------------------------
     def fragment_pointers(self, lane: Reg, wm: Reg, wn: Reg) -> None:
         """The row each lane names to ldmatrix. A, per 16-row tile (.x4): lanes 8j .. 8j + 7 name the rows of
         matrix j = rows 8 (j % 2) + 0..7, k half j / 2, so the four registers are the mma's a0..a3. B, per two
         8-column tiles (.x4; .x2 for one): matrix j = the columns of tile j / 2, k half j % 2, so registers
-        (0, 1) and (2, 3) are the two tiles' b0, b1 (B is held [n][k] in shared memory, the "col" layout)."""
-        sel, pro = self.sel, self.sel.prologue
+        (0, 1) and (2, 3) are the two tiles' b0, b1 (B is held [n][k] in shared memory, the "col" layout).
+        B held [k][n] (attention's values): matrix j = k rows 8 (j % 2) + 0..7 of tile j / 2's columns, read
+        with ldmatrix.trans, which hands each lane the transpose: the same registers. Its rows are BN x 2 + 16
+        bytes apart, so the eight 16-byte rows of a matrix fall on distinct banks (BN = 32, 64, 128)."""
+        pro = self.sel.prologue
         wcols = self.bn // WARPS_N
         line = ROW * F32_BYTES
         r8 = self.op(pro, Prim.IREM, lane, Imm(8))
@@ -300,8 +258,15 @@ class MmaBuilder:
         self.a_terms = ((32 * WARPS_N, WARPS_M, BM // WARPS_M * line), (1, 8, line), (8, 2, 8 * line),
                         (16, 2, CHUNK))
         self.b_ptr = self.op(pro, Prim.IMOV, Addr("Bs", 0))
-        self.add(pro, self.b_ptr, (wn, wcols * line), (r8, line), (hi, 8 * line), (q2, CHUNK))
-        self.b_terms = ((32, WARPS_N, wcols * line), (1, 8, line), (16, 2, 8 * line), (8, 2, CHUNK))
+        if self.g.b_rows:
+            b_line, half = self.bn * 2 + CHUNK, 2  # (fp16: 2 bytes a column)
+            self.add(pro, self.b_ptr, (wn, wcols * half), (r8, b_line), (q2, 8 * b_line), (hi, MMA_N * half))
+            self.b_terms = ((32, WARPS_N, wcols * half), (1, 8, b_line), (8, 2, 8 * b_line), (16, 2, MMA_N * half))
+            self.b_stage, self.b_pair = FP16.k * b_line, 2 * MMA_N * half  # a stage; two column tiles
+        else:
+            self.add(pro, self.b_ptr, (wn, wcols * line), (r8, line), (hi, 8 * line), (q2, CHUNK))
+            self.b_terms = ((32, WARPS_N, wcols * line), (1, 8, line), (16, 2, 8 * line), (8, 2, CHUNK))
+            self.b_stage, self.b_pair = self.bn * line, 2 * MMA_N * line
 
     def products(self, stage: int, accs, strides: tuple) -> list[Item]:
         """Stage `stage`'s fragments, then the mma of every (row tile, column tile)."""
@@ -309,10 +274,13 @@ class MmaBuilder:
         line = ROW * F32_BYTES
         body: list[Item] = []
 
-        def matrices(name: str, ptr: Reg, terms: tuple, disp: int, count: int) -> tuple[Reg, ...]:
+        def matrices(name: str, ptr: Reg, terms: tuple, disp: int, count: int, trans: bool = False
+                     ) -> tuple[Reg, ...]:
             regs = tuple(sel.new(RegFile.B32) for _ in range(count))
             guards = ((Lin(0, ((1, 32, 1),)), 8 * count),) if count < 4 else ()  # the lanes that name rows
-            body.append(Instr(LDMATRIX[count], Prim.LDMATRIX, regs, (Mem(ptr, disp),), DType.I32,
+            prim = Prim.LDMATRIX_T if trans else Prim.LDMATRIX
+            body.append(Instr(LDMATRIX[count].replace(".shared", ".trans.shared") if trans else LDMATRIX[count],
+                              prim, regs, (Mem(ptr, disp),), DType.I32,
                               warp=WarpAccess(True, name, Lin(disp, terms, strides), CHUNK, guards)))
             return regs
 
@@ -320,7 +288,8 @@ class MmaBuilder:
         b: list[tuple[Reg, ...]] = []
         for j2 in range(-(-self.n_tiles // 2)):
             count = 4 if 2 * j2 + 1 < self.n_tiles else 2
-            regs = matrices("Bs", self.b_ptr, self.b_terms, (stage * self.bn + 2 * MMA_N * j2) * line, count)
+            regs = matrices("Bs", self.b_ptr, self.b_terms, stage * self.b_stage + j2 * self.b_pair, count,
+                            self.g.b_rows)
             b += [regs[:2], regs[2:]] if count == 4 else [regs]
         prim = self.g.fmt.mma
         for mt in range(M_TILES):
@@ -419,43 +388,3 @@ def _named(e, parts: list):
     if e in parts:
         return Scalar(f"_column{parts.index(e)}")
     return Op(e.prim, tuple(_named(a, parts) for a in e.args)) if isinstance(e, Op) else e
-
-
-@dataclass
-class _Copy:
-    """One operand's cp.async of a slice: `issue` writes it for a given slice and stage."""
-
-    builder: MmaBuilder
-    tile: str
-    buf: str
-    ptr: Reg  # global: this thread's first copy of slice 0 (moved on by the latch)
-    sptr: Reg  # shared: its place in stage 0
-    terms: tuple  # the global address's terms of the thread id
-    s_terms: tuple
-    width: int  # bytes a copy moves
-    rows: int
-    slice_bytes: int  # global bytes from one slice to the next along k
-    offset: int  # the operand's first byte
-    row_bytes: int  # global bytes from one operand row to the next
-    passes: list  # (first row, guards, their predicate) per pass of the block over the slice
-    latch: list
-
-    def issue(self, disp: int, stage: int, strides: tuple, guard: tuple | None = None, step: int = 0) -> list[Item]:
-        """The copies of the slice `disp` bytes past the pointer into `stage`; `guard` (a predicate, its Lin,
-        the limit) skips a slice past the end of K, and `step` is what the loop's latch moves the pointer."""
-        b = self.builder
-        code: list[Item] = []
-        for dr, guards, ok in self.passes:
-            pred = ok
-            lins = guards
-            if guard is not None:
-                pred = guard[0] if ok is None else b.op(code, Prim.PAND, guard[0], ok, file=RegFile.PRED)
-                lins = guards + ((guard[1], guard[2]),)
-            src = Lin(self.offset + dr * self.row_bytes + disp, self.terms, tuple(step for _ in strides))
-            sdisp = (stage * self.rows + dr) * ROW * F32_BYTES
-            code.append(Instr(COPY[self.width], Prim.CP_ASYNC, Mem(self.sptr, sdisp),
-                              (Mem(self.ptr, dr * self.row_bytes + disp),), DType.I32, mask=pred,
-                              warp=WarpAccess(False, self.buf, src, self.width, lins),
-                              copy_to=WarpAccess(True, self.tile, Lin(sdisp, self.s_terms, strides), self.width,
-                                                 lins)))
-        return code

@@ -55,6 +55,9 @@ def select_simt(kernel: Kernel, target: Target, gpu: Gpu | None = None) -> Progr
         return isel_simt_bf16.named_pairs(select_elementwise(isel_simt_bf16.round_pairs(kernel), target, gpu))
     shape = isel_simt_gemm.gemm_shape(kernel)
     if shape is not None:
+        tensor = isel_simt_mma.matmul_shape(kernel, shape)  # fp16 operands (attention's): the tensor cores
+        if tensor is not None:
+            return isel_simt_mma.select_mma(kernel, target, tensor)
         return isel_simt_gemm.select_gemm(kernel, target, shape, gpu)
     return select_elementwise(kernel, target, gpu)
 

@@ -4,6 +4,7 @@ refused, and the check of a model."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -21,7 +22,7 @@ from isasim.isa.dtype import DType
 from isasim.isa.emit_ptx import emit_ptx
 from isasim.isa.gpu import gpu_names, load_gpu
 from isasim.isa.semantics import Prim
-from isasim.isa.simt_cost import registers
+from isasim.isa.simt_cost import memory_costs, registers
 from isasim.isa.targets import GPU_TARGETS
 from isasim.lowering.pipeline import lower_graph
 from isasim.models.fp16 import linear_fp16
@@ -106,14 +107,27 @@ def test_the_tensor_core_linear_is_the_reference_bit_for_bit_in_both_executors(m
     assert any(i.prim is Prim.MMA_F16 for i in _instrs(prog.body))
     want = linear_fp16(x, g.values["w"], bias).astype(np.float16 if half_out else np.float32)
     storages = {name: np.ascontiguousarray(v).reshape(-1) for name, v in g.values.items()}
-    outs = []
+    outs, counted = [], []
     for run in (backend.execute, backend.step):
         mem = load_memory(prog, storages)
-        events = run(prog, mem, A100)
+        counted.append(run(prog, mem, A100))
         outs.append(mem.read("out"))
-        assert dict(events.instructions) == backend.counts(prog, A100)
+        assert dict(counted[-1].instructions) == backend.counts(prog, A100)
     assert outs[0].tobytes() == want.reshape(-1).tobytes()
     assert outs[1].tobytes() == outs[0].tobytes()
+    assert_counts_agree(prog, counted)
+
+
+def assert_counts_agree(prog, events: list) -> None:
+    """The grid executor and the stepped one count the same sectors, wavefronts and requests (cp.async and
+    ldmatrix included), and the cost model's closed forms count them too."""
+    first, second = events
+    keys = ("sectors", "global_requests", "wavefronts", "shared_requests", "thread_instructions")
+    assert [getattr(first, k) for k in keys] == [getattr(second, k) for k in keys]
+    m = memory_costs(prog, A100)
+    assert (m.sectors, m.global_requests, m.wavefronts, m.shared_requests, m.thread_bytes) == \
+        (first.sectors, first.global_requests, first.wavefronts, first.shared_requests,
+         first.bytes_loaded + first.bytes_stored)
 
 
 def _instrs(items):
@@ -160,3 +174,75 @@ def test_check_in_fp16_holds_every_linear_to_its_reference_and_the_output_near_f
     assert report.precision == "fp16" and t.passed and t.counts_match_cost_model
     assert t.ops_exact and t.ops_checked == 13  # Q, K, V, out, FFN up and down in 2 layers, and the pooler
     assert 0 < t.max_abs_err_fp32 < 1e-2
+
+
+def attention_matmul_graph(a: np.ndarray, b: np.ndarray, b_rows: bool) -> Graph:
+    """out[i, h] = A[i, h] @ B[i, h] as --precision fp16 runs attention's matmuls: both operands fp16 activations
+    (copies of the inputs), B either held [K, N] (the values: b_rows) or [N, K] and transposed (the keys)."""
+    f32 = DType.F32
+    batch, (m, k) = a.shape[:-2], a.shape[-2:]
+    n = b.shape[-1] if b_rows else b.shape[-2]
+    ph = (Placeholder("a", PlaceholderKind.INPUT, TensorMeta(a.shape, f32), "a"),
+          Placeholder("b", PlaceholderKind.INPUT, TensorMeta(b.shape, f32), "b"))
+    nodes = [Node("ah", "aten.clone.default", (Ref("a"),), (), (TensorMeta(a.shape, f32),), "t"),
+             Node("bh", "aten.clone.default", (Ref("b"),), (), (TensorMeta(b.shape, f32),), "t")]
+    right = Ref("bh")
+    if not b_rows:
+        nodes.append(Node("bt", "aten.transpose.int", (Ref("bh"), -1, -2), (), (TensorMeta(batch + (k, n), f32),),
+                          "t"))
+        right = Ref("bt")
+    nodes.append(Node("out", "aten.matmul.default", (Ref("ah"), right), (), (TensorMeta(batch + (m, n), f32),), "t"))
+    return Graph("test", ph, tuple(nodes), (Ref("out"),), {"a": a, "b": b}, {"precision": "fp16"})
+
+
+@settings(max_examples=10, deadline=None)
+@given(heads=st.integers(1, 3), m=st.integers(32, 140), n32=st.integers(1, 4), k16=st.integers(1, 5),
+       b_rows=st.booleans(), seed=st.integers(0, 99))
+@example(heads=2, m=128, n32=4, k16=4, b_rows=False, seed=0)  # attention's scores: Q [s, d] by K^T
+@example(heads=2, m=128, n32=2, k16=8, b_rows=True, seed=1)  # its context: P [s, s] by V [s, d]
+@example(heads=1, m=45, n32=1, k16=5, b_rows=True, seed=2)  # ldmatrix .x2.trans; rows past M; a loop and a rest
+def test_attention_matmuls_run_on_tensor_cores_bit_for_bit_as_float32_fmas(heads, m, n32, k16, b_rows, seed):
+    """fp16 operands: the tensor-core GEMM's sums equal float32 FMAs over k in order (each fp16 product is
+    exact), in both executors, with ldmatrix.trans where B is held [K, N]."""
+    rng = np.random.default_rng(seed)
+    n, k = 32 * n32, 16 * k16
+    a = rng.standard_normal((2, heads, m, k)).astype(np.float32)
+    b = rng.standard_normal((2, heads, k, n) if b_rows else (2, heads, n, k)).astype(np.float32)
+    lowered = lower_graph(attention_matmul_graph(a, b, b_rows))
+    kernel = lowered.kernels[-1]
+    backend = backend_for(SIMT)
+    prog = backend.select(kernel, SIMT, A100)
+    ops = {i.prim for i in _instrs(prog.body)}
+    assert Prim.MMA_F16 in ops and (Prim.LDMATRIX_T in ops) == b_rows
+    ah, bh = a.astype(np.float16), b.astype(np.float16)
+    right = (bh if b_rows else np.swapaxes(bh, -1, -2)).astype(np.float32)
+    acc = np.zeros((2, heads, m, n), np.float32)
+    for kk in range(k):  # float32 FMAs in k order: exact products, one rounding per sum
+        acc = acc + ah[..., :, kk, None].astype(np.float32) * right[..., kk, None, :]
+    storages = {"ah": ah.reshape(-1), "bh": bh.reshape(-1)}
+    outs, counted = [], []
+    for run in (backend.execute, backend.step):
+        mem = load_memory(prog, storages)
+        counted.append(run(prog, mem, A100))
+        outs.append(mem.read("out"))
+        assert dict(counted[-1].instructions) == backend.counts(prog, A100)
+    assert outs[0].tobytes() == acc.astype(np.float16).reshape(-1).tobytes()
+    assert outs[1].tobytes() == outs[0].tobytes()
+    assert_counts_agree(prog, counted)
+
+
+@pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas (CUDA) is not installed")
+@pytest.mark.parametrize("gpu", gpu_names())
+@pytest.mark.parametrize("b_rows", [False, True])
+def test_ptxas_accepts_the_attention_matmuls_on_tensor_cores(gpu, b_rows, tmp_path):
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((1, 2, 40, 32)).astype(np.float32)
+    b = rng.standard_normal((1, 2, 32, 64) if b_rows else (1, 2, 64, 32)).astype(np.float32)
+    kernel = lower_graph(attention_matmul_graph(a, b, b_rows)).kernels[-1]
+    machine = load_gpu(gpu)
+    prog = backend_for(SIMT).select(kernel, SIMT, machine)
+    r = subprocess.run(["ptxas", f"-arch={machine.ptx_target}", "-v", "-", "-o", str(tmp_path / "k.cubin")],
+                       input=emit_ptx(prog, machine), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    used = int(re.search(r"Used (\d+) registers", r.stdout + r.stderr).group(1))
+    assert used / 2 <= registers(prog) <= 2 * used
