@@ -363,39 +363,58 @@ def warp_path(prog: Program, gpu: Gpu, global_latency: float) -> float:
         if ins.prim in (Prim.LOAD_SHARED, Prim.STORE_SHARED, Prim.LDMATRIX, Prim.LDMATRIX_T):
             return gpu.shared_latency
         if ins.prim is Prim.CP_WAIT:
-            return 0.0  # (what it waits for depends on the loop around it: see `block`)
+            return 0.0  # (it waits for the group it names to land: see `block`)
         return gpu.timing(ins.mnemonic).latency
 
-    def block(items: tuple[Item, ...]) -> float:
+    def block(items: tuple[Item, ...], track: bool = True) -> float:
+        """`track`: follow cp.async groups to their landing (a loop's own trips are charged by `loop_trip`)."""
         ready: dict[Reg, float] = {}
         t = 0.0
         end = 0.0
+        groups: list[float] = []  # when each committed group of cp.async copies has landed
+        landing: float | None = None  # the group being formed: when its latest copy lands
         for it in items:
             if isinstance(it, Loop):
-                t = max(t, end) + it.trip * trip_time(it)
+                trip, waits, per_wait = loop_trip(it)
+                start = max(t, end)
+                fill = 0.0
+                if track and waits and len(groups) > waits[0]:  # the first trip waits for a copy issued before
+                    steady = max(0.0, global_latency - (waits[0] + 1) * per_wait)  # (already in `trip`)
+                    fill = max(0.0, groups[-(waits[0] + 1)] - start - steady)
+                t = start + it.trip * trip + fill
                 end = t
                 ready = {r: min(v, t) for r, v in ready.items()}
+                if waits:  # the last trips' groups: one per wait, a wait's share of the trip apart
+                    per = trip / len(waits)
+                    groups = [t - k * per + global_latency for k in range(len(waits), 0, -1)]
                 continue
             srcs = reads(it) + ([it.mask] if it.mask is not None else [])
             start = max([t] + [ready.get(r, 0.0) for r in srcs])
+            if track and it.prim is Prim.CP_WAIT and len(groups) > it.srcs[0].value:
+                start = max(start, groups[-(it.srcs[0].value + 1)])  # until the group N + 1 back has landed
             t = start + 1
             done = start + latency(it)
             for r in written(it):
                 ready[r] = done
+            if it.prim is Prim.CP_ASYNC:
+                landing = max(landing or 0.0, start + global_latency)
+            elif it.prim is Prim.CP_COMMIT:
+                groups.append(start if landing is None else landing)  # (an empty group has landed)
+                landing = None
             if it.prim not in (Prim.STORE, Prim.CP_ASYNC):  # a global store (or an asynchronous copy) is
                 end = max(end, done)  # fire-and-forget: the warp issues on while the memory system completes it
         return max(t, end)
 
-    def trip_time(loop: Loop) -> float:
-        """One trip of a loop. A cp.async pipeline's trip waits (cp.async.wait_group N) for the copies issued
-        N + 1 groups, so N + 1 trips, earlier: what of their global latency those trips' own work has not
-        covered. Each unrolled copy of a trip waits once; the loop's trips are taken to be alike."""
-        work = block(loop.body + loop.latch)
+    def loop_trip(loop: Loop) -> tuple[float, list[int], float]:
+        """One trip of a loop, the N of each cp.async.wait_group in it, and the work between two waits. A
+        pipeline's trip waits for the copies issued N + 1 groups (so N + 1 of its unrolled trips) earlier: what
+        of their global latency that work has not covered. The loop's trips are taken to be alike."""
+        work = block(loop.body + loop.latch, track=False)
         waits = [ins.srcs[0].value for ins in loop.body if isinstance(ins, Instr) and ins.prim is Prim.CP_WAIT]
         if not waits:
-            return work
+            return work, [], 0.0
         per_wait = work / len(waits)  # the work between one wait and the next
-        return work + sum(max(0.0, global_latency - (n + 1) * per_wait) for n in waits)
+        return work + sum(max(0.0, global_latency - (n + 1) * per_wait) for n in waits), waits, per_wait
 
     return block(prog.body)
 

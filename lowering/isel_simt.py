@@ -14,6 +14,7 @@ own element; loops inside a thread keep the scalar code's pointer increments.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 
 from isasim.isa.program import (Addr, BufferSpec, Imm, Instr, Item, Launch, Lin, Loop, Mem, Program, Reg, RegFile,
@@ -183,8 +184,13 @@ class SimtSelector(Selector):
         return r
 
     def operation(self, e: Op, code, cse, scope, chain, dst) -> Reg:
-        if e.prim is Prim.CVT_BF16X2:  # two float32 into one 32-bit register (lowering/isel_simt_bf16.py)
-            srcs = tuple(self.expr(a, code, cse, scope, chain) for a in e.args)
+        if e.prim in (Prim.CVT_BF16X2, Prim.CVT_F16X2):  # two float32 into one 32-bit register
+            # (lowering/isel_simt_pairs.py). The two elements' instructions are interleaved, as ptxas schedules
+            # two independent chains: each computed apart (each reuses only what was computed before both).
+            halves = [[] for _ in e.args]
+            srcs = tuple(self.expr(a, part, dict(cse), scope, chain) for a, part in zip(e.args, halves))
+            for pair in itertools.zip_longest(*halves):
+                code.extend(i for i in pair if i is not None)
             r = dst or self.new(RegFile.B32)
             code.append(Instr(self.mn(e.prim), e.prim, r, srcs))
             return r

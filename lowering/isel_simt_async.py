@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from isasim.isa.dtype import DType, F32_BYTES
+from isasim.isa.errors import UserError
 from isasim.isa.program import Addr, Imm, Instr, Item, Lin, Mem, Reg, RegFile, WarpAccess
 from isasim.isa.semantics import Prim
 from isasim.lowering.kernel import Load
@@ -28,9 +29,9 @@ def operand_copy(b, tile: str, load: Load, origin: Reg, origin_terms: tuple, row
     fmt = g.fmt
     is_a = load is g.a
     isz = b.kernel.buffer(load.buf).dtype.itemsize
-    if is_a and fmt is FP16 and isz != 2:
-        raise ValueError(f"{b.kernel.name}: the fp16 tensor-core linear reads an fp16 activation "
-                         f"(models/fp16.py stores every activation so)")
+    if is_a and fmt is FP16 and isz != 2:  # (models/fp16.py stores every op's output so, and copies inputs)
+        raise UserError(f"{b.kernel.name}: the fp16 tensor-core linear reads a float32 tensor (a view of a graph "
+                        f"input?), not an fp16 activation: use --precision fp32 for this model on simt")
     ck = load.index.coef(b.kv)
     if is_a or not g.b_rows:  # the operand's rows (A's m, B's n), k along each
         cv = load.index.coef(b.mv if is_a else b.nv)
@@ -47,6 +48,9 @@ def operand_copy(b, tile: str, load: Load, origin: Reg, origin_terms: tuple, row
         row_bytes, origin_bytes, chunk_bytes, slice_bytes = ck * isz, isz, CHUNK, fmt.k * ck * isz
         per_row = rows * isz // CHUNK
         guarded = False
+    if (load.index.offset * isz) % width or row_bytes % width or (is_a and fmt is FP16 and ck != 1):
+        raise ValueError(f"{b.kernel.name}: a {width}-byte cp.async of {load.buf} needs its rows {width}-byte "
+                         f"aligned and, in fp16, its k contiguous")
     count = lines * per_row
     per = THREADS // per_row  # rows a pass of the block covers
     part = b.op(pro, Prim.IREM, tid, Imm(per_row))

@@ -325,7 +325,8 @@ class MmaBuilder:
         for k in range(len(parts)):
             sel.scalar_fp[f"_column{k}"] = True
         # fp16 outputs: a thread's two neighbouring columns (2t, 2t + 1) in one 32-bit store, as a half2
-        pairs = self.kernel.buffer(store.buf).dtype is DType.F16 and store.index.coef(self.nv) == 1
+        aligned = store.index.offset % 2 == 0 and all(c % 2 == 0 for v, c in store.index.terms if v != self.nv)
+        pairs = self.kernel.buffer(store.buf).dtype is DType.F16 and store.index.coef(self.nv) == 1 and aligned
         for mt in range(M_TILES):
             for half in range(2):
                 dm = MMA_M * mt + 8 * half
@@ -341,13 +342,12 @@ class MmaBuilder:
                         sel.scalars[acc] = accs[mt][j][i]
                         sel.scalar_fp[acc] = True
                         places.append(shifted_store(store, {self.mv: dm, self.nv: MMA_N * j + i % 2}))
+                        sel.guard, sel.guard_lins = guard, lins  # (rows past M: no load, no store)
                         if not pairs:
-                            sel.guard, sel.guard_lins = guard, lins
                             sel.store(places[-1], code, {}, 1, ())
-                        else:  # (the guard covers the store only: every thread computes both values)
+                        else:
                             places[-1] = (places[-1], sel.expr(places[-1].value, code, {}, 1, ()))
                     if pairs:
-                        sel.guard, sel.guard_lins = guard, lins
                         sel.store_pair(*places, code, {}, 1, ())
                     sel.guard, sel.guard_lins = None, ()
         return code

@@ -15,8 +15,8 @@ from isasim.isa.gpu import Gpu
 from isasim.isa.program import Program
 from isasim.isa.simt_cost import occupancy, registers
 from isasim.isa.targets import Target
-from isasim.lowering import (isel_gemm, isel_gemm_amx, isel_gemm_bf16, isel_gemm_int8, isel_simt_bf16, isel_simt_gemm,
-                             isel_simt_mma)
+from isasim.lowering import (isel_gemm, isel_gemm_amx, isel_gemm_bf16, isel_gemm_int8, isel_simt_gemm,
+                             isel_simt_mma, isel_simt_pairs)
 from isasim.lowering.isel import Selector, finish, nest
 from isasim.lowering.isel_simt import BLOCK, select_points
 from isasim.lowering.isel_vector import VectorSelector
@@ -52,13 +52,16 @@ def select_simt(kernel: Kernel, target: Target, gpu: Gpu | None = None) -> Progr
     if kernel.op in ("isasim.linear_fp16", "isasim.linear_bf16") or isel_simt_mma.int8_fits(kernel):
         return isel_simt_mma.select_mma(kernel, target)
     if kernel.op == "isasim.round_bf16":
-        return isel_simt_bf16.named_pairs(select_elementwise(isel_simt_bf16.round_pairs(kernel), target, gpu))
+        return isel_simt_pairs.named_pairs(select_elementwise(isel_simt_pairs.round_pairs(kernel), target, gpu))
     shape = isel_simt_gemm.gemm_shape(kernel)
     if shape is not None:
         tensor = isel_simt_mma.matmul_shape(kernel, shape)  # fp16 operands (attention's): the tensor cores
         if tensor is not None:
             return isel_simt_mma.select_mma(kernel, target, tensor)
         return isel_simt_gemm.select_gemm(kernel, target, shape, gpu)
+    paired = isel_simt_pairs.half_pairs(kernel)  # fp16 outputs: a thread per pair of elements
+    if paired is not None:
+        return isel_simt_pairs.named_pairs(select_elementwise(paired, target, gpu))
     return select_elementwise(kernel, target, gpu)
 
 

@@ -80,6 +80,9 @@ def fp16_graph(graph: Graph) -> Graph:
         x, w = node.args[0], by_name[node.args[1].name]
         if x not in inputs:
             inputs[x] = contiguous_input(x, graph.meta(x), node, produced, nodes)
+            if inputs[x].name not in produced and inputs[x] == x:  # a graph input: copied, so it is stored fp16
+                inputs[x] = Ref(f"{node.name}_half")
+                nodes.append(Node(inputs[x].name, "aten.clone.default", (x,), (), (graph.meta(x),), node.module))
         if w.name not in weights:
             name = f"{w.name}_fp16"
             placeholders.append(Placeholder(name, PlaceholderKind.CONSTANT, replace(w.meta, dtype=DType.F16),

@@ -246,3 +246,42 @@ def test_ptxas_accepts_the_attention_matmuls_on_tensor_cores(gpu, b_rows, tmp_pa
     assert r.returncode == 0, r.stderr
     used = int(re.search(r"Used (\d+) registers", r.stdout + r.stderr).group(1))
     assert used / 2 <= registers(prog) <= 2 * used
+
+
+@settings(max_examples=10, deadline=None)
+@given(rows=st.integers(1, 40), half=st.integers(1, 70), broadcast=st.booleans(), seed=st.integers(0, 99))
+@example(rows=3, half=5, broadcast=True, seed=0)
+def test_fp16_elementwise_ops_run_a_thread_per_pair_with_the_same_bits(rows, half, broadcast, seed):
+    """An fp16 output's elementwise op, two neighbours a thread and one 32-bit store, equals a thread per
+    element (each element computed in float32, then rounded to nearest even) in both executors; counts agree."""
+    from isasim.lowering.isel_simt_pairs import half_pairs
+    from isasim.lowering.select import select_elementwise
+
+    rng = np.random.default_rng(seed)
+    n = 2 * half
+    x = rng.standard_normal((rows, n)).astype(np.float32)
+    y = rng.standard_normal((1, n) if broadcast else (rows, n)).astype(np.float32)
+    f32 = DType.F32
+    ph = (Placeholder("x", PlaceholderKind.INPUT, TensorMeta(x.shape, f32), "x"),
+          Placeholder("y", PlaceholderKind.INPUT, TensorMeta(y.shape, f32), "y"))
+    nodes = (Node("xh", "aten.clone.default", (Ref("x"),), (), (TensorMeta(x.shape, f32),), "t"),
+             Node("yh", "aten.clone.default", (Ref("y"),), (), (TensorMeta(y.shape, f32),), "t"),
+             Node("out", "aten.mul.Tensor", (Ref("xh"), Ref("yh")), (), (TensorMeta(x.shape, f32),), "t"))
+    g = Graph("test", ph, nodes, (Ref("out"),), {"x": x, "y": y}, {"precision": "fp16"})
+    kernel = lower_graph(g).kernels[-1]
+    backend = backend_for(SIMT)
+    paired = backend.select(kernel, SIMT, A100)
+    single = select_elementwise(kernel, SIMT, A100)
+    assert half_pairs(kernel) is not None and "pair" in paired.launch.strategy and "pair" not in single.launch.strategy
+    xh, yh = x.astype(np.float16), y.astype(np.float16)
+    want = (xh.astype(np.float32) * yh.astype(np.float32)).astype(np.float16)
+    storages = {"xh": xh.reshape(-1), "yh": yh.reshape(-1)}
+    for prog in (paired, single):
+        outs, counted = [], []
+        for run in (backend.execute, backend.step):
+            mem = load_memory(prog, storages)
+            counted.append(run(prog, mem, A100))
+            outs.append(mem.read("out"))
+            assert dict(counted[-1].instructions) == backend.counts(prog, A100)
+        assert outs[0].tobytes() == outs[1].tobytes() == want.reshape(-1).tobytes()
+        assert_counts_agree(prog, counted)
