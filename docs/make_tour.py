@@ -440,10 +440,10 @@ def tensor_part(m: str, s: str) -> str:
                          "--precision", "fp16", "--format", "json"))[0]
     return ("\n### Tensor cores: fp16\n\n`--precision fp16` (the `simt` target only) stores every activation in "
             "fp16 (each op still computes in float32, converting as it loads and stores, as PyTorch's own fp16 "
-            "kernels do) and runs each linear layer on the tensor cores: blocks of eight warps copy 128-row tiles "
-            "of the activation and of the fp16 weight into shared memory with `cp.async`, three slices in flight, "
-            "and each warp loads its fragments with `ldmatrix` and multiplies them with "
-            "`mma.sync.aligned.m16n8k16`. From `isasim trace " + m + " --seq " + s
+            "kernels do, a thread per pair of neighbouring elements) and runs each linear layer and attention's two "
+            "matmuls on the tensor cores: blocks of eight warps copy 128-row tiles of both operands into shared "
+            "memory with `cp.async`, three slices in flight, and each warp loads its fragments with `ldmatrix` and "
+            "multiplies them with `mma.sync.aligned.m16n8k16`. From `isasim trace " + m + " --seq " + s
             + " --target simt --uarch G --precision P`:\n\n" + "\n".join(rows)
             + f"\n\nAt batch 1 the feed-forward's first linear layer is {ffn['grid']} blocks on "
             f"{load_gpu('h200').sms} SMs, {ffn['decides']} decides:\n\n"

@@ -379,8 +379,9 @@ def warp_path(prog: Program, gpu: Gpu, global_latency: float) -> float:
                 start = max(t, end)
                 fill = 0.0
                 if track and waits and len(groups) > waits[0]:  # the first trip waits for a copy issued before
-                    steady = max(0.0, global_latency - (waits[0] + 1) * per_wait)  # (already in `trip`)
-                    fill = max(0.0, groups[-(waits[0] + 1)] - start - steady)
+                    n = waits[0]
+                    steady = max(per_wait, (per_wait + global_latency) / (n + 2)) - per_wait  # (already in `trip`)
+                    fill = max(0.0, groups[-(n + 1)] - start - steady)
                 t = start + it.trip * trip + fill
                 end = t
                 ready = {r: min(v, t) for r, v in ready.items()}
@@ -407,14 +408,16 @@ def warp_path(prog: Program, gpu: Gpu, global_latency: float) -> float:
 
     def loop_trip(loop: Loop) -> tuple[float, list[int], float]:
         """One trip of a loop, the N of each cp.async.wait_group in it, and the work between two waits. A
-        pipeline's trip waits for the copies issued N + 1 groups (so N + 1 of its unrolled trips) earlier: what
-        of their global latency that work has not covered. The loop's trips are taken to be alike."""
+        pipeline's trip waits for the copies issued N + 1 groups (so N + 1 of its unrolled trips) earlier, and
+        in the steady state each of those took as long as this one, stalls included: T = w + max(0, L -
+        (N + 1) T), so T = max(w, (w + L) / (N + 2)) for work w between waits and global latency L. The loop's
+        trips are taken to be alike."""
         work = block(loop.body + loop.latch, track=False)
         waits = [ins.srcs[0].value for ins in loop.body if isinstance(ins, Instr) and ins.prim is Prim.CP_WAIT]
         if not waits:
             return work, [], 0.0
         per_wait = work / len(waits)  # the work between one wait and the next
-        return work + sum(max(0.0, global_latency - (n + 1) * per_wait) for n in waits), waits, per_wait
+        return sum(max(per_wait, (per_wait + global_latency) / (n + 2)) for n in waits), waits, per_wait
 
     return block(prog.body)
 

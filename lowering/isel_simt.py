@@ -187,6 +187,8 @@ class SimtSelector(Selector):
         if e.prim in (Prim.CVT_BF16X2, Prim.CVT_F16X2):  # two float32 into one 32-bit register
             # (lowering/isel_simt_pairs.py). The two elements' instructions are interleaved, as ptxas schedules
             # two independent chains: each computed apart (each reuses only what was computed before both).
+            for shared in _loads_in(e.args[0]) & _loads_in(e.args[1]):  # (an element both read: a broadcast)
+                self.expr(shared, code, cse, scope, chain)
             halves = [[] for _ in e.args]
             srcs = tuple(self.expr(a, part, dict(cse), scope, chain) for a, part in zip(e.args, halves))
             for pair in itertools.zip_longest(*halves):
@@ -319,6 +321,13 @@ def _shifted(ph, var: str, by: int):
     i = ph.index
     return replace(ph, index=Affine(i.offset + i.coef(var) * by, i.terms, i.dynamic),
                    value=_shift_expr(ph.value, var, by))
+
+
+def _loads_in(e) -> set:
+    """Every Load in an expression."""
+    if isinstance(e, Load):
+        return {e}
+    return set().union(*(_loads_in(a) for a in e.args)) if isinstance(e, Op) else set()
 
 
 def _uses_index(e) -> bool:
