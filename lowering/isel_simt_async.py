@@ -82,7 +82,7 @@ def operand_copy(b, tile: str, load: Load, origin: Reg, origin_terms: tuple, row
         passes.append((dr, tuple(guards), ok))
     latch = [Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, Imm(STAGES * slice_bytes)))]
     return SliceCopy(b, tile, load.buf, ptr, sptr, terms, s_terms, width, lines, line, slice_bytes,
-                 load.index.offset * isz, row_bytes, passes, latch)
+                     load.index.offset * isz, row_bytes, passes, latch)
 
 
 @dataclass
