@@ -107,21 +107,21 @@ def test_the_tensor_core_linear_is_the_reference_bit_for_bit_in_both_executors(m
     assert any(i.prim is Prim.MMA_F16 for i in _instrs(prog.body))
     want = linear_fp16(x, g.values["w"], bias).astype(np.float16 if half_out else np.float32)
     storages = {name: np.ascontiguousarray(v).reshape(-1) for name, v in g.values.items()}
-    outs, counted = [], []
+    assert_both_executors_give(prog, storages, want)
+
+
+def assert_both_executors_give(prog, storages: dict, want: np.ndarray) -> None:
+    """The grid executor and the stepped one write `want` to "out", bit for bit; each counts the instructions
+    the cost model counts, and both count the same sectors, wavefronts and requests (cp.async and ldmatrix
+    included), which the cost model's closed forms count too."""
+    backend = backend_for(SIMT)
+    counted = []
     for run in (backend.execute, backend.step):
         mem = load_memory(prog, storages)
         counted.append(run(prog, mem, A100))
-        outs.append(mem.read("out"))
+        assert mem.read("out").tobytes() == want.reshape(-1).tobytes()
         assert dict(counted[-1].instructions) == backend.counts(prog, A100)
-    assert outs[0].tobytes() == want.reshape(-1).tobytes()
-    assert outs[1].tobytes() == outs[0].tobytes()
-    assert_counts_agree(prog, counted)
-
-
-def assert_counts_agree(prog, events: list) -> None:
-    """The grid executor and the stepped one count the same sectors, wavefronts and requests (cp.async and
-    ldmatrix included), and the cost model's closed forms count them too."""
-    first, second = events
+    first, second = counted
     keys = ("sectors", "global_requests", "wavefronts", "shared_requests", "thread_instructions")
     assert [getattr(first, k) for k in keys] == [getattr(second, k) for k in keys]
     m = memory_costs(prog, A100)
@@ -220,15 +220,7 @@ def test_attention_matmuls_run_on_tensor_cores_bit_for_bit_as_float32_fmas(heads
     for kk in range(k):  # float32 FMAs in k order: exact products, one rounding per sum
         acc = acc + ah[..., :, kk, None].astype(np.float32) * right[..., kk, None, :]
     storages = {"ah": ah.reshape(-1), "bh": bh.reshape(-1)}
-    outs, counted = [], []
-    for run in (backend.execute, backend.step):
-        mem = load_memory(prog, storages)
-        counted.append(run(prog, mem, A100))
-        outs.append(mem.read("out"))
-        assert dict(counted[-1].instructions) == backend.counts(prog, A100)
-    assert outs[0].tobytes() == acc.astype(np.float16).reshape(-1).tobytes()
-    assert outs[1].tobytes() == outs[0].tobytes()
-    assert_counts_agree(prog, counted)
+    assert_both_executors_give(prog, storages, acc.astype(np.float16))
 
 
 @pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas (CUDA) is not installed")
@@ -277,11 +269,4 @@ def test_fp16_elementwise_ops_run_a_thread_per_pair_with_the_same_bits(rows, hal
     want = (xh.astype(np.float32) * yh.astype(np.float32)).astype(np.float16)
     storages = {"xh": xh.reshape(-1), "yh": yh.reshape(-1)}
     for prog in (paired, single):
-        outs, counted = [], []
-        for run in (backend.execute, backend.step):
-            mem = load_memory(prog, storages)
-            counted.append(run(prog, mem, A100))
-            outs.append(mem.read("out"))
-            assert dict(counted[-1].instructions) == backend.counts(prog, A100)
-        assert outs[0].tobytes() == outs[1].tobytes() == want.reshape(-1).tobytes()
-        assert_counts_agree(prog, counted)
+        assert_both_executors_give(prog, storages, want)
