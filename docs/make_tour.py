@@ -451,7 +451,8 @@ def tensor_part(m: str, s: str) -> str:
                     "--precision fp16 --format json",
                     json.dumps({k: ffn[k] for k in ("occupancy", "decides", "advice")}, indent=2), "json")
             + "\nOn a real H200 the first form of these kernels (float32 activations, one slice at a time, no "
-            "ldmatrix) ran the linear layers at batch 128 4.4 times faster than float32 (the README's Measured "
+            "ldmatrix) ran the linear layers at batch 128 4.4 times faster than the float32 ones of the time (which read "
+            "shared memory a word at a time; the README's Measured "
             "section, from `benchmarks/cuda_run.py`), their outputs differing from isasim's in the last bits, since "
             "the hardware sums an mma's products in its own order; the pipelined kernels have not yet run on a "
             "GPU.\n" + terms("tensor core"))

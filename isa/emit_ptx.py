@@ -90,7 +90,7 @@ class _Writer:
         elif p in (Prim.MMA_F16, Prim.MMA_BF16, Prim.MMA_S8):  # {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3}
             groups = [ins.dst, ins.srcs[:4], ins.srcs[4:6], ins.srcs[6:]]
             self.put(f"{mn} " + ", ".join("{" + ", ".join(self.op(r) for r in grp) + "}" for grp in groups))
-        elif p in (Prim.LDMATRIX, Prim.LDMATRIX_T):
+        elif p in (Prim.LDMATRIX, Prim.LDMATRIX_T, Prim.LOAD_SHARED_V):
             self.put(f"{mn} {{" + ", ".join(self.op(r) for r in ins.dst) + f"}}, {s[0]}")
         elif p is Prim.CP_ASYNC:
             self.put(f"{mn} {d}, {s[0]}, {ins.warp.width}", g)

@@ -119,6 +119,7 @@ class Prim(Enum):
     LDMATRIX = "ldmatrix"  # ldmatrix.sync.aligned.m8n8.x4 (.x2) .shared.b16: 4 (2) 8x8 matrices of 16-bit
     #                        elements, each thread naming one 16-byte row; dst the registers, srcs (Mem,)
     LDMATRIX_T = "ldmatrix_t"  # ldmatrix ... .trans: each matrix transposed as it is delivered
+    LOAD_SHARED_V = "load_shared_v"  # ld.shared.v2/.v4.f32: a thread's 2 or 4 consecutive words; dst the registers
     # SIMT (GPU) threads: the executor in isa/simt_exec.py gives each thread of the grid its own array slot
     SREG = "sreg"  # a special register: Imm("tid") thread in block, Imm("ctaid") block in grid (mov %tid.x)
     IDIV = "idiv"  # unsigned division by a positive constant (thread-index decomposition)

@@ -52,7 +52,7 @@ from isasim.isa.simt_exec import place_shared
 from isasim.isa.timeline import reads
 
 _MEMORY = (Prim.LOAD, Prim.STORE, Prim.LOAD_SHARED, Prim.STORE_SHARED, Prim.CP_ASYNC, Prim.LDMATRIX,
-           Prim.LDMATRIX_T)
+           Prim.LDMATRIX_T, Prim.LOAD_SHARED_V)
 _REG_WORDS = {RegFile.FP: 1, RegFile.GP: 2, RegFile.PRED: 0, RegFile.MASK: 0,
               RegFile.B32: 1}  # 32-bit registers per value
 
@@ -360,7 +360,7 @@ def warp_path(prog: Program, gpu: Gpu, global_latency: float) -> float:
     def latency(ins: Instr) -> float:
         if ins.prim in (Prim.LOAD, Prim.STORE):
             return global_latency
-        if ins.prim in (Prim.LOAD_SHARED, Prim.STORE_SHARED, Prim.LDMATRIX, Prim.LDMATRIX_T):
+        if ins.prim in (Prim.LOAD_SHARED, Prim.STORE_SHARED, Prim.LDMATRIX, Prim.LDMATRIX_T, Prim.LOAD_SHARED_V):
             return gpu.shared_latency
         if ins.prim is Prim.CP_WAIT:
             return 0.0  # (it waits for the group it names to land: see `block`)

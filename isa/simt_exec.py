@@ -146,6 +146,8 @@ class SimtExecutor:
             while len(self.in_flight) > ins.srcs[0].value:  # the oldest groups land
                 for where, bits in self.in_flight.pop(0):
                     self.shared.reshape(-1).view(np.uint32)[where] = bits
+        elif p is Prim.LOAD_SHARED_V:
+            self.load_vector(ins, regs, active)
         elif p in (Prim.LDMATRIX, Prim.LDMATRIX_T):
             self.load_matrices(ins, regs, p is Prim.LDMATRIX_T)
         elif p in (Prim.MMA_F16, Prim.MMA_BF16):  # warp-wide: each warp's lanes hold its fragments (isa/mma.py)
@@ -178,7 +180,7 @@ class SimtExecutor:
             addr = self.full(base + np.int64(disp))
             seen = {"base": base, "active": active, "where": self.shared_word + addr // F32_BYTES,
                     "requests": simt_memory.requests(every, self.gpu),
-                    "wavefronts": simt_memory.wavefronts(addr, every, self.gpu)}
+                    "wavefronts": simt_memory.wavefronts(addr, every, self.gpu, ins.warp.width if ins.warp else 4)}
             self.seen[id(ins)] = seen
         self.events.shared_requests += seen["requests"]
         self.events.wavefronts += seen["wavefronts"]
@@ -252,6 +254,19 @@ class SimtExecutor:
         bits = self.mem.load(DType.I32, words.reshape(-1) * F32_BYTES).astype(np.uint32)
         where = ((self.shared_word[every] + saddr[every] // F32_BYTES)[:, None] + np.arange(per)).reshape(-1)
         self.forming.append((where, bits))
+
+    def load_vector(self, ins: Instr, regs: dict, active: np.ndarray | None) -> None:
+        """ld.shared.v2/.v4.f32: each thread's consecutive words into its registers, in order."""
+        m = ins.srcs[0]
+        every = self.alive if active is None else active
+        first = self.shared_access(ins, regs[m.base], m.disp, active, every)  # (counts requests, wavefronts)
+        self.events.bytes_loaded += int(np.count_nonzero(every)) * ins.warp.width
+        words = self.shared.reshape(-1)
+        for i, r in enumerate(ins.dst):
+            got = words[first + i]
+            if active is not None:
+                got = np.where(active, got, self.full(regs.get(r, np.float32(0))))
+            regs[r] = got
 
     def load_matrices(self, ins: Instr, regs: dict, trans: bool = False) -> None:
         """ldmatrix .m8n8 .b16: lanes 8i .. 8i + 7 name the rows of matrix i; register i of lane l receives

@@ -7,9 +7,14 @@ The classic SIMT SGEMM (Volkov & Demmel, SC 2008; CUTLASS's SIMT path, "Efficien
   cost model);
 - per step of 16 along k, the block's threads copy the 64x16 slice of A and the 16x64 slice of B into shared
   memory (four elements each, consecutive threads on the operand's contiguous dimension, so each warp's
-  loads are coalesced), wait at bar.sync, then run 16 k-steps of 4 + 4 shared loads and 16 FMAs from
-  registers, and wait again before the next slice overwrites the tiles;
-- the tiles are stored k-major with rows padded by 2 words, which spreads a k-fastest copy over all 32 banks;
+  loads are coalesced), wait at bar.sync, then run 16 k-steps of two vector shared loads (`ld.shared.v4.f32`,
+  `.v2` for 2x2 tiles: the thread's rows of A and columns of B for that k) and 16 FMAs from registers, and
+  wait again before the next slice overwrites the tiles;
+- the tiles are stored k-major; within a row, element v sits at slot (v % 16) x 4 + v / 16 (x 2 for 2x2),
+  so one thread's four values are adjacent words, and rows are padded by 4 words, which keeps each row
+  16-byte aligned for the vector loads. A warp's load of B then reads 16 distinct 16-byte groups, the two
+  wavefronts 256 bytes need; its load of A, two groups broadcast to 16 threads each (CUTLASS's SIMT SGEMM
+  reads its fragments as 128-bit vectors the same way);
 - edges (M, N or K not a multiple of the tile) are guarded: a copy past the edge stores 0, which adds nothing.
 Each output's sum runs k = 0, 1, ..., K-1 through one fused multiply-add chain, as on the CPU targets.
 """
@@ -30,7 +35,8 @@ from isasim.isa.dtype import DType, F32_BYTES
 
 SIDE = 16  # threads along each edge of the block (16 x 16 = BLOCK)
 STEP = 16  # k per shared-memory slice
-PAD = 2  # words added to each shared row (see the module docstring)
+PAD = 4  # words added to each shared row (see the module docstring)
+VECTOR = {4: "ld.shared.v4.f32", 2: "ld.shared.v2.f32"}  # a thread's register-tile row (or column) in one load
 REGISTER_TILES = (4, 2)  # outputs per thread along each edge: 64x64 tiles, or 32x32 when those are too few
 MIN_EDGE = 32  # smaller GEMMs (the pooler's single row) run a warp per output instead
 
@@ -222,13 +228,19 @@ class GemmBuilder:
                 pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, ptr, (ptr, t)))
         terms += [(d, mo, mu * cv * isz) for d, mo, mu in origin_terms + v_terms]
         terms += [(d, mo, mu * ck * isz) for d, mo, mu in k_terms]
-        # the shared address this thread writes: tile[kk][vv]
+        # the shared address this thread writes: tile[kk][slot(vv)], slot(v) = (v % 16) x per + v / 16, so that
+        # the per rows (or columns) v, v + 16, ... of one thread's register tile sit side by side
         sptr = self.op(pro, Prim.IMOV, Addr(tile, 0))
         t = self.op(pro, Prim.IMUL, kk, Imm(self.row * F32_BYTES))
         pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, sptr, (sptr, t)))
-        t = self.op(pro, Prim.IMUL, vv, Imm(F32_BYTES))
+        t = self.op(pro, Prim.IMUL, self.op(pro, Prim.IREM, vv, Imm(SIDE)), Imm(self.per * F32_BYTES))
         pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, sptr, (sptr, t)))
-        s_terms = tuple((d, mo, mu * self.row * F32_BYTES) for d, mo, mu in k_terms) + tuple((d, mo, mu * F32_BYTES) for d, mo, mu in v_terms)
+        if not k_fast:  # (k_fast: vv < 16)
+            t = self.op(pro, Prim.IMUL, self.op(pro, Prim.IDIV, vv, Imm(SIDE)), Imm(F32_BYTES))
+            pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, sptr, (sptr, t)))
+        slot_terms = ((STEP, SIDE, self.per * F32_BYTES),) if k_fast else \
+            ((1, SIDE, self.per * F32_BYTES), (SIDE, self.per, F32_BYTES))
+        s_terms = tuple((d, mo, mu * self.row * F32_BYTES) for d, mo, mu in k_terms) + slot_terms
         first: list[Item] = []  # slice 0, before the loop
         body: list[Item] = []  # slice t + 1, in trip t
         stores: list[Instr] = []
@@ -263,7 +275,7 @@ class GemmBuilder:
                               WarpAccess(False, load.buf, Lin(load.index.offset * isz + disp + step, tuple(terms),
                                                               (step,)),
                                          isz, tuple(rows) + ((Lin(dk + STEP, k_terms, (STEP,)), self.g.k),)))
-            sdisp = (dk * self.row + dv) * F32_BYTES
+            sdisp = (dk * self.row + dv // SIDE) * F32_BYTES  # (slot(v + 16 i) = slot(v) + i)
             if half:
                 bits, value = value, sel.new(RegFile.FP)
                 stores.append(Instr(sel.mn(Prim.CVT_H2F), Prim.CVT_H2F, value, (bits,)))
@@ -286,22 +298,23 @@ class GemmBuilder:
     # ---- the register tile's k steps -----------------------------------------------------------------
     def products(self, ty: Reg, tx: Reg, accs, code: list) -> list[Item]:
         sel, pro = self.sel, self.sel.prologue
+        width = self.per * F32_BYTES  # a thread's per values of one k, side by side (see `copier`)
         a_ptr = self.op(pro, Prim.IMOV, Addr("As", 0))
-        t = self.op(pro, Prim.IMUL, ty, Imm(F32_BYTES))
+        t = self.op(pro, Prim.IMUL, ty, Imm(width))
         pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, a_ptr, (a_ptr, t)))
         b_ptr = self.op(pro, Prim.IMOV, Addr("Bs", 0))
-        t = self.op(pro, Prim.IMUL, tx, Imm(F32_BYTES))
+        t = self.op(pro, Prim.IMUL, tx, Imm(width))
         pro.append(Instr(sel.mn(Prim.IADD), Prim.IADD, b_ptr, (b_ptr, t)))
         loads: list[list[Instr]] = []
         operands = []
         for kk in range(STEP):
             step, regs = [], {}
-            for name, ptr, terms in (("As", a_ptr, ((SIDE, SIDE, F32_BYTES),)), ("Bs", b_ptr, ((1, SIDE, F32_BYTES),))):
-                for i in range(self.per):
-                    r = sel.new(RegFile.FP)
-                    disp = (kk * self.row + SIDE * i) * F32_BYTES
-                    step.append(Instr(sel.mn(Prim.LOAD_SHARED), Prim.LOAD_SHARED, r, (Mem(ptr, disp),), DType.F32,
-                                      warp=WarpAccess(True, name, Lin(disp, terms, (0,)), F32_BYTES)))
+            for name, ptr, terms in (("As", a_ptr, ((SIDE, SIDE, width),)), ("Bs", b_ptr, ((1, SIDE, width),))):
+                vec = tuple(sel.new(RegFile.FP) for _ in range(self.per))
+                disp = kk * self.row * F32_BYTES
+                step.append(Instr(VECTOR[self.per], Prim.LOAD_SHARED_V, vec, (Mem(ptr, disp),), DType.F32,
+                                  warp=WarpAccess(True, name, Lin(disp, terms, (0,)), width)))
+                for i, r in enumerate(vec):
                     regs[name, i] = r
             loads.append(step)
             operands.append(regs)

@@ -21,6 +21,7 @@ from isasim.engine.run import run_graph
 from isasim.isa import simt_memory
 from isasim.isa.emit_ptx import emit_ptx
 from isasim.isa.gpu import gpu_names, load_gpu
+from isasim.isa.program import walk
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_cost import cost_simt, memory_costs, occupancy, registers
 from isasim.isa.targets import ALL_TARGETS
@@ -265,12 +266,18 @@ def test_sectors_and_bank_conflicts_by_hand():
     assert simt_memory.sectors(4096 + 4 * lanes, half, A100, 4) == 2 and simt_memory.requests(~active, A100) == 0
 
 
-def test_gemm_tiles_have_no_bank_conflicts():
+def test_gemm_tiles_are_read_with_vector_loads_without_bank_conflicts():
+    """Each k step's register-tile operands come in one ld.shared.v4 each: A's (two rows of threads share
+    four words each: one wavefront), B's (16 threads' 64 consecutive words: two, the fewest 256 bytes take)."""
     rng = np.random.default_rng(0)
     x, w = rand(rng, 64, 32), rand(rng, 64, 32)
     g = one_op_graph("aten.mm.default", {"x": x, "w": w.T.copy()}, (Ref("x"), Ref("w")), [(64, 64)])
     prog, ev = checked(g, x @ w.T)
-    assert ev.shared_requests > 0 and ev.wavefronts == ev.shared_requests
+    mem = memory_costs(prog, A100)
+    per_request = {ins.warp.buf: mem.by_instruction[pos][1] / mem.by_instruction[pos][0]
+                   for pos, (ins, _, _) in enumerate(walk(prog.body)) if ins.prim is Prim.LOAD_SHARED_V}
+    assert per_request == {"As": 1.0, "Bs": 2.0}
+    assert not any(ins.prim is Prim.LOAD_SHARED for ins, _, _ in walk(prog.body))
 
 
 @pytest.mark.parametrize("gpu", gpu_names())
@@ -374,7 +381,7 @@ def test_cost_model_chunks_add_up(monkeypatch):
     g = one_op_graph("aten.softmax.int", {"x": x}, (Ref("x"), -1), [(37, 45)])
     progs.append(simt_program(lower_graph(g).kernels[0]))
     whole = [(dataclasses.asdict(memory_costs(p, A100)), simt_cost.live_counts(p, A100)) for p in progs]
-    shared = next(i.warp for i in _instrs(progs[0]) if i.prim is Prim.LOAD_SHARED)
+    shared = next(i.warp for i in _instrs(progs[0]) if i.prim is Prim.LOAD_SHARED_V)
     assert simt_cost.repeat_period(progs[0], shared, A100.warp_size) \
         < progs[0].launch.threads  # the shared tiles' pattern repeats every block: the default takes one period
     monkeypatch.setattr(simt_cost, "CHUNK", 96)
