@@ -82,9 +82,11 @@ class _Acc:
 # floating-point operations per lane (per thread on SIMT): a multiply-add counts two; a warp's 16x8x16 mma
 # is 2048 of them over its 32 threads
 # a warp's mma per thread: 2 x 16 x 8 x 16 multiply-adds over 32 threads (int8's mma is not floating point)
-_FLOPS = {Prim.FMA: 2, Prim.FNMA: 2, Prim.MMA_F16: 2 * 16 * 8 * 16 // 32, Prim.MMA_BF16: 2 * 16 * 8 * 16 // 32}
+_FLOPS = {Prim.FMA: 2, Prim.FNMA: 2, Prim.MMA_F16: 2 * 16 * 8 * 16 // 32, Prim.MMA_BF16: 2 * 16 * 8 * 16 // 32,
+          Prim.HADD2: 2, Prim.HSUB2: 2, Prim.HMUL2: 2}  # (an .f16x2 instruction computes two halves)
+_PAIRED = (Prim.HADD2, Prim.HSUB2, Prim.HMUL2)  # floating point, though their registers hold bits
 # they move or convert values
-_NOT_ARITHMETIC = (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F, Prim.SHFL_XOR, Prim.ROUND_F16)
+_NOT_ARITHMETIC = (Prim.FMOV, Prim.BITS_I2F, Prim.CVT_I2F, Prim.SHFL_XOR, Prim.ROUND_F16, Prim.CVT_H2F)
 
 
 def fp_ops(body: tuple[Item, ...], threads: int = 1, live_threads: int = 1) -> int:
@@ -94,7 +96,7 @@ def fp_ops(body: tuple[Item, ...], threads: int = 1, live_threads: int = 1) -> i
     total = 0
     after_exit = False
     for ins, n, _ in walk(body):
-        if RESULT_IS_FP.get(ins.prim) and ins.prim not in _NOT_ARITHMETIC:
+        if (RESULT_IS_FP.get(ins.prim) and ins.prim not in _NOT_ARITHMETIC) or ins.prim in _PAIRED:
             total += n * ins.lanes * (live_threads if after_exit else threads) * _FLOPS.get(ins.prim, 1)
         after_exit = after_exit or ins.prim is Prim.EXIT_IF
     return total

@@ -105,6 +105,15 @@ class Prim(Enum):
     CVT_H2F = "cvt_h2f"  # an fp16 (its 16 bits in a 32-bit register) to float32, exactly (cvt.f32.f16)
     CVT_F2H = "cvt_f2h"  # a float32 rounded to fp16, nearest even, its 16 bits in a 32-bit register
     #                      (cvt.rn.f16.f32): --precision fp16 stores every activation so (models/fp16.py)
+    # paired fp16 arithmetic on .f16x2 registers (lowering/isel_simt_pairs.py): each half computed exactly and
+    # rounded to fp16 once (PTX ISA, "Half Precision Floating Point Instructions"; .rn: no fusing into fma)
+    HADD2 = "hadd2"  # add.rn.f16x2
+    HSUB2 = "hsub2"  # sub.rn.f16x2
+    HMUL2 = "hmul2"  # mul.rn.f16x2
+    PACK_H2 = "pack_h2"  # in a kernel only: two fp16 elements (lo, hi) as one .f16x2 register; selected as one
+    #                      32-bit load (neighbours), a 16-bit load and PRMT (one element twice), or mov.b32
+    PRMT = "prmt"  # prmt.b32 d, a, b, c: byte i of d is byte (c >> 4i) & 7 of the eight bytes b:a (PTX ISA,
+    #                "prmt", default mode; the sign-replicating selector bit is not used)
     MMA_F16 = "mma_f16"  # a warp's 16x8x16 multiply-accumulate (mma.sync.aligned.m16n8k16 .f32.f16.f16.f32):
     #                      dst the four float32 accumulator registers; srcs the four A, the two B, the four C
     # bf16 on a GPU's tensor cores (models/bf16.py's graph; lowering/isel_simt_mma.py)
@@ -263,6 +272,29 @@ def _xtn(a, bits):
     return out.view(F32)
 
 
+def _half2(op, a, b) -> np.ndarray:
+    """An .f16x2 operation: each half's exact result rounded to fp16 (nearest even), as int64 bits. Computed
+    in float32 and rounded once more: float32's 24 bits are at least 2 x 11 + 2, so that second rounding gives
+    the correctly rounded fp16 result of an add, subtract or multiply (Figueroa, "When is double rounding
+    innocuous?", SIGNUM 1995), which is also what PyTorch's fp16 kernels store (float32 opmath, then round)."""
+    def halves(x):
+        bits = np.asarray(x, I64) & 0xFFFFFFFF
+        return [(bits >> s & 0xFFFF).astype(np.uint16).view(np.float16).astype(F32) for s in (0, 16)]
+
+    lo, hi = (op(x, y).astype(np.float16).view(np.uint16).astype(I64) for x, y in zip(halves(a), halves(b)))
+    return (hi << 16) | lo
+
+
+def _prmt(a, b, c) -> np.ndarray:
+    """prmt.b32's default mode: byte i of the result is byte (c >> 4i) & 7 of the 64-bit value b:a."""
+    both = (np.asarray(b, I64) & 0xFFFFFFFF) << 32 | (np.asarray(a, I64) & 0xFFFFFFFF)
+    sel = int(c)
+    out = np.zeros(np.shape(both), I64)
+    for i in range(4):
+        out |= ((both >> (8 * ((sel >> 4 * i) & 7))) & 0xFF) << (8 * i)
+    return out
+
+
 def _select(p, a, b):
     return np.where(p, a, b)
 
@@ -324,6 +356,10 @@ SEMANTICS = {
     Prim.CVT_BF16X2: mma.pack_bf16x2,
     Prim.CVT_H2F: lambda h: (np.asarray(h, I64) & 0xFFFF).astype(np.uint16).view(np.float16).astype(F32),
     Prim.CVT_F2H: lambda a: _f32(a).astype(np.float16).view(np.uint16).astype(I64),
+    Prim.HADD2: lambda a, b: _half2(np.add, a, b),
+    Prim.HSUB2: lambda a, b: _half2(np.subtract, a, b),
+    Prim.HMUL2: lambda a, b: _half2(np.multiply, a, b),
+    Prim.PRMT: lambda a, b, c: _prmt(a, b, c),
 }
 
 # Whether a primitive's result lives in the floating-point file (True), the integer file (False) or is a
@@ -339,6 +375,7 @@ RESULT_IS_FP = {
                          Prim.MMA_BF16, Prim.CVT_H2F)},
     **{p: False for p in (Prim.CVT_F2I, Prim.SETCC, Prim.IADD, Prim.ISUB, Prim.IMUL, Prim.ISHL, Prim.IAND,
                           Prim.IMOV, Prim.SREG, Prim.IDIV, Prim.IREM, Prim.CVT_F16X2, Prim.CVT_F2H,
-                          Prim.CVT_BF16X2, Prim.MMA_S8)},
+                          Prim.CVT_BF16X2, Prim.MMA_S8, Prim.HADD2, Prim.HSUB2, Prim.HMUL2, Prim.PACK_H2,
+                          Prim.PRMT)},  # (a .f16x2 register holds bits, not a float32)
     **{p: None for p in (Prim.FCMP_LT, Prim.FCMP_NE, Prim.ICMP_NE, Prim.ICMP_GE, Prim.ICMP_LT, Prim.PAND)},
 }

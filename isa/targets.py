@@ -408,6 +408,7 @@ _PTX = {
     Prim.CP_COMMIT: "cp.async.commit_group", Prim.CP_WAIT: "cp.async.wait_group",
     Prim.CVT_BF16X2: "cvt.rn.bf16x2.f32", Prim.MMA_BF16: "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
     Prim.MMA_S8: "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32",
+    Prim.HADD2: "add.rn.f16x2", Prim.HSUB2: "sub.rn.f16x2", Prim.HMUL2: "mul.rn.f16x2", Prim.PRMT: "prmt.b32",
 }
 
 GPU_TARGETS: Mapping[str, Target] = MappingProxyType({

@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from isasim.isa.program import (Addr, BufferSpec, Imm, Instr, Item, Launch, Lin, Loop, Mem, Program, Reg, RegFile,
                                 WarpAccess)
 from isasim.isa.semantics import Prim
@@ -183,7 +185,35 @@ class SimtSelector(Selector):
             code.append(Instr(self.mn(Prim.IADD), Prim.IADD, r, (total if j == 0 else r, p)))
         return r
 
+    def halves(self, e: Op, code, cse, scope, chain) -> Reg:
+        """Prim.PACK_H2 (lowering/isel_simt_pairs.py): two fp16 elements, low then high, in one 32-bit register."""
+        lo, hi = e.args
+        r = self.new(RegFile.B32)
+        if isinstance(lo, Const):  # a constant in both halves
+            bits = int(np.float16(lo.value).view(np.uint16))
+            code.append(Instr("mov.b32", Prim.IMOV, r, (Imm(bits << 16 | bits),)))
+            return r
+        m = self._address_of(scope, lo.buf, lo.index, code, cse, chain)
+        access = self.access(lo.buf, lo.index, chain)
+        if lo == hi:  # one element in both halves: its 16 bits, then prmt's bytes 1:0 of it twice
+            bits = self.new(RegFile.B32)
+            code.append(Instr(self.target.loads[DType.F16], Prim.LOAD, bits, (m,), DType.F16, None, mask=self.guard,
+                              warp=access))
+            code.append(Instr(self.mn(Prim.PRMT), Prim.PRMT, r, (bits, bits, Imm(0x1010))))
+            return r
+        assert hi.index == Affine(lo.index.offset + 1, lo.index.terms), self.kernel.name  # neighbours
+        code.append(Instr("ld.global.b32", Prim.LOAD, r, (m,), DType.I32, None, mask=self.guard,
+                          warp=replace(access, width=2 * access.width)))
+        return r
+
     def operation(self, e: Op, code, cse, scope, chain, dst) -> Reg:
+        if e.prim is Prim.PACK_H2:
+            return self.halves(e, code, cse, scope, chain)
+        if e.prim in (Prim.HADD2, Prim.HSUB2, Prim.HMUL2):  # paired fp16 arithmetic (isel_simt_pairs.py)
+            srcs = tuple(self.expr(a, code, cse, scope, chain) for a in e.args)
+            r = dst or self.new(RegFile.B32)
+            code.append(Instr(self.mn(e.prim), e.prim, r, srcs))
+            return r
         if e.prim in (Prim.CVT_BF16X2, Prim.CVT_F16X2):  # two float32 into one 32-bit register
             # (lowering/isel_simt_pairs.py). The two elements' instructions are interleaved, as ptxas schedules
             # two independent chains: each computed apart (each reuses only what was computed before both).

@@ -9,6 +9,14 @@ contiguous bytes. The kernel is rewritten over pairs here and then lowered as an
 - --precision fp16: every elementwise op whose output is stored in fp16 (models/fp16.py), where its innermost
   loop walks the output contiguously over an even extent. Each element is still computed in float32, as a
   thread per element computes it, so the bits are the same; only the final rounding packs two.
+- Paired arithmetic, where it gives those same bits: an op that is one add, subtract or multiply of fp16
+  elements (or of an fp16 constant), or a copy, runs on both halves of a 32-bit register at once
+  (add.rn.f16x2, sub.rn.f16x2, mul.rn.f16x2), as CUDA's __hadd2 and friends do, with no conversion at all.
+  Rounding the exact result to fp16 once is what PyTorch's float32 arithmetic followed by its rounding to
+  fp16 gives too (isa/semantics.py `_half2`: double rounding through float32 is innocuous for these three).
+  A chain of operations is not paired: PyTorch rounds only its final result, and .f16x2 would round each
+  step. Neighbouring elements come in one 32-bit load, an element both halves share (a broadcast) in one
+  16-bit load spread by prmt.b32, and a constant as one mov.b32.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ from dataclasses import replace
 from isasim.isa.dtype import DType
 from isasim.isa.program import Program
 from isasim.isa.semantics import Prim
-from isasim.lowering.kernel import Affine, Index, Kernel, Load, Map, Op
+import numpy as np
+
+from isasim.lowering.kernel import Affine, Const, Index, Kernel, Load, Map, Op
 
 
 def _doubled(index: Affine, var: str, shift: int = 0) -> Affine:
@@ -69,8 +79,39 @@ def half_pairs(kernel: Kernel) -> Kernel | None:
     aligned = ph.index.offset % 2 == 0 and all(c % 2 == 0 for v, c in ph.index.terms if v != ph.var)
     if ph.index.coef(ph.var) != 1 or not aligned or ph.index.dynamic or not _plain(ph.value):
         return None
-    value = Op(Prim.CVT_F16X2, (_at(ph.value, ph.var, 1), _at(ph.value, ph.var, 0)))
+    value = paired_arithmetic(kernel, ph.value, ph.var) \
+        or Op(Prim.CVT_F16X2, (_at(ph.value, ph.var, 1), _at(ph.value, ph.var, 0)))
     return replace(kernel, phases=(Map(ph.var, ph.extent // 2, ph.buf, _doubled(ph.index, ph.var), value),))
+
+
+_PAIRED = {Prim.FADD: Prim.HADD2, Prim.FSUB: Prim.HSUB2, Prim.FMUL: Prim.HMUL2}
+
+
+def _halves(kernel: Kernel, e, var: str) -> Op | None:
+    """An operand as one .f16x2 register (Prim.PACK_H2 of its pair's two elements), or None where it cannot be:
+    an fp16 element that steps with `var` from an even element (so its pair is one aligned 32-bit word), an fp16
+    element the pair shares, or a constant that fp16 holds exactly."""
+    if isinstance(e, Const):
+        exact = e.fp and np.isfinite(e.value) and float(np.float16(e.value)) == e.value
+        return Op(Prim.PACK_H2, (e, e)) if exact else None
+    if not isinstance(e, Load) or e.index.dynamic or kernel.buffer(e.buf).dtype is not DType.F16:
+        return None
+    step = e.index.coef(var)
+    even = e.index.offset % 2 == 0 and all(c % 2 == 0 for v, c in e.index.terms if v != var)
+    if step == 0 or (step == 1 and even):
+        return Op(Prim.PACK_H2, (_at(e, var, 0), _at(e, var, 1)))
+    return None
+
+
+def paired_arithmetic(kernel: Kernel, value, var: str) -> Op | None:
+    """The pair's value computed on .f16x2 registers (the module's docstring), or None where that would not give
+    the same bits: a copy of fp16 elements, or one add, subtract or multiply of two such operands."""
+    if isinstance(value, Load):
+        return _halves(kernel, value, var)
+    if not isinstance(value, Op) or value.prim not in _PAIRED:
+        return None
+    args = [_halves(kernel, a, var) for a in value.args]
+    return Op(_PAIRED[value.prim], tuple(args)) if all(args) else None
 
 
 def named_pairs(prog: Program) -> Program:

@@ -240,33 +240,91 @@ def test_ptxas_accepts_the_attention_matmuls_on_tensor_cores(gpu, b_rows, tmp_pa
     assert used / 2 <= registers(prog) <= 2 * used
 
 
-@settings(max_examples=10, deadline=None)
-@given(rows=st.integers(1, 40), half=st.integers(1, 70), broadcast=st.booleans(), seed=st.integers(0, 99))
-@example(rows=3, half=5, broadcast=True, seed=0)
-def test_fp16_elementwise_ops_run_a_thread_per_pair_with_the_same_bits(rows, half, broadcast, seed):
+def finite_halves(rng, shape) -> np.ndarray:
+    """Random fp16 bit patterns, every finite one as likely (subnormals, zeros of both signs and values near
+    65504 included), as float32 values that fp16 holds exactly."""
+    bits = rng.integers(0, 1 << 16, size=shape, dtype=np.uint32).astype(np.uint16)
+    bits = np.where((bits & 0x7C00) == 0x7C00, bits & 0x83FF, bits)  # no infinities or NaNs: exponent 31 -> 0
+    return bits.view(np.float16).astype(np.float32)
+
+
+# (aten op, second operand: a tensor or a constant, the paired instruction or None where float32 must be kept)
+PAIR_OPS = {"add": ("aten.add.Tensor", "y", "add.rn.f16x2"), "sub": ("aten.sub.Tensor", "y", "sub.rn.f16x2"),
+            "mul": ("aten.mul.Tensor", "y", "mul.rn.f16x2"), "scale": ("aten.mul.Tensor", 0.125, "mul.rn.f16x2"),
+            "inexact scale": ("aten.mul.Tensor", 0.1, None), "copy": ("aten.clone.default", None, None)}
+
+
+@settings(max_examples=20, deadline=None)
+@given(rows=st.integers(1, 40), half=st.integers(1, 70), op=st.sampled_from(sorted(PAIR_OPS)),
+       broadcast=st.sampled_from(["none", "row", "column"]), seed=st.integers(0, 99))
+@example(rows=3, half=5, op="mul", broadcast="row", seed=0)
+@example(rows=3, half=5, op="add", broadcast="column", seed=1)  # one element in both halves: prmt.b32
+@example(rows=2, half=3, op="scale", broadcast="none", seed=2)  # 0.125 in both halves: mov.b32
+@example(rows=2, half=3, op="inexact scale", broadcast="none", seed=3)  # 0.1 is no fp16: float32, then round
+@example(rows=2, half=3, op="copy", broadcast="none", seed=4)  # two elements' bits in one load and one store
+def test_fp16_elementwise_ops_run_a_thread_per_pair_with_the_same_bits(rows, half, op, broadcast, seed):
     """An fp16 output's elementwise op, two neighbours a thread and one 32-bit store, equals a thread per
-    element (each element computed in float32, then rounded to nearest even) in both executors; counts agree."""
+    element (each element computed in float32, then rounded to nearest even) in both executors; counts agree.
+    One add, subtract or multiply of fp16 operands, and a copy, run on .f16x2 registers with no conversion."""
     from isasim.lowering.isel_simt_pairs import half_pairs
     from isasim.lowering.select import select_elementwise
 
+    aten, other, paired_mn = PAIR_OPS[op]
     rng = np.random.default_rng(seed)
     n = 2 * half
-    x = rng.standard_normal((rows, n)).astype(np.float32)
-    y = rng.standard_normal((1, n) if broadcast else (rows, n)).astype(np.float32)
+    x = finite_halves(rng, (rows, n))
+    y = finite_halves(rng, {"none": (rows, n), "row": (1, n), "column": (rows, 1)}[broadcast])
     f32 = DType.F32
     ph = (Placeholder("x", PlaceholderKind.INPUT, TensorMeta(x.shape, f32), "x"),
           Placeholder("y", PlaceholderKind.INPUT, TensorMeta(y.shape, f32), "y"))
+    args = (Ref("xh"),) + ((Ref("yh"),) if other == "y" else () if other is None else (other,))
     nodes = (Node("xh", "aten.clone.default", (Ref("x"),), (), (TensorMeta(x.shape, f32),), "t"),
              Node("yh", "aten.clone.default", (Ref("y"),), (), (TensorMeta(y.shape, f32),), "t"),
-             Node("out", "aten.mul.Tensor", (Ref("xh"), Ref("yh")), (), (TensorMeta(x.shape, f32),), "t"))
+             Node("out", aten, args, (), (TensorMeta(x.shape, f32),), "t"))
     g = Graph("test", ph, nodes, (Ref("out"),), {"x": x, "y": y}, {"precision": "fp16"})
     kernel = lower_graph(g).kernels[-1]
     backend = backend_for(SIMT)
     paired = backend.select(kernel, SIMT, A100)
     single = select_elementwise(kernel, SIMT, A100)
     assert half_pairs(kernel) is not None and "pair" in paired.launch.strategy and "pair" not in single.launch.strategy
+    used = {i.mnemonic for i in _instrs(paired.body)}
+    if paired_mn or op == "copy":  # no conversion: the halves are computed (or moved) as fp16
+        assert not any(m.startswith("cvt.") and "f16" in m for m in used), used
+        assert paired_mn is None or paired_mn in used
+    else:
+        assert "cvt.rn.f16x2.f32" in used and not any(m.endswith(".f16x2") and "cvt" not in m for m in used)
     xh, yh = x.astype(np.float16), y.astype(np.float16)
-    want = (xh.astype(np.float32) * yh.astype(np.float32)).astype(np.float16)
+    value = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+             "scale": lambda a, b: a * np.float32(0.125), "inexact scale": lambda a, b: a * np.float32(0.1),
+             "copy": lambda a, b: a}[op]
+    with np.errstate(over="ignore"):  # (finite fp16 operands may round to infinity, as PyTorch's do)
+        want = value(xh.astype(np.float32), yh.astype(np.float32)).astype(np.float16)
     storages = {"xh": xh.reshape(-1), "yh": yh.reshape(-1)}
     for prog in (paired, single):
         assert_both_executors_give(prog, storages, want)
+
+
+@pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas (CUDA) is not installed")
+@pytest.mark.parametrize("gpu", gpu_names())
+def test_ptxas_accepts_paired_fp16_arithmetic(gpu, tmp_path):
+    """add.rn.f16x2 on two 32-bit loads, sub.rn.f16x2 on a prmt.b32 broadcast, mul.rn.f16x2 by a mov.b32
+    constant: each kernel assembles for the GPU's architecture."""
+    rng = np.random.default_rng(5)
+    machine = load_gpu(gpu)
+    f32 = DType.F32
+    for aten, shape, other in (("aten.add.Tensor", (1, 8), "y"), ("aten.sub.Tensor", (3, 1), "y"),
+                               ("aten.mul.Tensor", (1, 8), 0.125)):
+        x, y = finite_halves(rng, (3, 8)), finite_halves(rng, shape)
+        ph = (Placeholder("x", PlaceholderKind.INPUT, TensorMeta(x.shape, f32), "x"),
+              Placeholder("y", PlaceholderKind.INPUT, TensorMeta(y.shape, f32), "y"))
+        nodes = (Node("xh", "aten.clone.default", (Ref("x"),), (), (TensorMeta(x.shape, f32),), "t"),
+                 Node("yh", "aten.clone.default", (Ref("y"),), (), (TensorMeta(y.shape, f32),), "t"),
+                 Node("out", aten, (Ref("xh"), Ref("yh") if other == "y" else other), (),
+                      (TensorMeta(x.shape, f32),), "t"))
+        g = Graph("test", ph, nodes, (Ref("out"),), {"x": x, "y": y}, {"precision": "fp16"})
+        prog = backend_for(SIMT).select(lower_graph(g).kernels[-1], SIMT, machine)
+        ptx = emit_ptx(prog, machine)
+        assert ".f16x2 " in ptx
+        r = subprocess.run(["ptxas", f"-arch={machine.ptx_target}", "-", "-o", str(tmp_path / "k.cubin")],
+                           input=ptx, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
