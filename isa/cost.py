@@ -27,7 +27,7 @@ from isasim.isa import cache_model
 from isasim.isa.hardware import Bound, decider
 from isasim.isa.machine import Uarch
 from isasim.isa.machine_state import place
-from isasim.isa.program import Instr, Item, Loop, Mem, Program, Reg, walk
+from isasim.isa.program import Instr, Item, Loop, Program, Reg, walk
 from isasim.isa.semantics import RESULT_IS_FP, Prim
 from isasim.isa.timeline import fused_latch, reads, simulate
 
