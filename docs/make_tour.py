@@ -441,7 +441,7 @@ def tensor_part(m: str, s: str) -> str:
     return ("\n### Tensor cores: fp16\n\n`--precision fp16` (the `simt` target only) stores every activation in "
             "fp16 (each op still computes in float32, converting as it loads and stores, as PyTorch's own fp16 "
             "kernels do, a thread per pair of neighbouring elements) and runs each linear layer and attention's two "
-            "matmuls on the tensor cores: blocks of eight warps copy 128-row tiles of both operands into shared "
+            "matmuls on the tensor cores: blocks of eight warps copy tiles of both operands (128, 64 or 32 rows, whichever the cost model finds fastest) into shared "
             "memory with `cp.async`, three slices in flight, and each warp loads its fragments with `ldmatrix` and "
             "multiplies them with `mma.sync.aligned.m16n8k16`. From `isasim trace " + m + " --seq " + s
             + " --target simt --uarch G --precision P`:\n\n" + "\n".join(rows)

@@ -5,10 +5,11 @@ fragments and arithmetic; lowering/mma_layout.py's `Format` says what differs); 
 matmuls, whose operands are fp16 activations (`matmul_shape`). They are staged through shared memory as
 CUTLASS's multistage GEMMs are ("Efficient GEMM in CUDA", CUTLASS docs):
 
-- A block of eight warps owns a 128 x BN tile of the output (BN = 128, 64 or 32, the largest that divides N);
-  a batched matmul's blocks run matrix after matrix (attention's batch and heads).
-  The warps form a 2 x 4 grid: warp (wm, wn) computes rows 64 wm .. 64 wm + 63 and BN / 4 columns, as
-  4 x BN / 32 tiles of 16 x 8, each a chain of mma along k.
+- A block of eight warps owns a BM x BN tile of the output (each 128, 64 or 32; `select_mma` keeps the one
+  the cost model finds fastest on the GPU, or 128 x the largest BN that divides N); a batched matmul's blocks
+  run matrix after matrix (attention's batch and heads).
+  The warps form a 2 x 4 grid: warp (wm, wn) computes rows BM / 2 wm .. BM / 2 (wm + 1) - 1 and BN / 4
+  columns, as BM / 32 x BN / 32 tiles of 16 x 8, each a chain of mma along k.
 - The reduction runs in slices of one mma's k (16; 32 in int8): eight 32-bit words per row of A and B (two
   fp16 or bf16 neighbours in k a word, four int8). The slices pass through shared memory in a 3-stage
   pipeline, as CUTLASS's multistage GEMMs do: `cp.async` copies the slice two ahead straight from global
@@ -52,12 +53,13 @@ from isasim.isa.errors import UserError
 from isasim.isa.program import (Addr, BufferSpec, Imm, Instr, Item, Launch, Lin, Loop, Mem, Program, Reg, RegFile,
                                 WarpAccess)
 from isasim.isa.semantics import Prim
+from isasim.isa.simt_cost import cost_simt
 from isasim.isa.targets import Target
 from isasim.lowering.isel_simt import SimtSelector, thread_index
 from isasim.lowering.isel_simt_gemm import GemmShape, shifted_store
 from isasim.lowering.isel_simt_async import operand_copy
-from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar
-from isasim.lowering.mma_layout import (BF16, BM, CHUNK, FP16, INT8, LDMATRIX, M_TILES, MMA_M, MMA_N, ROW, STAGES,
+from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar, canonical
+from isasim.lowering.mma_layout import (BF16, CHUNK, FP16, INT8, LDMATRIX, MMA_M, MMA_N, ROW, STAGES, TILES,
                                         THREADS, WARPS_M, WARPS_N, MmaShape)
 
 def mma_shape(kernel: Kernel) -> MmaShape:
@@ -109,25 +111,44 @@ def matmul_shape(kernel: Kernel, g: GemmShape) -> MmaShape | None:
     return MmaShape(g.m, g.n, g.k, g.a, g.b, g.store, FP16, g.batch, b_rows)
 
 
-def select_mma(kernel: Kernel, target: Target, shape: MmaShape | None = None) -> Program:
-    return MmaBuilder(kernel, target, shape or mma_shape(kernel)).build()
+def select_mma(kernel: Kernel, target: Target, shape: MmaShape | None = None, gpu=None) -> Program:
+    """128 x BN tiles (BN the largest of 128, 64, 32 that divides N); given the GPU, whichever block tile the
+    cost model finds fastest on it, as cuBLAS's heuristics and CUTLASS's profiler pick one per problem: a
+    batch-1 layer's 128 rows make only N / BN blocks of 128-row tiles (6 for bert-base's 768 columns, on 108
+    or 132 SMs), where 32 x 32 tiles make 16 times as many, each issuing fewer mma per fragment loaded."""
+    g = shape or mma_shape(kernel)
+    if gpu is None:
+        return MmaBuilder(kernel, target, g).build()
+    key = (canonical(kernel), gpu.key())
+    if key not in _CHOSEN:  # the same GEMM in every layer is tuned once
+        fits = [(bm, bn) for bm in TILES for bn in TILES if g.n % bn == 0]
+        built = {t: MmaBuilder(kernel, target, g, *t).build() for t in fits}
+        cycles = {t: cost_simt(program, gpu).cycles for t, program in built.items()}
+        _CHOSEN[key] = min(fits, key=lambda t: cycles[t])  # (ties: the larger tiles, listed first)
+        return built[_CHOSEN[key]]  # (the very program costed: cost_simt remembers it)
+    return MmaBuilder(kernel, target, g, *_CHOSEN[key]).build()
+
+
+_CHOSEN: dict = {}  # (canonical kernel, GPU) -> (BM, BN)
 
 
 class MmaBuilder:
-    def __init__(self, kernel: Kernel, target: Target, g: MmaShape):
+    def __init__(self, kernel: Kernel, target: Target, g: MmaShape, bm: int = TILES[0], bn: int | None = None):
         self.kernel, self.target, self.g = kernel, target, g
         self.sel = SimtSelector(kernel, target, {})
         self.mv, self.nv = kernel.parallel[-2][0], kernel.parallel[-1][0]
         self.kv = kernel.phases[0].var
-        self.bn = next(b for b in (128, 64, 32) if g.n % b == 0)
+        self.bm = bm  # rows of the block's tile
+        self.m_tiles = bm // WARPS_M // MMA_M  # 16-row tiles per warp
+        self.bn = bn or next(b for b in TILES if g.n % b == 0)
         self.n_tiles = self.bn // WARPS_N // MMA_N  # 8-column tiles per warp
-        self.tiles_m, self.tiles_n = -(-g.m // BM), g.n // self.bn
+        self.tiles_m, self.tiles_n = -(-g.m // self.bm), g.n // self.bn
         self.batches = 1
         for _, e in g.batch:
             self.batches *= e
         # closed forms of the block's first row and column (Lin terms of the thread id); a batched GEMM's
         # blocks run batch after batch
-        self.m0_terms = ((THREADS * self.tiles_n, self.tiles_m if g.batch else 0, BM),)
+        self.m0_terms = ((THREADS * self.tiles_n, self.tiles_m if g.batch else 0, self.bm),)
         self.n0_terms = ((THREADS, self.tiles_n, self.bn),)
 
     def op(self, code: list, prim: Prim, *srcs, file: RegFile = RegFile.GP) -> Reg:
@@ -155,23 +176,23 @@ class MmaBuilder:
         if g.batch:
             tm = self.op(pro, Prim.IREM, tm, Imm(self.tiles_m))
             self.batch_coordinates(cta)
-        m0 = self.op(pro, Prim.IMUL, tm, Imm(BM))
+        m0 = self.op(pro, Prim.IMUL, tm, Imm(self.bm))
         n0 = self.op(pro, Prim.IMUL, tn, Imm(self.bn))
         # the thread's first output: row m0 + 64 wm + g, column n0 + (BN / 4) wn + 2t
         wcols = self.bn // WARPS_N
         row = self.op(pro, Prim.IADD, m0, grp)
-        self.add(pro, row, (wm, BM // WARPS_M))
+        self.add(pro, row, (wm, self.bm // WARPS_M))
         col = self.op(pro, Prim.IADD, n0, self.op(pro, Prim.IMUL, pair, Imm(2)))
         self.add(pro, col, (wn, wcols))
-        self.row_terms = self.m0_terms + ((32 * WARPS_N, WARPS_M, BM // WARPS_M), (4, 8, 1))
+        self.row_terms = self.m0_terms + ((32 * WARPS_N, WARPS_M, self.bm // WARPS_M), (4, 8, 1))
         sel.coords[self.mv] = (row, self.row_terms)
         sel.coords[self.nv] = (col, self.n0_terms + ((32, WARPS_N, wcols), (1, 4, 2)))
         for v, _ in self.kernel.parallel[:-2]:  # batch loops of one trip (a linear's): coordinate 0
             if v not in sel.coords:
                 sel.coords[v] = (self.op(pro, Prim.IMOV, Imm(0)), ())
-        accs = [[[self.zero(pro) for _ in range(4)] for _ in range(self.n_tiles)] for _ in range(M_TILES)]
+        accs = [[[self.zero(pro) for _ in range(4)] for _ in range(self.n_tiles)] for _ in range(self.m_tiles)]
         trips = g.k // g.fmt.k  # slices of one mma's k
-        copies = [operand_copy(self, "As", g.a, m0, self.m0_terms, BM, tid),
+        copies = [operand_copy(self, "As", g.a, m0, self.m0_terms, self.bm, tid),
                   operand_copy(self, "Bs", g.b, n0, self.n0_terms, self.bn, tid)]
         self.fragment_pointers(lane, wm, wn)
         commit = Instr(sel.mn(Prim.CP_COMMIT), Prim.CP_COMMIT, None, ())
@@ -212,11 +233,11 @@ class MmaBuilder:
             code += trip(u, 0, False)
         code += self.epilogue(accs)
         buffers = tuple(BufferSpec(b.name, b.size, b.dtype, b.is_output) for b in self.kernel.buffers)
-        shared = (BufferSpec("As", STAGES * BM * ROW, DType.F32, False),
+        shared = (BufferSpec("As", STAGES * self.bm * ROW, DType.F32, False),
                   BufferSpec("Bs", STAGES * self.b_stage // F32_BYTES, DType.F32, False))
         return Program(self.kernel.name, self.target.name, buffers, tuple(pro) + tuple(code), self.kernel.flops,
                        Launch(self.batches * self.tiles_m * self.tiles_n, THREADS, shared, (),
-                              f"tensor cores: mma.m16n8k{g.fmt.k} {g.fmt.name}, {BM}x{self.bn} tiles, "
+                              f"tensor cores: mma.m16n8k{g.fmt.k} {g.fmt.name}, {self.bm}x{self.bn} tiles, "
                               f"{STAGES}-stage cp.async pipeline, ldmatrix fragments"))
 
     def batch_coordinates(self, cta: Reg) -> None:
@@ -254,8 +275,8 @@ class MmaBuilder:
         q2 = self.op(pro, Prim.IREM, self.op(pro, Prim.IDIV, lane, Imm(8)), Imm(2))
         hi = self.op(pro, Prim.IDIV, lane, Imm(16))
         self.a_ptr = self.op(pro, Prim.IMOV, Addr("As", 0))
-        self.add(pro, self.a_ptr, (wm, BM // WARPS_M * line), (r8, line), (q2, 8 * line), (hi, CHUNK))
-        self.a_terms = ((32 * WARPS_N, WARPS_M, BM // WARPS_M * line), (1, 8, line), (8, 2, 8 * line),
+        self.add(pro, self.a_ptr, (wm, self.bm // WARPS_M * line), (r8, line), (q2, 8 * line), (hi, CHUNK))
+        self.a_terms = ((32 * WARPS_N, WARPS_M, self.bm // WARPS_M * line), (1, 8, line), (8, 2, 8 * line),
                         (16, 2, CHUNK))
         self.b_ptr = self.op(pro, Prim.IMOV, Addr("Bs", 0))
         if self.g.b_rows:
@@ -284,7 +305,7 @@ class MmaBuilder:
                               warp=WarpAccess(True, name, Lin(disp, terms, strides), CHUNK, guards)))
             return regs
 
-        a = [matrices("As", self.a_ptr, self.a_terms, (stage * BM + MMA_M * mt) * line, 4) for mt in range(M_TILES)]
+        a = [matrices("As", self.a_ptr, self.a_terms, (stage * self.bm + MMA_M * mt) * line, 4) for mt in range(self.m_tiles)]
         b: list[tuple[Reg, ...]] = []
         for j2 in range(-(-self.n_tiles // 2)):
             count = 4 if 2 * j2 + 1 < self.n_tiles else 2
@@ -292,7 +313,7 @@ class MmaBuilder:
                             self.g.b_rows)
             b += [regs[:2], regs[2:]] if count == 4 else [regs]
         prim = self.g.fmt.mma
-        for mt in range(M_TILES):
+        for mt in range(self.m_tiles):
             for j in range(self.n_tiles):
                 acc = tuple(accs[mt][j])
                 body.append(Instr(sel.mn(prim), prim, acc, tuple(a[mt]) + tuple(b[j]) + acc))
@@ -327,11 +348,11 @@ class MmaBuilder:
         # fp16 outputs: a thread's two neighbouring columns (2t, 2t + 1) in one 32-bit store, as a half2
         aligned = store.index.offset % 2 == 0 and all(c % 2 == 0 for v, c in store.index.terms if v != self.nv)
         pairs = self.kernel.buffer(store.buf).dtype is DType.F16 and store.index.coef(self.nv) == 1 and aligned
-        for mt in range(M_TILES):
+        for mt in range(self.m_tiles):
             for half in range(2):
                 dm = MMA_M * mt + 8 * half
                 guard, lins = None, ()
-                if g.m % BM:
+                if g.m % self.bm:
                     guard = self.op(code, Prim.ICMP_LT, row, Imm(g.m - dm), file=RegFile.PRED)
                     lins = ((Lin(dm, self.row_terms), g.m),)
                 for j in range(self.n_tiles):

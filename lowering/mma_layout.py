@@ -12,8 +12,7 @@ from isasim.lowering.kernel import Load, Map
 WARPS_M, WARPS_N = 2, 4
 THREADS = 32 * WARPS_M * WARPS_N
 MMA_M, MMA_N = 16, 8
-BM = 128  # rows of a block's tile
-M_TILES = BM // WARPS_M // MMA_M  # 16-row tiles per warp
+TILES = (128, 64, 32)  # a block tile's rows (BM) and columns (BN): 1 to 4 tiles of 16 x 8 per warp each way
 WORDS = 8  # 32-bit words along k in a slice's row: one mma's k (8 fp16 or bf16 pairs, 8 int8 quads)
 ROW = WORDS + 4  # a shared row, padded (see lowering/isel_simt_mma.py)
 STAGES = 3  # slices in shared memory at once: two in flight while the warps multiply the third

@@ -50,14 +50,14 @@ def select_simt(kernel: Kernel, target: Target, gpu: Gpu | None = None) -> Progr
     them, threads loop: a grid-stride loop)."""
     kernel = isel_simt_gemm.merged_rows(kernel)
     if kernel.op in ("isasim.linear_fp16", "isasim.linear_bf16") or isel_simt_mma.int8_fits(kernel):
-        return isel_simt_mma.select_mma(kernel, target)
+        return isel_simt_mma.select_mma(kernel, target, gpu=gpu)
     if kernel.op == "isasim.round_bf16":
         return isel_simt_pairs.named_pairs(select_elementwise(isel_simt_pairs.round_pairs(kernel), target, gpu))
     shape = isel_simt_gemm.gemm_shape(kernel)
     if shape is not None:
         tensor = isel_simt_mma.matmul_shape(kernel, shape)  # fp16 operands (attention's): the tensor cores
         if tensor is not None:
-            return isel_simt_mma.select_mma(kernel, target, tensor)
+            return isel_simt_mma.select_mma(kernel, target, tensor, gpu)
         return isel_simt_gemm.select_gemm(kernel, target, shape, gpu)
     paired = isel_simt_pairs.half_pairs(kernel)  # fp16 outputs: a thread per pair of elements
     if paired is not None:

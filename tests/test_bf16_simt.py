@@ -23,6 +23,8 @@ from isasim.isa.emit_ptx import emit_ptx
 from isasim.isa.gpu import gpu_names, load_gpu
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_cost import registers
+from isasim.lowering.isel_simt_mma import MmaBuilder, mma_shape
+from isasim.lowering.mma_layout import TILES
 from isasim.lowering.pipeline import lower_graph
 from isasim.models.bf16 import bf16_graph, reference_op
 from isasim.models.graph import Ref
@@ -81,12 +83,14 @@ def run_both(prog, storages: dict) -> list:
 
 
 @settings(max_examples=10, deadline=None)
-@given(m=st.integers(1, 200), n32=st.integers(1, 9), k16=st.integers(1, 4), seed=st.integers(0, 99))
-@example(m=128, n32=4, k16=2, seed=0)  # whole 128 x 128 tiles: no row guard
-@example(m=1, n32=3, k16=1, seed=1)  # one row (the pooler); 32-column tiles
-@example(m=130, n32=2, k16=3, seed=2)  # a second row of tiles with two rows; 64-column tiles
+@given(m=st.integers(1, 200), n32=st.integers(1, 9), k16=st.integers(1, 4), seed=st.integers(0, 99),
+       bm=st.sampled_from(TILES))
+@example(m=128, n32=4, k16=2, seed=0, bm=128)  # whole 128 x 128 tiles: no row guard
+@example(m=1, n32=3, k16=1, seed=1, bm=32)  # one row (the pooler); 32-column tiles
+@example(m=130, n32=2, k16=3, seed=2, bm=128)  # a second row of tiles with two rows; 64-column tiles
+@example(m=70, n32=4, k16=2, seed=3, bm=64)  # 64-row tiles, the second guarded
 def test_the_bf16_rounding_and_tensor_core_linear_are_the_reference_bit_for_bit_in_both_executors(m, n32, k16,
-                                                                                                  seed):
+                                                                                                  seed, bm):
     x, w, bias = bf16_linear(m, 32 * n32, 16 * k16, seed, scale=3.0)
     x[0, :3] = [1e-39, -3e-40, np.uint32(0x3F808000).view(F32)]  # denormals kept, a tie to even
     graph = bf16_graph(linear_graph(x, w, bias))
@@ -100,7 +104,7 @@ def test_the_bf16_rounding_and_tensor_core_linear_are_the_reference_bit_for_bit_
     xb = bfloat16.to_bf16(x)  # nearest even, nothing flushed
     (name,) = first
     assert first[name].tobytes() == xb.reshape(-1).tobytes() == again[name].tobytes()
-    lin_prog = backend.select(linear, SIMT, A100)
+    lin_prog = MmaBuilder(linear, SIMT, mma_shape(linear), bm).build()  # (every block tile's rows)
     assert any(i.prim is Prim.MMA_BF16 for i in _instrs(lin_prog.body))
     first, again = run_both(lin_prog, {**values, name: first[name]})
     node = graph.nodes[-1]

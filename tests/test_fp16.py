@@ -24,6 +24,9 @@ from isasim.isa.gpu import gpu_names, load_gpu
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_cost import memory_costs, registers
 from isasim.isa.targets import GPU_TARGETS
+from isasim.lowering.isel_simt_gemm import gemm_shape, merged_rows
+from isasim.lowering.isel_simt_mma import MmaBuilder, matmul_shape, mma_shape
+from isasim.lowering.mma_layout import TILES
 from isasim.lowering.pipeline import lower_graph
 from isasim.models.fp16 import linear_fp16
 from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta
@@ -87,14 +90,18 @@ def fp16_linear_graph(x: np.ndarray, w: np.ndarray, bias: np.ndarray, half_out: 
                  {"precision": "fp16"} if half_out else {})
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(m=st.integers(1, 200), n32=st.integers(1, 9), k16=st.integers(1, 8), seed=st.integers(0, 99),
-       half_out=st.booleans())
-@example(m=128, n32=4, k16=2, seed=0, half_out=False)  # whole 128 x 128 tiles: no row guard
-@example(m=1, n32=3, k16=1, seed=1, half_out=True)  # one row (the pooler); N = 96: 32-column tiles
-@example(m=130, n32=2, k16=3, seed=2, half_out=True)  # a second row of tiles with two rows; 64-column tiles
-@example(m=64, n32=4, k16=7, seed=3, half_out=True)  # 7 slices: two trips of the 3-stage loop, then one more
-def test_the_tensor_core_linear_is_the_reference_bit_for_bit_in_both_executors(m, n32, k16, seed, half_out):
+       half_out=st.booleans(), bm=st.sampled_from(TILES), narrow=st.booleans())
+@example(m=128, n32=4, k16=2, seed=0, half_out=False, bm=128, narrow=False)  # whole 128 x 128 tiles: no row guard
+@example(m=1, n32=3, k16=1, seed=1, half_out=True, bm=128, narrow=False)  # one row (the pooler); N = 96: 32 columns
+@example(m=130, n32=2, k16=3, seed=2, half_out=True, bm=128, narrow=False)  # a second row of tiles with two rows
+@example(m=64, n32=4, k16=7, seed=3, half_out=True, bm=128, narrow=False)  # 7 slices: two trips of the loop, one more
+@example(m=70, n32=4, k16=3, seed=4, half_out=True, bm=32, narrow=True)  # 32 x 32 tiles: one mma per warp
+@example(m=100, n32=2, k16=4, seed=5, half_out=False, bm=64, narrow=False)  # 64-row tiles, the last one guarded
+def test_the_tensor_core_linear_is_the_reference_bit_for_bit_in_both_executors(m, n32, k16, seed, half_out, bm,
+                                                                                narrow):
+    """Every block tile (BM rows of 128, 64 or 32; BN columns the largest that divides N, or 32)."""
     rng = np.random.default_rng(seed)
     n, k = 32 * n32, 16 * k16
     x = rng.standard_normal((m, k)).astype(np.float32)
@@ -102,9 +109,8 @@ def test_the_tensor_core_linear_is_the_reference_bit_for_bit_in_both_executors(m
     bias = rng.standard_normal(n).astype(np.float32)
     g = fp16_linear_graph(x, w, bias, half_out)
     (kernel,) = lower_graph(g).kernels
-    backend = backend_for(SIMT)
-    prog = backend.select(kernel, SIMT, A100)
-    assert any(i.prim is Prim.MMA_F16 for i in _instrs(prog.body))
+    prog = MmaBuilder(kernel, SIMT, mma_shape(kernel), bm, 32 if narrow else None).build()
+    assert any(i.prim is Prim.MMA_F16 for i in _instrs(prog.body)) and f"{bm}x" in prog.launch.strategy
     want = linear_fp16(x, g.values["w"], bias).astype(np.float16 if half_out else np.float32)
     storages = {name: np.ascontiguousarray(v).reshape(-1) for name, v in g.values.items()}
     assert_both_executors_give(prog, storages, want)
@@ -129,6 +135,21 @@ def assert_both_executors_give(prog, storages: dict, want: np.ndarray) -> None:
         (first.sectors, first.global_requests, first.wavefronts, first.shared_requests,
          first.bytes_loaded + first.bytes_stored)
 
+
+
+def test_a_batch_1_layer_gets_the_block_tile_the_cost_model_finds_fastest():
+    """bert-base's batch-1 query layer (128 x 768 x 768): 128-row tiles make 6 blocks for 108 SMs; the GPU's
+    choice is the fastest of every tile the layer allows, costed, and runs many more blocks."""
+    from isasim.isa.simt_cost import cost_simt
+
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((128, 768)).astype(np.float32), rng.standard_normal((768, 768)).astype(np.float32)
+    (kernel,) = lower_graph(fp16_linear_graph(x, w, np.zeros(768, np.float32), True)).kernels
+    chosen = backend_for(SIMT).select(kernel, SIMT, A100)
+    every = {(bm, bn): cost_simt(MmaBuilder(kernel, SIMT, mma_shape(kernel), bm, bn).build(), A100).cycles
+             for bm in TILES for bn in TILES}
+    assert cost_simt(chosen, A100).cycles == min(every.values()) < every[128, 128]
+    assert chosen.launch.grid >= 48 and every[128, 128] > 1.5 * min(every.values())
 
 def _instrs(items):
     for it in items:
@@ -195,23 +216,27 @@ def attention_matmul_graph(a: np.ndarray, b: np.ndarray, b_rows: bool) -> Graph:
     return Graph("test", ph, tuple(nodes), (Ref("out"),), {"a": a, "b": b}, {"precision": "fp16"})
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(heads=st.integers(1, 3), m=st.integers(32, 140), n32=st.integers(1, 4), k16=st.integers(1, 5),
-       b_rows=st.booleans(), seed=st.integers(0, 99))
-@example(heads=2, m=128, n32=4, k16=4, b_rows=False, seed=0)  # attention's scores: Q [s, d] by K^T
-@example(heads=2, m=128, n32=2, k16=8, b_rows=True, seed=1)  # its context: P [s, s] by V [s, d]
-@example(heads=1, m=45, n32=1, k16=5, b_rows=True, seed=2)  # ldmatrix .x2.trans; rows past M; a loop and a rest
-def test_attention_matmuls_run_on_tensor_cores_bit_for_bit_as_float32_fmas(heads, m, n32, k16, b_rows, seed):
+       b_rows=st.booleans(), seed=st.integers(0, 99), tile=st.sampled_from([None] + [(r, 32) for r in TILES]))
+@example(heads=2, m=128, n32=4, k16=4, b_rows=False, seed=0, tile=None)  # attention's scores: Q [s, d] by K^T
+@example(heads=2, m=128, n32=2, k16=8, b_rows=True, seed=1, tile=None)  # its context: P [s, s] by V [s, d]
+@example(heads=1, m=45, n32=1, k16=5, b_rows=True, seed=2, tile=None)  # .x2.trans; rows past M; a loop and a rest
+@example(heads=2, m=70, n32=2, k16=3, b_rows=True, seed=3, tile=(32, 32))  # 32 x 32 tiles, matrix after matrix
+def test_attention_matmuls_run_on_tensor_cores_bit_for_bit_as_float32_fmas(heads, m, n32, k16, b_rows, seed, tile):
     """fp16 operands: the tensor-core GEMM's sums equal float32 FMAs over k in order (each fp16 product is
-    exact), in both executors, with ldmatrix.trans where B is held [K, N]."""
+    exact), in both executors, with ldmatrix.trans where B is held [K, N]; with the tile the A100 is given
+    (None), or a block tile of BM rows and 32 columns."""
     rng = np.random.default_rng(seed)
     n, k = 32 * n32, 16 * k16
     a = rng.standard_normal((2, heads, m, k)).astype(np.float32)
     b = rng.standard_normal((2, heads, k, n) if b_rows else (2, heads, n, k)).astype(np.float32)
     lowered = lower_graph(attention_matmul_graph(a, b, b_rows))
     kernel = lowered.kernels[-1]
-    backend = backend_for(SIMT)
-    prog = backend.select(kernel, SIMT, A100)
+    prog = backend_for(SIMT).select(kernel, SIMT, A100)
+    if tile is not None:
+        kernel = merged_rows(kernel)
+        prog = MmaBuilder(kernel, SIMT, matmul_shape(kernel, gemm_shape(kernel)), *tile).build()
     ops = {i.prim for i in _instrs(prog.body)}
     assert Prim.MMA_F16 in ops and (Prim.LDMATRIX_T in ops) == b_rows
     ah, bh = a.astype(np.float16), b.astype(np.float16)

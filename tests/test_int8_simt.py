@@ -24,6 +24,8 @@ from isasim.isa.emit_ptx import emit_ptx
 from isasim.isa.gpu import gpu_names, load_gpu
 from isasim.isa.semantics import Prim
 from isasim.isa.simt_cost import registers
+from isasim.lowering.isel_simt_mma import MmaBuilder, mma_shape
+from isasim.lowering.mma_layout import TILES
 from isasim.lowering.pipeline import lower_graph, materialize
 from isasim.models.graph import Ref
 from isasim.models.quantize import accumulators, quantize_graph, reference_op
@@ -62,17 +64,19 @@ def test_the_int8_mma_reads_its_fragments_as_the_ptx_isa_lays_them_out(seed):
 
 
 @settings(max_examples=10, deadline=None)
-@given(m=st.integers(1, 200), n32=st.integers(1, 9), k32=st.integers(1, 4), seed=st.integers(0, 99))
-@example(m=128, n32=4, k32=2, seed=0)  # whole 128 x 128 tiles: no row guard
-@example(m=1, n32=3, k32=1, seed=1)  # one row (the pooler); 32-column tiles
-@example(m=130, n32=2, k32=3, seed=2)  # a second row of tiles with two rows; 64-column tiles
-def test_the_int8_tensor_core_accumulators_are_exact_in_both_executors(m, n32, k32, seed):
+@given(m=st.integers(1, 200), n32=st.integers(1, 9), k32=st.integers(1, 4), seed=st.integers(0, 99),
+       bm=st.sampled_from(TILES))
+@example(m=128, n32=4, k32=2, seed=0, bm=128)  # whole 128 x 128 tiles: no row guard
+@example(m=1, n32=3, k32=1, seed=1, bm=32)  # one row (the pooler); 32-column tiles
+@example(m=130, n32=2, k32=3, seed=2, bm=128)  # a second row of tiles with two rows; 64-column tiles
+@example(m=70, n32=4, k32=2, seed=3, bm=64)  # 64-row tiles, the second guarded
+def test_the_int8_tensor_core_accumulators_are_exact_in_both_executors(m, n32, k32, seed, bm):
     rng = np.random.default_rng(seed)
     xq = rng.integers(0, 128, (m, 32 * k32), dtype=np.uint8)  # 7-bit activations, as quantize_u7 makes them
     packed = rng.integers(-127, 128, (8 * k32, 32 * n32, 4), dtype=np.int8)
     graph = accumulator_graph(xq, packed)
     (kernel,) = lower_graph(graph).kernels
-    prog = backend_for(SIMT).select(kernel, SIMT, A100)
+    prog = MmaBuilder(kernel, SIMT, mma_shape(kernel), bm).build()  # (every block tile's rows)
     assert any(i.prim is Prim.MMA_S8 for i in _instrs(prog.body))
     first, again = run_both(prog, {name: np.ascontiguousarray(v).reshape(-1) for name, v in graph.values.items()})
     want = accumulators(xq, packed).astype(np.float32)  # below 2^24: float(acc) is acc
