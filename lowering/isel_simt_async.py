@@ -13,17 +13,17 @@ from isasim.isa.errors import UserError
 from isasim.isa.program import Addr, Imm, Instr, Item, Lin, Mem, Reg, RegFile, WarpAccess
 from isasim.isa.semantics import Prim
 from isasim.lowering.kernel import Load
-from isasim.lowering.mma_layout import CHUNK, FP16, ROW, STAGES, THREADS, WORDS
+from isasim.lowering.mma_layout import CHUNK, FP16, ROW, STAGES, THREADS, WORD_PAD, WORDS
 
-COPY = {CHUNK: "cp.async.cg.shared.global", 4: "cp.async.ca.shared.global"}  # by bytes copied
+COPY = {CHUNK: "cp.async.cg.shared.global"}  # by bytes copied
 
 
 def operand_copy(b, tile: str, load: Load, origin: Reg, origin_terms: tuple, rows: int, tid: Reg) -> "SliceCopy":
-    """A slice of A (or of B held [N, K]) is `rows` rows of 8 words along k. Where k is contiguous in global
-    memory (the activations, fp16's weight) a thread copies 16 bytes, half a row (cp.async.cg: copy
-    e = tid + 256 i is row e / 2, half e % 2); a packed weight (bf16's [K/2, N, 2], int8's [K/4, N, 4]) a word
-    at a time (cp.async.ca: row e / 8, word e % 8). A slice of B held [K, N] (attention's values) is one
-    mma's k rows of BN columns, copied 16 bytes at a time along n. Rows past M are not copied: they feed
+    """A slice of A (or of fp16's weight, held [N, K]) is `rows` rows of 8 words along k, k contiguous in global
+    memory: a thread copies 16 bytes, half a row (cp.async.cg: copy e = tid + 256 i is row e / 2, half e % 2).
+    A slice of B held [K, N] (attention's values) is one mma's k rows of BN columns, and a slice of a packed
+    weight (bf16's [K/2, N, 2], int8's [K/4, N, 4]) 8 rows of BN words, one k word of each column; both are
+    copied 16 bytes at a time along n, as they lie in global memory. Rows past M are not copied: they feed
     only output rows that are not stored."""
     sel, pro, g = b.sel, b.sel.prologue, b.g
     fmt = g.fmt
@@ -33,20 +33,22 @@ def operand_copy(b, tile: str, load: Load, origin: Reg, origin_terms: tuple, row
         raise UserError(f"{b.kernel.name}: the fp16 tensor-core linear reads a float32 tensor (a view of a graph "
                         f"input?), not an fp16 activation: use --precision fp32 for this model on simt")
     ck = load.index.coef(b.kv)
-    if is_a or not g.b_rows:  # the operand's rows (A's m, B's n), k along each
+    if is_a or not (g.b_rows or g.b_words):  # the operand's rows (A's m, B's n), k along each
         cv = load.index.coef(b.mv if is_a else b.nv)
-        if not is_a and fmt is FP16 and ck != 1:
-            raise ValueError(f"{b.kernel.name}: the fp16 weight's k pairs must be contiguous")
-        pair = fmt.per_word // fmt.per_step * ck * isz  # bytes from one word (along k) to the next
-        width = CHUNK if pair == F32_BYTES else F32_BYTES
-        lines, line, row_bytes, origin_bytes = rows, ROW * F32_BYTES, cv * isz, cv * isz
-        chunk_bytes, slice_bytes = width // F32_BYTES * pair, WORDS * pair
+        if ck * isz * fmt.per_word // fmt.per_step != F32_BYTES:
+            raise ValueError(f"{b.kernel.name}: {load.buf}'s k must be contiguous")
+        width, lines, line, row_bytes, origin_bytes = CHUNK, rows, ROW * F32_BYTES, cv * isz, cv * isz
+        chunk_bytes, slice_bytes = CHUNK, WORDS * F32_BYTES
         per_row = WORDS * F32_BYTES // width  # copies per row
         guarded = (g.m if is_a else g.n) % rows != 0
-    else:  # B [K, N]: rows of k, BN columns each (padded by 16 bytes: see fragment_pointers)
-        width, lines, line = CHUNK, fmt.k, rows * isz + CHUNK
-        row_bytes, origin_bytes, chunk_bytes, slice_bytes = ck * isz, isz, CHUNK, fmt.k * ck * isz
-        per_row = rows * isz // CHUNK
+    else:  # rows along k of BN columns: B [K, N] (padded by 16 bytes) or packed words (by 8 words): fragment_pointers
+        unit = isz if g.b_rows else F32_BYTES  # bytes of one column in a row
+        if load.index.coef(b.nv) * isz != unit:
+            raise ValueError(f"{b.kernel.name}: {load.buf}'s columns must be {unit} bytes apart")
+        width, lines = CHUNK, fmt.k if g.b_rows else WORDS
+        line = rows * unit + (CHUNK if g.b_rows else WORD_PAD * F32_BYTES)
+        row_bytes, origin_bytes, chunk_bytes, slice_bytes = ck * isz, unit, CHUNK, lines * ck * isz
+        per_row = rows * unit // CHUNK
         guarded = False
     if (load.index.offset * isz) % width or row_bytes % width or (is_a and fmt is FP16 and ck != 1):
         raise ValueError(f"{b.kernel.name}: a {width}-byte cp.async of {load.buf} needs its rows {width}-byte "

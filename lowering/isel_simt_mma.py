@@ -20,16 +20,17 @@ CUTLASS's multistage GEMMs are ("Efficient GEMM in CUDA", CUTLASS docs):
   the count stays uniform), loads its fragments with `ldmatrix` and runs its mma. The loop is unrolled by the
   three stages, so each stage's shared offsets are constants; the slices left over run after it. Which thread
   copies what is lowering/isel_simt_async.py's.
-  - Where k is contiguous in global memory (the activations, fp16's weight [N, K]) a thread copies 16 bytes
-    (`cp.async.cg`, half a row); a packed weight (bf16's [K/2, N, 2], int8's [K/4, N, 4], models/bf16.py and
-    models/quantize.py, laid out for the CPU targets' dot products) is copied a 32-bit word at a time
-    (`cp.async.ca`).
+  - Every copy moves 16 bytes (`cp.async.cg`): half a row of k where k is contiguous in global memory (the
+    activations, fp16's weight [N, K]), four columns of a row of n otherwise: attention's values [K, N], and a
+    packed weight (bf16's [K/2, N, 2], int8's [K/4, N, 4], models/bf16.py and models/quantize.py, laid out for
+    the CPU targets' dot products), whose rows of words along n shared memory keeps as they lie.
   - A is the fp16 activation (models/fp16.py stores every activation so), bf16's rounded activation, or int8's
     quantized one (7-bit, so valid signed bytes).
 - `ldmatrix.x4` gives a warp a 16x16 A fragment (its four 8x8 matrices are the mma's a0..a3) or the B
   fragments of two 8-column tiles; B is held [n][k], the "col" layout, so no transpose is needed, except
   where B is [K, N] in memory (attention's values), which `ldmatrix.trans` transposes as it loads. For int8
-  the same bytes are four k per word, and the same instruction loads them.
+  A's bytes are four k per word, and the same instruction loads them. A packed weight's word already holds
+  the k a lane's b0 (or b1) needs, for one column, so each is one `ld.shared.b32`.
 - Shared rows are padded from 8 to 12 words (48 bytes): the eight 16-byte rows an ldmatrix matrix reads land
   on all 32 banks once, and so do a warp's 16-byte copies.
 - Rows past M are not copied (their shared rows keep stale values, which feed only output rows that are not
@@ -59,8 +60,8 @@ from isasim.lowering.isel_simt import SimtSelector, thread_index
 from isasim.lowering.isel_simt_gemm import GemmShape, shifted_store
 from isasim.lowering.isel_simt_async import operand_copy
 from isasim.lowering.kernel import Kernel, Load, Map, Op, Reduce, Scalar, canonical
-from isasim.lowering.mma_layout import (BF16, CHUNK, FP16, INT8, LDMATRIX, MMA_M, MMA_N, ROW, STAGES, TILES,
-                                        THREADS, WARPS_M, WARPS_N, MmaShape)
+from isasim.lowering.mma_layout import (BF16, CHUNK, FP16, INT8, LDMATRIX, MMA_M, MMA_N, ROW, STAGES, THREADS,
+                                        TILES, WARPS_M, WARPS_N, WORD_PAD, WORDS, MmaShape)
 
 def mma_shape(kernel: Kernel) -> MmaShape:
     """The pieces of ops_fp16's, ops_bf16's or ops_quant's linear (its batch loops merged into the rows)."""
@@ -194,7 +195,7 @@ class MmaBuilder:
         trips = g.k // g.fmt.k  # slices of one mma's k
         copies = [operand_copy(self, "As", g.a, m0, self.m0_terms, self.bm, tid),
                   operand_copy(self, "Bs", g.b, n0, self.n0_terms, self.bn, tid)]
-        self.fragment_pointers(lane, wm, wn)
+        self.fragment_pointers(lane, wm, wn, grp, pair)
         commit = Instr(sel.mn(Prim.CP_COMMIT), Prim.CP_COMMIT, None, ())
         code: list[Item] = []
         for slice_ in range(STAGES - 1):  # the first slices, a group each (empty past K), before the loop
@@ -260,14 +261,17 @@ class MmaBuilder:
         return self.op(code, Prim.FMOV, Imm(0.0), file=RegFile.FP)
 
     # ---- the warp's fragments from shared memory (ldmatrix), and its mma ---------------------------
-    def fragment_pointers(self, lane: Reg, wm: Reg, wn: Reg) -> None:
+    def fragment_pointers(self, lane: Reg, wm: Reg, wn: Reg, grp: Reg, pair: Reg) -> None:
         """The row each lane names to ldmatrix. A, per 16-row tile (.x4): lanes 8j .. 8j + 7 name the rows of
         matrix j = rows 8 (j % 2) + 0..7, k half j / 2, so the four registers are the mma's a0..a3. B, per two
         8-column tiles (.x4; .x2 for one): matrix j = the columns of tile j / 2, k half j % 2, so registers
         (0, 1) and (2, 3) are the two tiles' b0, b1 (B is held [n][k] in shared memory, the "col" layout).
         B held [k][n] (attention's values): matrix j = k rows 8 (j % 2) + 0..7 of tile j / 2's columns, read
         with ldmatrix.trans, which hands each lane the transpose: the same registers. Its rows are BN x 2 + 16
-        bytes apart, so the eight 16-byte rows of a matrix fall on distinct banks (BN = 32, 64, 128)."""
+        bytes apart, so the eight 16-byte rows of a matrix fall on distinct banks (BN = 32, 64, 128).
+        A packed weight's words (B held [k word][n]): a lane's b0 is word t of column g, b1 word t + 4, each one
+        ld.shared.b32 (ldmatrix's transpose moves 16-bit elements, not words). Rows are BN + 8 words apart, so
+        a warp's 32 words (t = 0..3, g = 0..7) fall on 32 distinct banks."""
         pro = self.sel.prologue
         wcols = self.bn // WARPS_N
         line = ROW * F32_BYTES
@@ -279,7 +283,12 @@ class MmaBuilder:
         self.a_terms = ((32 * WARPS_N, WARPS_M, self.bm // WARPS_M * line), (1, 8, line), (8, 2, 8 * line),
                         (16, 2, CHUNK))
         self.b_ptr = self.op(pro, Prim.IMOV, Addr("Bs", 0))
-        if self.g.b_rows:
+        if self.g.b_words:
+            b_line = (self.bn + WORD_PAD) * F32_BYTES
+            self.add(pro, self.b_ptr, (wn, wcols * F32_BYTES), (grp, F32_BYTES), (pair, b_line))
+            self.b_terms = ((32, WARPS_N, wcols * F32_BYTES), (4, 8, F32_BYTES), (1, 4, b_line))
+            self.b_stage, self.b_pair = WORDS * b_line, b_line * WORDS // 2  # a stage; b0 to b1 (4 words of k on)
+        elif self.g.b_rows:
             b_line, half = self.bn * 2 + CHUNK, 2  # (fp16: 2 bytes a column)
             self.add(pro, self.b_ptr, (wn, wcols * half), (r8, b_line), (q2, 8 * b_line), (hi, MMA_N * half))
             self.b_terms = ((32, WARPS_N, wcols * half), (1, 8, b_line), (8, 2, 8 * b_line), (16, 2, MMA_N * half))
@@ -307,7 +316,14 @@ class MmaBuilder:
 
         a = [matrices("As", self.a_ptr, self.a_terms, (stage * self.bm + MMA_M * mt) * line, 4) for mt in range(self.m_tiles)]
         b: list[tuple[Reg, ...]] = []
-        for j2 in range(-(-self.n_tiles // 2)):
+        for j in range(self.n_tiles) if self.g.b_words else ():  # a packed weight's words: b0, b1 a load each
+            regs = tuple(sel.new(RegFile.B32) for _ in range(2))
+            for i, r in enumerate(regs):
+                disp = stage * self.b_stage + j * MMA_N * F32_BYTES + i * self.b_pair
+                body.append(Instr("ld.shared.b32", Prim.LOAD_SHARED, r, (Mem(self.b_ptr, disp),), DType.I32,
+                                  warp=WarpAccess(True, "Bs", Lin(disp, self.b_terms, strides), F32_BYTES)))
+            b.append(regs)
+        for j2 in range(-(-self.n_tiles // 2)) if not self.g.b_words else ():
             count = 4 if 2 * j2 + 1 < self.n_tiles else 2
             regs = matrices("Bs", self.b_ptr, self.b_terms, stage * self.b_stage + j2 * self.b_pair, count,
                             self.g.b_rows)

@@ -17,6 +17,7 @@ WORDS = 8  # 32-bit words along k in a slice's row: one mma's k (8 fp16 or bf16 
 ROW = WORDS + 4  # a shared row, padded (see lowering/isel_simt_mma.py)
 STAGES = 3  # slices in shared memory at once: two in flight while the warps multiply the third
 CHUNK = 16  # bytes of one cp.async.cg, and of one row of an ldmatrix matrix
+WORD_PAD = 8  # words added to a shared row of packed weight words (see lowering/isel_simt_mma.py)
 LDMATRIX = {4: "ldmatrix.sync.aligned.m8n8.x4.shared.b16", 2: "ldmatrix.sync.aligned.m8n8.x2.shared.b16"}
 
 
@@ -49,3 +50,9 @@ class MmaShape:
     fmt: Format
     batch: tuple[tuple[str, int], ...] = ()  # a batched matmul's batch loops (attention's batch and heads)
     b_rows: bool = False  # B held [K, N] in memory (n contiguous: attention's values), read with ldmatrix.trans
+
+    @property
+    def b_words(self) -> bool:
+        """B a packed weight (bf16's [K/2, N, 2], int8's [K/4, N, 4]): rows of 32-bit words along n, one word per
+        column holding the mma's consecutive k, which shared memory keeps as they are."""
+        return self.fmt is not FP16 and not self.b_rows

@@ -22,7 +22,7 @@ from isasim.isa import bfloat16, mma
 from isasim.isa.emit_ptx import emit_ptx
 from isasim.isa.gpu import gpu_names, load_gpu
 from isasim.isa.semantics import Prim
-from isasim.isa.simt_cost import registers
+from isasim.isa.simt_cost import memory_costs, registers
 from isasim.lowering.isel_simt_mma import MmaBuilder, mma_shape
 from isasim.lowering.mma_layout import TILES
 from isasim.lowering.pipeline import lower_graph
@@ -72,12 +72,17 @@ def bf16_linear(m: int, n: int, k: int, seed: int, scale: float = 1.0):
 
 
 def run_both(prog, storages: dict) -> list:
-    """Every buffer after the batched executor and after the stepped one, with the counts checked."""
+    """Every buffer after the batched executor and after the stepped one, with the counts checked: the
+    instructions, and the sectors, requests and wavefronts the cost model's closed forms count."""
     backend, outs = backend_for(SIMT), []
+    m = memory_costs(prog, A100)
     for run in (backend.execute, backend.step):
         mem = load_memory(prog, storages)
         events = run(prog, mem, A100)
         assert dict(events.instructions) == backend.counts(prog, A100)
+        assert (m.sectors, m.global_requests, m.wavefronts, m.shared_requests, m.thread_bytes) == \
+            (events.sectors, events.global_requests, events.wavefronts, events.shared_requests,
+             events.bytes_loaded + events.bytes_stored)
         outs.append({b.name: mem.read(b.name) for b in prog.buffers if b.is_output})
     return outs
 
