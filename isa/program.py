@@ -215,6 +215,7 @@ class WarpAccess:
     byte: Lin
     width: int
     guards: tuple[tuple[Lin, int], ...] = ()
+    regs: int = 0  # a vector shared load's registers per thread (isa/simt_memory.py: the data's return path)
 
 
 @dataclass(frozen=True)

@@ -289,6 +289,7 @@ def _prmt(a, b, c) -> np.ndarray:
     """prmt.b32's default mode: byte i of the result is byte (c >> 4i) & 7 of the 64-bit value b:a."""
     both = (np.asarray(b, I64) & 0xFFFFFFFF) << 32 | (np.asarray(a, I64) & 0xFFFFFFFF)
     sel = int(c)
+    assert sel & 0x8888 == 0, "prmt's sign-replicating selectors are not modelled"
     out = np.zeros(np.shape(both), I64)
     for i in range(4):
         out |= ((both >> (8 * ((sel >> 4 * i) & 7))) & 0xFF) << (8 * i)

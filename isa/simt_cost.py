@@ -145,7 +145,7 @@ def _access_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, weigh
 
     def cost(offset: int, active: np.ndarray) -> np.ndarray:
         if wa.shared:
-            units = simt_memory.wavefronts(addr0 + offset, active, gpu, wa.width)
+            units = simt_memory.wavefronts(addr0 + offset, active, gpu, wa.width, wa.regs)
         else:
             units = simt_memory.sectors(addr0 + offset, active, gpu, wa.width)
         return np.array([simt_memory.requests(active, gpu), units, int(active.sum()) * wa.width], dtype=np.int64)
@@ -215,7 +215,7 @@ def _grid_stride_cost(wa: WarpAccess, gid: np.ndarray, live: np.ndarray, trips, 
                 continue
         addr = base + wa.byte.value(gid, t)
         active = live & guard_mask(wa.guards, gid, t)
-        units = simt_memory.wavefronts(addr, active, gpu, wa.width) if wa.shared \
+        units = simt_memory.wavefronts(addr, active, gpu, wa.width, wa.regs) if wa.shared \
             else simt_memory.sectors(addr, active, gpu, wa.width)
         total += np.array([simt_memory.requests(active, gpu), units, int(active.sum()) * wa.width], dtype=np.int64)
     for offset, n in full.items():

@@ -180,7 +180,8 @@ class SimtExecutor:
             addr = self.full(base + np.int64(disp))
             seen = {"base": base, "active": active, "where": self.shared_word + addr // F32_BYTES,
                     "requests": simt_memory.requests(every, self.gpu),
-                    "wavefronts": simt_memory.wavefronts(addr, every, self.gpu, ins.warp.width if ins.warp else 4)}
+                    "wavefronts": simt_memory.wavefronts(addr, every, self.gpu, ins.warp.width if ins.warp else 4,
+                                                         ins.warp.regs if ins.warp else 0)}
             self.seen[id(ins)] = seen
         self.events.shared_requests += seen["requests"]
         self.events.wavefronts += seen["wavefronts"]
@@ -262,6 +263,8 @@ class SimtExecutor:
         first = self.shared_access(ins, regs[m.base], m.disp, active, every)  # (counts requests, wavefronts)
         self.events.bytes_loaded += int(np.count_nonzero(every)) * ins.warp.width
         words = self.shared.reshape(-1)
+        if active is not None:  # (an inactive thread's address may lie anywhere: read word 0 for it instead)
+            first = np.where(active, first, 0)
         for i, r in enumerate(ins.dst):
             got = words[first + i]
             if active is not None:

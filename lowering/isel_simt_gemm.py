@@ -12,9 +12,10 @@ The classic SIMT SGEMM (Volkov & Demmel, SC 2008; CUTLASS's SIMT path, "Efficien
   wait again before the next slice overwrites the tiles;
 - the tiles are stored k-major; within a row, element v sits at slot (v % 16) x 4 + v / 16 (x 2 for 2x2),
   so one thread's four values are adjacent words, and rows are padded by 4 words, which keeps each row
-  16-byte aligned for the vector loads. A warp's load of B then reads 16 distinct 16-byte groups, the two
-  wavefronts 256 bytes need; its load of A, two groups broadcast to 16 threads each (CUTLASS's SIMT SGEMM
-  reads its fragments as 128-bit vectors the same way);
+  16-byte aligned for the vector loads. A warp's load of B then reads 16 distinct 16-byte groups, its load of
+  A two groups broadcast to 16 threads each, with no bank conflict: what bounds them is the path that returns
+  128 bytes a clock to the registers (isa/simt_memory.py), 4 wavefronts for B's .v4 and 2 for A's, whose
+  neighbouring threads share an address (CUTLASS's SIMT SGEMM reads its fragments as 128-bit vectors too);
 - edges (M, N or K not a multiple of the tile) are guarded: a copy past the edge stores 0, which adds nothing.
 Each output's sum runs k = 0, 1, ..., K-1 through one fused multiply-add chain, as on the CPU targets.
 """
@@ -313,7 +314,7 @@ class GemmBuilder:
                 vec = tuple(sel.new(RegFile.FP) for _ in range(self.per))
                 disp = kk * self.row * F32_BYTES
                 step.append(Instr(VECTOR[self.per], Prim.LOAD_SHARED_V, vec, (Mem(ptr, disp),), DType.F32,
-                                  warp=WarpAccess(True, name, Lin(disp, terms, (0,)), width)))
+                                  warp=WarpAccess(True, name, Lin(disp, terms, (0,)), width, regs=self.per)))
                 for i, r in enumerate(vec):
                     regs[name, i] = r
             loads.append(step)

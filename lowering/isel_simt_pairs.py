@@ -7,8 +7,8 @@ contiguous bytes. The kernel is rewritten over pairs here and then lowered as an
 
 - `isasim.round_bf16` (models/bf16.py): each float32 rounded to bf16 (nearest even, denormals kept).
 - --precision fp16: every elementwise op whose output is stored in fp16 (models/fp16.py), where its innermost
-  loop walks the output contiguously over an even extent. Each element is still computed in float32, as a
-  thread per element computes it, so the bits are the same; only the final rounding packs two.
+  loop walks the output contiguously over an even extent. Each element is computed in float32, as a thread per
+  element computes it, so the bits are the same; only the final rounding packs two (except as below).
 - Paired arithmetic, where it gives those same bits: an op that is one add, subtract or multiply of fp16
   elements (or of an fp16 constant), or a copy, runs on both halves of a 32-bit register at once
   (add.rn.f16x2, sub.rn.f16x2, mul.rn.f16x2), as CUDA's __hadd2 and friends do, with no conversion at all.
@@ -92,7 +92,7 @@ def _halves(kernel: Kernel, e, var: str) -> Op | None:
     an fp16 element that steps with `var` from an even element (so its pair is one aligned 32-bit word), an fp16
     element the pair shares, or a constant that fp16 holds exactly."""
     if isinstance(e, Const):
-        exact = e.fp and np.isfinite(e.value) and float(np.float16(e.value)) == e.value
+        exact = e.fp and abs(e.value) <= 65504 and float(np.float16(e.value)) == e.value  # (fp16's largest)
         return Op(Prim.PACK_H2, (e, e)) if exact else None
     if not isinstance(e, Load) or e.index.dynamic or kernel.buffer(e.buf).dtype is not DType.F16:
         return None
