@@ -3,8 +3,9 @@
 The classic SIMT SGEMM (Volkov & Demmel, SC 2008; CUTLASS's SIMT path, "Efficient GEMM in CUDA"):
 - a block of 16x16 threads owns a 64x64 tile of the output; each thread accumulates a 4x4 register tile,
   rows ty + 16r and columns tx + 16c, so a warp's stores cover 16 consecutive columns (coalesced); when
-  64x64 tiles would leave SMs idle, 32x32 tiles with 2x2 per thread may be faster (select_gemm asks the
-  cost model);
+  64x64 tiles would leave SMs idle, 32x32 tiles with 2x2 per thread may be faster, and where shared memory's
+  bandwidth decides, 128x128 tiles with 8x8 per thread (half the shared bytes per FMA, read as two .v4
+  loads; select_gemm asks the cost model);
 - per step of 16 along k, the block's threads copy the 64x16 slice of A and the 16x64 slice of B into shared
   memory (four elements each, consecutive threads on the operand's contiguous dimension, so each warp's
   loads are coalesced), wait at bar.sync, then run 16 k-steps of two vector shared loads (`ld.shared.v4.f32`,
@@ -37,8 +38,9 @@ from isasim.isa.dtype import DType, F32_BYTES
 SIDE = 16  # threads along each edge of the block (16 x 16 = BLOCK)
 STEP = 16  # k per shared-memory slice
 PAD = 4  # words added to each shared row (see the module docstring)
-VECTOR = {4: "ld.shared.v4.f32", 2: "ld.shared.v2.f32"}  # a thread's register-tile row (or column) in one load
-REGISTER_TILES = (4, 2)  # outputs per thread along each edge: 64x64 tiles, or 32x32 when those are too few
+VECTOR = {4: "ld.shared.v4.f32", 2: "ld.shared.v2.f32"}  # a thread's register-tile row (or column), 4 words a load
+REGISTER_TILES = (4, 2, 8)  # outputs per thread along each edge: 64x64 tiles, 32x32 where those are too few,
+#                             128x128 where the shared loads per FMA decide (ties keep the first)
 MIN_EDGE = 32  # smaller GEMMs (the pooler's single row) run a warp per output instead
 
 
@@ -101,9 +103,10 @@ def gemm_shape(kernel: Kernel) -> GemmShape | None:
 
 
 def select_gemm(kernel: Kernel, target: Target, g: GemmShape, gpu=None) -> Program:
-    """64x64 tiles; given the GPU, whichever register tile the cost model finds faster on it (as cuBLAS's
+    """64x64 tiles; given the GPU, whichever register tile the cost model finds fastest on it (as cuBLAS's
     heuristics and Triton's autotuner pick tiles per problem: 64x64 tiles may leave SMs idle on small
-    problems, 32x32 ones issue twice the shared loads per FMA)."""
+    problems, 32x32 ones issue twice the shared loads per FMA, 128x128 ones half as many but hold 64
+    accumulators a thread)."""
     if gpu is None:
         return GemmBuilder(kernel, target, g, REGISTER_TILES[0]).build()
     key = (canonical(kernel), gpu.key())
@@ -311,12 +314,14 @@ class GemmBuilder:
         for kk in range(STEP):
             step, regs = [], {}
             for name, ptr, terms in (("As", a_ptr, ((SIDE, SIDE, width),)), ("Bs", b_ptr, ((1, SIDE, width),))):
-                vec = tuple(sel.new(RegFile.FP) for _ in range(self.per))
-                disp = kk * self.row * F32_BYTES
-                step.append(Instr(VECTOR[self.per], Prim.LOAD_SHARED_V, vec, (Mem(ptr, disp),), DType.F32,
-                                  warp=WarpAccess(True, name, Lin(disp, terms, (0,)), width, regs=self.per)))
-                for i, r in enumerate(vec):
-                    regs[name, i] = r
+                for first in range(0, self.per, 4):  # (8 values: two loads of 4)
+                    vec = tuple(sel.new(RegFile.FP) for _ in range(min(4, self.per - first)))
+                    disp = (kk * self.row + first) * F32_BYTES
+                    step.append(Instr(VECTOR[len(vec)], Prim.LOAD_SHARED_V, vec, (Mem(ptr, disp),), DType.F32,
+                                      warp=WarpAccess(True, name, Lin(disp, terms, (0,)), len(vec) * F32_BYTES,
+                                                      regs=len(vec))))
+                    for i, r in enumerate(vec):
+                        regs[name, first + i] = r
             loads.append(step)
             operands.append(regs)
         # software-pipelined: step kk + 1's shared loads go out before step kk's FMAs, so their latency hides
