@@ -58,13 +58,14 @@ def wavefronts(addr: np.ndarray, active: np.ndarray, gpu: Gpu, width: int = 4, r
         by_bank = _wavefronts(keys, np.repeat(np.asarray(active).reshape(-1, warp), per, axis=1), banks, warp * per)
     else:
         by_bank = _wavefronts(word, active, banks, warp)
-    if regs > 1:
-        by_bank = np.maximum(by_bank, _returns(np.asarray(addr), np.asarray(active), warp, regs))
+    if regs > 1:  # the return path moves one row of the banks a clock (128 bytes: a register of each thread)
+        clocks = -(-regs * warp * 4 // (banks * gpu.shared_bank_bytes))
+        by_bank = np.maximum(by_bank, _returns(np.asarray(addr), np.asarray(active), warp, clocks))
     return int(by_bank.sum())
 
 
-def _returns(addr: np.ndarray, active: np.ndarray, warp: int, regs: int) -> np.ndarray:
-    """Per warp, the clocks a vector load's registers take to come back: `regs`, halved where every active
+def _returns(addr: np.ndarray, active: np.ndarray, warp: int, clocks: int) -> np.ndarray:
+    """Per warp, the clocks a vector load's registers take to come back: `clocks`, halved where every active
     thread n reads the address of thread n^1 (or every one that of n^2); none for a warp with no active thread."""
     a, on = np.broadcast_to(addr, active.shape).reshape(-1, warp), active.reshape(-1, warp)
     lanes = np.arange(warp)
@@ -72,7 +73,7 @@ def _returns(addr: np.ndarray, active: np.ndarray, warp: int, regs: int) -> np.n
     for x in (1, 2):
         p = lanes ^ x
         paired |= ((a == a[:, p]) | ~on | ~on[:, p]).all(axis=1)
-    return np.where(on.any(axis=1), np.where(paired, regs // 2, regs), 0)
+    return np.where(on.any(axis=1), np.where(paired, clocks // 2, clocks), 0)
 
 
 def _wavefronts(word: np.ndarray, active: np.ndarray, banks: int, row: int) -> np.ndarray:
