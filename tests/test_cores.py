@@ -159,15 +159,20 @@ def test_a_weight_is_fetched_from_dram_once_per_llc_domain_not_once_per_core(tin
         assert alone.bytes["dram"] <= on16.cost.bytes["dram"] <= domains * alone.bytes["dram"]
 
 
-@pytest.mark.parametrize("target, core", [("x86-64", "zen5"), ("avx512", "zen5"), ("avx2", "zen3"),
-                                          ("neon", "neoverse-v1")])
-def test_run_graph_on_many_cores_is_bit_identical_to_one_core(tiny_lowered, target, core):
+ALL_FAMILIES = {"linear", "matmul", "softmax", "gelu"}
+
+
+# (NEON's softmax on the tiny model is too short to gain from four cores, so split_cost keeps it on one)
+@pytest.mark.parametrize("target, core, families", [("x86-64", "zen5", ALL_FAMILIES), ("avx512", "zen5", ALL_FAMILIES),
+                                                    ("avx2", "zen3", ALL_FAMILIES),
+                                                    ("neon", "neoverse-v1", ALL_FAMILIES - {"softmax"})])
+def test_run_graph_on_many_cores_is_bit_identical_to_one_core(tiny_lowered, target, core, families):
     t, m = ALL_TARGETS[target], load_machine(core)
     one = run_graph(tiny_lowered, t, machine=m, keep=None)
     split = set()  # the ops of the kernels that ran as chunks (a tiny elementwise one may stay on one core)
     many = run_graph(tiny_lowered, t, lambda step, program, events: split.add(step.node.op.split(".")[1])
                      if isinstance(program, tuple) else None, machine=m, keep=None, shards=core_shards(t, m, 4))
-    assert {"linear", "matmul", "softmax", "gelu"} <= split
+    assert families <= split
     assert one.keys() == many.keys()
     for name in one:
         assert np.ascontiguousarray(one[name]).tobytes() == np.ascontiguousarray(many[name]).tobytes(), name
