@@ -220,10 +220,11 @@ def _overlap(loop: Loop, parent: int, uarch: Uarch) -> float:
     starting the chain afresh. The oldest iteration's chain runs at its latency; dispatch runs ahead of it, so
     the reorder buffer behind it fills with the next iterations, whose chains start as soon as their micro-ops
     are in: with U micro-ops per iteration and a window of W, 1 + W / U chains run together (Little's law).
-    Measured on the Zen 5 host (benchmarks/chain_overlap.py, scalar GEMMs of one chain length K each, K = 24 to
-    1536): cycles per FMA within 10% of 4 / (1 + 448 / U) for K of 48 or more, where the 4-cycle chain and
-    not the ports decides. The attention matmul's 32-trip dot products run 3.3 chains at once there, its
-    128-trip P.V 1.6, a 1536-trip linear layer 1.05."""
+    Measured on the Zen 5 host (benchmarks/chain_overlap.py, scalar GEMMs of one chain length K each, K = 4 to
+    1536, U about 6K): cycles per FMA within 10% of 4 / (1 + 448 / U) for K of 96 or more, where the 4-cycle
+    chain alone decides, and 7-40% above it for K of 24-64, where the chain's bound and the ports' are close
+    and the model takes the larger, as if they did not interfere. By this rule minilm's 32-trip attention
+    dot products run 3.3 chains at once there, its 128-trip P.V 1.6, a 1536-trip linear layer 1.05."""
     if any(isinstance(it, Loop) for it in loop.body):
         return 1.0
     return 1.0 + uarch.reorder_buffer / max(parent, 1)
