@@ -249,30 +249,32 @@ def megatron_part(m: str, s: str, data4: dict) -> str:
         "for models whose weights do not fit one GPU; BERT's fit one easily.\n")
 
 
-HOST_RECORDING = Path(__file__).parent / "host-zen3.txt"  # `isasim host minilm --repeat 10`, as printed there
+HOST_RECORDING = Path(__file__).parent / "host-zen5.txt"  # `isasim host minilm --repeat 10`, as printed there
 
 
 def host_section() -> str:
     """`isasim host` as recorded on the development host. A host's timings move from run to run, so this block
     is a recording, not re-run by the tests (its command is not written right above it, as checked blocks'
-    are); refresh it with `COLUMNS=100 isasim host minilm --repeat 10 > docs/host-zen3.txt` on that host."""
+    are); refresh it with `COLUMNS=100 isasim host minilm --repeat 10 > docs/host-zen5.txt` on that host."""
     return ("## 7. The model against a real machine\n\nA prediction is worth what it agrees with. `isasim host MODEL` "
             "names the core it runs on (CPUID's vendor, family and model) and the described core nearest to it, "
             "measures the clock with a chain of dependent adds (the figure in /proc/cpuinfo is not the clock a "
             "busy core runs at) and the vector FMA rate (lower than described when another thread shares the FP "
-            "pipes), then calls every kernel's machine code natively, in rounds, and sets the fewest cycles "
-            "against the predicted ones. On this project's development host, an AMD EPYC virtual machine with "
-            "two Zen 3 cores, on 2026-11-30, `isasim host minilm --repeat 10` printed this (a recording: timings "
-            "move between runs, so the tests do not re-run it):\n\n```text\n" + HOST_RECORDING.read_text().rstrip()
-            + "\n```\n\nThe scalar code agrees: its linear layers are one FMA chain each, and a chain's latency "
-            "is what the core really pays. Its attention Q.K^T runs faster than predicted: each output is a chain "
-            "of only 32 FMAs, and the core runs the next outputs' chains beside it, which the model does not yet "
-            "credit. The AVX2 kernels run slower than predicted. The linear layers read "
-            "from L2 while the FMA ports are busy, which the model's largest-bound rule counts as overlapping "
-            "fully; the attention matmuls read one head's rows 1536 bytes apart, which fall into a few of L1's "
-            "sets; GELU and softmax are decided by the out-of-order window (a long erf or exp chain in every "
-            "element) and the core overlaps them less than the model's 64-entry scheduler suggests. The README's "
-            "\"Measured\" section gives the evidence for each.\n" + terms("bound", "cycles"))
+            "pipes), then calls every kernel's machine code natively, in rounds, on buffers that start a cache "
+            "line as PyTorch's tensors do, and sets the fewest cycles against the predicted ones. On this "
+            "project's development host, an AMD EPYC virtual machine with two Zen 5 cores, on 2026-12-01, "
+            "`isasim host minilm --repeat 10` printed this (a recording: timings move between runs, so the tests "
+            "do not re-run it):\n\n```text\n" + HOST_RECORDING.read_text().rstrip()
+            + "\n```\n\nThe scalar code agrees: its linear layers are one FMA chain per output, and a chain's "
+            "latency is what the core really pays, but for the stretch at each chain's end that the next outputs' "
+            "chains overlap, as far as the reorder buffer holds them (`benchmarks/chain_overlap.py` measures how "
+            "far for every chain length). Attention's Q.K^T, chains of only 32 FMAs, runs slower than predicted: "
+            "there the chain's bound and the ports' are close, and the model takes the larger as if they did not "
+            "interfere. The vector GEMMs are bound by the FMA ports and agree, but for AVX-512's 128x384x1536 "
+            "layer: its block of four input rows and six weight rows (60 KB) does not fit the 48 KB L1, so each "
+            "step reads ten 64-byte lines from L2, and L2 does not keep up with the FMAs as fully as the model's "
+            "largest-bound rule assumes. The README's \"Measured\" section "
+            "gives the evidence for each, and the figures of an earlier Zen 3 host.\n" + terms("bound", "cycles"))
 
 
 INT8_PAIRS = (("x86-64", "zen3"), ("avx2", "zen3"), ("avx512", "sapphirerapids"), ("neon", "neoverse-n1"))
