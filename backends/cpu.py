@@ -127,4 +127,7 @@ class SimdBackend(CpuBackend):
         return target.simt is None and target.vector is not None
 
     def select(self, kernel: Kernel, target: Target, machine: Uarch | None = None) -> Program:
-        return select_vector(kernel, target, machine.features if machine is not None else ())
+        if machine is None:
+            return select_vector(kernel, target)
+        sizes = machine.sizes()
+        return select_vector(kernel, target, machine.features, (sizes["l1"], sizes["l2"]))

@@ -270,10 +270,12 @@ def host_section() -> str:
             "chains overlap, as far as the reorder buffer holds them (`benchmarks/chain_overlap.py` measures how "
             "far for every chain length). Attention's Q.K^T, chains of only 32 FMAs, runs slower than predicted: "
             "there the chain's bound and the ports' are close, and the model takes the larger as if they did not "
-            "interfere. The vector GEMMs are bound by the FMA ports and agree, but for AVX-512's 128x384x1536 "
-            "layer: its block of four input rows and six weight rows (60 KB) does not fit the 48 KB L1, so each "
-            "step reads ten 64-byte lines from L2, and L2 does not keep up with the FMAs as fully as the model's "
-            "largest-bound rule assumes. The README's \"Measured\" section "
+            "interfere. The vector GEMMs are bound by the FMA ports and agree. AVX-512's 128x384x1536 layer is "
+            "the furthest: its block of four input rows and six weight rows (60 KB) does not fit the 48 KB L1; "
+            "the weights' 36 KB stay there while the input rows pass (the loops are ordered for this core's L1), "
+            "but the model's LRU cache loses them and predicts an L2 bound that the real L1 partly beats. "
+            "Attention's P.V reads V's rows 1536 bytes apart, and they crowd a few of L1's sets. The README's "
+            "\"Measured\" section "
             "gives the evidence for each, and the figures of an earlier Zen 3 host.\n" + terms("bound", "cycles"))
 
 

@@ -23,8 +23,12 @@ blocks of A stream past it from L2, and each k step reads MR vectors from L2 ins
 Zen 3 (AVX2, the two orders called alternately): MiniLM's 128x384x384 and 128x1536x384 linear layers 13-16%
 faster, bert-base's 128x768x768 and 128x3072x768 7% faster. Otherwise (a K too long: 128x384x1536 gained
 nothing; A beyond L2; strided views such as attention's heads, whose rows fall into few cache sets) a row
-block of A stays in L1 and the column blocks pass it. The caches are the ISA's smallest described ones: on
-the Neoverse cores' 64 KB L1 the 128x384x1536 layer's 36 KB micro-panel fits too (not measured on Arm).
+block of A stays in L1 and the column blocks pass it. The caches are those of the core the program is for
+(the ISA's smallest described where no core is given): in a 48 KB L1 (Sapphire Rapids, Zen 5) the
+128x384x1536 layer's 36 KB micro-panel stays too, and on the Zen 5 host that layer ran 1.18-1.19x (AVX2) and
+1.14-1.15x (AVX-512) as fast so, the two orders called alternately (benchmarks/gemm_order.py); on the
+Neoverse cores' 64 KB L1 it fits as well (not measured on Arm). The order moves no result: each output's
+dot product is the same instructions in the same order.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ MAX_MR, MAX_NR = 6, 6
 
 @cache
 def smallest_caches(isa: str) -> tuple[int, int]:
-    """(L1D, L2) bytes of the smallest of each among the cores of `isa` described in isa/uarch/*.toml: one
-    program serves every core, so it is blocked for the smallest (x86-64: 32 KB, and Zen 3's 512 KB L2)."""
+    """(L1D, L2) bytes of the smallest of each among the cores of `isa` described in isa/uarch/*.toml: a
+    program selected for no core in particular is blocked for the smallest (x86-64: 32 KB, and Zen 3's 512
+    KB L2)."""
     sizes = [load_uarch(u).sizes() for u in uarch_names(isa)]
     return min(z["l1"] for z in sizes), min(z["l2"] for z in sizes)
 
@@ -93,7 +98,9 @@ def panel_blocks(blocks: int, block_bytes: int, budget: int) -> int:
     return max(d for d in range(1, min(fit, blocks) + 1) if blocks % d == 0)
 
 
-def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | None:
+def select_gemm(sel: VectorSelector, kernel: Kernel, parallel, caches: tuple[int, int] | None = None) -> list[Item] | None:
+    """The register-blocked GEMM, its loops ordered for `caches` (L1D, L2 bytes of the core it is for; None:
+    the ISA's smallest described), or None where the kernel is not a float32 GEMM this shapes."""
     parts = _parts(kernel)
     extents = dict(kernel.parallel)
     if parts is None or "m" not in extents or "n" not in extents:
@@ -118,7 +125,7 @@ def select_gemm(sel: VectorSelector, kernel: Kernel, parallel) -> list[Item] | N
     per = panel_blocks(blocks, F32_BYTES * K * nstep, sel.vec.panel_bytes)
     bvars = tuple((v, e) for v, e in parallel if v not in ("m", "n"))
     dense = a.index.coef("m") == K and dot and not outer and b.index.coef("n") == K
-    l1, l2 = smallest_caches(sel.target.isa)
+    l1, l2 = caches or smallest_caches(sel.target.isa)
     b_stays = dense and F32_BYTES * K * nstep <= l1 * 3 // 4 and F32_BYTES * M * K <= l2
     order = (("nP", blocks // per), ("n0", per), ("m0", M // mr)) if b_stays else \
         (("nP", blocks // per), ("m0", M // mr), ("n0", per))

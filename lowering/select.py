@@ -30,12 +30,14 @@ def select_scalar(kernel: Kernel, target: Target) -> Program:
     return finish(sel, kernel, target, nest(sel, parallel, sel.phases(tuple(v for v, _ in parallel))))
 
 
-def select_vector(kernel: Kernel, target: Target, core: tuple[str, ...] = ()) -> Program:
+def select_vector(kernel: Kernel, target: Target, core: tuple[str, ...] = (),
+                  caches: tuple[int, int] | None = None) -> Program:
     """Lower one kernel to one program on the target's vector registers; `core`, the extensions of the core
-    it is for, may choose its int8 dot-product instructions (AVX-VNNI on an AVX2 core that has it)."""
+    it is for, may choose its int8 dot-product instructions (AVX-VNNI on an AVX2 core that has it), and
+    `caches`, its (L1D, L2) bytes, the float32 GEMM's loop order (else the ISA's smallest described)."""
     parallel = tuple((v, e) for v, e in kernel.parallel if e > 1)
     sel = VectorSelector(kernel, target, dict(parallel))
-    blocked = (isel_gemm.select_gemm(sel, kernel, parallel)
+    blocked = (isel_gemm.select_gemm(sel, kernel, parallel, caches)
                or isel_gemm_amx.select_gemm_amx(sel, kernel, parallel)
                or isel_gemm_int8.select_gemm_int8(sel, kernel, parallel, target.int8_dot(core))
                or isel_gemm_bf16.select_gemm_bf16(sel, kernel, parallel))

@@ -169,3 +169,22 @@ def _loops(items):
             yield it
             yield from _loops(it.body)
 
+
+@pytest.mark.parametrize("target", ["avx2", "avx512"])
+def test_gemm_loop_order_follows_the_cores_l1_and_moves_no_result(target):
+    """A 36 KB micro-panel of B (6 columns x K = 1536, minilm's 128x384x1536 layer) stays in a 48 KB L1 (Zen 5)
+    while the row blocks of A pass it, and not in a 32 KB one (Zen 4), where a row block of A stays instead: the
+    same instructions in another loop order, and the same bits."""
+    rng = np.random.default_rng(0)
+    x, w, b = rand(rng, 8, 1536), rand(rng, 12, 1536), rand(rng, 12)
+    g = one_op_graph("aten.linear.default", {"x": x, "w": w, "b": b}, (Ref("x"), Ref("w"), Ref("b")), [(8, 12)])
+    results = {}
+    for core in ("zen5", "zen4"):
+        (prog,) = programs(g, target, core)
+        order = [lp.var for lp in _loops(prog.body)]
+        (mem, events), _ = both_executors(prog, g.values, target, core)
+        results[core] = (order, mem.read("out").tobytes(), {m: n for m, n in events.instructions.items() if "fma" in m})
+    (big, out_big, counts_big), (small, out_small, counts_small) = results["zen5"], results["zen4"]
+    assert big.index("n0") < big.index("m0") and small.index("m0") < small.index("n0")
+    assert out_big == out_small
+    assert counts_big == counts_small and sum(counts_big.values()) == 8 * 12 * 1536 // TARGETS[target].vector_lanes
