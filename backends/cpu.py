@@ -77,6 +77,7 @@ class CpuBackend(Backend):
             "inner_loop": None if inner is None else {
                 "predicted_cycles_per_iteration": inner.cycles, "bound": inner.bound.label,
                 "ports": inner.ports, "issue": inner.issue, "latency": inner.latency, "window": inner.window,
+                "chains_in_flight": inner.chains, "alone_cycles_per_iteration": inner.alone,
                 "timing_keys": keys},
         }
 

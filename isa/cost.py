@@ -35,13 +35,19 @@ from isasim.isa.timeline import fused_latch, reads, simulate
 class BlockCost:
     ports: float
     issue: float
-    latency: float
+    latency: float  # the loop-carried chain's cycles per trip, shared by the `chains` in flight
     busiest_port: str
     window: float = 0.0
+    chains: float = 1.0  # runs of this loop in flight at once: the enclosing loop's iterations (`_overlap`)
 
     @property
     def cycles(self) -> float:
         return max(self.ports, self.issue, self.latency, self.window)
+
+    @property
+    def alone(self) -> float:
+        """Cycles per trip of one run of the loop with nothing beside it, as llvm-mca simulates a loop."""
+        return max(self.ports, self.issue, self.latency * self.chains, self.window)
 
     @property
     def bound(self) -> Bound:
@@ -200,7 +206,8 @@ def block_cost(block: list[Instr], uarch: Uarch, sequential: bool, overlap: floa
     busiest, port = port_bound(dict(work))
     latency = carried_latency(block, uarch) / overlap if sequential else 0.0
     issue = uops / uarch.issue_width
-    return BlockCost(busiest, issue, latency, port, window_bound(block, uarch, max(busiest, issue)))
+    return BlockCost(busiest, issue, latency, port, window_bound(block, uarch, max(busiest, issue)),
+                     overlap if sequential else 1.0)
 
 
 def _uops(block: list[Instr], uarch: Uarch) -> int:

@@ -44,6 +44,7 @@ def test_one_accumulator_gemm_is_bound_by_the_fma_chain(target, uarch):
     assert c.inner_loop.bound.kind == "latency"
     assert 0.8 * fma.latency < c.inner_loop.latency < fma.latency  # the accumulator chain: one FMA per trip
     assert c.inner_loop.latency == pytest.approx(fma.latency / chains_in_flight(prog, core, 512), rel=0.05)
+    assert c.inner_loop.alone == pytest.approx(fma.latency)  # one run with nothing beside it, as llvm-mca sees it
     assert c.bound.kind == "latency" and c.bound.cycles == c.cycles
 
 
