@@ -98,7 +98,8 @@ def panel_blocks(blocks: int, block_bytes: int, budget: int) -> int:
     return max(d for d in range(1, min(fit, blocks) + 1) if blocks % d == 0)
 
 
-def select_gemm(sel: VectorSelector, kernel: Kernel, parallel, caches: tuple[int, int] | None = None) -> list[Item] | None:
+def select_gemm(sel: VectorSelector, kernel: Kernel, parallel,
+                caches: tuple[int, int] | None = None) -> list[Item] | None:
     """The register-blocked GEMM, its loops ordered for `caches` (L1D, L2 bytes of the core it is for; None:
     the ISA's smallest described), or None where the kernel is not a float32 GEMM this shapes."""
     parts = _parts(kernel)
