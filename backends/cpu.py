@@ -131,4 +131,5 @@ class SimdBackend(CpuBackend):
         if machine is None:
             return select_vector(kernel, target)
         sizes = machine.sizes()
-        return select_vector(kernel, target, machine.features, (sizes["l1"], sizes["l2"]))
+        caches = (sizes["l1"], sizes["l2"]) if "l1" in sizes and "l2" in sizes else None  # (else the ISA's smallest)
+        return select_vector(kernel, target, machine.features, caches)

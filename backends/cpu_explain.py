@@ -8,7 +8,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from isasim.isa.cost import BlockCost, block_cost, carried_latency, cost_program
+from isasim.isa.cost import BlockCost, KernelCost, block_cost, carried_latency, cost_program
 from isasim.isa.emit import hottest_loop, instruction_lines
 from isasim.isa.errors import UserError
 from isasim.isa.machine import Uarch
@@ -81,10 +81,23 @@ def _advice(bc: BlockCost, chain: float, sequential: bool, lanes: int) -> str:
             f"loop simply has many instructions per element; {wider} would divide them.")
 
 
-def _beyond_the_loop(program: Program, uarch: Uarch, trips: int, bc: BlockCost) -> str:
+def _beside_it(kernel: KernelCost) -> str:
+    """A sentence when the hottest loop's chain does not run alone in the kernel: the enclosing loop's
+    iterations are independent, so their chains overlap with it in the reorder buffer (isa/cost.py
+    `_overlap`), which the loop on its own, as listed and simulated here, cannot show."""
+    inner = kernel.inner_loop
+    if inner is None or inner.chains < 1.05 or inner.latency * inner.chains <= max(inner.ports, inner.issue,
+                                                                                 inner.window):
+        return ""
+    return (f" In the kernel it does not run alone: the enclosing loop's iterations are independent, and about "
+            f"{inner.chains:.1f} of their chains run at once (1 + the reorder buffer over one iteration's "
+            f"micro-ops), so the kernel counts {inner.cycles:.3g} cycles per iteration (bound: "
+            f"{inner.bound.label}).")
+
+
+def _beyond_the_loop(kernel: KernelCost, trips: int, bc: BlockCost) -> str:
     """A sentence when the whole kernel takes clearly longer than its hottest loop's own bound: what decides
     it then (the memory traffic, as the cost model's per-kernel bounds say)."""
-    kernel = cost_program(program, uarch)
     loop = trips * bc.cycles
     if kernel.cycles <= 1.1 * loop:
         return ""
@@ -111,7 +124,9 @@ def explain_cpu(program: Program, node: Node, target: Target, uarch: Uarch, iter
     bc = block_cost(body, uarch, not loop.parallel)
     chain = carried_latency(body, uarch) if not loop.parallel else 0.0
     events = simulate(body, uarch, iterations)
-    advice = _advice(bc, chain, not loop.parallel, target.vector_lanes) + _beyond_the_loop(program, uarch, trips, bc)
+    kernel = cost_program(program, uarch)
+    advice = (_advice(bc, chain, not loop.parallel, target.vector_lanes) + _beside_it(kernel)
+              + _beyond_the_loop(kernel, trips, bc))
     return Explanation(
         node.name, node.op, target.name, uarch.name, trips, listing,
         {p: round(pressure.get(p, 0.0), 3) for p in uarch.ports},

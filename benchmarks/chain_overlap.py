@@ -2,12 +2,13 @@
 length K each (one accumulator per output, K dependent FMAs), timed natively next to isasim's prediction
 (no asserts: this is not a test; it prints what it measures).
 
-    .venv/bin/python benchmarks/chain_overlap.py                  # the default core for this host
+    .venv/bin/python benchmarks/chain_overlap.py                  # predicted on this host's nearest core
     .venv/bin/python benchmarks/chain_overlap.py --uarch zen3
 
 Why: the scalar attention P.V (K = 128) measured 0.72 of its prediction on the Zen 5 host, Q.K^T (K = 32)
-0.91, the linear layers (K = 384, 1536) 0.86-0.97. The model lets the chains of successive outputs overlap
-only where a whole output fits the reorder buffer (isa/cost.py `_overlap`). This sweeps K over a wide range,
+0.91, the linear layers (K = 384, 1536) 0.86-0.97, when the model let the chains of successive outputs
+overlap only where a whole output fitted the reorder buffer. The sweep showed the core overlapping at every
+length, 1 + W / U chains at once, which isa/cost.py `_overlap` now models. This sweeps K over a wide range,
 in both layouts BERT has: `linear` reads B along k (x @ W^T: Q.K^T and the linear layers), `mm` reads B down a
 column (P.V: a row pitch of N floats). Each row prints the cycles per FMA measured and predicted; 4 cycles
 per FMA is a chain that nothing overlaps, 0.5 the FMA pipes' limit.
@@ -27,7 +28,7 @@ from isasim.engine.host import best_of  # noqa: E402
 from isasim.isa import native  # noqa: E402
 from isasim.isa.dtype import DType  # noqa: E402
 from isasim.isa.emit import symbol  # noqa: E402
-from isasim.isa.hostcpu import clock_now  # noqa: E402
+from isasim.isa.hostcpu import clock_now, this_host  # noqa: E402
 from isasim.isa.targets import ALL_TARGETS  # noqa: E402
 from isasim.lowering.pipeline import lower_graph  # noqa: E402
 from isasim.models.graph import Graph, Node, Placeholder, PlaceholderKind, Ref, TensorMeta  # noqa: E402
@@ -49,13 +50,15 @@ def gemm(layout: str, k: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--uarch", default="zen5")
+    ap.add_argument("--uarch", default=None, help="the core to predict on (default: the host's nearest)")
     ap.add_argument("--repeat", type=int, default=10, help="timed calls per kernel (the fastest counts)")
     a = ap.parse_args()
     print(f"host: {host()}")
-    target, machine = ALL_TARGETS["x86-64"], load_machine(a.uarch)
+    if not native.can_run("x86-64"):
+        sys.exit("chain_overlap.py times x86-64 machine code natively: this host cannot run it")
+    target, machine = ALL_TARGETS["x86-64"], load_machine(a.uarch or this_host().uarch)
     backend = backend_for(target)
-    print(f"x86-64 on {a.uarch}: cycles per FMA, measured and predicted (reorder buffer "
+    print(f"x86-64 on {machine.name}: cycles per FMA, measured and predicted (reorder buffer "
           f"{machine.reorder_buffer}, scheduler {machine.scheduler})")
     print(f"{'layout':>7} {'K':>5} {'M=N':>5} {'measured':>9} {'predicted':>10} {'meas/pred':>9}")
     for layout in ("linear", "mm"):

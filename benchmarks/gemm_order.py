@@ -80,7 +80,7 @@ def main() -> None:
             cycles = [b * ghz * 1e9 for b in best]
             predicted = [backend.cost(p, machine).cycles for p in (mine, old)]
             print(f"  {k.name}: own caches {cycles[0]:,.0f} cycles (predicted {predicted[0]:,.0f}), smallest "
-                  f"{cycles[1]:,.0f} ({predicted[1]:,.0f}): {cycles[1] / cycles[0]:.2f}x faster, at {ghz:.2f} GHz")
+                  f"{cycles[1]:,.0f} ({predicted[1]:,.0f}): {cycles[1] / cycles[0]:.2f}x the old order's speed, at {ghz:.2f} GHz")
 
 
 if __name__ == "__main__":

@@ -231,7 +231,8 @@ def _overlap(loop: Loop, parent: int, uarch: Uarch) -> float:
     1536, U about 6K): cycles per FMA within 10% of 4 / (1 + 448 / U) for K of 96 or more, where the 4-cycle
     chain alone decides, and 7-40% above it for K of 24-64, where the chain's bound and the ports' are close
     and the model takes the larger, as if they did not interfere. By this rule minilm's 32-trip attention
-    dot products run 3.3 chains at once there, its 128-trip P.V 1.6, a 1536-trip linear layer 1.05."""
+    dot products run 3.3 chains at once there, its 128-trip P.V 1.6, a 1536-trip linear layer 1.05. Only Zen 5
+    has measured it; an earlier Zen 3 host showed no overlap for 128- and 384-trip chains (README, Measured)."""
     if any(isinstance(it, Loop) for it in loop.body):
         return 1.0
     return 1.0 + uarch.reorder_buffer / max(parent, 1)

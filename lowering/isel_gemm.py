@@ -17,7 +17,7 @@ and the panel loop runs outermost, so each panel is reused from L2 by every row 
 pointer per operand, as hand-written micro-kernels do.
 
 Inside a panel, which operand waits in L1 for the other: where B's micro-panel (NR columns x K) fits in three
-quarters of the smallest L1, all of A fits in the smallest L2, and both are dense matrices, the column blocks
+quarters of the L1, all of A fits in the L2, and both are dense matrices, the column blocks
 run outside the row blocks, as BLIS runs its jr loop outside ir: the micro-panel stays in L1 while the row
 blocks of A stream past it from L2, and each k step reads MR vectors from L2 instead of NR. Measured on a
 Zen 3 (AVX2, the two orders called alternately): MiniLM's 128x384x384 and 128x1536x384 linear layers 13-16%
